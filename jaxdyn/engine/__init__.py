@@ -1,0 +1,24 @@
+"""The seed-ensemble engine: :func:`train` and what it takes and returns."""
+
+from jaxdyn.engine import losses, observables
+from jaxdyn.engine.core import (
+    EngineConfigError,
+    EnsembleResult,
+    EnsembleState,
+    Snapshot,
+    Task,
+    member_keys,
+    train,
+)
+
+__all__ = [
+    "EngineConfigError",
+    "EnsembleResult",
+    "EnsembleState",
+    "Snapshot",
+    "Task",
+    "losses",
+    "member_keys",
+    "observables",
+    "train",
+]
