@@ -1,0 +1,254 @@
+"""What every experiment shares: a validated configuration, a result, and a registry.
+
+An experiment is a :class:`Config` dataclass (paper defaults, a ``quick`` preset for tests) and
+a ``run(config) -> RunResult`` function that wires tasks, models, the engine, theory and
+analysis together. Fields declare their constraints with :func:`param`; :meth:`Config.validate`
+checks every field before anything compiles, and :meth:`Config.with_overrides` parses the CLI's
+``--set field=value`` strings by the field's declared type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value. The message names the field and what is allowed."""
+
+
+def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,  # noqa: A002
+          choices: Sequence[Any] | None = None, min_len: int = 1, max_len: int | None = None,
+          min_exclusive: bool = False):
+    """A configuration field with its documentation and constraints.
+
+    Args:
+        default: default value (tuples for sequence fields).
+        help: one line shown by ``jaxdyn run NAME --help-config``.
+        min, max: inclusive bounds for numbers, and for each element of a tuple field.
+        choices: allowed values.
+        min_len, max_len: length bounds for tuple fields.
+        min_exclusive: make ``min`` exclusive (for strictly positive quantities).
+    """
+    meta = dict(help=help, min=min, max=max, choices=None if choices is None else tuple(choices),
+                min_len=min_len, max_len=max_len, min_exclusive=min_exclusive)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _element_type(tp) -> type:
+    args = typing.get_args(tp)
+    return args[0] if args else float
+
+
+def _is_tuple_type(tp) -> bool:
+    return typing.get_origin(tp) is tuple or tp is tuple
+
+
+def _check_scalar(name: str, value: Any, tp: type, meta: Mapping[str, Any], where: str = "") -> Any:
+    """Type- and range-checks one scalar, returning it converted (int -> float where declared)."""
+    label = f"{name}{where}"
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{label}: expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{label}: expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{label}: expected a finite number, got {value!r}")
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label}: expected a string, got {value!r}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None:
+        if meta.get("min_exclusive") and not value > lo:
+            raise ConfigError(f"{label}: must be > {lo}, got {value!r}")
+        if not meta.get("min_exclusive") and not value >= lo:
+            raise ConfigError(f"{label}: must be >= {lo}, got {value!r}")
+    if hi is not None and not value <= hi:
+        raise ConfigError(f"{label}: must be <= {hi}, got {value!r}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{label}: must be one of {', '.join(map(str, choices))}; got {value!r}")
+    return value
+
+
+def _parse_scalar(name: str, text: str, tp: type) -> Any:
+    text = text.strip()
+    if tp is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {text!r}")
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {text!r}") from None
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {text!r}") from None
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of every experiment configuration. Subclasses declare fields with :func:`param`.
+
+    ``seeds`` and ``quick`` semantics are up to each experiment; ``check`` holds cross-field
+    rules (raise :class:`ConfigError` naming the field).
+    """
+
+    def __post_init__(self):
+        self.validate()
+
+    @classmethod
+    def quick(cls) -> "Config":
+        """A small preset that runs in seconds (tests, smoke runs). Default: the defaults."""
+        return cls()
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+    def validate(self) -> None:
+        """Checks every field's type and range, then :meth:`check`. Raises :class:`ConfigError`."""
+        types = self.field_types()
+        for f in dataclasses.fields(self):
+            value, tp, meta = getattr(self, f.name), types[f.name], f.metadata
+            if _is_tuple_type(tp):
+                if isinstance(value, list):
+                    value = tuple(value)
+                    object.__setattr__(self, f.name, value)
+                if not isinstance(value, tuple):
+                    raise ConfigError(f"{f.name}: expected a list of values, got {value!r}")
+                if len(value) < meta.get("min_len", 1) or (meta.get("max_len") and len(value) > meta["max_len"]):
+                    raise ConfigError(f"{f.name}: expected between {meta.get('min_len', 1)} and {meta.get('max_len') or 'any number of'} values, got {len(value)}")
+                elem = _element_type(tp)
+                checked = tuple(_check_scalar(f.name, v, elem, meta, f"[{i}]") for i, v in enumerate(value))
+                object.__setattr__(self, f.name, checked)
+            else:
+                object.__setattr__(self, f.name, _check_scalar(f.name, value, tp, meta))
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field rules; override in subclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "Config":
+        """A config from a mapping (e.g. a saved config.json); unknown keys are rejected."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in names:
+                raise ConfigError(f"{key}: unknown field; the fields are {', '.join(sorted(names))}")
+        return cls(**values)
+
+    def with_overrides(self, assignments: Sequence[str]) -> "Config":
+        """Applies ``field=value`` strings (the CLI's ``--set``), parsed by each field's type.
+
+        Tuple fields take comma-separated values (``deltas=5,10,20``).
+        """
+        types = self.field_types()
+        values: dict[str, Any] = {}
+        for item in assignments:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: expected field=value")
+            name, text = item.split("=", 1)
+            name = name.strip()
+            if name not in types:
+                raise ConfigError(f"{name}: unknown field; the fields are {', '.join(sorted(types))}")
+            tp = types[name]
+            if _is_tuple_type(tp):
+                parts = [p for p in text.split(",") if p.strip() != ""]
+                values[name] = tuple(_parse_scalar(f"{name}[{i}]", p, _element_type(tp)) for i, p in enumerate(parts))
+            else:
+                values[name] = _parse_scalar(name, text, tp)
+        return dataclasses.replace(self, **values)
+
+    @classmethod
+    def describe(cls) -> list[str]:
+        """One line per field: name, type, default, constraints, help."""
+        lines = []
+        types = cls.field_types()
+        for f in dataclasses.fields(cls):
+            m = f.metadata
+            bounds = []
+            if m.get("min") is not None:
+                bounds.append(f"{'>' if m.get('min_exclusive') else '>='} {m['min']}")
+            if m.get("max") is not None:
+                bounds.append(f"<= {m['max']}")
+            if m.get("choices"):
+                bounds.append("one of " + "/".join(map(str, m["choices"])))
+            tp = types[f.name]
+            tname = f"list of {_element_type(tp).__name__}" if _is_tuple_type(tp) else tp.__name__
+            lines.append(f"{f.name} ({tname}, default {f.default!r}{'; ' + ', '.join(bounds) if bounds else ''}): {m.get('help', '')}")
+        return lines
+
+
+class Claim(NamedTuple):
+    """A claim of a paper checked against a measured number.
+
+    Attributes:
+        claim: the statement, in words.
+        held: whether the measurement supports it.
+        value: the measured number.
+        threshold: the tolerance or bound it was compared with (None if not numeric).
+    """
+
+    claim: str
+    held: bool
+    value: float
+    threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"claim": self.claim, "held": bool(self.held), "value": float(self.value),
+                "threshold": None if self.threshold is None else float(self.threshold)}
+
+
+class RunResult(NamedTuple):
+    """What an experiment's ``run`` returns; :mod:`jaxdyn.store` writes it to a run directory.
+
+    Attributes:
+        dataset: xarray Dataset with named dims (``seed`` for the ensemble); the raw arrays and
+            the parameters needed to recompute every summary number.
+        summary: the headline numbers (JSON-serialisable), including ``claims``.
+        figures: ``{file stem: matplotlib Figure}``.
+    """
+
+    dataset: Any
+    summary: dict[str, Any]
+    figures: dict[str, Any]
+
+
+class Experiment(NamedTuple):
+    """A registered experiment.
+
+    Attributes:
+        name: the CLI name, e.g. ``saxe-reduction``.
+        work: which source work it reproduces.
+        description: one line for ``jaxdyn list``.
+        config: its :class:`Config` subclass.
+        run: ``run(config, progress=False) -> RunResult``.
+    """
+
+    name: str
+    work: str
+    description: str
+    config: type[Config]
+    run: Callable[..., RunResult]

@@ -1,0 +1,90 @@
+"""The figure style shared by every experiment.
+
+Theory is drawn as lines, simulation as markers (or mean and a band over seeds), in the
+Okabe-Ito colour-blind-safe palette; axes carry labels with units.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: runs happen on headless machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# Okabe & Ito (2008), safe for the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 3.5,
+}
+
+
+def color(i: int) -> str:
+    """The i-th palette colour (cycling)."""
+    return PALETTE[i % len(PALETTE)]
+
+
+def figure(nrows: int = 1, ncols: int = 1, *, width: float = 3.4, height: float = 2.8, **kw):
+    """A figure of ``nrows x ncols`` panels of the given size each, in the jaxdyn style."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
+    fig.set_layout_engine("constrained")
+    return fig, axes
+
+
+def theory_and_simulation(ax, t, theory, simulation, *, color: str, label: str | None = None, every: int | None = None):
+    """Plots one trajectory: theory as a line, simulation as markers on the same time grid.
+
+    Args:
+        ax: matplotlib Axes.
+        t: (T,) times.
+        theory: (T,) theory values.
+        simulation: (T,) or (S, T); with several rows, their mean as markers and the
+            min-max range as a band.
+        color: line and marker colour.
+        label: legend label for the pair.
+        every: plot every n-th simulation marker (default: about 25 markers).
+    """
+    t = np.asarray(t)
+    sim = np.asarray(simulation)
+    every = every or max(1, len(t) // 25)
+    with plt.rc_context(STYLE):
+        ax.plot(t, theory, color=color, label=None if label is None else f"{label} (theory)")
+        if sim.ndim == 2:
+            ax.fill_between(t, np.nanmin(sim, 0), np.nanmax(sim, 0), color=color, alpha=0.2, linewidth=0)
+            sim = np.nanmean(sim, 0)
+        ax.plot(t[::every], sim[::every], "o", color=color, markerfacecolor="none",
+                label=None if label is None else f"{label} (simulation)")
+
+
+def legend_theory_simulation(ax, labels: Sequence[str] = ("theory", "simulation")):
+    """Adds a neutral legend saying that lines are theory and markers are simulation."""
+    handles = [
+        matplotlib.lines.Line2D([], [], color="0.3", label=labels[0]),
+        matplotlib.lines.Line2D([], [], color="0.3", marker="o", linestyle="none", markerfacecolor="none", label=labels[1]),
+    ]
+    ax.legend(handles=handles, loc="best")
+
+
+def save(fig, path: str | Path) -> None:
+    """Saves ``fig`` as PNG (atomically) and closes it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    tmp.replace(path)
+    plt.close(fig)
