@@ -1,0 +1,113 @@
+"""Nakazato's random bit-string encoder (RBE) 1-D convolutional net.
+
+Input: bit strings ``(N, 16)`` of float 0/1 -> ``(N, 16, 1)``; ``num_layers``
+Conv1D layers (``features`` filters, kernel ``kernel_size``), each followed by
+ELU/ReLU and dropout; flatten; Dense to 1; sigmoid -> ``(N,)`` probabilities.
+
+Padding defaults to 'VALID' (Keras ``Conv1D``'s default; the paper used Keras
+and states no padding): with 16 bits and 3 layers of kernel 3 the lengths go
+16 -> 14 -> 12 -> 10, so the dense layer sees 10 * features inputs.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdyn.models.layers import (
+    PatchConv,
+    check_choice,
+    check_positive_int,
+    check_rate,
+)
+
+Array = jax.Array
+
+ACTIVATIONS = {"elu": nn.elu, "relu": nn.relu}
+CONV_IMPLS = ("patches", "flax")
+
+
+def make_conv(impl: str, features: int, kernel_size, padding: str, name: str) -> nn.Module:
+    """``PatchConv`` (impl='patches') or ``nn.Conv`` (impl='flax'); same params either way."""
+    if impl == "patches":
+        return PatchConv(features, kernel_size, padding=padding, name=name)
+    if impl == "flax":
+        return nn.Conv(features, kernel_size, padding=padding, name=name)
+    raise ValueError(f"conv must be one of {CONV_IMPLS}, got {impl!r}")
+
+
+class RBEConvNet(nn.Module):
+    """Random bit-string encoder net (Nakazato).
+
+    Attributes:
+      num_layers: number of conv layers (>= 1), named ``conv_0 .. conv_{n-1}``.
+      features: filters per conv layer.
+      kernel_size: 1-D kernel width.
+      activation: ``'elu'`` or ``'relu'``.
+      dropout_rate: dropout after each conv activation, active only when
+        ``train=True`` (needs ``rngs={'dropout': key}`` if rate > 0).
+      padding: ``'VALID'`` (default, Keras-like) or ``'SAME'``.
+      conv: ``'patches'`` (:class:`PatchConv`, fast under vmap) or ``'flax'``
+        (``nn.Conv``); identical parameter trees and outputs.
+      return_logits: if True ``__call__`` returns pre-sigmoid logits.
+
+    Params: ``conv_{i}`` {kernel (k, C_in, features), bias (features,)},
+    ``dense`` {kernel (L_out * features, 1), bias (1,)}.
+    """
+
+    num_layers: int = 3
+    features: int = 8
+    kernel_size: int = 3
+    activation: str = "elu"
+    dropout_rate: float = 0.0
+    padding: str = "VALID"
+    conv: str = "patches"
+    return_logits: bool = False
+
+    def __post_init__(self):
+        check_positive_int("num_layers", self.num_layers)
+        check_positive_int("features", self.features)
+        check_positive_int("kernel_size", self.kernel_size)
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_rate("dropout_rate", self.dropout_rate)
+        check_choice("padding", self.padding, ("SAME", "VALID"))
+        check_choice("conv", self.conv, CONV_IMPLS)
+        super().__post_init__()
+
+    @nn.compact
+    def _logits(self, x: Array, train: bool) -> Array:
+        if x.ndim == 2:
+            x = x[..., None]  # bits as a length-L, 1-channel sequence
+        if x.ndim != 3:
+            raise ValueError(f"x must have shape (N, L) or (N, L, C), got shape {x.shape}")
+        if self.padding == "VALID" and x.shape[1] - self.num_layers * (self.kernel_size - 1) < 1:
+            raise ValueError(
+                f"input length {x.shape[1]} too short for {self.num_layers} VALID conv layers "
+                f"of kernel_size {self.kernel_size}"
+            )
+        act = ACTIVATIONS[self.activation]
+        h = jnp.asarray(x, jnp.float32)
+        for i in range(self.num_layers):
+            h = make_conv(self.conv, self.features, (self.kernel_size,), self.padding, f"conv_{i}")(h)
+            h = act(h)
+            h = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{i}")(h)
+        h = h.reshape(h.shape[0], -1)  # (N, L_out * features), length-major like Keras Flatten
+        return nn.Dense(1, name="dense")(h)[:, 0]
+
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        """Forward pass.
+
+        Args:
+          x: ``(N, 16)`` bits (0/1, any numeric dtype), or ``(N, L, C)``.
+          train: enable dropout.
+
+        Returns:
+          ``(N,)`` probabilities in (0, 1) (logits if ``return_logits``).
+        """
+        z = self._logits(x, train)
+        return z if self.return_logits else jax.nn.sigmoid(z)
+
+    def logits(self, x: Array, train: bool = False) -> Array:
+        """Pre-sigmoid outputs ``(N,)``; use ``apply(..., method='logits')``."""
+        return self._logits(x, train)
