@@ -233,23 +233,23 @@ def _figures(config: SaxeReductionConfig, ds: xr.Dataset) -> dict:
         axes[1, 0].plot([], [], color=plots.color(k), label=f"beta0 = {b0:g}")
     axes[1, 0].legend(loc="best")
 
-    fig2, ax = plots.figure(1, 2, width=3.6, height=2.8)
+    fig2, ax = plots.figure(1, 2, width=3.8, height=3.0)
     dev = np.maximum(np.abs(ds["alpha_sim"] - ds["alpha_theory"]), np.abs(ds["beta_sim"] - ds["beta_theory"])).values
     for m in range(dev.shape[0]):
         ax[0, 0].plot(time, dev[m], color=plots.color(deltas.index(float(ds["delta_deg"].values[m]))), alpha=0.8)
     ax[0, 0].axhline(config.tolerance, color="0.4", linestyle="--", linewidth=1)
     ax[0, 0].set_yscale("log")
     ax[0, 0].set_xlabel("time (units of tau)")
-    ax[0, 0].set_ylabel("max(|alpha_sim - alpha_th|, |beta_sim - beta_th|)")
-    ax[0, 0].set_title(f"distance to theory (lr = {config.lr:g}; dashed: tolerance)")
+    ax[0, 0].set_ylabel("|simulation - theory| (max over alpha, beta)")
+    ax[0, 0].set_title(f"distance to theory, lr = {config.lr:g}\n(dashed: tolerance)")
     margin = ds["beta_sim"].values - np.sqrt(2) * ds["alpha_sim"].values
     for m in range(margin.shape[0]):
         ax[0, 1].plot(time, margin[m], color=plots.color(deltas.index(float(ds["delta_deg"].values[m]))), alpha=0.8)
     ax[0, 1].axhline(0.0, color="0.4", linestyle="--", linewidth=1)
     ax[0, 1].set_xlabel("time (units of tau)")
     ax[0, 1].set_ylabel("beta - sqrt(2) alpha (simulation)")
-    ax[0, 1].set_title("decision layer changes more: stays > 0")
+    ax[0, 1].set_title("decision layer changes more\n(claim: stays above 0)")
     for k, delta in enumerate(deltas):
-        ax[0, 1].plot([], [], color=plots.color(k), label=f"delta = {delta:g} deg")
-    ax[0, 1].legend(loc="best")
+        ax[0, 1].plot([], [], color=plots.color(k), label=f"{delta:g} deg")
+    ax[0, 1].legend(loc="lower right", ncol=2, title="orientation difference")
     return {"alpha_beta": fig, "deviation": fig2}
