@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from jaxdyn.experiments import saxe_reduction
+import importlib
+import pkgutil
+
 from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
 
-REGISTRY: dict[str, Experiment] = {
-    e.name: e
-    for e in [
-        Experiment(
-            name="saxe-reduction",
-            work="Saxe",
-            description="three-layer linear net by gradient descent vs the alpha/beta ODE; conserved (1+2a)^2/2 - b^2; beta > sqrt(2) alpha",
-            config=saxe_reduction.SaxeReductionConfig,
-            run=saxe_reduction.run,
-        ),
-    ]
-}
+
+def _discover() -> dict[str, Experiment]:
+    """Collects ``EXPERIMENTS`` (a list of :class:`Experiment`) from every module of this package.
+
+    A new experiment is a new module here; nothing else needs editing to register it.
+    """
+    found: dict[str, Experiment] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name == "base":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for experiment in getattr(module, "EXPERIMENTS", ()):
+            if experiment.name in found:
+                raise RuntimeError(f"experiment {experiment.name!r} registered twice ({info.name})")
+            found[experiment.name] = experiment
+    return found
+
+
+REGISTRY: dict[str, Experiment] = _discover()
 
 
 def get(name: str) -> Experiment:

@@ -19,7 +19,7 @@ import xarray as xr
 
 from jaxdyn import plots
 from jaxdyn.engine import Task, losses, train
-from jaxdyn.experiments.base import Claim, Config, ConfigError, RunResult, param
+from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
 from jaxdyn.models.deep_linear import DeepLinear, params_from_matrices
 from jaxdyn.tasks import full_batch
 from jaxdyn.tasks.perceptual import discrimination_task
@@ -253,3 +253,14 @@ def _figures(config: SaxeReductionConfig, ds: xr.Dataset) -> dict:
         ax[0, 1].plot([], [], color=plots.color(k), label=f"{delta:g} deg")
     ax[0, 1].legend(loc="lower right", ncol=2, title="orientation difference")
     return {"alpha_beta": fig, "deviation": fig2}
+
+
+EXPERIMENTS = [
+    Experiment(
+        name="saxe-reduction",
+        work="Saxe",
+        description="three-layer linear net by gradient descent vs the alpha/beta ODE; conserved (1+2a)^2/2 - b^2; beta > sqrt(2) alpha",
+        config=SaxeReductionConfig,
+        run=run,
+    )
+]

@@ -1,0 +1,1 @@
+"""Analyses of recorded training: fits, PCA, spectra, kernels, information. Import the submodules directly."""
