@@ -1,0 +1,75 @@
+"""Binned mutual information against exact answers."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from jaxdyn.analysis import information as inf
+
+
+def _bsc_capacity(sigma):
+    # X uniform on {0, 1}, T = X + N(0, sigma^2) binned at 1/2: a binary symmetric channel.
+    p = scipy.stats.norm.sf(0.5 / sigma)
+    return 1.0 + p * np.log2(p) + (1 - p) * np.log2(1 - p)
+
+
+def test_entropy_and_discrete_information():
+    x = np.repeat(np.arange(8), 5)
+    assert inf.entropy(x) == pytest.approx(3.0)
+    assert inf.discrete_mutual_information(x, x) == pytest.approx(3.0)
+    assert inf.discrete_mutual_information(x, x % 4) == pytest.approx(2.0)
+    assert inf.discrete_mutual_information(x, np.zeros_like(x)) == pytest.approx(0.0)
+    # Independent: every (a, b) pair equally often.
+    a, b = np.meshgrid(np.arange(4), np.arange(3))
+    assert inf.discrete_mutual_information(a.ravel(), b.ravel()) == pytest.approx(0.0, abs=1e-12)
+    # Weights: a type with weight 0 does not count.
+    assert inf.entropy(np.arange(3), weights=np.array([0.5, 0.5, 0.0])) == pytest.approx(1.0)
+
+
+def test_noise_free_binning_counts_distinct_patterns():
+    x = np.arange(8)
+    y = x // 4
+    t = np.stack([x % 4, np.zeros(8)], 1).astype(float)  # 4 distinct rows, independent of y
+    assert inf.binned_mutual_information(t, x, num_bins=4) == pytest.approx(2.0)
+    assert inf.binned_mutual_information(t, y, num_bins=4) == pytest.approx(0.0)
+    # Values closer than a bin width merge: 30 bins over [0, 1], 0.001 apart.
+    t2 = np.array([[0.0], [0.001], [1.0], [1.0]])
+    assert inf.binned_mutual_information(t2, np.arange(4), num_bins=30) == pytest.approx(1.0)
+    r = inf.noisy_binned_information(np.eye(8), variables={"y": y}, noise_std=0.0)
+    assert r.info["x"] == pytest.approx(3.0) and r.info["y"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("sigma", [0.25, 0.6])
+def test_noisy_information_matches_the_binary_symmetric_channel(sigma):
+    exact = _bsc_capacity(sigma)
+    r = inf.noisy_binned_information(np.array([[0.0], [1.0]]), num_bins=2, noise_std=sigma, num_samples=20000, rng=1)
+    assert abs(r.info["x"] - exact) < 4 * r.stderr["x"] + 1e-3, (r.info, exact)
+    # The plug-in estimator on samples agrees too (its bias is ~ cells / N, tiny here).
+    x = np.random.default_rng(0).integers(0, 2, 200_000)
+    plug = inf.binned_mutual_information(x[:, None].astype(float), x, num_bins=2, noise_std=sigma, rng=2)
+    assert abs(plug - exact) < 0.01, (plug, exact)
+
+
+def test_noise_hides_small_signals_and_independent_units_add():
+    tiny = inf.noisy_binned_information(1e-4 * np.eye(8), noise_std=0.1, num_samples=256)
+    assert tiny.info["x"] < 0.01
+    # Two independent BSC units carrying two independent bits: I = 2 * capacity.
+    sig = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+    r = inf.noisy_binned_information(sig, variables={"first": np.array([0, 0, 1, 1])}, num_bins=2, noise_std=0.4,
+                                     num_samples=20000, rng=3)
+    cap = _bsc_capacity(0.4)
+    assert abs(r.info["x"] - 2 * cap) < 4 * r.stderr["x"] + 2e-3
+    assert abs(r.info["first"] - cap) < 4 * r.stderr["first"] + 2e-3
+
+
+def test_information_plane_and_errors():
+    t = np.stack([np.zeros((8, 1)), np.arange(8.0)[:, None]])
+    ix, iy = inf.information_plane(t, np.arange(8), np.arange(8) % 2, num_bins=8)
+    np.testing.assert_allclose(ix, [0.0, 3.0])
+    np.testing.assert_allclose(iy, [0.0, 1.0])
+    with pytest.raises(ValueError, match="num_bins"):
+        inf.bin_edges(np.zeros(3), 0)
+    with pytest.raises(ValueError, match="signal: expected shape"):
+        inf.noisy_binned_information(np.zeros(3))
+    with pytest.raises(ValueError, match="noise_std"):
+        inf.noisy_binned_information(np.zeros((2, 1)), noise_std=-1.0)
