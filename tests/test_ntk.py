@@ -1,0 +1,141 @@
+"""Empirical NTK and the one-step training response, for every model of the package.
+
+Each model gets one jitted float64 computation (few compilations): the implicit (vjp/jvp) NTK,
+the Jacobian-contraction reference, and the measured response at two learning rates beside the
+NTK's first-order prediction -lr Theta(x, x_o) dL/df(x_o).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn import ntk as N
+from jaxdyn.engine import losses
+from jaxdyn.models import DeepLinear, DenseSampleVGG, RBEConvNet
+from jaxdyn.tasks import rbe
+
+LR_BIG, LR_SMALL = 1e-5, 2.5e-6  # small enough that no ReLU unit crosses its kink
+
+
+def _case(name):
+    key = jax.random.key(1)
+    kx, kp = jax.random.split(key)
+    if name == "deep_linear":
+        model = DeepLinear((4, 6, 3), init_scheme="orthogonal", scale=1.0)
+        x = jax.random.normal(kx, (5, 4))
+        return model, x, losses.half_squared_error_sum, jnp.array([[1.0, -1.0, 0.5]])
+    if name == "rbe_conv":
+        model = RBEConvNet()  # the paper's standard setting
+        return model, rbe.random_bits(kx, 5), losses.mean_squared_error, jnp.array([1.0])
+    if name == "rbe_conv_relu_bce":
+        model = RBEConvNet(num_layers=2, features=4, activation="relu")
+        return model, rbe.random_bits(kx, 5), losses.binary_cross_entropy, jnp.array([0.0])
+    if name == "vgg":
+        model = DenseSampleVGG(num_classes=3, num_conv=2, conv_features=3, hidden=(16,), pool_size=4, dropout_rate=0.0)
+        return model, jax.random.uniform(kx, (5, 8, 8, 3)), losses.softmax_cross_entropy, jnp.array([2])
+    if name == "rbe_conv2d":
+        from jaxdyn.experiments.rbe_images import RBEConvNet2D
+
+        return RBEConvNet2D(num_layers=2, features=4), jax.random.uniform(kx, (5, 6, 6)), losses.mean_squared_error, jnp.array([1.0])
+    raise KeyError(name)
+
+
+MODELS = ["deep_linear", "rbe_conv", "rbe_conv_relu_bce", "vgg", "rbe_conv2d"]
+# The Jacobian-contraction reference compiles slowly; it checks one multi-output and one conv
+# model. Every model's NTK is checked independently by the first-order response test.
+JACOBIAN_REFERENCE = ("deep_linear", "rbe_conv")
+
+
+def _perturbed(params, seed, scale=0.05):
+    # A generic point of parameter space: zero biases put ReLU units of all-zero bit patches
+    # exactly on their kink, where the response is not differentiable.
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a, np.float64) + scale * rng.standard_normal(a.shape)), params)
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def computed(request):
+    model, x, loss, y_o = _case(request.param)
+    with jax.enable_x64(True):
+        params = _perturbed(jax.jit(model.init)(jax.random.key(2), x)["params"], 5)
+        x = x.astype(jnp.float64)
+        f = N.apply_fn(model)
+        batch = {"x": x[:1], "y": y_o}
+        lrs = jnp.array([LR_BIG, LR_SMALL])
+
+        @jax.jit
+        def run(params):
+            out = {
+                "implicit": N.ntk(f, params, x, batch_size=2),  # 5 rows in chunks of 2: a remainder
+                "out": f(params, x),
+                "dl_df": N.loss_gradient(f, params, loss, batch),
+                "delta": jax.vmap(lambda lr: N.training_response(f, params, loss, batch, x, lr))(lrs),
+            }
+            if request.param in JACOBIAN_REFERENCE:
+                out["jacobian"] = N.ntk(f, params, x, x[:3], method="jacobian")
+            if loss is losses.mean_squared_error:
+                out["normalised"] = N.normalised_response(f, params, loss, batch, x, LR_SMALL)
+            return out
+
+        out = jax.tree_util.tree_map(np.asarray, run(params))
+    return request.param, params, out
+
+
+def test_implicit_ntk_equals_jacobian_contraction(computed):
+    name, _, out = computed
+    single = out["out"].ndim == 1
+    assert out["implicit"].shape == ((5, 5) if single else (5, 5, 3, 3))
+    if name in JACOBIAN_REFERENCE:
+        ref = out["jacobian"]
+        np.testing.assert_allclose(out["implicit"][:, :3], ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+    # On one batch the NTK is a Gram matrix: symmetric and positive semi-definite.
+    g = out["implicit"] if single else out["implicit"].transpose(0, 2, 1, 3).reshape(15, 15)
+    np.testing.assert_allclose(g, g.T, rtol=1e-10, atol=1e-12 * np.abs(g).max())
+    assert np.linalg.eigvalsh(g).min() > -1e-9 * np.abs(g).max()
+
+
+def test_response_is_ntk_to_first_order_in_lr(computed):
+    # Delta - (-lr Theta(x, x_o) dL/df(x_o)) is O(lr^2): the relative error falls 4x with lr.
+    name, _, out = computed
+    theta = out["implicit"][:, 0]  # Theta(x, x_o): (5,) or (5, K, K)
+    g = out["dl_df"][0]
+    errs = []
+    for i, lr in enumerate((LR_BIG, LR_SMALL)):
+        lin = -lr * (theta * g if theta.ndim == 1 else np.einsum("nak,k->na", theta, g))
+        d = out["delta"][i]
+        assert d.shape == out["out"].shape
+        errs.append(np.linalg.norm(d - lin) / np.linalg.norm(lin))
+    ratio = errs[0] / errs[1]
+    assert 3.0 < ratio < 5.0, (name, errs)
+    assert errs[0] < 1e-3, (name, errs)
+
+
+def test_deep_linear_ntk_closed_form():
+    # f = W2 W1 x: Theta(x, x')_ab = delta_ab (W1 x).(W1 x') + (W2 W2^T)_ab x.x'.
+    model = DeepLinear((3, 5, 2), init_scheme="orthogonal", scale=1.0)
+    x = jax.random.normal(jax.random.key(0), (4, 3))
+    params = jax.jit(model.init)(jax.random.key(1), x)["params"]
+    w1 = np.asarray(params["layer_0"]["kernel"]).T  # (5, 3)
+    w2 = np.asarray(params["layer_1"]["kernel"]).T  # (2, 5)
+    xn = np.asarray(x)
+    h = xn @ w1.T
+    expected = np.einsum("ij,ab->ijab", h @ h.T, np.eye(2)) + np.einsum("ij,ab->ijab", xn @ xn.T, w2 @ w2.T)
+    got = np.asarray(jax.jit(lambda p: N.ntk(N.apply_fn(model), p, x))(params))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_normalised_response_is_twice_lr_theta_for_mse(computed):
+    # Mean squared error: dL/df = 2 (f - y), so Delta / (y_o - f(x_o)) -> 2 lr Theta(x_o, x).
+    name, params, out = computed
+    if "normalised" not in out:
+        pytest.skip("normalised response: one output trained with the mean squared error only")
+    np.testing.assert_allclose(out["normalised"], 2 * LR_SMALL * out["implicit"][0], rtol=1e-4)
+    with pytest.raises(ValueError, match="one training point"):
+        model, x, loss, _ = _case(name)
+        N.normalised_response(N.apply_fn(model), params, loss, {"x": x[:2], "y": jnp.zeros(2)}, x, 0.1)
+
+
+def test_bad_method_is_rejected():
+    with pytest.raises(ValueError, match="method"):
+        N.ntk(lambda p, x: x, {}, jnp.zeros((1, 2)), method="exact")
