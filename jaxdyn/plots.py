@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only: runs happen on headless machines
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.lines
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -40,10 +40,18 @@ def color(i: int) -> str:
 
 
 def figure(nrows: int = 1, ncols: int = 1, *, width: float = 3.4, height: float = 2.8, **kw):
-    """A figure of ``nrows x ncols`` panels of the given size each, in the jaxdyn style."""
+    """A figure of ``nrows x ncols`` panels of the given size each, in the jaxdyn style.
+
+    The figure is a plain ``matplotlib.figure.Figure``, outside pyplot's global state: it needs
+    no display (runs happen on headless machines), leaves the caller's backend alone (a notebook
+    keeps its inline backend and shows the figure when it is returned), and is freed when dropped.
+
+    Returns:
+        (figure, axes array of shape (nrows, ncols)).
+    """
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
-    fig.set_layout_engine("constrained")
+        fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
 
@@ -82,9 +90,9 @@ def legend_theory_simulation(ax, labels: Sequence[str] = ("theory", "simulation"
 
 
 def save(fig, path: str | Path) -> None:
-    """Saves ``fig`` as PNG (atomically) and closes it."""
+    """Saves ``fig`` as PNG (atomically)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with plt.rc_context(STYLE):
+        fig.savefig(tmp)
     tmp.replace(path)
-    plt.close(fig)

@@ -55,7 +55,8 @@ def test_bad_configuration_is_one_line_exit_2(args, field, capsys, tmp_path):
 
 def test_unknown_experiment(capsys):
     assert cli.main(["run", "no-such-experiment"]) == 2
-    assert "available: saxe-reduction" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no-such-experiment" in err and "available:" in err and "saxe-reduction" in err
 
 
 def test_console_script_exit_code():
