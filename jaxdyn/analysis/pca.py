@@ -1,0 +1,194 @@
+"""PCA of a hidden layer over training: the PCA timeline, 2-D projections, and when each class separates.
+
+Hanson et al. (2023) run a PCA of the last hidden layer (1024 units) over all classes and
+exemplars at every epoch: the variance of the leading components over epochs (their "PCA
+timeline", Figures 13 and 16) spikes at the phase transition, and the 2-D projections show one
+identity separating first (epoch 22) and the others by epochs 26-30 (Figures 9, 10, 14).
+
+Definitions used here:
+
+* PCA at epoch t: the eigen-decomposition of the covariance of the (N, D) activations H_t
+  (rows centred), computed by SVD: variance_j = s_j^2 / (N - 1). The timeline is
+  variance_j(t) for the leading j, and explained_j(t) = variance_j / total variance.
+* Projections: each epoch's scores on its own first PCs; the sign of each PC is chosen to agree
+  with the previous epoch (correlation of scores > 0) so the scatter does not flip.
+* Separation of identity k at epoch t: the mean silhouette of k's points,
+
+      s_i = (b_i - a_i) / max(a_i, b_i),
+
+  a_i the mean Euclidean distance from point i to the other points of its identity, b_i the
+  smallest mean distance to the points of another identity, computed in the space of the first
+  ``dims`` PCs of epoch t (``dims=None``: all D units). s ranges over [-1, 1]: near 0 when k
+  overlaps another identity, near 1 when k is a tight cluster far from every other. Identity k
+  *separates* at the first epoch from which its silhouette stays >= ``threshold`` for
+  ``persist`` consecutive records (default 0.5 and 3).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class PCA(NamedTuple):
+    """PCA of one (N, D) matrix.
+
+    Attributes:
+        variance: (r,) variance along each PC, descending (r = min(N - 1, D)).
+        explained: (r,) variance / total variance.
+        components: (r, D) unit PC directions.
+        scores: (N, r) centred data projected on the PCs.
+        mean: (D,) column means.
+        total: total variance (trace of the covariance).
+    """
+
+    variance: np.ndarray
+    explained: np.ndarray
+    components: np.ndarray
+    scores: np.ndarray
+    mean: np.ndarray
+    total: float
+
+
+def pca(x: np.ndarray) -> PCA:
+    """PCA of ``x`` (N, D) by SVD of the centred rows; variances use N - 1."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"x: expected (N, D) with N >= 2, got shape {x.shape}")
+    mean = x.mean(0)
+    xc = x - mean
+    u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    r = min(x.shape[0] - 1, x.shape[1])
+    var = s[:r] ** 2 / (x.shape[0] - 1)
+    total = float(np.sum(xc**2) / (x.shape[0] - 1))
+    explained = var / total if total > 0 else np.zeros_like(var)
+    return PCA(variance=var, explained=explained, components=vt[:r], scores=u[:, :r] * s[:r], mean=mean, total=total)
+
+
+class PCATimeline(NamedTuple):
+    """PCA at every recorded epoch.
+
+    Attributes:
+        variance: (T, C) variance of the leading C PCs at each epoch.
+        explained: (T, C) fraction of the total variance.
+        total: (T,) total variance.
+        projections: (T, N, dims) scores on the first ``dims`` PCs, signs aligned over time.
+    """
+
+    variance: np.ndarray
+    explained: np.ndarray
+    total: np.ndarray
+    projections: np.ndarray
+
+
+def pca_timeline(features: np.ndarray, num_components: int = 10, dims: int = 2) -> PCATimeline:
+    """PCA of the activations at each epoch.
+
+    Args:
+        features: (T, N, D) activations of N probe examples at T epochs.
+        num_components: C leading PCs kept in the timeline (padded with 0 if fewer exist).
+        dims: number of PCs in ``projections``.
+
+    Returns:
+        :class:`PCATimeline`.
+    """
+    features = np.asarray(features)
+    if features.ndim != 3:
+        raise ValueError(f"features: expected (T, N, D), got shape {features.shape}")
+    t_len, n, _ = features.shape
+    var = np.zeros((t_len, num_components))
+    exp = np.zeros((t_len, num_components))
+    total = np.zeros(t_len)
+    proj = np.zeros((t_len, n, dims))
+    prev = None
+    for t in range(t_len):
+        p = pca(features[t])
+        c = min(num_components, p.variance.size)
+        var[t, :c], exp[t, :c], total[t] = p.variance[:c], p.explained[:c], p.total
+        d = min(dims, p.scores.shape[1])
+        sc = p.scores[:, :d].copy()
+        if prev is not None:
+            for j in range(d):
+                if np.dot(sc[:, j], prev[:, j]) < 0:
+                    sc[:, j] = -sc[:, j]
+        proj[t, :, :d] = sc
+        prev = proj[t]
+    return PCATimeline(variance=var, explained=exp, total=total, projections=proj)
+
+
+def silhouette_per_class(x: np.ndarray, labels: np.ndarray, num_classes: int | None = None) -> np.ndarray:
+    """Mean silhouette of each class's points (Euclidean distances).
+
+    Args:
+        x: (N, d) points.
+        labels: (N,) ints in 0..K-1; each class needs >= 2 points and there must be >= 2 classes.
+
+    Returns:
+        (K,) mean over each class's points of s_i = (b_i - a_i) / max(a_i, b_i); 0 for points
+        whose a_i = b_i = 0 (all coincide).
+    """
+    x = np.asarray(x, np.float64)
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    counts = np.bincount(labels, minlength=k)
+    if (counts < 2).any() or k < 2:
+        raise ValueError(f"labels: every class needs >= 2 points and >= 2 classes, got counts {counts.tolist()}")
+    sq = np.sum(x**2, 1)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
+    onehot = np.eye(k)[labels]  # (N, K)
+    sums = dist @ onehot  # (N, K): summed distance to each class
+    own = labels
+    a = sums[np.arange(len(x)), own] / (counts[own] - 1)
+    mean_other = sums / counts[None, :]
+    mean_other[np.arange(len(x)), own] = np.inf
+    b = mean_other.min(1)
+    denom = np.maximum(a, b)
+    s = np.where(denom > 0, (b - a) / np.where(denom > 0, denom, 1.0), 0.0)
+    return np.bincount(labels, weights=s, minlength=k) / counts
+
+
+def separation_scores(features: np.ndarray, labels: np.ndarray, dims: int | None = 2) -> np.ndarray:
+    """Per-class silhouette at each epoch, in the first ``dims`` PCs of that epoch.
+
+    Args:
+        features: (T, N, D) activations.
+        labels: (N,) class of each probe example.
+        dims: PCs to keep (None: the full D-dimensional space).
+
+    Returns:
+        (T, K) silhouettes.
+    """
+    features = np.asarray(features, np.float64)
+    out = []
+    for h in features:
+        x = h if dims is None else pca(h).scores[:, :dims]
+        out.append(silhouette_per_class(x, labels))
+    return np.stack(out)
+
+
+def first_separation(scores: np.ndarray, times: np.ndarray, threshold: float = 0.5, persist: int = 3) -> np.ndarray:
+    """The time each class first separates: ``scores`` >= threshold for ``persist`` records in a row.
+
+    Args:
+        scores: (T, K) separation scores (e.g. :func:`separation_scores`).
+        times: (T,) the record times (epochs).
+        threshold: the separation level.
+        persist: consecutive records required (a run cut by the end of training counts if it
+            reaches the last record).
+
+    Returns:
+        (K,) float times; NaN for a class that never separates.
+    """
+    scores = np.asarray(scores)
+    times = np.asarray(times, np.float64)
+    above = scores >= threshold
+    t_len, k = above.shape
+    out = np.full(k, np.nan)
+    for c in range(k):
+        for t in range(t_len):
+            window = above[t:t + persist, c]
+            if window.all():
+                out[c] = times[t]
+                break
+    return out
