@@ -1,0 +1,480 @@
+"""saxe-depth: which layer of a deep linear chain changes most, and first (reverse hierarchy).
+
+Source: Saxe, "A deep learning theory of perceptual learning dynamics" (deeper networks: reverse
+hierarchy of learning). A chain y = W_D ... W_1 x (D = 3 to 8 weight layers, width n) learns
+one input-output mode: a stimulus x = v xhat mapped to c yhat. Mode-aligned members start at
+W_l = b_l(0) r_l r_{l-1}^T with three profiles of initial gains:
+
+- ``poor_top``: poorly tuned higher layers, b_D(0) < ... < b_1(0) (the poster's case);
+- ``poor_bottom``: the reverse order;
+- ``balanced``: every b_l(0) equal (their geometric mean).
+
+The poster's claim: with poorly tuned higher layers, Delta_D(t) > ... > Delta_1(t) for all
+t > 0. Theory: the scalar chain tau db_l/dt = (c - v prod b) v prod_{k != l} b_k
+(``jaxdyn.theory.saxe.chain_vector_field``), integrated with diffrax. Simulation: every member
+trained by the shared engine with full-batch gradient descent; the per-layer gain b_l(t) is read
+from the weights along the forward path, and the per-layer change is ||W_l(t) - W_l(0)||_F.
+
+Members from small random (not mode-aligned) initialisation test how far the reduced theory
+still holds: their theory is the same chain ODE started at the gains measured along the initial
+forward path (r_0 = xhat, b_l = |W_l r_{l-1}|, r_l = W_l r_{l-1} / b_l, b_D = yhat . W_D r_{D-1}),
+which makes prod_l b_l(0) the initial output exactly but ignores the misalignment of the
+layers' backward directions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import xarray as xr
+
+from jaxdyn import plots
+from jaxdyn.engine import Task, losses, train
+from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
+from jaxdyn.models.deep_linear import DeepLinear, params_from_matrices
+from jaxdyn.tasks import full_batch
+from jaxdyn.theory import saxe
+
+PROFILES = ("poor_top", "poor_bottom", "balanced")
+RANDOM = "small_random"
+
+
+@dataclasses.dataclass(frozen=True)
+class SaxeDepthConfig(Config):
+    """Configuration of saxe-depth. Members: depths x (profiles x seeds + random_seeds)."""
+
+    depths: tuple[int, ...] = param((3, 5, 8), "numbers of weight layers D", min=2, max=16, max_len=8)
+    width: int = param(8, "width n of every layer (input, hidden, output)", min=2, max=1024)
+    seeds: int = param(2, "mode-aligned members per (depth, profile); each draws its own hidden directions", min=1, max=256)
+    gain_high: float = param(1.0, "largest initial gain b_l(0) of the ordered profiles", min=0.0, max=10.0, min_exclusive=True)
+    gain_low: float = param(0.2, "smallest initial gain b_l(0) of the ordered profiles", min=0.0, max=10.0, min_exclusive=True)
+    random_seeds: int = param(4, "small-random-initialisation members per depth (0 for none)", min=0, max=256)
+    random_scale: float = param(0.6, "small random init: entries N(0, scale^2 / n), a per-layer gain of about scale", min=0.0, max=10.0, min_exclusive=True)
+    c: float = param(1.0, "target size: x = v xhat maps to c yhat", min=0.0, max=1e3, min_exclusive=True)
+    v: float = param(1.5, "input strength |x|", min=0.0, max=1e3, min_exclusive=True)
+    lr: float = param(0.01, "gradient-descent learning rate (tau = 1/lr)", min=0.0, max=1.0, min_exclusive=True)
+    duration: float = param(10.0, "training time in units of tau", min=0.0, max=1e4, min_exclusive=True)
+    record_every: int = param(5, "steps between records", min=1, max=1_000_000)
+    rtol: float = param(1e-7, "relative tolerance of the ODE solver", min=0.0, max=1e-2, min_exclusive=True)
+    tolerance: float = param(2e-2, "largest |simulation - theory| of the gains counted as agreement (aligned members)", min=0.0, max=1.0, min_exclusive=True)
+    random_tolerance: float = param(0.1, "largest relative distance counted as agreement for random-init members", min=0.0, max=10.0, min_exclusive=True)
+
+    @classmethod
+    def quick(cls) -> "SaxeDepthConfig":
+        return cls(depths=(3, 5), seeds=1, random_seeds=2, lr=0.02, duration=12.0, record_every=5)
+
+    @property
+    def num_steps(self) -> int:
+        return self.record_every * max(1, round(self.duration / (self.lr * self.record_every)))
+
+    def check(self) -> None:
+        if not self.gain_low < self.gain_high:
+            raise ConfigError(f"gain_low: must be below gain_high ({self.gain_high}) so the profiles are ordered, got {self.gain_low}")
+        if len(set(self.depths)) != len(self.depths):
+            raise ConfigError(f"depths: values must be distinct, got {self.depths}")
+        if self.duration / self.lr > 2_000_000:
+            raise ConfigError(f"duration: {self.duration} / lr {self.lr} asks for over 2,000,000 steps; raise lr or shorten duration")
+
+
+def profile_gains(profile: str, depth: int, gain_high: float, gain_low: float) -> np.ndarray:
+    """(D,) initial gains b_1(0), ..., b_D(0) of a profile (layer 1 = input layer)."""
+    ordered = np.linspace(gain_high, gain_low, depth)
+    if profile == "poor_top":
+        return ordered
+    if profile == "poor_bottom":
+        return ordered[::-1].copy()
+    if profile == "balanced":
+        return np.full(depth, np.exp(np.mean(np.log(ordered))))
+    raise ValueError(f"profile: must be one of {PROFILES}, got {profile!r}")
+
+
+def _unit(rng, n):
+    x = rng.standard_normal(n)
+    return x / np.linalg.norm(x)
+
+
+def _members(config: SaxeDepthConfig, depth: int, index: int):
+    """Initial weights and data of every member of one depth, seed axis first.
+
+    Returns (profiles (member,), weights [W_l (member, n, n)], data dict).
+    """
+    n = config.width
+    profiles, mats, xhats, yhats = [], [], [], []
+    member = 0
+    for profile in PROFILES:
+        for _ in range(config.seeds):
+            rng = np.random.default_rng([index, depth, member])
+            dirs = [_unit(rng, n) for _ in range(depth + 1)]  # r_0 = xhat, ..., r_D = yhat
+            gains = profile_gains(profile, depth, config.gain_high, config.gain_low)
+            mats.append([gains[l] * np.outer(dirs[l + 1], dirs[l]) for l in range(depth)])
+            xhats.append(dirs[0])
+            yhats.append(dirs[-1])
+            profiles.append(profile)
+            member += 1
+    for _ in range(config.random_seeds):
+        rng = np.random.default_rng([index, depth, member])
+        mats.append([rng.standard_normal((n, n)) * config.random_scale / np.sqrt(n) for _ in range(depth)])
+        xhats.append(_unit(rng, n))
+        yhats.append(_unit(rng, n))
+        profiles.append(RANDOM)
+        member += 1
+    weights = [np.stack([m[l] for m in mats]).astype(np.float32) for l in range(depth)]
+    xhat, yhat = np.stack(xhats), np.stack(yhats)
+    data = {
+        "x": (config.v * xhat)[:, None, :].astype(np.float32),
+        "y": (config.c * yhat)[:, None, :].astype(np.float32),
+        "xhat": xhat.astype(np.float32),
+        "yhat": yhat.astype(np.float32),
+        "w0": [w.copy() for w in weights],
+    }
+    return np.array(profiles), weights, data
+
+
+def chain_observable(snap):
+    """Observable (3, D): per layer, the gain along the forward path, ||W_l - W_l(0)||_F, and the
+    drift of the layer-wise conserved matrix ||C_l(t) - C_l(0)||_F (0 for the top layer).
+
+    Gains: r_0 = xhat; b_l = |W_l r_{l-1}|, r_l = W_l r_{l-1} / b_l for l < D; b_D = yhat . W_D r_{D-1}.
+    For mode-aligned weights W_l = b_l r_l r_{l-1}^T (b_l > 0) these are the chain's gains, and
+    prod_l b_l = yhat . W_tot xhat for any weights. C_l = W_{l+1}^T W_{l+1} - W_l W_l^T is
+    conserved by gradient flow from any initialisation (its trace along the aligned family is
+    b_{l+1}^2 - b_l^2, the chain's conserved quantity).
+    """
+    names = sorted(snap.params, key=lambda k: int(k.split("_")[1]))
+    mats = [snap.params[name]["kernel"].T for name in names]
+    w0 = snap.data["w0"]
+    r = snap.data["xhat"]
+    gains, changes, drifts = [], [], []
+    for l, w in enumerate(mats):
+        h = w @ r
+        if l < len(mats) - 1:
+            g = jnp.linalg.norm(h)
+            r = h / g
+            conserved = mats[l + 1].T @ mats[l + 1] - w @ w.T
+            conserved0 = w0[l + 1].T @ w0[l + 1] - w0[l] @ w0[l].T
+            drifts.append(jnp.linalg.norm(conserved - conserved0))
+        else:
+            g = snap.data["yhat"] @ h
+            drifts.append(jnp.zeros(()))
+        gains.append(g)
+        changes.append(jnp.linalg.norm(w - w0[l]))
+    return jnp.stack([jnp.stack(gains), jnp.stack(changes), jnp.stack(drifts)])
+
+
+def half_change_time(time: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """First time each trajectory reaches half of its final value (linear interpolation).
+
+    Args:
+        time: (T,) times.
+        change: (..., T) non-negative changes starting at 0.
+
+    Returns:
+        (...,) times (NaN where the final change is 0).
+    """
+    change = np.asarray(change, dtype=np.float64)
+    flat = change.reshape(-1, change.shape[-1])
+    out = np.full(flat.shape[0], np.nan)
+    for i, row in enumerate(flat):
+        target = 0.5 * row[-1]
+        if not target > 0:
+            continue
+        k = int(np.argmax(row >= target))
+        if k == 0:
+            out[i] = time[0]
+            continue
+        t0, t1, y0, y1 = time[k - 1], time[k], row[k - 1], row[k]
+        out[i] = t0 + (target - y0) / (y1 - y0) * (t1 - t0) if y1 > y0 else t1
+    return out.reshape(change.shape[:-1])
+
+
+def _order_margin(b0: np.ndarray, values: np.ndarray, larger_first: bool) -> np.ndarray:
+    """Smallest relative gap between layers taken in order of initial gain.
+
+    Layers sorted by increasing b0; for ``larger_first`` the claim is values decrease along
+    that order (least-tuned changes most), else they increase (least-tuned is earliest).
+
+    Args:
+        b0: (D,) initial gains, all distinct.
+        values: (D, ...) per-layer values (e.g. changes over time).
+
+    Returns:
+        (...) the smallest (v_i - v_{i+1}) / (|v_i| + |v_{i+1}|) (sign flipped when not
+        ``larger_first``): positive where the claimed order holds strictly.
+    """
+    order = np.argsort(b0)
+    v = values[order]
+    a, b = v[:-1], v[1:]
+    gap = (a - b) if larger_first else (b - a)
+    return np.min(gap / np.maximum(np.abs(a) + np.abs(b), 1e-30), axis=0)
+
+
+def run(config: SaxeDepthConfig, progress: bool = False) -> RunResult:
+    """Trains every depth's members, integrates the chain ODE, and compares them."""
+    max_depth = max(config.depths)
+    rows = []  # one dict per depth, later concatenated over members
+    for index, depth in enumerate(config.depths):
+        profiles, weights, data = _members(config, depth, index)
+        num_members = len(profiles)
+        result = train(
+            DeepLinear(widths=(config.width,) * (depth + 1)),
+            Task(init=None, batch=full_batch),
+            lambda h: optax.sgd(h["lr"]),
+            seeds=list(range(num_members)),
+            num_steps=config.num_steps,
+            loss=losses.half_squared_error_sum,
+            observables={"chain": chain_observable},
+            record_every=config.record_every,
+            hparams={"lr": np.full(num_members, config.lr, np.float32)},
+            init_params=params_from_matrices(weights),
+            data=data,
+            progress=progress,
+        )
+        rec = result.records["chain"].astype(np.float64)  # (member, time, 3, D)
+        time = result.record_steps * config.lr
+        gains_sim, change_sim = rec[:, :, 0, :], rec[:, :, 1, :]
+        b0 = gains_sim[:, 0, :]
+        ode = saxe.solve_chain(b0, np.full(num_members, config.c), np.full(num_members, config.v), time, rtol=config.rtol, atol=config.rtol * 1e-2)
+        gains_th = np.asarray(ode.ys, dtype=np.float64)  # (member, time, D)
+        change_th = np.abs(gains_th - gains_th[:, :1, :])
+        pad = lambda a, fill=np.nan: np.concatenate([a, np.full(a.shape[:-1] + (max_depth - depth,), fill)], axis=-1)  # noqa: E731
+        rows.append(dict(
+            depth=np.full(num_members, depth), profile=profiles, time=time, diverged_at=result.diverged_at,
+            ode_ok=np.asarray(ode.ok), b0=pad(b0),
+            gains_sim=pad(gains_sim), gains_theory=pad(gains_th), change_sim=pad(change_sim), change_theory=pad(change_th),
+            output_sim=np.prod(gains_sim, -1) * config.v, output_theory=np.prod(gains_th, -1) * config.v,
+            matrix_drift=pad(rec[:, :, 2, :]),
+        ))
+    cat = {k: np.concatenate([r[k] for r in rows]) for k in rows[0] if k != "time"}
+    time = rows[0]["time"]
+    return _analyse(config, time, cat)
+
+
+def _analyse(config: SaxeDepthConfig, time: np.ndarray, cat: dict) -> RunResult:
+    depth, profile = cat["depth"], cat["profile"]
+    num_members = len(depth)
+    ok = (cat["diverged_at"] < 0) & cat["ode_ok"]
+    aligned = ok & (profile != RANDOM)
+    ordered = ok & np.isin(profile, ("poor_top", "poor_bottom"))
+    random_ = ok & (profile == RANDOM)
+    layer_ok = ~np.isnan(cat["b0"])  # (member, layer)
+
+    def masked_max(values, mask):
+        return float(np.nanmax(values[mask])) if mask.any() else float("nan")
+
+    # Distance of the gains and the conserved quantities (aligned members).
+    dev_gain = np.abs(cat["gains_sim"] - cat["gains_theory"])  # (member, time, layer)
+    max_dev = masked_max(np.nanmax(dev_gain, axis=(1, 2)), aligned)
+    q_sim = cat["gains_sim"] ** 2 - cat["gains_sim"][..., :1] ** 2
+    drift = np.nanmax(np.abs(q_sim - q_sim[:, :1]), axis=(1, 2))
+    max_drift = masked_max(drift, aligned)
+
+    # Half-change times, per member and layer.
+    t_half_sim = half_change_time(time, np.moveaxis(np.nan_to_num(cat["change_sim"]), 1, -1))  # (member, layer)
+    t_half_th = half_change_time(time, np.moveaxis(np.nan_to_num(cat["change_theory"]), 1, -1))
+    t_half_sim[~layer_ok], t_half_th[~layer_ok] = np.nan, np.nan
+    final_sim, final_th = cat["change_sim"][:, -1], cat["change_theory"][:, -1]
+    rel_final = np.abs(final_sim - final_th) / np.abs(final_th)
+    rel_half = np.abs(t_half_sim - t_half_th) / t_half_th
+    max_rel_final_aligned = masked_max(np.nanmax(rel_final, 1), aligned)
+    max_rel_half_aligned = masked_max(np.nanmax(rel_half, 1), aligned)
+
+    # The reverse hierarchy in every ordered member: size at every t > 0, and timing.
+    size_margin = np.full(num_members, np.nan)
+    time_margin = np.full(num_members, np.nan)
+    size_margin_th = np.full(num_members, np.nan)
+    for m in np.flatnonzero(ordered):
+        d = int(depth[m])
+        b0 = cat["b0"][m, :d]
+        size_margin[m] = np.min(_order_margin(b0, cat["change_sim"][m, 1:, :d].T, larger_first=True))
+        size_margin_th[m] = np.min(_order_margin(b0, cat["change_theory"][m, 1:, :d].T, larger_first=True))
+        time_margin[m] = _order_margin(b0, t_half_sim[m, :d], larger_first=False)
+    min_size_margin = masked_max(-size_margin, ordered) * -1.0
+    min_time_margin = masked_max(-time_margin, ordered) * -1.0
+    size_held = int(np.sum(size_margin[ordered] > 0))
+    time_held = int(np.sum(time_margin[ordered] > 0))
+    n_ordered = int(ordered.sum())
+
+    balanced = ok & (profile == "balanced")
+    spread = np.nanmax(final_sim, 1) - np.nanmin(final_sim, 1)
+    max_spread = masked_max(spread / np.nanmean(final_sim, 1), balanced)
+
+    # Random initialisation: how far the chain theory (from the measured path gains) holds.
+    out_dev = np.max(np.abs(cat["output_sim"] - cat["output_theory"]), axis=1) / config.c
+    random_output_dev = masked_max(out_dev, random_)
+    matrix_drift = np.nanmax(cat["matrix_drift"], axis=(1, 2))
+    random_matrix_drift = masked_max(matrix_drift, random_)
+    random_final_dev = masked_max(np.nanmax(rel_final, 1), random_)
+    random_half_dev = masked_max(np.nanmax(rel_half, 1), random_)
+    # The reverse hierarchy's coarse form: the layer least tuned along the mode (smallest
+    # |b_l(0)|; at random init the top, whose projection yhat . W_D r is ~ scale / sqrt(n))
+    # changes most.
+    least_tuned_most = np.zeros(num_members, bool)
+    for m in np.flatnonzero(random_):
+        d = int(depth[m])
+        least_tuned_most[m] = np.argmin(np.abs(cat["b0"][m, :d])) == np.argmax(final_sim[m, :d])
+    random_order_held = int(np.sum(least_tuned_most[random_]))
+    output_final = cat["output_sim"][:, -1]
+
+    tol, rtol_r = config.tolerance, config.random_tolerance
+    claims = [
+        Claim("gradient descent on mode-aligned chains follows the chain ODE tau db_l/dt = (c - v prod b) v prod_{k!=l} b_k (max |b_sim - b_theory| over members, layers, times)", max_dev < tol, max_dev, tol),
+        Claim("b_l^2 - b_k^2 is conserved (largest drift in simulation, aligned members)", max_drift < tol, max_drift, tol),
+        Claim("per-layer size of change ||W_l(T) - W_l(0)|| matches the theory (largest relative error, aligned members)", max_rel_final_aligned < tol, max_rel_final_aligned, tol),
+        Claim("per-layer time to half of the final change matches the theory (largest relative error, aligned members)", max_rel_half_aligned < tol, max_rel_half_aligned, tol),
+        Claim(f"reverse hierarchy of size: in every ordered member ({size_held}/{n_ordered}) the less-tuned layer changes more at every t > 0 (smallest relative gap between adjacent layers)", n_ordered > 0 and size_held == n_ordered, min_size_margin, 0.0),
+        Claim(f"reverse hierarchy of timing: in every ordered member ({time_held}/{n_ordered}) the less-tuned layer reaches half its change first (smallest relative gap of half-change times)", n_ordered > 0 and time_held == n_ordered, min_time_margin, 0.0),
+        Claim("balanced chains change every layer by the same amount (largest (max - min) / mean of final changes)", max_spread < tol, max_spread, tol),
+        Claim("small random init: the matrix form of the conservation law, W_{l+1}^T W_{l+1} - W_l W_l^T, still holds (largest drift ||C_l(t) - C_l(0)||_F)", random_matrix_drift < tol, random_matrix_drift, tol),
+        Claim("small random init: the chain theory from the measured path gains predicts the output v prod b(t) (largest |sim - theory| / c)", random_output_dev < rtol_r, random_output_dev, rtol_r),
+        Claim("small random init: the chain theory predicts each layer's final change (largest relative error)", random_final_dev < rtol_r, random_final_dev, rtol_r),
+        Claim("small random init: the chain theory predicts each layer's half-change time (largest relative error)", random_half_dev < rtol_r, random_half_dev, rtol_r),
+        Claim(f"small random init: the layer least tuned along the mode (smallest |b_l(0)|) changes most, in every member (fraction of {int(random_.sum())} members)", bool(random_.any()) and random_order_held == int(random_.sum()), random_order_held / max(int(random_.sum()), 1), 1.0),
+    ]
+    summary = {
+        "experiment": "saxe-depth",
+        "members": num_members,
+        "diverged_members": int((cat["diverged_at"] >= 0).sum()),
+        "ode_failures": [int(i) for i in np.flatnonzero(~cat["ode_ok"])],
+        "num_steps": config.num_steps,
+        "max_abs_deviation": max_dev,
+        "max_conserved_drift_simulation": max_drift,
+        "max_rel_error_final_change_aligned": max_rel_final_aligned,
+        "max_rel_error_half_time_aligned": max_rel_half_aligned,
+        "reverse_hierarchy_size_members_held": size_held,
+        "reverse_hierarchy_timing_members_held": time_held,
+        "ordered_members": n_ordered,
+        "min_size_order_margin_simulation": min_size_margin,
+        "min_size_order_margin_theory": masked_max(-size_margin_th, ordered) * -1.0,
+        "min_timing_order_margin_simulation": min_time_margin,
+        "max_balanced_spread": max_spread,
+        "random_max_matrix_conservation_drift": random_matrix_drift,
+        "max_matrix_conservation_drift_all": masked_max(matrix_drift, ok),
+        "random_max_output_deviation": random_output_dev,
+        "random_max_rel_error_final_change": random_final_dev,
+        "random_max_rel_error_half_time": random_half_dev,
+        "random_members_least_tuned_changes_most": random_order_held,
+        "random_members": int(random_.sum()),
+        "max_final_output_error": masked_max(np.abs(output_final - config.c), ok),
+        "claims": [c.to_dict() for c in claims],
+    }
+    max_depth = cat["b0"].shape[1]
+    ds = xr.Dataset(
+        {
+            "gains_sim": (("seed", "time", "layer"), cat["gains_sim"]),
+            "gains_theory": (("seed", "time", "layer"), cat["gains_theory"]),
+            "change_sim": (("seed", "time", "layer"), cat["change_sim"]),
+            "change_theory": (("seed", "time", "layer"), cat["change_theory"]),
+            "output_sim": (("seed", "time"), cat["output_sim"]),
+            "output_theory": (("seed", "time"), cat["output_theory"]),
+            "conserved_matrix_drift": (("seed", "time", "layer"), cat["matrix_drift"]),
+            "half_time_sim": (("seed", "layer"), t_half_sim),
+            "half_time_theory": (("seed", "layer"), t_half_th),
+            "b0": (("seed", "layer"), cat["b0"]),
+            "depth": ("seed", depth),
+            "profile": ("seed", profile.astype(str)),
+            "diverged_at": ("seed", cat["diverged_at"]),
+            "ode_ok": ("seed", cat["ode_ok"].astype(np.int8)),
+            "size_order_margin": ("seed", size_margin),
+            "timing_order_margin": ("seed", time_margin),
+            "c": ("seed", np.full(num_members, config.c)),
+            "v": ("seed", np.full(num_members, config.v)),
+            "lr": ("seed", np.full(num_members, config.lr)),
+        },
+        coords={"seed": np.arange(num_members), "time": time, "step": ("time", np.round(time / config.lr).astype(np.int64)), "layer": np.arange(1, max_depth + 1)},
+        attrs={
+            "experiment": "saxe-depth",
+            "time_units": "tau = 1/lr (time = step * lr)",
+            "layer_numbering": "1 = input layer, D = top (decision) layer; NaN beyond a member's depth",
+            "width": config.width,
+            "gain_high": config.gain_high,
+            "gain_low": config.gain_low,
+            "random_scale": config.random_scale,
+            "record_every": config.record_every,
+            "ode_solver": "diffrax Tsit5, PIDController",
+            "ode_rtol": config.rtol,
+            "loss": "1/2 |c yhat - W_D...W_1 (v xhat)|^2, one stimulus",
+        },
+    )
+    return RunResult(dataset=ds, summary=summary, figures=_figures(config, ds))
+
+
+def _figures(config: SaxeDepthConfig, ds: xr.Dataset) -> dict:
+    depths = list(dict.fromkeys(ds["depth"].values.tolist()))
+    time = ds["time"].values
+    profiles = list(PROFILES) + ([RANDOM] if (ds["profile"].values == RANDOM).any() else [])
+    titles = {"poor_top": "poorly tuned higher layers", "poor_bottom": "poorly tuned lower layers",
+              "balanced": "balanced", RANDOM: "small random init"}
+    fig, axes = plots.figure(len(profiles), len(depths) + 1, width=2.7, height=2.3)
+    for i, prof in enumerate(profiles):
+        for j, d in enumerate(depths):
+            members = np.flatnonzero((ds["profile"].values == prof) & (ds["depth"].values == d))
+            ax = axes[i, j]
+            if len(members) == 0:
+                ax.axis("off")
+                continue
+            m = members[0]
+            for l in range(d):
+                col = plots.color(l)
+                plots.theory_and_simulation(ax, time, ds["change_theory"].values[m, :, l], ds["change_sim"].values[m, :, l], color=col)
+            ax.set_title(f"D = {d}, {titles[prof]}", fontsize=8)
+            if i == len(profiles) - 1:
+                ax.set_xlabel("time (units of tau)")
+            if j == 0:
+                ax.set_ylabel("||W_l(t) - W_l(0)||")
+        # Bars of final change by layer (depth = the largest), theory and simulation.
+        ax = axes[i, -1]
+        d = depths[-1]
+        members = np.flatnonzero((ds["profile"].values == prof) & (ds["depth"].values == d))
+        if len(members):
+            m = members[0]
+            layers = np.arange(1, d + 1)
+            ax.bar(layers - 0.2, ds["change_theory"].values[m, -1, :d], width=0.4, color="0.6", label="theory")
+            ax.bar(layers + 0.2, ds["change_sim"].values[m, -1, :d], width=0.4, color=plots.color(i), label="simulation")
+            ax.plot(layers, ds["b0"].values[m, :d], "k.", label="b_l(0)")
+            ax.set_xticks(layers)
+            ax.set_title(f"final change by layer, D = {d}", fontsize=8)
+            ax.set_xlabel("layer (1 = input)")
+            if i == 0:
+                ax.legend(loc="best")
+    plots.legend_theory_simulation(axes[0, 0])
+    for l in range(max(depths)):
+        axes[-1, 0].plot([], [], color=plots.color(l), label=f"layer {l + 1}")
+    axes[-1, 0].legend(loc="best", ncol=2, fontsize=6)
+
+    fig2, ax = plots.figure(1, 2, width=3.6, height=3.0)
+    for k, prof in enumerate(profiles):
+        members = np.flatnonzero(ds["profile"].values == prof)
+        th = ds["half_time_theory"].values[members].ravel()
+        sim = ds["half_time_sim"].values[members].ravel()
+        ax[0, 0].plot(th, sim, "o", markerfacecolor="none", color=plots.color(k), label=titles[prof])
+    lim = np.nanmax(ds["half_time_sim"].values) * 1.05
+    ax[0, 0].plot([0, lim], [0, lim], color="0.4", linewidth=1)
+    ax[0, 0].set_xlabel("half-change time, theory (tau)")
+    ax[0, 0].set_ylabel("half-change time, simulation (tau)")
+    ax[0, 0].legend(loc="best")
+    ax[0, 0].set_title("timing of change per layer")
+    for k, prof in enumerate(profiles):
+        members = np.flatnonzero(ds["profile"].values == prof)
+        th = ds["change_theory"].values[members, -1].ravel()
+        sim = ds["change_sim"].values[members, -1].ravel()
+        ax[0, 1].plot(th, sim, "o", markerfacecolor="none", color=plots.color(k))
+    lim = np.nanmax(ds["change_sim"].values[:, -1]) * 1.05
+    ax[0, 1].plot([0, lim], [0, lim], color="0.4", linewidth=1)
+    ax[0, 1].set_xlabel("final change, theory")
+    ax[0, 1].set_ylabel("final change, simulation")
+    ax[0, 1].set_title("size of change per layer")
+    return {"layer_changes": fig, "theory_vs_simulation": fig2}
+
+
+EXPERIMENTS = [
+    Experiment(
+        name="saxe-depth",
+        work="Saxe",
+        description="deep chains: size and timing of change per layer vs the reduced chain ODE; reverse hierarchy; small random init",
+        config=SaxeDepthConfig,
+        run=run,
+    )
+]

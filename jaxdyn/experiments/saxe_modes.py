@@ -1,0 +1,439 @@
+"""saxe-modes: exact sigmoidal mode dynamics of deep linear networks, and their depth dependence.
+
+Source: Saxe, McClelland & Ganguli (2014, arXiv 1312.6120). A task with K input-output modes,
+whitened inputs (x = the n one-hot vectors, Sigma_xx = I) and targets y = Sigma_yx x with
+Sigma_yx = U diag(s) V^T (random orthogonal U, V per member). Mode k's strength in the network is
+u_k(t) = u_k^T W_tot(t) v_k.
+
+Part 1, three-layer nets (two weight layers) from small random initialisation: each mode follows
+the closed form u(t) = s e^{2st/tau} / (e^{2st/tau} - 1 + s/u0) and is learned in
+(tau/2s) ln(u_f (s - u0) / (u0 (s - u_f))). From random (unaligned) weights the u0 of the
+closed form is the mode's growing component p0 = |a + b|^2 / 4 (a = W1 v_k, b = W2^T u_k; see
+``jaxdyn.theory.saxe.mode_components``): u = p - m with m = |a - b|^2 / 4 decaying, and the
+exact single-mode solution from (p0, m0) (``mode_strength_unaligned``) is reported beside it.
+
+Part 2, depth: learning time in steps (first step with ||W_tot - Sigma_yx||_F <= criterion
+||Sigma_yx||_F) against depth D, with the learning rate lr0 / D (the stable step of gradient
+descent shrinks as 1/D, since the curvature at the solution grows as D s^{2 - 2/D}), for three
+initialisations: random orthogonal layers; balanced mode-aligned layers with u_k(0) = u0_frac s_k
+(u0 = O(1), independent of depth), whose theory is tau du/dt = D u^{2-2/D} (s - u); and small
+random Gaussian layers (per-layer gain ``random_gain``, so u0 shrinks like gain^D).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.stats
+import xarray as xr
+
+from jaxdyn import plots
+from jaxdyn.engine import Task, losses, train
+from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
+from jaxdyn.models.deep_linear import DeepLinear, params_from_matrices
+from jaxdyn.tasks import full_batch
+from jaxdyn.tasks.perceptual import mode_task
+from jaxdyn.theory import saxe
+
+INITS = ("orthogonal", "balanced", "small_random")
+
+
+@dataclasses.dataclass(frozen=True)
+class SaxeModesConfig(Config):
+    """Configuration of saxe-modes."""
+
+    strengths: tuple[float, ...] = param((3.0, 2.0, 1.0, 0.5), "mode strengths s_k (distinct, positive); input and output dims = their number", min=0.0, max=100.0, min_exclusive=True, max_len=32)
+    hidden: int = param(16, "hidden width of the three-layer nets (part 1)", min=1, max=4096)
+    seeds: int = param(6, "random initialisations (part 1); also seeds per (depth, init) in part 2 = max(1, seeds // 2)", min=1, max=256)
+    init_scale: float = param(0.01, "part 1: std of every initial weight entry (small random)", min=0.0, max=1.0, min_exclusive=True)
+    lr: float = param(0.01, "part 1: learning rate (tau = 1/lr)", min=0.0, max=1.0, min_exclusive=True)
+    duration: float = param(12.0, "part 1: training time in units of tau", min=0.0, max=1e4, min_exclusive=True)
+    record_every: int = param(5, "steps between records (both parts)", min=1, max=1_000_000)
+    depths: tuple[int, ...] = param((2, 3, 4, 6, 8), "part 2: numbers of weight layers D (2 = the three-layer net)", min=2, max=32, max_len=16)
+    depth_hidden: int = param(16, "part 2: hidden width of the deep nets", min=1, max=4096)
+    lr0: float = param(0.05, "part 2: learning rate at depth D is lr0 / D", min=0.0, max=10.0, min_exclusive=True)
+    depth_steps: int = param(8000, "part 2: steps per depth", min=1, max=10_000_000)
+    u0_frac: float = param(0.5, "part 2, balanced init: u_k(0) = u0_frac s_k (u0 = O(1))", min=0.0, max=1.0, min_exclusive=True)
+    random_gain: float = param(0.5, "part 2, small random init: entries N(0, gain^2 / n), a per-layer gain of about gain", min=0.0, max=10.0, min_exclusive=True)
+    criterion: float = param(0.1, "part 2: learnt when ||W_tot - Sigma_yx||_F <= criterion ||Sigma_yx||_F", min=0.0, max=1.0, min_exclusive=True)
+    tolerance: float = param(0.05, "largest distance counted as agreement (relative, see the claims)", min=0.0, max=1.0, min_exclusive=True)
+    flat_ratio: float = param(1.5, "part 2: 'flat' if max/min learning time over depth <= this; 'grows' if >= 2x this", min=1.0, max=100.0)
+
+    @classmethod
+    def quick(cls) -> "SaxeModesConfig":
+        return cls(strengths=(2.0, 1.0, 0.5), hidden=8, seeds=4, lr=0.01, duration=9.0, depths=(2, 5), depth_steps=2000, record_every=10)
+
+    @property
+    def num_steps(self) -> int:
+        return self.record_every * max(1, round(self.duration / (self.lr * self.record_every)))
+
+    @property
+    def depth_num_steps(self) -> int:
+        return self.record_every * max(1, round(self.depth_steps / self.record_every))
+
+    def check(self) -> None:
+        if len(set(self.strengths)) != len(self.strengths):
+            raise ConfigError(f"strengths: values must be distinct (one mode each), got {self.strengths}")
+        if len(set(self.depths)) != len(self.depths):
+            raise ConfigError(f"depths: values must be distinct, got {self.depths}")
+        if self.hidden < len(self.strengths):
+            raise ConfigError(f"hidden: must be at least the number of modes ({len(self.strengths)}), got {self.hidden}")
+        if self.duration / self.lr > 2_000_000:
+            raise ConfigError(f"duration: {self.duration} / lr {self.lr} asks for over 2,000,000 steps; raise lr or shorten duration")
+
+
+def mode_observable(three_layer: bool):
+    """Observable: mode strengths diag(U^T W_tot V) (K,), the relative error, and for three-layer
+    nets the mode components p_k, m_k. Output (K,) rows stacked: (3, K) or (1 + 2, K)."""
+
+    def fn(snap):
+        names = sorted(snap.params, key=lambda k: int(k.split("_")[1]))
+        mats = [snap.params[n]["kernel"].T for n in names]
+        total = mats[0]
+        for w in mats[1:]:
+            total = w @ total
+        u_basis, v_basis, target = snap.data["U"], snap.data["V"], snap.data["sigma_yx"]
+        strengths = jnp.sum(u_basis * (total @ v_basis), axis=0)
+        rel_error = jnp.linalg.norm(total - target) / jnp.linalg.norm(target)
+        if three_layer:
+            p, m = saxe.mode_components((mats[0] @ v_basis).T, (mats[1].T @ u_basis).T)
+        else:
+            p = m = jnp.zeros_like(strengths)
+        return jnp.stack([strengths, p, m, jnp.full_like(strengths, rel_error)])
+
+    return fn
+
+
+def _data(task_list):
+    n = task_list[0].x.shape[0]
+    return {
+        "x": np.stack([t.x for t in task_list]).astype(np.float32),
+        "y": np.stack([t.y for t in task_list]).astype(np.float32),
+        "U": np.stack([t.U for t in task_list]).astype(np.float32),
+        "V": np.stack([t.V for t in task_list]).astype(np.float32),
+        "sigma_yx": np.stack([t.sigma_yx for t in task_list]).astype(np.float32),
+    }, n
+
+
+def _train(widths, weights, data, lr, num_steps, record_every, three_layer, progress):
+    num_members = weights[0].shape[0]
+    return train(
+        DeepLinear(widths=widths),
+        Task(init=None, batch=full_batch),
+        lambda h: optax.sgd(h["lr"]),
+        seeds=list(range(num_members)),
+        num_steps=num_steps,
+        loss=losses.half_squared_error_sum,
+        observables={"modes": mode_observable(three_layer)},
+        record_every=record_every,
+        hparams={"lr": np.full(num_members, lr, np.float32)},
+        init_params=params_from_matrices(weights),
+        data=data,
+        progress=progress,
+    )
+
+
+def first_crossing(time: np.ndarray, values: np.ndarray, level, above: bool) -> np.ndarray:
+    """First time each row crosses ``level`` (upward if ``above``), linearly interpolated.
+
+    Args:
+        time: (T,).
+        values: (..., T).
+        level: broadcastable to values[..., 0].
+
+    Returns:
+        (...,) times; NaN where the row never crosses; time[0] where it starts past the level.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    level = np.broadcast_to(np.asarray(level, dtype=np.float64), values.shape[:-1])
+    flat, lev = values.reshape(-1, values.shape[-1]), level.reshape(-1)
+    out = np.full(flat.shape[0], np.nan)
+    for i, (row, target) in enumerate(zip(flat, lev)):
+        past = row >= target if above else row <= target
+        if not past.any():
+            continue
+        k = int(np.argmax(past))
+        if k == 0:
+            out[i] = time[0]
+            continue
+        y0, y1 = row[k - 1], row[k]
+        out[i] = time[k - 1] + (target - y0) / (y1 - y0) * (time[k] - time[k - 1])
+    return out.reshape(values.shape[:-1])
+
+
+def _part1(config: SaxeModesConfig, progress: bool):
+    s = np.asarray(config.strengths)
+    tasks = [mode_task(s, seed=1000 + i) for i in range(config.seeds)]
+    data, n = _data(tasks)
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((config.seeds, config.hidden, n)) * config.init_scale
+    w2 = rng.standard_normal((config.seeds, n, config.hidden)) * config.init_scale
+    result = _train((n, config.hidden, n), [w1.astype(np.float32), w2.astype(np.float32)], data, config.lr, config.num_steps, config.record_every, True, progress)
+    rec = result.records["modes"].astype(np.float64)  # (seed, time, 4, K)
+    time = result.record_steps * config.lr
+    u_sim = rec[:, :, 0]
+    # Initial mode components: own (p0, m0), and effective ones with the stronger modes'
+    # growing directions projected out (the cross terms' effect, see effective_mode_components).
+    a = np.einsum("shn,snk->skh", w1, data["V"].astype(np.float64))
+    b = np.einsum("snh,snk->skh", w2, data["U"].astype(np.float64))
+    p_own, m_own = (np.asarray(x, dtype=np.float64) for x in saxe.mode_components(a, b))
+    eff = [saxe.effective_mode_components(a[i], b[i], s) for i in range(config.seeds)]
+    p0, m0 = np.stack([e[0] for e in eff]), np.stack([e[1] for e in eff])  # (seed, K)
+    t = time[None, :, None]
+    u_closed = np.asarray(saxe.mode_strength(t, s[None, None, :], p0[:, None, :]))
+    u_own = np.asarray(saxe.mode_strength(t, s[None, None, :], p_own[:, None, :]))
+    u_exact = np.asarray(saxe.mode_strength_unaligned(t, s[None, None, :], p0[:, None, :], m0[:, None, :]))
+    uf = s / 2.0
+    t_learn_sim = first_crossing(time, np.moveaxis(u_sim, 1, -1), uf[None, :], above=True)  # (seed, K)
+    t_learn_th = np.asarray(saxe.mode_learning_time(s[None, :], p0, uf[None, :]))
+    t_learn_own = np.asarray(saxe.mode_learning_time(s[None, :], p_own, uf[None, :]))
+    return dict(time=time, u_sim=u_sim, u_closed=u_closed, u_own=u_own, u_exact=u_exact, p0=p0, m0=m0, p_own=p_own, m_own=m_own,
+                p_sim=rec[:, :, 1], m_sim=rec[:, :, 2], u0_sim=u_sim[:, 0], t_learn_sim=t_learn_sim, t_learn_th=t_learn_th, t_learn_own=t_learn_own,
+                diverged_at=result.diverged_at, s=s)
+
+
+def _semi_orthogonal(rng, rows: int, cols: int) -> np.ndarray:
+    """A random (rows, cols) matrix with orthonormal columns (rows >= cols) or rows."""
+    q = scipy.stats.ortho_group.rvs(max(rows, cols), random_state=rng)
+    return q[:rows, :cols]
+
+
+def _depth_weights(init: str, widths: tuple[int, ...], s: np.ndarray, task, config: "SaxeModesConfig", rng) -> list[np.ndarray]:
+    """Math-layout weights W_1..W_D (W_l of shape (widths[l+1], widths[l])) of one member of part 2."""
+    depth = len(widths) - 1
+    shapes = [(widths[l + 1], widths[l]) for l in range(depth)]
+    if init == "orthogonal":
+        return [_semi_orthogonal(rng, *shape) for shape in shapes]
+    if init == "small_random":
+        # Entries N(0, gain^2 / fan_out): every layer has a forward gain |W r| of about gain.
+        return [rng.standard_normal(shape) * config.random_gain / np.sqrt(shape[0]) for shape in shapes]
+    # Balanced and mode-aligned: W_l = Q_l diag(b) Q_{l-1}^T with orthonormal columns Q_l (K modes),
+    # Q_0 = V, Q_D = U, and b = (u0_frac s)^{1/D}, so u_k(0) = u0_frac s_k at every depth.
+    k = len(s)
+    gains = (config.u0_frac * s) ** (1.0 / depth)
+    bases = [task.V] + [_semi_orthogonal(rng, widths[l], k) for l in range(1, depth)] + [task.U]
+    return [bases[l + 1] @ np.diag(gains) @ bases[l].T for l in range(depth)]
+
+
+def _part2(config: SaxeModesConfig, progress: bool):
+    s = np.asarray(config.strengths)
+    per = max(1, config.seeds // 2)
+    rows = []
+    for depth in config.depths:
+        lr = config.lr0 / depth
+        tasks, inits, mats = [], [], []
+        for i, init in enumerate(INITS):
+            for j in range(per):
+                rng = np.random.default_rng([depth, i, j])
+                task = mode_task(s, seed=int(rng.integers(2**31)))
+                n = task.x.shape[0]
+                widths = (n,) + (config.depth_hidden,) * (depth - 1) + (n,)
+                tasks.append(task)
+                inits.append(init)
+                mats.append(_depth_weights(init, widths, s, task, config, rng))
+        data, n = _data(tasks)
+        weights = [np.stack([m[l] for m in mats]).astype(np.float32) for l in range(depth)]
+        result = _train(widths, weights, data, lr, config.depth_num_steps, config.record_every, False, progress)
+        rec = result.records["modes"].astype(np.float64)
+        steps = result.record_steps.astype(np.float64)
+        rel_error = rec[:, :, 3, 0]
+        t_sim = first_crossing(steps, rel_error, config.criterion, above=False)
+        # Theory for balanced aligned members: every mode on tau du/dt = D u^{2-2/D} (s - u).
+        ts = steps * lr
+        sol = saxe.solve_batch(saxe.balanced_chain_vector_field, config.u0_frac * s, (s, np.full(len(s), float(depth))), ts, rtol=1e-8, atol=1e-10)
+        u_th = np.asarray(sol.ys, dtype=np.float64)  # (K, time)
+        err_th = np.sqrt(np.sum((s[:, None] - u_th) ** 2, 0)) / np.linalg.norm(s)
+        t_th = float(first_crossing(steps, err_th, config.criterion, above=False))
+        # Reference for small random init: the same chain, mode-aligned, every layer at the
+        # random init's per-layer gain (u0 = gain^D); it ignores the misalignment of random layers.
+        sol_r = saxe.solve_batch(saxe.balanced_chain_vector_field, np.full(len(s), config.random_gain**depth), (s, np.full(len(s), float(depth))), ts, rtol=1e-8, atol=1e-12)
+        u_r = np.asarray(sol_r.ys, dtype=np.float64)
+        err_r = np.sqrt(np.sum((s[:, None] - u_r) ** 2, 0)) / np.linalg.norm(s)
+        t_ref = float(first_crossing(steps, err_r, config.criterion, above=False))
+        rows.append(dict(depth=depth, inits=np.array(inits), steps=steps, rel_error=rel_error, t_sim=t_sim, t_th=t_th, err_th=err_th, t_ref=t_ref,
+                         u_sim=rec[:, :, 0], diverged_at=result.diverged_at, ode_ok=bool(np.all(sol.ok)) and bool(np.all(sol_r.ok))))
+    return rows
+
+
+def run(config: SaxeModesConfig, progress: bool = False) -> RunResult:
+    """Part 1 (three-layer mode trajectories vs the closed form) and part 2 (learning time vs depth)."""
+    p1 = _part1(config, progress)
+    p2 = _part2(config, progress)
+    return _analyse(config, p1, p2)
+
+
+def _analyse(config: SaxeModesConfig, p1: dict, p2: list) -> RunResult:
+    s = p1["s"]
+    ok = p1["diverged_at"] < 0
+
+    def worst(x):
+        return float(np.nanmax(x[ok])) if ok.any() else float("nan")
+
+    dev_closed = np.max(np.abs(p1["u_sim"] - p1["u_closed"]), axis=1) / s  # (seed, K)
+    dev_own = np.max(np.abs(p1["u_sim"] - p1["u_own"]), axis=1) / s
+    dev_exact = np.max(np.abs(p1["u_sim"] - p1["u_exact"]), axis=1) / s
+    rel_time = np.abs(p1["t_learn_sim"] - p1["t_learn_th"]) / p1["t_learn_th"]
+    rel_time_own = np.abs(p1["t_learn_sim"] - p1["t_learn_own"]) / p1["t_learn_own"]
+    max_dev_closed, max_dev_own, max_dev_exact = worst(dev_closed), worst(dev_own), worst(dev_exact)
+    max_rel_time, max_rel_time_own = worst(rel_time), worst(rel_time_own)
+    # Stronger modes are learned first, in every member.
+    order = np.argsort(-s)
+    ordered = np.all(np.diff(p1["t_learn_sim"][:, order], axis=1) > 0, axis=1)
+
+    depths = np.array([r["depth"] for r in p2])
+    budget = float(config.depth_num_steps)
+    t_by_init = {init: np.stack([r["t_sim"][r["inits"] == init] for r in p2]) for init in INITS}  # (depth, replica)
+    never = {init: int(np.isnan(t).sum()) for init, t in t_by_init.items()}
+    # Members not learnt within the budget count as the budget: a lower bound on their time.
+    bound = {init: np.where(np.isnan(t), budget, t) for init, t in t_by_init.items()}
+    mean_steps = {init: np.mean(t, 1) for init, t in bound.items()}
+    ratio = {init: float(np.max(m) / np.min(m)) for init, m in mean_steps.items()}
+    t_theory_balanced = np.array([r["t_th"] for r in p2])
+    t_reference_random = np.array([r["t_ref"] for r in p2])
+    bal_rel = float(np.nanmax(np.abs(t_by_init["balanced"] - t_theory_balanced[:, None]) / t_theory_balanced[:, None]))
+    ratio_theory = float(np.max(t_theory_balanced) / np.min(t_theory_balanced))
+    growth_random = float(mean_steps["small_random"][-1] / mean_steps["small_random"][0])
+
+    tol, flat = config.tolerance, config.flat_ratio
+    claims = [
+        Claim("three-layer nets from small random init: every mode follows u(t) = s e^{2st}/(e^{2st} - 1 + s/u0), u0 = the mode's growing component off the stronger modes (max |u_sim - u_theory| / s over modes, seeds, times)", max_dev_closed < tol, max_dev_closed, tol),
+        Claim("every mode's learning time to s/2 matches (tau/2s) ln(u_f (s - u0) / (u0 (s - u_f))) (largest relative error)", max_rel_time < tol, max_rel_time, tol),
+        Claim(f"stronger modes are learned first, in every seed ({int(ordered[ok].sum())}/{int(ok.sum())})", bool(ok.any()) and bool(ordered[ok].all()), float(ordered[ok].mean()) if ok.any() else float("nan"), 1.0),
+        Claim("the exact single-mode solution from the unaligned start (p0, m0) follows the simulation (max |u_sim - u_theory| / s)", max_dev_exact < tol, max_dev_exact, tol),
+        Claim("balanced mode-aligned init (u0 = O(1)): learning time in steps at lr0/D matches the chain theory tau du/dt = D u^{2-2/D}(s-u) at every depth (largest relative error)", bal_rel < tol, bal_rel, tol),
+        Claim(f"balanced init, u0 = O(1): learning time in steps stays flat over depth {depths.min()}-{depths.max()} (max/min of the mean over depths, simulation; theory {ratio_theory:.3g})", ratio["balanced"] <= flat and never["balanced"] == 0, ratio["balanced"], flat),
+        Claim(f"random orthogonal init: learning time in steps stays flat over depth {depths.min()}-{depths.max()} (max/min of the mean over depths)", ratio["orthogonal"] <= flat and never["orthogonal"] == 0, ratio["orthogonal"], flat),
+        Claim(f"small random init: learning time in steps grows with depth (mean at D = {depths[-1]} over mean at D = {depths[0]}; {never['small_random']} members not learnt in {int(budget)} steps count as {int(budget)})", growth_random >= 2 * flat, growth_random, 2 * flat),
+    ]
+    summary = {
+        "experiment": "saxe-modes",
+        "diverged_members_part1": int((~ok).sum()),
+        "diverged_members_part2": int(sum((r["diverged_at"] >= 0).sum() for r in p2)),
+        "ode_failures_part2": [int(d) for d, r in zip(depths, p2) if not r["ode_ok"]],
+        "max_abs_deviation": max_dev_closed,
+        "max_rel_deviation_closed_form": max_dev_closed,
+        "max_rel_deviation_closed_form_own_u0": max_dev_own,
+        "max_rel_deviation_unaligned_exact": max_dev_exact,
+        "max_rel_error_learning_time": max_rel_time,
+        "max_rel_error_learning_time_own_u0": max_rel_time_own,
+        "max_rel_deviation_by_mode": np.max(dev_closed[ok], 0).tolist() if ok.any() else [],
+        "learning_time_sim_mean_by_mode": np.nanmean(p1["t_learn_sim"], 0).tolist(),
+        "learning_time_theory_mean_by_mode": np.nanmean(p1["t_learn_th"], 0).tolist(),
+        "u0_effective_mean_by_mode": np.mean(p1["p0"], 0).tolist(),
+        "depths": depths.tolist(),
+        "learning_steps_by_depth": {init: m.tolist() for init, m in mean_steps.items()},
+        "learning_steps_theory_balanced": t_theory_balanced.tolist(),
+        "learning_steps_reference_small_random_aligned": t_reference_random.tolist(),
+        "learning_steps_ratio_max_min": ratio,
+        "learning_steps_ratio_theory_balanced": ratio_theory,
+        "members_not_learnt_within_budget": never,
+        "depth_step_budget": int(budget),
+        "max_rel_error_balanced_learning_time": bal_rel,
+        "claims": [c.to_dict() for c in claims],
+    }
+
+    per = t_by_init["orthogonal"].shape[1]
+    max_len = max(len(r["steps"]) for r in p2)
+    rel_error = np.full((len(p2), len(INITS), per, max_len), np.nan)
+    err_th = np.full((len(p2), max_len), np.nan)
+    steps = np.full((len(p2), max_len), np.nan)
+    for i, r in enumerate(p2):
+        T = len(r["steps"])
+        steps[i, :T] = r["steps"]
+        err_th[i, :T] = r["err_th"]
+        for j, init in enumerate(INITS):
+            rel_error[i, j, :, :T] = r["rel_error"][r["inits"] == init]
+    ds = xr.Dataset(
+        {
+            "u_sim": (("seed", "time", "mode"), p1["u_sim"]),
+            "u_theory": (("seed", "time", "mode"), p1["u_closed"]),
+            "u_theory_own_u0": (("seed", "time", "mode"), p1["u_own"]),
+            "u_theory_unaligned": (("seed", "time", "mode"), p1["u_exact"]),
+            "p_sim": (("seed", "time", "mode"), p1["p_sim"]),
+            "m_sim": (("seed", "time", "mode"), p1["m_sim"]),
+            "u0_effective": (("seed", "mode"), p1["p0"]),
+            "m0_effective": (("seed", "mode"), p1["m0"]),
+            "u0_own": (("seed", "mode"), p1["p_own"]),
+            "u0_measured": (("seed", "mode"), p1["u0_sim"]),
+            "learning_time_sim": (("seed", "mode"), p1["t_learn_sim"]),
+            "learning_time_theory": (("seed", "mode"), p1["t_learn_th"]),
+            "s": ("mode", s),
+            "diverged_at": ("seed", p1["diverged_at"]),
+            "depth_learning_steps": (("depth", "init", "replica"), np.stack([t_by_init[i] for i in INITS], 1)),
+            "depth_learning_steps_theory_balanced": ("depth", t_theory_balanced),
+            "depth_learning_steps_reference_small_random": ("depth", t_reference_random),
+            "depth_rel_error": (("depth", "init", "replica", "record"), rel_error),
+            "depth_rel_error_theory_balanced": (("depth", "record"), err_th),
+            "depth_steps": (("depth", "record"), steps),
+            "depth_lr": ("depth", config.lr0 / depths),
+        },
+        coords={"seed": np.arange(len(ok)), "time": p1["time"], "mode": np.arange(len(s)), "depth": depths, "init": list(INITS), "replica": np.arange(per)},
+        attrs={
+            "experiment": "saxe-modes",
+            "time_units": "part 1: tau = 1/lr (time = step * lr); part 2: steps",
+            "lr_part1": config.lr,
+            "lr0_part2": config.lr0,
+            "init_scale": config.init_scale,
+            "hidden": config.hidden,
+            "depth_hidden": config.depth_hidden,
+            "u0_frac": config.u0_frac,
+            "random_gain": config.random_gain,
+            "criterion": config.criterion,
+            "depth_step_budget": int(budget),
+            "not_learnt": "depth_learning_steps is NaN where the relative error never reached the criterion",
+            "loss": "1/2 sum_mu |y_mu - W_tot x_mu|^2, x_mu one-hot (whitened), y = U diag(s) V^T x",
+        },
+    )
+    return RunResult(dataset=ds, summary=summary, figures=_figures(config, ds))
+
+
+def _figures(config: SaxeModesConfig, ds: xr.Dataset) -> dict:
+    s = ds["s"].values
+    time = ds["time"].values
+    fig, axes = plots.figure(1, 3, width=3.4, height=2.9)
+    ax = axes[0, 0]
+    m = 0
+    for k in range(len(s)):
+        plots.theory_and_simulation(ax, time, ds["u_theory"].values[m, :, k], ds["u_sim"].values[m, :, k], color=plots.color(k), label=None)
+        ax.plot([], [], color=plots.color(k), label=f"s = {s[k]:g}")
+    ax.set_xlabel("time (units of tau)")
+    ax.set_ylabel("mode strength u(t)")
+    ax.set_title("three-layer net, small random init (seed 0)")
+    plots.legend_theory_simulation(axes[0, 1])
+    ax.legend(loc="lower right")
+    ax = axes[0, 1]
+    for k in range(len(s)):
+        ax.plot(ds["learning_time_theory"].values[:, k], ds["learning_time_sim"].values[:, k], "o", markerfacecolor="none", color=plots.color(k))
+    lim = np.nanmax(ds["learning_time_sim"].values) * 1.1
+    ax.plot([0, lim], [0, lim], color="0.4", linewidth=1)
+    ax.set_xlabel("(tau/2s) ln(u_f(s-u0)/(u0(s-u_f)))")
+    ax.set_ylabel("learning time to s/2, simulation (tau)")
+    ax.set_title("learning time per mode and seed")
+    ax = axes[0, 2]
+    depths = ds["depth"].values
+    for j, init in enumerate(INITS):
+        t = ds["depth_learning_steps"].values[:, j]
+        ax.plot(np.repeat(depths, t.shape[1]), t.ravel(), "o", markerfacecolor="none", color=plots.color(j), label=f"{init} (simulation)")
+    ax.plot(depths, ds["depth_learning_steps_theory_balanced"].values, color=plots.color(1), label="balanced (theory)")
+    ax.plot(depths, ds["depth_learning_steps_reference_small_random"].values, color=plots.color(2), linestyle="--",
+            label=f"aligned chain at gain {config.random_gain:g} (reference)")
+    ax.set_yscale("log")
+    ax.set_xlabel("depth D (weight layers)")
+    ax.set_ylabel(f"steps to relative error {config.criterion:g} (lr = {config.lr0:g}/D)")
+    ax.set_title("learning time vs depth")
+    ax.legend(loc="upper left", fontsize=7)
+    return {"modes": fig}
+
+
+EXPERIMENTS = [
+    Experiment(
+        name="saxe-modes",
+        work="Saxe 2014",
+        description="closed-form sigmoidal mode strength u(t) and learning time vs simulation; learning time over depth (orthogonal, balanced, small random)",
+        config=SaxeModesConfig,
+        run=run,
+    )
+]

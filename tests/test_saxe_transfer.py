@@ -1,0 +1,73 @@
+"""saxe-transfer: training at one position; transfer through pooling overlap."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from jaxdyn.experiments import ConfigError, saxe_transfer
+from jaxdyn.experiments.saxe_transfer import SaxeTransferConfig
+from jaxdyn.tasks.perceptual import pooling_profiles
+
+
+@pytest.fixture(scope="module")
+def run():
+    return saxe_transfer.run(SaxeTransferConfig.quick())
+
+
+def test_trained_and_untrained_positions_follow_the_theory(run):
+    s, ds, q = run.summary, run.dataset, SaxeTransferConfig.quick()
+    assert s["diverged_members"] == 0 and s["ode_failures"] == []
+    assert s["max_rel_deviation_trained"] < 0.01
+    assert s["max_rel_deviation_untrained_beta"] < 0.01
+    assert s["max_margin_deviation_over_c"] < 0.01
+    # No input reaches an untrained position: its input layer is exactly unchanged.
+    a = q.trained_position
+    untrained = np.arange(q.num_positions) != a
+    assert float(ds["input_change_sim"].values[:, :, untrained].max()) == 0.0
+    assert float(ds["input_change_sim"].values[:, -1, a].min()) > 0.05
+    # The decision strength transfers by exactly the overlap c_a . c_p (< 1).
+    assert s["max_transfer_factor_deviation"] < 1e-4
+    factor = np.asarray(s["final_transfer_factor_sim"])
+    np.testing.assert_allclose(factor, ds["overlap"].values, atol=1e-4)
+    assert (ds["overlap"].values[:, untrained] < 1).all()
+
+
+def test_coarse_tasks_transfer_better(run):
+    ds = run.dataset
+    gain = ds["margin_gain_transfer_sim"].values
+    coarse = ds["delta_deg"].values == ds["delta_deg"].values.max()
+    for w in np.unique(ds["pool_width"].values):
+        mc = np.flatnonzero(coarse & (ds["pool_width"].values == w))[0]
+        mf = np.flatnonzero(~coarse & (ds["pool_width"].values == w))[0]
+        assert (gain[mc, 1:] > gain[mf, 1:]).all()
+    np.testing.assert_allclose(gain, ds["margin_gain_transfer_theory"].values, atol=2e-3)
+
+
+def test_claims(run):
+    claims = run.summary["claims"]
+    assert len(claims) == 6
+    assert all(c["held"] for c in claims), [c for c in claims if not c["held"]]
+
+
+def test_pooling_profiles():
+    c = pooling_profiles(5, 1.0)
+    np.testing.assert_allclose(np.linalg.norm(c, axis=1), 1.0)
+    overlap = c @ c[0]
+    assert overlap[0] == pytest.approx(1.0) and (np.diff(overlap) < 0).all()
+    # Wider pooling, more overlap.
+    assert (pooling_profiles(5, 3.0) @ pooling_profiles(5, 3.0)[0] > overlap - 1e-12).all()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(trained_position=5), "trained_position: must be below num_positions"),
+        (dict(pool_widths=(0.0,)), r"pool_widths\[0\]: must be > 0"),
+        (dict(pool_widths=(1.0, 1.0)), "pool_widths: values must be distinct"),
+        (dict(num_positions=1), "num_positions: must be >= 2"),
+    ],
+)
+def test_invalid_config_names_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(SaxeTransferConfig(), **overrides)
