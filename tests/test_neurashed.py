@@ -108,17 +108,25 @@ def test_training_matches_the_closed_form_of_multiplicative_rules(fig5):
     np.testing.assert_allclose(res.params.eta, expect * np.asarray(g.adjacency[-1]), rtol=2e-5)
 
 
-def test_vmap_over_seeds_and_graphs_equals_single_runs():
+def test_members_do_not_depend_on_their_companions():
+    # vmap over stacked graphs and seeds: swapping the members' order swaps the results, and
+    # per-member batch sizes act per member (one compilation for all of it).
     fams = [nr.theorem1_family(s, m=12, b1=2, b2=2, num_classes=2, num_levels=3) for s in (0, 1)]
     rules = nr.update_rules(fams[0].graph, nr.additive(2.0), nr.identity(), eta_plus=nr.identity(), eta_minus=nr.identity())
-    kw = dict(num_steps=12, batch_size=1, record_every=4, eta_range=(1.0, 1.0))
-    both = nr.train(nr.stack([f.graph for f in fams]), nr.stack([f.patterns for f in fams]), rules, [5, 6], **kw)
-    for i, f in enumerate(fams):
-        one = nr.train(f.graph, f.patterns, rules, [5 + i], **kw)
-        for a, b in zip(one.params.lam, both.params.lam):
-            np.testing.assert_allclose(a[0], b[i], rtol=1e-6)
-        np.testing.assert_array_equal(one.counts[0], both.counts[i])
-    assert both.records.lam[0].shape == (2, 4, 12)
+    kw = dict(num_steps=12, record_every=4, eta_range=(1.0, 1.0), sampling="epoch")
+    g, p = nr.stack([f.graph for f in fams]), nr.stack([f.patterns for f in fams])
+    a = nr.train(g, p, rules, [5, 6], batch_size=[1, 2], **kw)
+    b = nr.train(nr.stack([fams[1].graph, fams[0].graph]), nr.stack([fams[1].patterns, fams[0].patterns]), rules, [6, 5],
+                 batch_size=[2, 1], **kw)
+    for x, y in zip(a.params.lam, b.params.lam):
+        np.testing.assert_allclose(x, y[::-1], rtol=1e-6)
+    np.testing.assert_array_equal(a.counts, b.counts[::-1])
+    assert a.records.lam[0].shape == (2, 4, 12)
+    # Member 0 saw one class per step, member 1 both classes per step.
+    np.testing.assert_array_equal(a.counts[:, -1], [[6, 6], [12, 12]])
+    # With B = 2 both classes' nodes get +c at every step; additive rule: lambda = lambda0 + 2 * 12.
+    sel = np.asarray(nr.pathways(fams[1].graph, fams[1].patterns.first)[0]).any(0)
+    np.testing.assert_allclose(a.params.lam[0][1][sel] - a.records.lam[0][1, 0][sel], 24.0, rtol=1e-5)
 
 
 def test_theorem1_family_pathways():

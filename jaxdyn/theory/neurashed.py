@@ -173,17 +173,27 @@ def identity() -> Rule:
 # ----------------------------------------------------------------------------------------------
 
 
+def _xp(*trees):
+    """numpy when every leaf is a host array or scalar (fast eager checks, no compilation),
+    jax.numpy otherwise (inside jit, or device arrays)."""
+    leaves = jax.tree_util.tree_leaves(trees)
+    return np if all(isinstance(x, (np.ndarray, np.generic, int, float, bool)) for x in leaves) else jnp
+
+
 def thresholds(graph: Neurashed) -> tuple:
     """Number of firing dependents each middle-level node needs, per middle level: (n_l,) int."""
+    xp = _xp(graph)
     out = []
     for adj, code, k in zip(graph.adjacency[:-1], graph.rule, graph.rule_k):
-        n_dep = jnp.sum(adj, axis=-1).astype(jnp.int32)
-        out.append(jnp.where(code == RULE_ANY, 1, jnp.where(code == RULE_ALL, n_dep, k)))
+        n_dep = xp.sum(adj, axis=-1).astype(xp.int32)
+        out.append(xp.where(code == RULE_ANY, 1, xp.where(code == RULE_ALL, n_dep, k)))
     return tuple(out)
 
 
 def pathways(graph: Neurashed, first: Array, label: Array | None = None) -> tuple:
     """Feature pathways: which nodes fire, level by level.
+
+    Works on host (numpy) arrays without compiling anything, and under jit/vmap on jax arrays.
 
     Args:
         graph: one graph (no leading axis).
@@ -194,13 +204,14 @@ def pathways(graph: Neurashed, first: Array, label: Array | None = None) -> tupl
         Tuple of bool arrays (..., n_l) for l = 0..L-2, and (..., K) for the class level when
         ``label`` is given.
     """
-    fires = [jnp.asarray(first).astype(bool)]
+    xp = _xp(graph, first, label)
+    fires = [xp.asarray(first).astype(bool)]
     for adj, thr in zip(graph.adjacency[:-1], thresholds(graph)):
-        count = jnp.einsum("...j,ij->...i", fires[-1].astype(jnp.int32), adj.astype(jnp.int32))
+        count = xp.einsum("...j,ij->...i", fires[-1].astype(xp.int32), xp.asarray(adj).astype(xp.int32))
         # A node without dependents never fires (RULE_ALL would otherwise give threshold 0).
-        fires.append((count >= thr) & (jnp.sum(adj, -1) > 0))
+        fires.append((count >= thr) & (xp.sum(adj, -1) > 0))
     if label is not None:
-        fires.append(jax.nn.one_hot(label, graph.num_classes, dtype=jnp.int32).astype(bool))
+        fires.append(xp.arange(graph.num_classes) == xp.asarray(label)[..., None])
     return tuple(fires)
 
 
@@ -292,10 +303,10 @@ def update_rules(
             if not (0 <= level < len(arrays)) or not (0 <= index < arrays[level].shape[0]):
                 raise GraphError(f"node ({level}, {index}): no such node with an amplification factor (levels 0..{len(arrays) - 1}, widths {widths[:-1]})")
             arrays[level][index] = rule[field]
-        return tuple(jnp.asarray(a, dtype) for a in arrays)
+        return tuple(a.astype(dtype) for a in arrays)
 
     def tree(default: Rule, eta_rule: Rule, field: int, exceptions) -> Amplification:
-        eta = jnp.full((widths[-1], widths[-2]), eta_rule[field], dtype)
+        eta = np.full((widths[-1], widths[-2]), eta_rule[field], dtype)
         return Amplification(lam=lam_arrays(default, field, exceptions), eta=eta)
 
     return UpdateRules(
@@ -388,36 +399,44 @@ def default_observe(graph: Neurashed, patterns: Patterns, params: Amplification)
     return params
 
 
-def _batch_indices(key, step_index, patterns: Patterns, batch_size: int, sampling: str):
+def _batch_indices(key, step_index, patterns: Patterns, batch_size, max_batch: int, sampling: str):
+    """(max_batch,) pattern indices of the batch at ``step_index``; entries past ``batch_size``
+    (a traced int, so one compilation serves every batch size) are -1 (ignored)."""
     num_patterns = patterns.weight.shape[0]
+    slots = jnp.arange(max_batch)
     if sampling == "iid":
         k = jax.random.fold_in(jax.random.fold_in(key, 0), step_index)
-        return jax.random.choice(k, num_patterns, (batch_size,), replace=True, p=patterns.weight)
-    # "epoch": a fresh permutation per epoch; batch_size divides P (checked in train).
-    per_epoch = num_patterns // batch_size
-    epoch, within = step_index // per_epoch, step_index % per_epoch
-    perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, 1), epoch), num_patterns)
-    return jax.lax.dynamic_slice(perm, (within * batch_size,), (batch_size,))
+        idx = jax.random.choice(k, num_patterns, (max_batch,), replace=True, p=patterns.weight)
+    else:
+        # "epoch": a fresh permutation per epoch; batch_size divides P (checked in train).
+        per_epoch = num_patterns // batch_size
+        epoch, within = step_index // per_epoch, step_index % per_epoch
+        perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, 1), epoch), num_patterns)
+        perm = jnp.concatenate([perm, jnp.full((max_batch,), -1, perm.dtype)])
+        idx = jax.lax.dynamic_slice(perm, (within * batch_size,), (max_batch,))
+    return jnp.where(slots < batch_size, idx, -1)
 
 
-@functools.partial(jax.jit, static_argnames=("num_records", "record_every", "batch_size", "sampling", "observe", "graph_axis", "init_given"))
-def _train_jit(graph, patterns, rules, keys, init, lam_range, eta_range, *, num_records, record_every, batch_size, sampling, observe, graph_axis, init_given):
-    def member(graph, patterns, key, init_m):
+@functools.partial(jax.jit, static_argnames=("num_records", "max_batch", "sampling", "observe", "graph_axis", "init_given"))
+def _train_jit(graph, patterns, rules, keys, init, lam_range, eta_range, record_every, batch_size, *, num_records, max_batch,
+               sampling, observe, graph_axis, init_given):
+    def member(graph, patterns, key, init_m, batch_m):
         table = pathways(graph, patterns.first, patterns.label)
         init_key, data_key = jax.random.split(key)
         params = init_m if init_given else init_amplification(
             graph, init_key, lam_range=lam_range, eta_range=eta_range, dtype=jnp.asarray(lam_range).dtype)
         num_patterns = patterns.weight.shape[0]
 
-        def one_step(carry, s):
+        def one_step(s, carry):
             params, counts = carry
-            idx = _batch_indices(data_key, s, patterns, batch_size, sampling)
+            idx = _batch_indices(data_key, s, patterns, batch_m, max_batch, sampling)
             params = apply_update(graph, params, rules, batch_firing(graph, table, idx))
-            counts = counts + jnp.zeros(num_patterns, jnp.int32).at[idx].add(1)
-            return (params, counts), None
+            counts = counts + jnp.zeros(num_patterns, jnp.int32).at[jnp.maximum(idx, 0)].add((idx >= 0).astype(jnp.int32))
+            return params, counts
 
         def one_record(carry, r):
-            carry, _ = jax.lax.scan(one_step, carry, r * record_every + jnp.arange(record_every))
+            # record_every is traced: one compilation serves every record spacing.
+            carry = jax.lax.fori_loop(r * record_every, (r + 1) * record_every, one_step, carry)
             return carry, (observe(graph, patterns, carry[0]), carry[1])
 
         counts0 = jnp.zeros(num_patterns, jnp.int32)
@@ -427,8 +446,8 @@ def _train_jit(graph, patterns, rules, keys, init, lam_range, eta_range, *, num_
         counts = jnp.concatenate([counts0[None], counts], 0)
         return params, recs, counts
 
-    in_axes = (graph_axis, graph_axis, 0, 0 if init_given else None)
-    return jax.vmap(member, in_axes=in_axes)(graph, patterns, keys, init)
+    in_axes = (graph_axis, graph_axis, 0, 0 if init_given else None, 0)
+    return jax.vmap(member, in_axes=in_axes)(graph, patterns, keys, init, batch_size)
 
 
 def train(
@@ -438,7 +457,7 @@ def train(
     seeds: Sequence[int] | Array,
     *,
     num_steps: int,
-    batch_size: int,
+    batch_size: int | Sequence[int],
     record_every: int | None = None,
     sampling: str = "iid",
     lam_range: tuple[float, float] = (0.0, 0.01),
@@ -446,6 +465,7 @@ def train(
     init: Amplification | None = None,
     observe: Callable[[Neurashed, Patterns, Amplification], Any] = default_observe,
     dtype=jnp.float32,
+    max_batch_size: int | None = None,
 ) -> TrainResult:
     """Algorithm 1 for an ensemble of seeds, in one jit (vmap over members, scan over steps).
 
@@ -457,7 +477,9 @@ def train(
         seeds: (S,) distinct non-negative ints, one member each; member i draws its initial
             factors and its mini-batches from its seed.
         num_steps: iterations of Algorithm 1 per member.
-        batch_size: B, samples per mini-batch.
+        batch_size: B, samples per mini-batch; or one B per seed (members with different batch
+            sizes share one compilation, as do different ``num_steps`` with the same number of
+            records).
         record_every: steps between records (must divide ``num_steps``); default ``num_steps``.
         sampling: ``"iid"`` (B patterns drawn with replacement by ``weight``) or ``"epoch"``
             (every pattern once per epoch in a fresh random order; B must divide P and the
@@ -467,6 +489,9 @@ def train(
         observe: ``observe(graph, patterns, params) -> pytree`` recorded (jit-compatible and
             hashable: a module-level function, not a fresh lambda, to reuse the compilation).
         dtype: float dtype of the parameters (float64 needs ``jax.enable_x64``).
+        max_batch_size: the static batch capacity (default the largest B); give the same value
+            to calls with different B to reuse one compilation. With ``sampling="iid"`` the
+            draws depend on it (``max_batch_size`` candidates are drawn, the first B used).
 
     Returns:
         :class:`TrainResult`.
@@ -480,9 +505,12 @@ def train(
     if len(np.unique(seeds)) != seeds.size:
         raise ValueError("seeds: must be distinct")
     record_every = num_steps if record_every is None else record_every
-    for name, value in (("num_steps", num_steps), ("batch_size", batch_size), ("record_every", record_every)):
+    for name, value in (("num_steps", num_steps), ("record_every", record_every)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    batch = np.broadcast_to(np.asarray(batch_size), seeds.shape) if np.ndim(batch_size) == 0 else np.asarray(batch_size)
+    if batch.shape != seeds.shape or not np.issubdtype(batch.dtype, np.integer) or batch.min() < 1:
+        raise ValueError(f"batch_size: expected a positive int or one per seed ({seeds.size}), got {batch_size!r}")
     if num_steps % record_every:
         raise ValueError(f"record_every: must divide num_steps ({num_steps}), got {record_every}")
     if sampling not in ("iid", "epoch"):
@@ -493,18 +521,23 @@ def train(
     if stacked != (np.ndim(patterns.first) == 3):
         raise ValueError("patterns: must be stacked (leading axis per seed) exactly when the graphs are")
     num_patterns = np.shape(patterns.weight)[-1]
+    max_batch = int(batch.max()) if max_batch_size is None else int(max_batch_size)
+    if max_batch < batch.max():
+        raise ValueError(f"max_batch_size: must be >= every batch size ({batch.max()}), got {max_batch_size}")
     if sampling == "epoch":
-        if num_patterns % batch_size:
-            raise ValueError(f"batch_size: must divide the number of patterns ({num_patterns}) with sampling='epoch', got {batch_size}")
+        bad = sorted(set((batch[num_patterns % batch != 0]).tolist()))
+        if bad:
+            raise ValueError(f"batch_size: must divide the number of patterns ({num_patterns}) with sampling='epoch', got {bad[0]}")
         w = np.asarray(patterns.weight)
         if not np.allclose(w, 1.0 / num_patterns):
             raise ValueError("patterns.weight: sampling='epoch' needs uniform weights")
-    keys = jax.vmap(lambda s: jax.random.key_data(jax.random.key(s)))(jnp.asarray(seeds, jnp.uint32))
-    keys = jax.vmap(jax.random.wrap_key_data)(keys)
+    keys = jnp.asarray(np.stack([np.asarray(jax.random.key_data(jax.random.key(int(s)))) for s in seeds]))
+    keys = jax.random.wrap_key_data(keys)
     params, recs, counts = _train_jit(
         graph, patterns, rules, keys, init, jnp.asarray(lam_range, dtype), jnp.asarray(eta_range, dtype),
-        num_records=num_steps // record_every, record_every=record_every, batch_size=batch_size,
-        sampling=sampling, observe=observe, graph_axis=0 if stacked else None, init_given=init is not None,
+        jnp.int32(record_every), jnp.asarray(batch, jnp.int32), num_records=num_steps // record_every,
+        max_batch=max_batch, sampling=sampling, observe=observe, graph_axis=0 if stacked else None,
+        init_given=init is not None,
     )
     return TrainResult(
         params=jax.device_get(params),
@@ -588,7 +621,7 @@ def validate(graph: Neurashed, patterns: Patterns | None = None, *, expected: Se
         raise GraphError(f"patterns.label: classes are 0..{widths[-1] - 1}, got {sorted(set(label.tolist()))}")
     if (weight < 0).any() or not np.isclose(weight.sum(), 1.0, atol=1e-5):
         raise GraphError(f"patterns.weight: must be non-negative and sum to 1, got sum {weight.sum()}")
-    table = [np.asarray(t) for t in pathways(graph, jnp.asarray(first), jnp.asarray(label))]
+    table = [np.asarray(t) for t in pathways(jax.tree_util.tree_map(np.asarray, graph), first, label)]
     for p in range(first.shape[0]):
         if not first[p].any():
             raise GraphError(f"pattern {p}: no first-level node fires")
@@ -703,8 +736,7 @@ def build(description: Mapping[str, Any]) -> Built:
         if not 0 < l < len(levels) - 1:
             raise GraphError(f"rules[{node!r}]: only middle-level nodes have firing rules (it is in level {l})")
         codes[l - 1][i], ks[l - 1][i] = _parse_rule(node, rule)
-    graph = Neurashed(adjacency=tuple(jnp.asarray(a) for a in adjs), rule=tuple(jnp.asarray(c) for c in codes),
-                      rule_k=tuple(jnp.asarray(k) for k in ks))
+    graph = Neurashed(adjacency=tuple(adjs), rule=tuple(codes), rule_k=tuple(ks))
     paths = list(description["pathways"])
     if not paths:
         raise GraphError("pathways: need at least one input type")
@@ -736,15 +768,15 @@ def build(description: Mapping[str, Any]) -> Built:
                     raise GraphError(f"pathways[{p}]: {node!r} in 'fires' is not a middle-level node")
                 mids[where[node][0] - 1][where[node][1]] = True
             expected.append(mids)
-    patterns = Patterns(first=jnp.asarray(first), label=jnp.asarray(label), weight=jnp.asarray(weight / weight.sum(), jnp.float32))
+    patterns = Patterns(first=first, label=label, weight=(weight / weight.sum()).astype(np.float32))
     names = tuple(tuple(level) for level in levels)
     validate(graph, patterns, expected=expected if any_fires else None, names=names)
     return Built(graph=graph, patterns=patterns, names=names)
 
 
 def stack(items: Sequence[Any]) -> Any:
-    """Stacks equally shaped graphs (or patterns, or parameters) on a new leading axis."""
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
+    """Stacks equally shaped graphs (or patterns, or parameters) on a new leading axis (numpy)."""
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
 
 
 def unstack(tree: Any, index: int) -> Any:
@@ -916,10 +948,8 @@ def theorem1_family(rng: np.random.Generator | int, *, m: int, b1: int, b2: int,
         if not ok:
             continue
         # Unselected nodes above level 0 have no dependents and never fire (see pathways).
-        graph = Neurashed(adjacency=tuple(jnp.asarray(a) for a in adjs), rule=tuple(jnp.asarray(c) for c in codes),
-                          rule_k=tuple(jnp.asarray(k) for k in ks))
-        patterns = Patterns(first=jnp.asarray(sel[0]), label=jnp.arange(K, dtype=jnp.int32),
-                            weight=jnp.full((K,), 1.0 / K, jnp.float32))
+        graph = Neurashed(adjacency=tuple(adjs), rule=tuple(codes), rule_k=tuple(ks))
+        patterns = Patterns(first=sel[0].copy(), label=np.arange(K, dtype=np.int32), weight=np.full((K,), 1.0 / K, np.float32))
         expected = [[sel[l, j] for l in range(1, L)] for j in range(K)]
         _validate_family(graph, patterns, expected)
         return Family(graph=graph, patterns=patterns, shared=shared, specific=specific)
@@ -928,7 +958,7 @@ def theorem1_family(rng: np.random.Generator | int, *, m: int, b1: int, b2: int,
 
 def _validate_family(graph: Neurashed, patterns: Patterns, expected) -> None:
     """Like :func:`validate` but allowing unselected nodes without dependents (they never fire)."""
-    table = [np.asarray(t) for t in pathways(graph, patterns.first, patterns.label)]
+    table = pathways(graph, patterns.first, patterns.label)
     for j, exp in enumerate(expected):
         for i, want in enumerate(exp):
             if not np.array_equal(table[i + 1][j], want):
@@ -950,7 +980,8 @@ def theorem1_expansion(counts: np.ndarray, *, c: float, b1: int, b2: int, num_le
         counts: (..., K) updates per class so far.
 
     Returns:
-        (..., K) ratios Delta Z_cls / Delta Z_j' for every j' (NaN at j' = cls).
+        (..., K) ratios Delta Z_cls / Delta Z_j' for every j' (NaN at j' = cls, and where no
+        update has happened yet).
     """
     counts = np.asarray(counts, np.float64)
     N = counts.sum(-1, keepdims=True)
@@ -958,8 +989,90 @@ def theorem1_expansion(counts: np.ndarray, *, c: float, b1: int, b2: int, num_le
     # (X + d)^L - X^L = X^L expm1(L log1p(d / X)); ratios taken in logs (no overflow for large L).
     x_own = c * counts[..., cls:cls + 1] * b2 + c * N * b1
     x_other = c * counts * b2 + c * N * b1
-    log_own = L * np.log(x_own) + np.log(np.expm1(L * np.log1p(c * (b1 + b2) / x_own)))
-    log_other = L * np.log(x_other) + np.log(np.expm1(L * np.log1p(c * b1 / x_other)))
-    ratio = np.exp(log_own - log_other)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_own = L * np.log(x_own) + np.log(np.expm1(L * np.log1p(c * (b1 + b2) / x_own)))
+        log_other = L * np.log(x_other) + np.log(np.expm1(L * np.log1p(c * b1 / x_other)))
+        ratio = np.exp(log_own - log_other)
+    ratio = np.where(N > 0, ratio, np.nan)  # before any update the expansion is undefined
     ratio[..., cls] = np.nan
     return ratio
+
+
+# ----------------------------------------------------------------------------------------------
+# Classes with several feature pathways (Figures 3 and 4)
+# ----------------------------------------------------------------------------------------------
+
+
+def pathway_family_description(rng: np.random.Generator | int, *, num_classes: int = 2, types_per_class: int = 4,
+                               num_levels: int = 3, shared: int = 1, core: int = 2, pool: int = 6,
+                               peculiar: int = 2) -> dict:
+    """A random :func:`build` description of classes whose samples come in several types.
+
+    Figures 3 and 4 of the text: the samples of one class have similar but not identical
+    pathways. At each of ``num_levels`` levels with amplification factors, every class has
+    ``core`` nodes that fire for all its samples and a pool of ``pool`` nodes from which each of
+    its ``types_per_class`` sample types fires a random subset of ``peculiar`` (the same pool
+    positions at every level, so a type's peculiar features form a chain); ``shared`` nodes per
+    level fire for every sample of every class. Edges: a shared node depends on the shared
+    nodes and all cores below; a core node on its class's core below; pool node j on pool node
+    j of its class below; every middle node fires on "any". Class k depends on the shared nodes,
+    its core and its pool in the last of these levels.
+
+    Returns:
+        The description (node names ``s{l}_{i}``, ``c{k}_{l}_{i}``, ``p{k}_{l}_{j}``, ``class{k}``).
+    """
+    rng = np.random.default_rng(rng)
+    if not 1 <= peculiar <= pool:
+        raise GraphError(f"peculiar: must be between 1 and pool ({pool}), got {peculiar}")
+    for name, value in (("num_classes", num_classes), ("types_per_class", types_per_class), ("num_levels", num_levels),
+                        ("core", core)):
+        if value < 1:
+            raise GraphError(f"{name}: must be >= 1, got {value}")
+    K, L = num_classes, num_levels
+    S = lambda l, i: f"s{l}_{i}"  # noqa: E731
+    C = lambda k, l, i: f"c{k}_{l}_{i}"  # noqa: E731
+    Pn = lambda k, l, j: f"p{k}_{l}_{j}"  # noqa: E731
+    levels = []
+    for l in range(L):
+        names = [S(l, i) for i in range(shared)]
+        for k in range(K):
+            names += [C(k, l, i) for i in range(core)] + [Pn(k, l, j) for j in range(pool)]
+        levels.append(names)
+    levels.append([f"class{k}" for k in range(K)])
+    edges = {}
+    for l in range(1, L):
+        for i in range(shared):
+            edges[S(l, i)] = [S(l - 1, q) for q in range(shared)] + [C(k, l - 1, q) for k in range(K) for q in range(core)]
+        for k in range(K):
+            for i in range(core):
+                edges[C(k, l, i)] = [C(k, l - 1, q) for q in range(core)]
+            for j in range(pool):
+                edges[Pn(k, l, j)] = [Pn(k, l - 1, j)]
+    pathways_ = []
+    for k in range(K):
+        edges[f"class{k}"] = [S(L - 1, i) for i in range(shared)] + [C(k, L - 1, i) for i in range(core)] + [Pn(k, L - 1, j) for j in range(pool)]
+        for _ in range(types_per_class):
+            picks = sorted(rng.choice(pool, peculiar, replace=False).tolist())
+            first = [S(0, i) for i in range(shared)] + [C(k, 0, i) for i in range(core)] + [Pn(k, 0, j) for j in picks]
+            fires = [S(l, i) for l in range(1, L) for i in range(shared)] + [C(k, l, i) for l in range(1, L) for i in range(core)]
+            fires += [Pn(k, l, j) for l in range(1, L) for j in picks]
+            pathways_.append({"label": f"class{k}", "first": first, "fires": fires})
+    # Pool nodes above level 0 that no type uses still have their chain dependent: they never fire.
+    return {"levels": levels, "edges": edges, "pathways": pathways_}
+
+
+def class_pathway_masks(graph: Neurashed, patterns: Patterns) -> tuple:
+    """Which nodes belong to each class's pathways, and which to all of them.
+
+    Returns:
+        (union, core): tuples over levels 0..L-2 of (K, n_l) bool: ``union[l][k]`` nodes firing
+        for some input type of class k, ``core[l][k]`` nodes firing for every type of class k.
+    """
+    graph, patterns = jax.tree_util.tree_map(np.asarray, (graph, patterns))
+    table = pathways(graph, patterns.first)
+    label = patterns.label
+    union, core = [], []
+    for t in table:
+        union.append(np.stack([t[label == k].any(0) for k in range(graph.num_classes)]))
+        core.append(np.stack([t[label == k].all(0) for k in range(graph.num_classes)]))
+    return tuple(union), tuple(core)

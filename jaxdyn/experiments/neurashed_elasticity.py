@@ -1,0 +1,310 @@
+"""neurashed-elasticity: local elasticity in neurashed, Theorems 1 and 2 against simulation.
+
+Source: Su (arXiv 2112.09741), appendix, "Analyses for local elasticity". Graphs of the
+Theorem 1 family (:func:`jaxdyn.theory.neurashed.theorem1_family`: m nodes per level, b1 nodes
+shared by all classes and b2 nodes per class at each of L levels, each class's selected nodes
+joined level to level) are trained by Algorithm 1 with g+(x) = x + c (c > 1), g-(x) = x, one
+input per class, batch size 1 and every class once per epoch ("each class has the same number
+of training examples"). eta is held at 1, so Z_j is the product over levels of the class's
+amplification sums, the form of the text's expansion. After t epochs, one more update at class
+j changes the logits; the theorem concerns
+
+    ratio = Delta Z_j(x_j) / Delta Z_j'(x_j')   ->   (b1 + b2) / b1 > 1     (Theorem 1)
+
+as t -> infinity with m large, and ratio -> infinity when L grows fast enough (Theorem 2). The
+in-scan observable applies the extra update at every class from the current state (without
+keeping it) and records Delta Z of every class's own logit on its own input, so one training
+run gives the ratio at every epoch.
+
+Theory lines: the limit (b1 + b2)/b1 and the leading-order expansion
+``(c(t+1)b2 + c(Kt+1)b1)^L - (ctb2 + cKtb1)^L`` over its class-j' counterpart
+(:func:`jaxdyn.theory.neurashed.theorem1_expansion`, with the actual counts). Distances are
+relative: |simulation / theory - 1|. Finite m enters through classes that draw the same
+"class-specific" node (probability ~ b2^2 / m per level), which makes the classes overlap more.
+
+Sweeps: m (at the first (b1, b2) and L), (b1, b2) pairs (at the largest m), and L (Theorem 2,
+at the largest m). float64 throughout (Z grows like (c t b)^L).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+import xarray as xr
+
+from jaxdyn import plots
+from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
+from jaxdyn.theory import neurashed as nr
+
+
+@dataclasses.dataclass(frozen=True)
+class NeurashedElasticityConfig(Config):
+    """Configuration of neurashed-elasticity."""
+
+    seeds: int = param(8, "random graphs (and initial factors) per condition", min=1, max=1024)
+    num_classes: int = param(2, "classes K", min=2, max=16)
+    ms: tuple[int, ...] = param((10, 30, 100, 300), "nodes per level m (Theorem 1: m large)", min=2, max=2000)
+    b_pairs: tuple[int, ...] = param((2, 3, 3, 1, 1, 4), "(b1, b2) pairs, flattened: shared and class-specific nodes per level", min=1, max=100)
+    num_levels: int = param(3, "levels L with amplification factors, for the m and (b1, b2) sweeps", min=1, max=64)
+    levels_sweep: tuple[int, ...] = param((1, 2, 4, 8, 16, 32), "L values for Theorem 2", min=1, max=64)
+    epochs: int = param(100, "training epochs t (each class once per epoch); the ratio is read at every epoch", min=1, max=10_000)
+    theorem2_epoch: int = param(2, "epoch t at which the L sweep is read (Theorem 2 needs L large against t)", min=1, max=10_000)
+    c: float = param(2.0, "the additive g+(x) = x + c (c > 1)", min=1.0, max=1e3, min_exclusive=True)
+    init_high: float = param(0.01, "initial lambda ~ U(0, init_high)", min=0.0, max=1.0)
+    tolerance: float = param(0.02, "largest relative distance |ratio / limit - 1| counted as reaching the limit", min=0.0, max=1.0, min_exclusive=True)
+
+    @classmethod
+    def quick(cls) -> "NeurashedElasticityConfig":
+        return cls(seeds=4, ms=(10, 100), b_pairs=(2, 3, 1, 4), levels_sweep=(1, 4, 16), epochs=40)
+
+    def check(self) -> None:
+        if len(self.b_pairs) % 2:
+            raise ConfigError(f"b_pairs: expected (b1, b2) pairs flattened, got an odd count {len(self.b_pairs)}")
+        for b1, b2 in self.pairs:
+            if b1 + b2 > min(self.ms):
+                raise ConfigError(f"ms: every m must be >= b1 + b2 = {b1 + b2}, got {min(self.ms)}")
+        if len(set(self.ms)) != len(self.ms) or list(self.ms) != sorted(self.ms):
+            raise ConfigError("ms: expected distinct increasing values")
+        if list(self.levels_sweep) != sorted(set(self.levels_sweep)):
+            raise ConfigError("levels_sweep: expected distinct increasing values")
+        if self.theorem2_epoch > self.epochs:
+            raise ConfigError(f"theorem2_epoch: must be <= epochs ({self.epochs}), got {self.theorem2_epoch}")
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        return [(self.b_pairs[i], self.b_pairs[i + 1]) for i in range(0, len(self.b_pairs), 2)]
+
+
+def delta_logits_observable(rules: nr.UpdateRules):
+    """Observable factory: (K, K) Delta Z, row j = one extra update at class j (not kept),
+    column j' = change of logit j' on class j''s input."""
+
+    def observe(graph, patterns, params):
+        table = nr.pathways(graph, patterns.first, patterns.label)
+        own = lambda p: jnp.diagonal(nr.logits(graph, p, patterns.first))  # noqa: E731
+        z0 = own(params)
+
+        def after(j):
+            fired = nr.batch_firing(graph, table, j[None])
+            return own(nr.apply_update(graph, params, rules, fired)) - z0
+
+        return jax.vmap(after)(jnp.arange(graph.num_classes))
+
+    return observe
+
+
+def _condition(config, m, b1, b2, L):
+    """Trains ``seeds`` random graphs of one condition.
+
+    Returns:
+        (ratios (seed, epoch, K, K), counts (seed, epoch, K), overlap (seed,) bool: two classes
+        drew a common "class-specific" node at some level, the finite-m effect).
+    """
+    K = config.num_classes
+    fams = [nr.theorem1_family(10_000 * m + 100 * L + s, m=m, b1=b1, b2=b2, num_classes=K, num_levels=L) for s in range(config.seeds)]
+    rules = nr.update_rules(fams[0].graph, nr.additive(config.c), nr.identity(), eta_plus=nr.identity(), eta_minus=nr.identity(), dtype=jnp.float64)
+    res = nr.train(nr.stack([f.graph for f in fams]), nr.stack([f.patterns for f in fams]), rules, list(range(config.seeds)),
+                   num_steps=K * config.epochs, batch_size=1, record_every=K, sampling="epoch",
+                   lam_range=(0.0, config.init_high), eta_range=(1.0, 1.0), observe=delta_logits_observable(rules), dtype=jnp.float64)
+    d = np.asarray(res.records)  # (seed, epoch, j, j')
+    own = np.diagonal(d, axis1=-2, axis2=-1)[..., :, None]  # Delta Z_j(x_j) after the update at j
+    # ratio[j, j'] = Delta Z_j(x_j) / Delta Z_j'(x_j'), both after the update at class j.
+    ratio = own / np.where(np.eye(K, dtype=bool), np.nan, d)
+    overlap = np.array([any(len(set(f.specific[l, a]) & set(f.specific[l, b])) > 0
+                            for l in range(L) for a in range(K) for b in range(a + 1, K)) for f in fams])
+    return ratio, res.counts, overlap
+
+
+def _off_diagonal_mean(r):
+    K = r.shape[-1]
+    mask = ~np.eye(K, dtype=bool)
+    return r[..., mask].mean(-1)
+
+
+def _expansion(config, counts, b1, b2, L):
+    """(seed, epoch) expansion ratio averaged over (j, j'), from the actual counts per class."""
+    K = config.num_classes
+    out = np.stack([nr.theorem1_expansion(counts, c=config.c, b1=b1, b2=b2, num_levels=L, cls=j) for j in range(K)], -2)
+    with warnings.catch_warnings():  # epoch 0: no update yet, all NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(out.reshape(*out.shape[:-2], -1), -1)
+
+
+def run(config: NeurashedElasticityConfig, progress: bool = False) -> RunResult:
+    """Runs the m, (b1, b2) and L sweeps and compares with the limit and the expansion."""
+    del progress
+    K = config.num_classes
+    (b1_0, b2_0), L0, m_big = config.pairs[0], config.num_levels, max(config.ms)
+    results = {}
+    with jax.enable_x64(True):
+        for m in config.ms:
+            results[("m", m, b1_0, b2_0, L0)] = _condition(config, m, b1_0, b2_0, L0)
+        for b1, b2 in config.pairs[1:]:
+            results[("b", m_big, b1, b2, L0)] = _condition(config, m_big, b1, b2, L0)
+        for L in config.levels_sweep:
+            key = ("m", m_big, b1_0, b2_0, L) if L == L0 else ("L", m_big, b1_0, b2_0, L)
+            if key not in results:
+                results[key] = _condition(config, m_big, b1_0, b2_0, L)
+    epochs = np.arange(config.epochs + 1)
+    t_idx = np.arange(1, config.epochs + 1)  # skip epoch 0 (initial factors only)
+    T, T2 = config.epochs, config.theorem2_epoch
+
+    def key_of(m, b1, b2, L):
+        for kind in ("m", "b", "L"):
+            if (kind, m, b1, b2, L) in results:
+                return (kind, m, b1, b2, L)
+        raise KeyError((m, b1, b2, L))
+
+    def summary_of(key):
+        """(seed, epoch) simulated ratio (mean over class pairs), expansion, the limit, overlaps."""
+        _, m, b1, b2, L = key
+        ratio, counts, overlap = results[key]
+        return _off_diagonal_mean(ratio), _expansion(config, counts, b1, b2, L), (b1 + b2) / b1, overlap
+
+    def row(key, epoch):
+        sim, theory, limit, overlap = summary_of(key)
+        per_seed = np.abs(sim[:, epoch] / limit - 1)
+        return {"ratio_mean": float(sim[:, epoch].mean()), "ratio_median": float(np.median(sim[:, epoch])),
+                "ratio_std": float(sim[:, epoch].std()), "limit": limit, "expansion_mean": float(np.nanmean(theory[:, epoch])),
+                "relative_distance_to_limit_median": float(np.median(per_seed)),
+                "relative_distance_to_limit_mean": float(per_seed.mean()),
+                "relative_distance_to_expansion_median": float(np.median(np.abs(sim[:, epoch] / theory[:, epoch] - 1))),
+                "relative_distance_to_expansion_max_disjoint": float(np.abs(sim[~overlap, epoch] / theory[~overlap, epoch] - 1).max()) if (~overlap).any() else float("nan"),
+                "graphs_with_overlapping_class_nodes": int(overlap.sum())}
+
+    m_rows = [{"m": int(m), "b1": b1_0, "b2": b2_0, "L": L0, **row(key_of(m, b1_0, b2_0, L0), T)} for m in config.ms]
+    pair_rows = [{"m": m_big, "b1": b1, "b2": b2, "L": L0, **row(key_of(m_big, b1, b2, L0), T)} for b1, b2 in config.pairs]
+    L_rows = [{"m": m_big, "b1": b1_0, "b2": b2_0, "L": L, "epoch": T2, **row(key_of(m_big, b1_0, b2_0, L), T2)} for L in config.levels_sweep]
+    L_rows_final = [{"m": m_big, "b1": b1_0, "b2": b2_0, "L": L, "epoch": T, **row(key_of(m_big, b1_0, b2_0, L), T)} for L in config.levels_sweep]
+    sim_big, theory_big, limit0, _ = summary_of(key_of(m_big, b1_0, b2_0, L0))
+    dist_t = np.median(np.abs(sim_big[:, t_idx] / limit0 - 1), axis=0)  # (epoch,) median over seeds
+    rho_t = float(scipy.stats.spearmanr(t_idx, dist_t).statistic) if len(t_idx) > 2 else float(dist_t[-1] - dist_t[0])
+    m_dist = np.array([r["relative_distance_to_limit_median"] for r in m_rows])
+    L_ratio = np.array([r["ratio_median"] for r in L_rows])
+    all_ratios = np.concatenate([_off_diagonal_mean(results[k][0])[:, t_idx].ravel() for k in results])
+
+    tol = config.tolerance
+    worst_pair = max(r["relative_distance_to_limit_median"] for r in pair_rows)
+    worst_expansion = max(r["relative_distance_to_expansion_median"] for r in L_rows + L_rows_final)
+    disjoint = [r["relative_distance_to_expansion_max_disjoint"] for r in L_rows + L_rows_final + m_rows + pair_rows]
+    worst_disjoint = float(np.nanmax(disjoint)) if np.isfinite(disjoint).any() else float("nan")
+    n_disjoint = sum(int((~results[k][2]).sum()) for k in results)
+    n_graphs = sum(len(results[k][2]) for k in results)
+    claims = [
+        Claim("local elasticity: an update at class j moves class j's logit more than another class's "
+              "(smallest ratio over all conditions, seeds and epochs >= 1; held if > 1)",
+              bool(all_ratios.min() > 1), float(all_ratios.min()), 1.0),
+        Claim(f"Theorem 1: at m = {m_big}, t = {T} epochs, the ratio reaches (b1 + b2)/b1 for every (b1, b2) "
+              "(largest over pairs of the median over graphs of |ratio/limit - 1|; held if <= tolerance)",
+              bool(worst_pair <= tol), float(worst_pair), tol),
+        Claim("Theorem 1: the distance to the limit shrinks as m grows (median |ratio/limit - 1| at the smallest m "
+              "minus at the largest, final epoch; held if > 0)",
+              bool(m_dist[0] > m_dist[-1]), float(m_dist[0] - m_dist[-1]), 0.0),
+        Claim(f"Theorem 1: the distance to the limit shrinks with the number of iterations (Spearman rho of the median "
+              f"distance vs epoch at m = {m_big}; held if < 0)",
+              bool(rho_t < 0), rho_t, 0.0),
+        Claim(f"Theorem 2: at t = {T2} epochs the ratio grows with the number of levels L (held if the median over graphs "
+              "strictly increases over the L sweep; value: median ratio at the largest L over the Theorem 1 limit)",
+              bool(np.all(np.diff(L_ratio) > 0)), float(L_ratio[-1] / limit0), 1.0),
+        Claim(f"the text's expansion is the ratio of graphs whose classes drew disjoint class-specific nodes (the m -> inf "
+              f"structure; {n_disjoint} of {n_graphs} graphs): largest relative error over every condition at t = {T} (L sweep also at t = {T2}); "
+              "held if <= tolerance",
+              bool(worst_disjoint <= tol), worst_disjoint, tol),
+    ]
+    summary = {
+        "experiment": "neurashed-elasticity",
+        "seeds": config.seeds,
+        "num_classes": K,
+        "epochs": T,
+        "c": config.c,
+        "theorem1_over_m": m_rows,
+        "theorem1_over_b": pair_rows,
+        "theorem1_median_distance_vs_epoch_at_largest_m": {str(e): float(dist_t[e - 1]) for e in sorted({1, min(10, T), T})},
+        "theorem2_over_L": L_rows,
+        "theorem2_over_L_final_epoch": L_rows_final,
+        "smallest_ratio": float(all_ratios.min()),
+        "expansion_largest_median_error_over_L_all_graphs": float(worst_expansion),
+        "expansion_largest_error_disjoint_graphs": worst_disjoint,
+        "claims": [c.to_dict() for c in claims],
+    }
+
+    data_vars = {}
+    for key, (ratio, counts, overlap) in results.items():
+        kind, m, b1, b2, L = key
+        name = f"m{m}_b{b1}-{b2}_L{L}"
+        data_vars[f"ratio_{name}"] = (("seed", "epoch", "update_class", "other_class"), ratio)
+        data_vars[f"expansion_{name}"] = (("seed", "epoch"), _expansion(config, counts, b1, b2, L))
+        data_vars[f"counts_{name}"] = (("seed", "epoch", "class"), counts)
+        data_vars[f"overlap_{name}"] = ("seed", overlap.astype(np.int8))
+    ds = xr.Dataset(
+        data_vars, coords={"seed": np.arange(config.seeds), "epoch": epochs},
+        attrs={"experiment": "neurashed-elasticity", "g_plus": f"x + {config.c}", "g_minus": "x", "eta": "held at 1",
+               "init": f"U(0, {config.init_high})", "batch_size": 1, "sampling": "epoch: every class once per epoch",
+               "num_classes": K, "ratio": "Delta Z_j(x_j) / Delta Z_j'(x_j') after one update at class j",
+               "ms": list(config.ms), "b_pairs": list(config.b_pairs), "levels_sweep": list(config.levels_sweep)},
+    )
+    return RunResult(dataset=ds, summary=summary, figures=_figures(config, summary_of, key_of, m_big, b1_0, b2_0, L0))
+
+
+def _figures(config, summary_of, key_of, m_big, b1_0, b2_0, L0) -> dict:
+    fig, axes = plots.figure(1, 3, width=4.0, height=3.4)
+    epochs = np.arange(config.epochs + 1)
+    every = sorted(set((np.geomspace(1, config.epochs, 16).astype(int) - 1).tolist()))  # log-spaced markers
+    ax = axes[0, 0]
+    for k, m in enumerate(config.ms):
+        sim, theory, limit, _ = summary_of(key_of(m, b1_0, b2_0, L0))
+        ax.fill_between(epochs[1:], np.percentile(sim[:, 1:], 25, 0), np.percentile(sim[:, 1:], 75, 0), color=plots.color(k), alpha=0.15, linewidth=0)
+        ax.plot(epochs[1:], np.median(sim[:, 1:], 0), "o", color=plots.color(k), markerfacecolor="none", markevery=every, label=f"m = {m}")
+    ax.plot(epochs[1:], np.nanmean(theory[:, 1:], 0), "-", color="0.2", label="expansion (m -> inf)")
+    ax.axhline(limit, color="0.2", linestyle="--", linewidth=1, label=f"limit (b1+b2)/b1 = {limit:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("epochs t")
+    ax.set_ylabel("Delta Z_j / Delta Z_j'")
+    ax.set_title(f"Theorem 1 over m (b1={b1_0}, b2={b2_0}, L={L0})\no: median over graphs, band: quartiles")
+    ax.legend(loc="best", fontsize=7)
+    ax = axes[0, 1]
+    for k, (b1, b2) in enumerate(config.pairs):
+        sim, theory, limit, _ = summary_of(key_of(m_big, b1, b2, L0))
+        ax.plot(epochs[1:], np.median(sim[:, 1:], 0), "o", color=plots.color(k), markerfacecolor="none", markevery=every)
+        ax.plot(epochs[1:], np.nanmean(theory[:, 1:], 0), "-", color=plots.color(k), label=f"b1={b1}, b2={b2}")
+        ax.axhline(limit, color=plots.color(k), linestyle="--", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epochs t")
+    ax.set_ylabel("Delta Z_j / Delta Z_j'")
+    ax.set_title(f"Theorem 1 over (b1, b2), m = {m_big}\nline: expansion, dashed: limit, o: median")
+    ax.legend(loc="best", fontsize=7)
+    ax = axes[0, 2]
+    for k, epoch in enumerate(sorted({config.theorem2_epoch, config.epochs})):
+        sims, ths = [], []
+        for L in config.levels_sweep:
+            sim, theory, limit, _ = summary_of(key_of(m_big, b1_0, b2_0, L))
+            sims.append(sim[:, epoch]), ths.append(np.nanmean(theory[:, epoch]))
+        sims = np.array(sims)
+        ax.plot(config.levels_sweep, ths, "-", color=plots.color(k), label=f"expansion, t = {epoch}")
+        ax.fill_between(config.levels_sweep, sims.min(1), sims.max(1), color=plots.color(k), alpha=0.2, linewidth=0)
+        ax.plot(config.levels_sweep, np.median(sims, 1), "o", color=plots.color(k), markerfacecolor="none", label=f"simulation, t = {epoch}")
+    ax.axhline((b1_0 + b2_0) / b1_0, color="0.3", linestyle="--", linewidth=1, label="Theorem 1 limit")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("levels L")
+    ax.set_ylabel("Delta Z_j / Delta Z_j'")
+    ax.set_title(f"Theorem 2: growth with depth\n(m = {m_big}; band: min-max over graphs)")
+    ax.legend(loc="upper left", fontsize=7)
+    return {"elasticity_ratio": fig}
+
+
+EXPERIMENTS = [
+    Experiment(
+        name="neurashed-elasticity",
+        work="Su",
+        description="Theorems 1-2: Delta Z_j / Delta Z_j' after an update at class j vs (b1+b2)/b1 over m, b1, b2, t, and its growth with depth L",
+        config=NeurashedElasticityConfig,
+        run=run,
+    )
+]
