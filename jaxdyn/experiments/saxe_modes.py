@@ -401,7 +401,7 @@ def _figures(config: SaxeModesConfig, ds: xr.Dataset) -> dict:
         ax.plot([], [], color=plots.color(k), label=f"s = {s[k]:g}")
     ax.set_xlabel("time (units of tau)")
     ax.set_ylabel("mode strength u(t)")
-    ax.set_title("three-layer net, small random init (seed 0)")
+    ax.set_title("three-layer net, seed 0")
     plots.legend_theory_simulation(axes[0, 1])
     ax.legend(loc="lower right")
     ax = axes[0, 1]
@@ -410,7 +410,7 @@ def _figures(config: SaxeModesConfig, ds: xr.Dataset) -> dict:
     lim = np.nanmax(ds["learning_time_sim"].values) * 1.1
     ax.plot([0, lim], [0, lim], color="0.4", linewidth=1)
     ax.set_xlabel("(tau/2s) ln(u_f(s-u0)/(u0(s-u_f)))")
-    ax.set_ylabel("learning time to s/2, simulation (tau)")
+    ax.set_ylabel("time to s/2, simulation (tau)")
     ax.set_title("learning time per mode and seed")
     ax = axes[0, 2]
     depths = ds["depth"].values
