@@ -247,7 +247,7 @@ def solve_chain(b0, c, v, ts, *, rtol=1e-7, atol=1e-9, mode="per_member") -> ODE
 
 
 def mode_strength(t, s, u0):
-    """Closed-form three-layer mode strength (Saxe et al. 2014, eq. 7):
+    """Closed-form three-layer mode strength (Saxe et al. 2014, section 2):
 
         u(t) = s e^{2 s t/tau} / (e^{2 s t/tau} - 1 + s/u0),
 
