@@ -1,15 +1,22 @@
 """The ``jaxdyn`` command: ``jaxdyn list`` and ``jaxdyn run NAME [options]``.
 
 Configuration errors are reported on one line naming the field, with exit code 2, before
-anything is compiled.
+anything is compiled; so are errors the engine raises before compiling (memory guard,
+checkpoint mismatch). Runs write checkpoints between chunks; ``--resume`` continues a run that
+was killed (or interrupted by SIGTERM / Ctrl-C, which mark it ``interrupted``) from its last
+checkpoint, bitwise identical to an uninterrupted run. Any other failure is one line with exit
+code 1, its traceback kept in the run's status.json (``--debug`` raises it instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
+from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,20 +31,58 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="assignments", action="append", default=[], metavar="FIELD=VALUE",
                      help="override a configuration field; lists are comma-separated (repeatable)")
     run.add_argument("--show-config", action="store_true", help="print the configuration fields and exit")
+    run.add_argument("--dry-run", action="store_true", help="validate the configuration, print it and exit without running")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--resume", action="store_true",
+                     help="continue OUT/NAME from its last checkpoint (its saved configuration unless --quick/--set/--seeds "
+                          "are given, which must then match); starts afresh when there is nothing to resume")
+    run.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                     help="steps between checkpoints (default: about 10 per training call)")
+    run.add_argument("--no-checkpoint", action="store_true", help="write no checkpoints")
+    run.add_argument("--no-memory-check", action="store_true", help="skip the engine's memory estimate and run anyway")
+    run.add_argument("--debug", action="store_true", help="raise unexpected errors with their traceback")
     return parser
 
 
 def _error(message: str) -> int:
-    print(f"jaxdyn: error: {message}", file=sys.stderr)
+    print(f"jaxdyn: error: {' '.join(str(message).split())}", file=sys.stderr)
     return 2
+
+
+def _config_diff(saved, given) -> str:
+    diffs = [f"{f.name} {getattr(saved, f.name)!r} there, {getattr(given, f.name)!r} here"
+             for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(given, f.name)]
+    return "; ".join(diffs)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (what schedulers send before killing) raises RunInterrupted in the main thread,
+    so the run is marked interrupted and its checkpoints are kept."""
+    from jaxdyn.store import RunInterrupted
+
+    def handler(signum, frame):
+        raise RunInterrupted(f"signal {signal.Signals(signum).name}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxdyn`` console script. Returns the exit code."""
     args = _parser().parse_args(argv)
     from jaxdyn import experiments
+    from jaxdyn.engine import EngineConfigError
+    from jaxdyn.engine.checkpoint import CheckpointError
     from jaxdyn.experiments import ConfigError
+    from jaxdyn.store import read_status, run_experiment
 
     if args.command == "list":
         width = max(map(len, experiments.REGISTRY))
@@ -45,11 +90,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<{width}}  [{exp.work}] {exp.description}")
         return 0
 
+    run_path = Path(args.out) / args.name
     try:
         experiment = experiments.get(args.name)
         if args.show_config:
             print("\n".join(experiment.config.describe()))
             return 0
+        if args.checkpoint_every is not None and args.checkpoint_every < 1:
+            raise ConfigError(f"--checkpoint-every: expected a positive number of steps, got {args.checkpoint_every}")
         config = experiment.config.quick() if args.quick else experiment.config()
         assignments = list(args.assignments)
         if args.seeds is not None:
@@ -57,15 +105,63 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"--seeds: {args.name} has no seed ensemble (its members are its conditions); use --set")
             assignments.append(f"seeds={args.seeds}")
         config = config.with_overrides(assignments)
+        status = read_status(run_path) if run_path.is_dir() else {"state": "unknown"}
+        if status["state"] == "running" and not args.dry_run:
+            raise ConfigError(f"--out: {run_path} is being run by process {status.get('pid')} on this host; wait for it or stop it first")
+        resume = False
+        if args.resume and (run_path / "config.json").exists():
+            saved = json.loads((run_path / "config.json").read_text())
+            try:
+                saved_config = experiment.config.from_dict(saved.get("config", {}))
+            except ConfigError as exc:
+                raise ConfigError(f"--resume: {run_path / 'config.json'}: {exc}") from None
+            if args.quick or args.assignments or args.seeds is not None:
+                if config != saved_config:
+                    raise ConfigError(f"--resume: the configuration differs from the one being resumed ({_config_diff(saved_config, config)})")
+            config = saved_config
+            if status["state"] == "complete":
+                print(f"jaxdyn: {run_path}/ is already complete; nothing to resume", file=sys.stderr)
+                return 0
+            resume = True
+        elif args.resume:
+            print(f"jaxdyn: nothing to resume in {run_path}/; starting afresh", file=sys.stderr)
     except ConfigError as exc:
         return _error(str(exc))
 
-    print(f"jaxdyn: running {args.name} -> {args.out}/{args.name}/", file=sys.stderr)
-    result, path = experiments.run(args.name, config, out=args.out, progress=not args.no_progress)
+    if args.dry_run:
+        print(json.dumps({"experiment": args.name, "config": config.to_dict()}, indent=2))
+        return 0
+
+    verb = "resuming" if resume else "running"
+    print(f"jaxdyn: {verb} {args.name} -> {run_path}/", file=sys.stderr)
+    try:
+        with _sigterm_interrupts():
+            result, path = run_experiment(experiment, config, args.out, progress=not args.no_progress, resume=resume,
+                                          checkpoints=not args.no_checkpoint, checkpoint_every=args.checkpoint_every,
+                                          memory_check=not args.no_memory_check)
+    except KeyboardInterrupt as exc:
+        print(f"jaxdyn: interrupted ({exc or 'keyboard'}); checkpoints kept in {run_path}/checkpoints/; continue with: "
+              f"jaxdyn run {args.name} --out {args.out} --resume", file=sys.stderr)
+        return 130
+    except (ConfigError, EngineConfigError, CheckpointError) as exc:
+        return _error(str(exc))
+    except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback is in status.json
+        if args.debug:
+            raise
+        print(f"jaxdyn: failed: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} "
+              f"(traceback in {run_path}/status.json; --debug raises it)", file=sys.stderr)
+        return 1
+
     claims = result.summary.get("claims", [])
     for claim in claims:
         mark = "held    " if claim["held"] else "NOT held"
         print(f"  [{mark}] {claim['claim']}: {claim['value']:.4g}")
+    summary = json.loads((path / "summary.json").read_text())
+    skipped = summary.get("skipped_members") or {}
+    if skipped.get("skipped"):
+        why = [f"member {d['member']} diverged at step {d['step']}" for d in skipped.get("diverged", [])]
+        why += [f"member {d['member']}: ODE {d['reason']}" for d in skipped.get("ode_failed", [])]
+        print(f"  {skipped['skipped']} of {skipped['members']} members left out of the summary: " + "; ".join(why))
     print(f"jaxdyn: wrote {path}/ (config.json, results.nc, summary.json, " + ", ".join(f"{k}.png" for k in result.figures) + ")")
     return 0
 

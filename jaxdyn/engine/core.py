@@ -10,11 +10,19 @@ so observables are recorded on the device without a host sync per step. Chunks r
 the other from Python, so a progress bar can advance and a checkpoint can be written between
 them. Every random number of member ``i`` at step ``s`` comes from ``fold_in(key_i, s)``, which
 makes the result independent of the chunk size (bitwise) and of the ensemble's composition.
+
+Reliability: before anything compiles, ``train`` validates its arguments and estimates the memory
+its states and records will take (``jax.eval_shape``, no compilation), refusing with the
+estimate and a suggestion when it exceeds what the device has free (:class:`ResourceError`).
+With ``checkpoint=Checkpointer(...)`` it writes crash-safe checkpoints between chunks and
+resumes from them bitwise (:mod:`jaxdyn.engine.checkpoint`). A member whose loss or gradient goes
+non-finite is flagged in ``diverged_at``; members never interact, so the others are unchanged.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
@@ -22,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxdyn.engine.checkpoint import Checkpointer, CheckpointError
 
 PyTree = Any
 Array = jax.Array
@@ -124,6 +134,148 @@ class EngineConfigError(ValueError):
     """An argument of :func:`train` is invalid; raised before anything compiles."""
 
 
+class MemoryEstimate(NamedTuple):
+    """What :func:`train` expects to hold in memory, in bytes (activations not included).
+
+    Attributes:
+        params, opt_state, data, record: bytes per member: parameters, optimizer state, data,
+            and one record of every observable (one time point).
+        observables: ``{name: bytes of one record of one member}``.
+        num_members, num_records: members (padding included) and records per member (time points).
+        members_per_device, chunk_records: members on each device; records held on the device
+            per chunk.
+        device_bytes: per device: states (params, optimizer state, data, plus gradients and
+            updates, 2 x params) and one chunk of records.
+        host_bytes: all records of all members, kept on the host (plus ``device_bytes`` of every
+            device when the device is the host's own memory, as on CPU).
+        device_available, host_available: free bytes found (None where unknown).
+        device_kind: "device" when the device reports its own memory, else "host".
+    """
+
+    params: int
+    opt_state: int
+    data: int
+    record: int
+    observables: dict
+    num_members: int
+    num_records: int
+    members_per_device: int
+    chunk_records: int
+    device_bytes: int
+    host_bytes: int
+    device_available: int | None
+    host_available: int | None
+    device_kind: str
+
+
+class ResourceError(EngineConfigError):
+    """The run would not fit in the available memory; raised before anything compiles.
+
+    Attributes:
+        estimate: the :class:`MemoryEstimate`.
+    """
+
+    def __init__(self, message: str, estimate: MemoryEstimate):
+        super().__init__(message)
+        self.estimate = estimate
+
+
+def host_available_memory() -> int | None:
+    """Free host memory in bytes: MemAvailable from /proc/meminfo (or psutil), capped by a cgroup
+    memory limit (containers); None where neither can be read."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if available is None:
+        try:
+            import psutil
+
+            available = int(psutil.virtual_memory().available)
+        except Exception:  # noqa: BLE001 - psutil missing or unsupported platform
+            return None
+    try:  # cgroup v2: the container's limit minus its usage
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        if limit != "max":
+            used = int(open("/sys/fs/cgroup/memory.current").read().strip())
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def device_available_memory(device: jax.Device) -> int | None:
+    """Free bytes on ``device`` from ``device.memory_stats()`` (GPU, TPU); None where the device
+    does not report its memory (CPU: its memory is the host's)."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - not implemented on some backends
+        return None
+    if not stats or "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def _nbytes(tree) -> int:
+    return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(tree)))
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _estimate_memory(abstract, num_padded, total_records, chunk_records, devices) -> MemoryEstimate:
+    params, opt_state, data, records0 = abstract  # ShapeDtypeStructs with the (padded) seed axis
+    per = lambda tree: _nbytes(tree) // num_padded  # noqa: E731
+    obs = {k: per(v) for k, v in records0.items()}
+    p, o, d, r = per(params), per(opt_state), per(data), sum(obs.values())
+    members_per_device = num_padded // len(devices)
+    device_bytes = members_per_device * (p + o + d + 2 * p + chunk_records * r)
+    host_bytes = num_padded * (total_records + 1) * r
+    device_available = min((a for a in map(device_available_memory, devices) if a is not None), default=None)
+    kind = "device" if device_available is not None else "host"
+    if kind == "host":
+        host_bytes += len(devices) * device_bytes
+    return MemoryEstimate(params=p, opt_state=o, data=d, record=r, observables=obs, num_members=num_padded,
+                          num_records=total_records + 1, members_per_device=members_per_device, chunk_records=chunk_records,
+                          device_bytes=device_bytes, host_bytes=host_bytes, device_available=device_available,
+                          host_available=host_available_memory(), device_kind=kind)
+
+
+def _check_memory(est: MemoryEstimate, fraction: float = 0.9) -> None:
+    """Raises :class:`ResourceError` when the estimate exceeds ``fraction`` of what is free."""
+    over = []
+    if est.device_available is not None and est.device_bytes > fraction * est.device_available:
+        over.append(("device", est.device_bytes, est.device_available))
+    if est.host_available is not None and est.host_bytes > fraction * est.host_available:
+        over.append(("host" if est.device_kind == "device" else "host (the device's memory is the host's)", est.host_bytes, est.host_available))
+    if not over:
+        return
+    where, need, have = over[0]
+    records_total = est.num_members * est.num_records * est.record
+    largest = max(est.observables, key=est.observables.get) if est.observables else None
+    parts = [
+        f"memory: this run needs about {_fmt_bytes(need)} of {where} memory but {_fmt_bytes(have)} is free",
+        f"records {_fmt_bytes(records_total)} = {est.num_members} members x {est.num_records} records x {_fmt_bytes(est.record)}"
+        + (f" (largest observable {largest!r}: {_fmt_bytes(est.observables[largest])} per record)" if largest else ""),
+        f"states {_fmt_bytes(est.members_per_device * (3 * est.params + est.opt_state + est.data))} per device = "
+        f"{est.members_per_device} members x (params {_fmt_bytes(est.params)} x 3 with gradients and updates"
+        f" + optimizer {_fmt_bytes(est.opt_state)} + data {_fmt_bytes(est.data)})",
+        "record less often (record_every) or smaller observables, train fewer seeds per call, or use smaller chunk_steps; "
+        "memory_check=False (CLI: --no-memory-check) runs anyway",
+    ]
+    raise ResourceError("; ".join(parts), est)
+
+
 def member_keys(seeds: Sequence[int] | Array) -> tuple[Array, np.ndarray | None]:
     """Root PRNG keys for the members.
 
@@ -221,6 +373,8 @@ def train(
     progress: bool = False,
     on_chunk: Callable[[EnsembleState, dict[str, np.ndarray]], None] | None = None,
     resume_from: tuple[EnsembleState, dict[str, np.ndarray]] | None = None,
+    checkpoint: Checkpointer | None = None,
+    memory_check: bool = True,
 ) -> EnsembleResult:
     """Trains an ensemble of members (seeds or conditions) of one model, inside one jit.
 
@@ -253,17 +407,31 @@ def train(
             (seed_padded, time, ...).
         resume_from: ``(state, records_so_far)`` as given to ``on_chunk``; training
             continues from ``state.step``.
+        checkpoint: a :class:`~jaxdyn.engine.checkpoint.Checkpointer`: writes the state and
+            records atomically every ``checkpoint.every`` steps (which sets the chunk size) and
+            at the end; with ``resume=True`` continues from this call's newest checkpoint
+            (bitwise identical to an uninterrupted run). Ignored for restoring when
+            ``resume_from`` is given.
+        memory_check: estimate the memory of states and records before compiling and raise
+            :class:`ResourceError` when it exceeds 90% of the free device (or host) memory.
+            ``False`` skips the check.
 
     Returns:
         An :class:`EnsembleResult`.
 
     Raises:
         EngineConfigError: on an invalid argument, before anything is compiled.
+        ResourceError: the estimated memory exceeds what is free (see ``memory_check``).
+        CheckpointError: resuming from a checkpoint written by a different run.
     """
     keys, seed_array = member_keys(seeds)
     num_members = int(keys.shape[0])
     observables = dict(observables or {})
     _validate(num_steps, record_every, chunk_steps, num_members, hparams, init_params, data, observables)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, Checkpointer):
+            raise EngineConfigError(f"checkpoint: expected a jaxdyn.engine.checkpoint.Checkpointer, got {type(checkpoint).__name__}")
+        chunk_steps = checkpoint.chunk_steps(num_steps, record_every, chunk_steps)
     devices = list(devices) if devices is not None else jax.local_devices()
     num_devices = len(devices)
     num_padded = math.ceil(num_members / num_devices) * num_devices
@@ -336,15 +504,31 @@ def train(
             return tree
         return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("seed")))
 
+    pad_keys, pad_hp, pad_params, pad_data = place(
+        tuple(None if t is None else _pad_members(t, num_padded) for t in (keys, hparams, init_params, data))
+    )
+    init_fn = jax.jit(ensemble_map(init_member, 4))
+    # Shapes of everything the run will hold, by tracing only (nothing is compiled or run).
+    abstract = jax.eval_shape(init_fn, pad_keys, pad_hp, pad_params, pad_data)
+    if memory_check:
+        _check_memory(_estimate_memory(abstract, num_padded, total_records, chunk_records, devices))
+
+    # ---- checkpoints: this call's folder; restore its newest checkpoint when resuming ----
+    saver = None
+    if checkpoint is not None:
+        saver = checkpoint.for_call({
+            "num_steps": int(num_steps), "record_every": int(record_every), "num_members": num_members,
+            "observables": sorted(observables),
+        })
+        if resume_from is None and checkpoint.resume:
+            resume_from = _restore(saver, abstract, keys, hparams, data, num_members, num_padded, place)
+
     # ---- state: fresh or resumed ----
     if resume_from is not None:
         state, records_so_far = resume_from
         records_so_far = {k: np.asarray(v) for k, v in records_so_far.items()}
     else:
-        pad_keys, pad_hp, pad_params, pad_data = place(
-            tuple(None if t is None else _pad_members(t, num_padded) for t in (keys, hparams, init_params, data))
-        )
-        params, opt_state, data_all, records0 = jax.jit(ensemble_map(init_member, 4))(pad_keys, pad_hp, pad_params, pad_data)
+        params, opt_state, data_all, records0 = init_fn(pad_keys, pad_hp, pad_params, pad_data)
         state = EnsembleState(
             params=params,
             opt_state=opt_state,
@@ -355,6 +539,14 @@ def train(
             step=0,
         )
         records_so_far = {k: np.asarray(v)[:, None] for k, v in records0.items()}
+
+    # Records go into preallocated host buffers (no growing copies): (seed_padded, time, ...).
+    # Callbacks see views of the filled part, which is never written again.
+    filled = state.step // record_every + 1
+    buffers = {}
+    for k, v in records_so_far.items():
+        buffers[k] = np.empty((v.shape[0], total_records + 1, *v.shape[2:]), dtype=v.dtype)
+        buffers[k][:, :filled] = v[:, :filled]
 
     # One compiled function per distinct chunk length (at most two: full and remainder).
     compiled: dict[int, Callable] = {}
@@ -368,12 +560,18 @@ def train(
             compiled[n_records] = jax.jit(ensemble_map(run, 6, 1), donate_argnums=(0, 1, 5))
         return compiled[n_records]
 
+    def save(host_state):
+        trim = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:num_members], tree)  # noqa: E731
+        saver.save(host_state.step, trim(host_state._replace(step=None)), {k: b[:num_members, :filled] for k, b in buffers.items()})
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=num_steps, initial=state.step, unit="step", desc="training")
     try:
+        if saver is not None and state.step == num_steps and saver.last_saved_step is None and not saver.steps():
+            save(jax.device_get(state))  # a call that ran no chunk (num_steps already reached)
         while state.step < num_steps:
             n_records = min(chunk_records, (num_steps - state.step) // record_every)
             params, opt_state, diverged_at, records = chunk_fn(n_records)(
@@ -382,12 +580,18 @@ def train(
             )
             state = state._replace(params=params, opt_state=opt_state, diverged_at=diverged_at, step=state.step + n_records * record_every)
             records = jax.device_get(records)
-            records_so_far = {k: np.concatenate([records_so_far[k], np.asarray(records[k])], axis=1) for k in records_so_far}
+            for k in buffers:
+                buffers[k][:, filled : filled + n_records] = records[k]
+            filled += n_records
             if bar is not None:
                 bar.update(n_records * record_every)
-            if on_chunk is not None:
+            if on_chunk is not None or saver is not None:
                 # A host copy: the device buffers are donated to the next chunk.
-                on_chunk(jax.device_get(state), records_so_far)
+                host_state = jax.device_get(state)
+                if saver is not None:
+                    save(host_state)
+                if on_chunk is not None:
+                    on_chunk(host_state, {k: b[:, :filled] for k, b in buffers.items()})
     finally:
         if bar is not None:
             bar.close()
@@ -396,9 +600,42 @@ def train(
     return EnsembleResult(
         params=unpad(state.params),
         opt_state=unpad(state.opt_state),
-        records={k: v[:num_members] for k, v in records_so_far.items()},
+        records={k: v[:num_members] for k, v in buffers.items()},
         record_steps=np.arange(0, num_steps + 1, record_every),
         diverged_at=np.asarray(state.diverged_at)[:num_members],
         seeds=seed_array,
         state=state,
     )
+
+
+def _restore(saver, abstract, keys, hparams, data, num_members, num_padded, place):
+    """This call's newest checkpoint as ``resume_from`` (padding re-added), or None.
+
+    The checkpoint must hold the same members (PRNG keys), hyperparameters and, when ``data``
+    was given, the same data, bitwise; otherwise :class:`CheckpointError` names what differs.
+    """
+    params, opt_state, data_all, records0 = abstract
+    trim = lambda tree: jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct((num_members, *x.shape[1:]), x.dtype), tree)  # noqa: E731
+    target = EnsembleState(
+        params=trim(params), opt_state=trim(opt_state), data=trim(data_all),
+        keys=jax.ShapeDtypeStruct(keys.shape, keys.dtype),
+        hparams={k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in hparams.items()},
+        diverged_at=jax.ShapeDtypeStruct((num_members,), jnp.int32), step=None,
+    )
+    found = saver.restore(target, trim(records0))
+    if found is None:
+        return None
+    step, state, records = found
+    path = saver.path(step)
+    if not np.array_equal(np.asarray(state.keys), np.asarray(keys)):
+        raise CheckpointError(f"{path}: seeds: the checkpoint's members have other seeds; start afresh or use another output folder")
+    for name, value in hparams.items():
+        if not np.array_equal(np.asarray(state.hparams[name]), np.asarray(value), equal_nan=True):
+            raise CheckpointError(f"{path}: hparams[{name!r}] differ from the checkpoint's; start afresh or use another output folder")
+    if data is not None:
+        for a, b in zip(jax.tree_util.tree_leaves(state.data), jax.tree_util.tree_leaves(data)):
+            if not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True):
+                raise CheckpointError(f"{path}: data differ from the checkpoint's; start afresh or use another output folder")
+    state = place(_pad_members(state._replace(step=None), num_padded))._replace(step=step)
+    records = {k: np.asarray(_pad_members(v, num_padded)) for k, v in records.items()}
+    return state, records

@@ -244,7 +244,17 @@ class Experiment(NamedTuple):
         work: which source work it reproduces.
         description: one line for ``jaxdyn list``.
         config: its :class:`Config` subclass.
-        run: ``run(config, progress=False) -> RunResult``.
+        run: ``run(config, progress=False, **train_options) -> RunResult``. ``train_options``
+            are execution options of the engine that never change the results (today
+            ``checkpoint=`` a Checkpointer and ``memory_check=``); an experiment forwards them,
+            unchanged, to every ``train`` call it makes::
+
+                def run(config, progress=False, **train_options):
+                    result = train(model, task, opt, ..., progress=progress, **train_options)
+
+            That one forward is all an experiment needs for checkpoints, ``--resume`` and the
+            memory guard; a Checkpointer numbers the train calls of a run itself. A ``run``
+            without ``**train_options`` still works, without checkpoints.
     """
 
     name: str
@@ -252,3 +262,46 @@ class Experiment(NamedTuple):
     description: str
     config: type[Config]
     run: Callable[..., RunResult]
+
+    def unsupported_options(self, options: Mapping[str, Any]) -> set[str]:
+        """The names in ``options`` that :attr:`run` does not accept."""
+        import inspect
+
+        params = inspect.signature(self.run).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return set()
+        return {name for name in options if name not in params}
+
+    def execute(self, config: Config, progress: bool = False, **train_options) -> RunResult:
+        """Calls :attr:`run` with the ``train_options`` it accepts (the others are dropped:
+        see :meth:`unsupported_options`)."""
+        dropped = self.unsupported_options(train_options)
+        return self.run(config, progress=progress, **{k: v for k, v in train_options.items() if k not in dropped})
+
+
+def skipped_members(dataset) -> dict[str, Any]:
+    """Which members a summary leaves out, and why, from a run's Dataset.
+
+    Reads the conventional per-member variables, where present: ``diverged_at`` (seed,) int,
+    the first non-finite step or -1 (from the engine), ``ode_ok`` (seed,) and ``ode_message``
+    (seed,) str (from ``jaxdyn.theory.saxe.solve_batch``).
+
+    Returns:
+        ``{"members": n, "skipped": k, "diverged": [{"member", "step"}], "ode_failed":
+        [{"member", "reason"}]}``; ``members`` is None when the Dataset has no ``seed`` dim.
+    """
+    import numpy as np
+
+    n = int(dataset.sizes["seed"]) if "seed" in getattr(dataset, "sizes", {}) else None
+    ok = np.ones(n or 0, bool)
+    diverged, ode_failed = [], []
+    if "diverged_at" in dataset and dataset["diverged_at"].dims == ("seed",):
+        at = np.asarray(dataset["diverged_at"].values)
+        diverged = [{"member": int(i), "step": int(at[i])} for i in np.flatnonzero(at >= 0)]
+        ok &= at < 0
+    if "ode_ok" in dataset and dataset["ode_ok"].dims == ("seed",):
+        good = np.asarray(dataset["ode_ok"].values).astype(bool)
+        messages = dataset["ode_message"].values if "ode_message" in dataset else None
+        ode_failed = [{"member": int(i), "reason": str(messages[i]) if messages is not None else "failed"} for i in np.flatnonzero(~good)]
+        ok &= good
+    return {"members": n, "skipped": int((~ok).sum()), "diverged": diverged, "ode_failed": ode_failed}

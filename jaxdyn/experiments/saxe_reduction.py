@@ -19,7 +19,7 @@ import xarray as xr
 
 from jaxdyn import plots
 from jaxdyn.engine import Task, losses, train
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
+from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param, skipped_members
 from jaxdyn.models.deep_linear import DeepLinear, params_from_matrices
 from jaxdyn.tasks import full_batch
 from jaxdyn.tasks.perceptual import discrimination_task
@@ -98,8 +98,12 @@ def alpha_beta_from_weights(snap):
     return jnp.stack([alpha, beta, residual])
 
 
-def run(config: SaxeReductionConfig, progress: bool = False) -> RunResult:
-    """Trains every condition, integrates the ODE, and measures the distance between them."""
+def run(config: SaxeReductionConfig, progress: bool = False, **train_options) -> RunResult:
+    """Trains every condition, integrates the ODE, and measures the distance between them.
+
+    ``train_options`` (checkpoint=, memory_check=) go to the engine unchanged; they never change
+    the results (see :class:`jaxdyn.experiments.base.Experiment`).
+    """
     deltas, beta0s, v, init_params, data = _conditions(config)
     num_members = len(deltas)
     result = train(
@@ -117,6 +121,7 @@ def run(config: SaxeReductionConfig, progress: bool = False) -> RunResult:
         init_params=init_params,
         data=data,
         progress=progress,
+        **train_options,
     )
     rec = result.records["alpha_beta"].astype(np.float64)  # (seed, time, 3)
     alpha_sim, beta_sim, residual = rec[..., 0], rec[..., 1], rec[..., 2]
@@ -125,14 +130,17 @@ def run(config: SaxeReductionConfig, progress: bool = False) -> RunResult:
     ode = saxe.solve_alpha_beta(beta0s, np.full(num_members, config.c), v, time, rtol=config.rtol, atol=config.rtol * 1e-2)
     alpha_th, beta_th = (np.asarray(y, dtype=np.float64) for y in ode.ys)
 
-    ok = result.diverged_at < 0
+    # Members that diverged, or whose ODE failed to integrate, are left out of every comparison
+    # (and counted in "skipped_members"); their raw arrays stay in the dataset.
+    ode_ok = np.asarray(ode.ok, dtype=bool)
+    ok = (result.diverged_at < 0) & ode_ok
     dev_alpha = np.abs(alpha_sim - alpha_th)
     dev_beta = np.abs(beta_sim - beta_th)
     max_dev = float(np.max(np.maximum(dev_alpha, dev_beta)[ok])) if ok.any() else float("nan")
     q_sim = saxe.conserved_quantity(alpha_sim, beta_sim)
     q_th = saxe.conserved_quantity(alpha_th, beta_th)
     drift_sim = float(np.max(np.abs(q_sim - q_sim[:, :1])[ok])) if ok.any() else float("nan")
-    drift_th = float(np.max(np.abs(q_th - q_th[:, :1])))
+    drift_th = float(np.max(np.abs(q_th - q_th[:, :1])[ode_ok])) if ode_ok.any() else float("nan")
     margin = beta_sim[:, 1:] - np.sqrt(2.0) * alpha_sim[:, 1:]
     min_margin = float(np.min(margin[ok])) if ok.any() else float("nan")
     max_residual = float(np.max(residual[ok])) if ok.any() else float("nan")
@@ -157,7 +165,7 @@ def run(config: SaxeReductionConfig, progress: bool = False) -> RunResult:
     summary = {
         "experiment": "saxe-reduction",
         "members": num_members,
-        "diverged_members": int((~ok).sum()),
+        "diverged_members": int((result.diverged_at >= 0).sum()),
         "num_steps": config.num_steps,
         "max_abs_deviation": max_dev,
         "max_abs_deviation_alpha": float(np.max(dev_alpha[ok])) if ok.any() else float("nan"),
@@ -170,7 +178,8 @@ def run(config: SaxeReductionConfig, progress: bool = False) -> RunResult:
         "max_final_output_error": float(np.max(np.abs(output - config.c)[ok])) if ok.any() else float("nan"),
         "spearman_v_vs_alpha_over_beta": rho,
         "final_alpha_over_beta": share.tolist(),
-        "ode_failures": [int(i) for i in np.flatnonzero(~np.asarray(ode.ok))],
+        "ode_failures": [int(i) for i in np.flatnonzero(~ode_ok)],
+        "ode_failure_reasons": {str(i): ode.message[i] for i in np.flatnonzero(~ode_ok)},
         "claims": [c.to_dict() for c in claims],
     }
 
@@ -189,7 +198,8 @@ def run(config: SaxeReductionConfig, progress: bool = False) -> RunResult:
             "delta_deg": ("seed", deltas),
             "lr": ("seed", np.full(num_members, config.lr)),
             "diverged_at": ("seed", result.diverged_at),
-            "ode_ok": ("seed", np.asarray(ode.ok).astype(np.int8)),
+            "ode_ok": ("seed", ode_ok.astype(np.int8)),
+            "ode_message": ("seed", np.asarray(ode.message, dtype=str)),
             "g_plus": (("seed", "neuron"), data["g_plus"]),
             "g_minus": (("seed", "neuron"), data["g_minus"]),
             "W1_final": (("seed", "neuron", "stimulus"), np.swapaxes(result.params["layer_0"]["kernel"], 1, 2)),
@@ -208,6 +218,7 @@ def run(config: SaxeReductionConfig, progress: bool = False) -> RunResult:
             "loss": "1/2 sum_mu (y_mu - W2 W1 x_mu)^2, full batch",
         },
     )
+    summary["skipped_members"] = skipped_members(ds)
     return RunResult(dataset=ds, summary=summary, figures=_figures(config, ds))
 
 
