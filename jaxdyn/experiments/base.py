@@ -171,6 +171,8 @@ class Config:
                 raise ConfigError(f"--set {item!r}: expected field=value")
             name, text = item.split("=", 1)
             name = name.strip()
+            if not name:
+                raise ConfigError(f"--set {item!r}: expected field=value, the field name is empty")
             if name not in types:
                 raise ConfigError(f"{name}: unknown field; the fields are {', '.join(sorted(types))}")
             tp = types[name]
