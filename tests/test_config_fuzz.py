@@ -185,34 +185,21 @@ def test_cli_set_accepts_or_rejects_cleanly(name, tmp_path, capsys):
     assert counts["accepted"] + counts["rejected"] == 60 and counts["rejected"] >= 15
 
 
-@pytest.mark.parametrize("changes", [
-    # The largest learning rate with the largest beta0: those members diverge (and one's ODE
-    # hits the solver's step limit); the others must be summarised on their own.
-    {"lr": 1.0, "beta0s": [100.0, 1.0]},
-    # Tuning curves that vanish (2 neurons, kappa 1000, both stimuli far from them): the task's
-    # data are NaN (0/0 normalisation), so the member is flagged at step 0.
-    {"num_neurons": 2, "kappa": 1000.0, "theta0": 0.0, "deltas": [90.0], "beta0s": [100.0], "duration": 1e-9},
-])
-def test_accepted_extremes_run_at_quick_size(changes):
+def test_accepted_extremes_run_at_quick_size():
+    """One accepted extreme, run: tuning curves that vanish (2 neurons, kappa 1000, both stimuli
+    far from them) make the task's data NaN (0/0 normalisation). The run must finish, flag the
+    member at step 0 and say why its theory failed. (lr 1 with beta0 100, which diverges, is
+    run through the CLI in test_reliability.py.)"""
     from jaxdyn.experiments.saxe_reduction import SaxeReductionConfig, run
 
+    changes = {"num_neurons": 2, "kappa": 1000.0, "theta0": 0.0, "deltas": [90.0], "beta0s": [100.0], "duration": 1e-9}
     config = dataclasses.replace(SaxeReductionConfig.quick(), **changes)
     with np.errstate(all="ignore"):
         result = run(config)
     summary = json.loads(json.dumps(result.summary))  # serialisable, NaN for what could not be measured
     skipped = summary["skipped_members"]
-    assert skipped["members"] == summary["members"]
-    assert skipped["skipped"] == len({d["member"] for d in skipped["diverged"] + skipped["ode_failed"]})
+    assert skipped["members"] == summary["members"] == 1
+    assert skipped["skipped"] == 1 and skipped["diverged"] == [{"member": 0, "step": 0}]
+    assert [d["member"] for d in skipped["ode_failed"]] == [0]  # its theory (v is NaN) fails too, with the reason
     for claim in summary["claims"]:
-        if not np.isfinite(claim["value"]):
-            assert claim["held"] is False  # nothing measured is nothing held
-    if "lr" in changes:
-        # members: (delta 10, beta0 100), (10, 1), (45, 100), (45, 1)
-        assert [d["member"] for d in skipped["diverged"]] == [0, 2] and all(0 <= d["step"] < config.num_steps for d in skipped["diverged"])
-        assert skipped["skipped"] == 2 and summary["diverged_members"] == 2
-        assert all(np.isfinite(c["value"]) for c in summary["claims"])  # measured on members 1 and 3
-        assert {d["member"]: d["reason"] for d in skipped["ode_failed"]} == {int(k): v for k, v in summary["ode_failure_reasons"].items()}
-    else:
-        assert skipped["skipped"] == 1 and skipped["diverged"] == [{"member": 0, "step": 0}]
-        assert [d["member"] for d in skipped["ode_failed"]] == [0]  # its theory (v is NaN) fails too, with the reason
-    print(changes, "->", skipped, sum(c["held"] for c in summary["claims"]), "claims held")
+        assert claim["held"] is False and not np.isfinite(claim["value"])  # nothing measured is nothing held

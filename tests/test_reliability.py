@@ -1,0 +1,150 @@
+"""Numerical faults contained (NaN data, divergence, ODE failures), summaries that say what they
+skipped, atomic result files, and the two halves of the determinism statement in the README."""
+
+import json
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import xarray as xr
+
+from jaxdyn import cli
+from jaxdyn.engine import Task, losses, train
+from jaxdyn.experiments.base import RunResult, skipped_members
+from jaxdyn.store import RunDir, write_dataset, write_json
+from jaxdyn.theory import saxe
+
+
+class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(1)(nn.tanh(nn.Dense(6)(x)))[:, 0]
+
+
+def _task():
+    def init(key):
+        x = jax.random.normal(key, (12, 3))
+        return {"x": x, "y": jnp.sin(x[:, 0])}
+
+    def batch(data, key, step):
+        idx = jax.random.choice(key, 12, (3,), replace=False)
+        return {"x": data["x"][idx], "y": data["y"][idx], "idx": idx}
+
+    return Task(init, batch)
+
+
+OBS = {"loss": lambda s: losses.mean_squared_error(s.apply(s.params, s.data["x"]), s.data),
+       "weight_norm": lambda s: sum(jnp.sum(w**2) for w in jax.tree_util.tree_leaves(s.params)),
+       "idx": lambda s: s.batch["idx"]}  # the batch update `step` will use
+
+
+def _train(seeds, data):
+    return train(MLP(), _task(), optax.sgd(0.1), seeds=seeds, num_steps=24, loss=losses.mean_squared_error,
+                 observables=OBS, record_every=1, data=data)
+
+
+@pytest.fixture(scope="module")
+def clean():
+    keys = [jax.random.fold_in(jax.random.key(0), i) for i in range(3)]
+    data = jax.tree_util.tree_map(lambda *x: np.stack(x), *[_task().init(k) for k in keys])
+    return data, _train([0, 1, 2], data)
+
+
+def test_nan_in_one_members_data_is_flagged_at_its_step_and_the_others_are_bitwise_unchanged(clean):
+    data, reference = clean
+    # Poison a sample of member 1 that its first batches do not use, so the step is non-trivial.
+    idx = reference.records["idx"][1]  # (time, 3): the samples update t uses
+    first_use = {int(i): int(np.argmax((idx == i).any(axis=1))) for i in range(12) if (idx == i).any()}
+    sample = max(first_use, key=first_use.get)
+    expected_step = first_use[sample]
+    assert expected_step > 0
+    poisoned = jax.tree_util.tree_map(np.array, data)
+    poisoned["x"][1, sample, 0] = np.nan
+    result = _train([0, 1, 2], poisoned)
+
+    np.testing.assert_array_equal(result.diverged_at, [-1, expected_step, -1])
+    # Records are taken after `t` updates: finite up to the poisoned update, NaN from then on.
+    assert np.isfinite(result.records["weight_norm"][1, : expected_step + 1]).all()
+    assert not np.isfinite(result.records["weight_norm"][1, expected_step + 1 :]).any()
+    for k in result.records:
+        np.testing.assert_array_equal(result.records[k][[0, 2]], reference.records[k][[0, 2]], err_msg=k)
+    for a, b in zip(jax.tree_util.tree_leaves(result.params), jax.tree_util.tree_leaves(reference.params)):
+        np.testing.assert_array_equal(a[[0, 2]], b[[0, 2]])
+    print(f"NaN in sample {sample} of member 1: flagged at step {expected_step}; members 0 and 2 bitwise unchanged")
+
+
+def test_a_member_alone_matches_it_inside_a_wider_ensemble_to_float_rounding(clean):
+    """README, Determinism: across ensemble (vmap) widths results agree to float rounding."""
+    data, reference = clean
+    alone = _train([1], jax.tree_util.tree_map(lambda x: x[1:2], data))
+    np.testing.assert_array_equal(alone.records["idx"][0], reference.records["idx"][1])  # same data order: same keys
+    worst = 0.0
+    for a, b in zip(jax.tree_util.tree_leaves(alone.params), jax.tree_util.tree_leaves(reference.params)):
+        worst = max(worst, float(np.max(np.abs(a[0] - b[1]) / (np.abs(b[1]) + 1e-3))))
+    loss_diff = float(np.max(np.abs(alone.records["loss"][0] - reference.records["loss"][1])))
+    print(f"member 1 alone vs in a 3-wide ensemble: max relative param diff {worst:.2e}, max loss diff {loss_diff:.2e}"
+          f" ({'bitwise equal' if worst == 0 and loss_diff == 0 else 'float rounding'})")
+    assert worst < 1e-5 and loss_diff < 1e-6
+
+
+def test_an_ode_that_fails_reports_which_member_and_why():
+    # dy/dt = y^2 from y0 blows up at t = 1/y0: member 1 (y0 = 1) cannot reach t = 2.
+    y0 = jnp.array([-1.0, 1.0, 0.25])
+    ts = jnp.linspace(0.0, 2.0, 9)
+    with jax.enable_x64(True):
+        sol = saxe.solve_batch(lambda t, y, args: y**2, jnp.asarray(y0, jnp.float64), jnp.zeros(3), jnp.asarray(ts, jnp.float64),
+                               rtol=1e-8, atol=1e-10, max_steps=2000)
+    np.testing.assert_array_equal(np.asarray(sol.ok), [True, False, True])
+    assert sol.message[1] in ("max_steps_reached", "nonfinite", "dt_min_reached") and sol.message[0] == "successful"
+    with np.errstate(divide="ignore"):
+        exact = np.asarray(y0)[:, None] / (1 - np.asarray(y0)[:, None] * np.asarray(ts)[None])
+    np.testing.assert_allclose(np.asarray(sol.ys)[[0, 2]], exact[[0, 2]], rtol=1e-6)
+    print("ODE member 1:", sol.message[1])
+
+
+def test_cli_names_the_members_it_left_out(tmp_path, capsys):
+    # lr 1 with beta0 100: members 0 and 2 diverge at step 3 and member 2's ODE hits the step limit.
+    assert cli.main(["run", "saxe-reduction", "--quick", "--no-progress", "--out", str(tmp_path),
+                     "--set", "lr=1.0", "--set", "beta0s=100,1"]) == 0
+    out = capsys.readouterr().out
+    assert ("2 of 4 members left out of the summary: member 0 diverged at step 3; member 2 diverged at step 3; "
+            "member 2: ODE max_steps_reached") in out
+    run = tmp_path / "saxe-reduction"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["skipped_members"]["skipped"] == 2 and summary["ode_failure_reasons"] == {"2": "max_steps_reached"}
+    ds = xr.load_dataset(run / "results.nc")
+    assert list(ds["diverged_at"].values) == [3, -1, 3, -1] and ds["ode_message"].values[2] == "max_steps_reached"
+    assert skipped_members(ds) == summary["skipped_members"]
+
+
+def test_summaries_get_the_skipped_members_from_the_dataset(tmp_path):
+    ds = xr.Dataset({"diverged_at": ("seed", np.array([-1, 7, -1, -1])), "ode_ok": ("seed", np.array([1, 1, 0, 1], np.int8)),
+                     "ode_message": ("seed", np.array(["successful"] * 2 + ["nonfinite", "successful"]))})
+    run = RunDir(tmp_path, "fake")
+    run.start({"a": 1})
+    run.finish(RunResult(dataset=ds, summary={"claims": []}, figures={}), 0.1)
+    summary = json.loads((tmp_path / "fake" / "summary.json").read_text())
+    assert summary["skipped_members"] == {"members": 4, "skipped": 2, "diverged": [{"member": 1, "step": 7}],
+                                          "ode_failed": [{"member": 2, "reason": "nonfinite"}]}
+
+
+def test_results_and_summary_are_replaced_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "results.nc"
+    good = xr.Dataset({"a": ("seed", np.arange(3.0))})
+    write_dataset(path, good)
+    write_json(tmp_path / "summary.json", {"n": 1})
+
+    def crash(self, target, **kw):
+        with open(target, "wb") as f:
+            f.write(b"\x89HDF half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_dataset(path, xr.Dataset({"a": ("seed", np.zeros(3))}))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(xr.load_dataset(path)["a"].values, [0.0, 1.0, 2.0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.nc", "summary.json"]  # no temporary left
