@@ -1,0 +1,793 @@
+#!/usr/bin/env python
+"""Seed-ensemble training throughput: jaxdyn's engine vs a Python loop over seeds.
+
+    python benchmarks/bench_ensemble.py [--seeds 1,16,256,1024] [--models rbe,linear,vgg]
+                                        [--batches 1,32] [--steps N] [--repeats R]
+                                        [--out benchmarks/out]
+
+Methods, all on the same seeds, the same per-member PRNG streams and the same tasks, in one
+process:
+
+* ``engine/patches``: ``jaxdyn.engine.train`` with the model as it ships (RBE and VGG use
+  ``conv='patches'``, i.e. PatchConv: patches + one matmul); vmap over members, scan over
+  steps, one jit call per chunk.
+* ``engine/flax``: the same engine with ``conv='flax'`` (``nn.Conv``; under vmap over
+  parameters it becomes a grouped ``lax.conv``).
+* ``loop/flax``: the obvious alternative, a Python loop over seeds calling one jitted
+  single-member function that runs all steps in a ``lax.scan`` (jit once, one call per seed),
+  with ``nn.Conv``.
+* ``loop/patches``: the same loop with PatchConv.
+Not run by default (``--methods engine,loop,rec`` is the default; add ``vmap``/``map``):
+
+* ``vmap/patches`` (diagnostic): ``jit(vmap(the loop's single-member scan))`` over all seeds,
+  without the engine's machinery (records, divergence flags, chunks, donation, state copies):
+  engine / vmap isolates what the engine adds on top of vmapping itself.
+* ``map16/patches`` (diagnostic, ``--methods ...,map``): ``jit(lax.map(the single-member scan,
+  batch_size=16))``: blocks of 16 members vmapped, the blocks run one after the other.
+Run by default at ``--rec-seeds`` (256):
+
+* ``engine+rec10/patches`` (RBE only): the engine recording the batch loss every 10
+  steps, to show what in-scan records cost.
+
+Throughput is seed-steps per second of warm (already compiled) runs, the median of
+``--repeats`` repeats. The repeats of all methods of one row (model, batch, seed count) are
+interleaved round-robin, one method running at a time, so that load from other processes on a
+shared machine affects all methods alike. Engine: ``train`` is called once with ``(repeats + 1) * T`` steps and
+``chunk_steps=T`` (in a worker thread whose ``on_chunk`` waits for its turn); each chunk is one
+jit call of T steps for all members, timed from the return of one ``on_chunk`` to the next call
+(it includes the engine's fetch of the records and its host copy of the state for ``on_chunk``). The first chunk carries the compilation
+(init + chunk), reported separately as "compile+first". Loop: the jitted per-seed function is
+compiled by a first call, then the loop over the timed seeds is timed end to end (dispatch is
+async, one block at the end). With more seeds than ``--loop-subset`` the loop is timed on the
+first ``--loop-subset`` seeds and scaled per seed (its cost is linear in the number of seeds:
+every seed is an independent call of the same compiled function). Because dispatch is async,
+several of these calls can run at once on different cores; the "cores busy" column (process CPU
+time / wall time during the warm repeats) shows how many cores each method kept busy.
+
+The steps per jit call (T) are chosen per row so a warm repeat takes about ``--target``
+seconds (a method is restarted with a new T when its first warm repeat falls outside 0.1-3 s);
+``--steps`` fixes T instead. Initialisation is excluded from every warm time.
+
+Also measured: the machine's float32 matmul rate (2048^3, best of 20, at the start and at the
+end of the run; the better of the two is used) as its peak FLOP/s, and
+for each row the FLOPs of one training step from XLA's cost analysis
+(``jit(step).lower(...).compile().cost_analysis()['flops']``; vmapped over the members for the
+engine, one member for the loop), giving achieved FLOP/s and its fraction of that peak. The
+vmapped count is taken at 16 members and used per seed at every seed count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import queue
+import resource
+import statistics
+import sys
+import threading
+import time
+from typing import Any, Callable, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxdyn.engine import Task, losses, member_keys, observables, train
+from jaxdyn.models import DeepLinear, DenseSampleVGG, RBEConvNet, count_params
+
+# The engine's per-member PRNG streams (jaxdyn/engine/core.py), mirrored so that the loop
+# trains on exactly the same data as the engine (checked in `sanity_check`).
+_INIT_STREAM, _DATA_STREAM, _DROPOUT_STREAM, _TASK_STREAM = 0, 1, 2, 3
+
+WINDOW = (0.1, 3.0)  # accepted warm seconds per repeat when T is auto-chosen
+MAX_T = 1_000_000
+
+
+def stream(key_data, tag, step=None):
+    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), tag)
+    if step is not None:
+        key = jax.random.fold_in(key, step)
+    return key
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmarked problems
+# --------------------------------------------------------------------------------------------
+def bits_task(batch: int, y_shape_extra: tuple[int, ...] = ()) -> Task:
+    """Nakazato's RBE task: per member one random 16-bit string x_o; each step labels
+    y ~ Bernoulli(0.5). batch == 1: the paper's single point (x = x_o); batch > 1: ``batch``
+    fresh random 16-bit strings per step, each with its own random label."""
+
+    def init(key):
+        return {"x_o": jax.random.bernoulli(key, 0.5, (16,)).astype(jnp.float32)}
+
+    def batch_fn(data, key, step):
+        kx, ky = jax.random.split(key)
+        y = jax.random.bernoulli(ky, 0.5, (batch,) + y_shape_extra).astype(jnp.float32)
+        if batch == 1:
+            x = data["x_o"][None]
+        else:
+            x = jax.random.bernoulli(kx, 0.5, (batch, 16)).astype(jnp.float32)
+        return {"x": x, "y": y}
+
+    return Task(init, batch_fn)
+
+
+def image_task(batch: int, side: int, classes: int) -> Task:
+    """Random N(0, 1) images (batch, side, side, 3) and uniform labels, fresh each step."""
+
+    def init(key):
+        return {"unused": jnp.zeros((1,), jnp.float32)}
+
+    def batch_fn(data, key, step):
+        kx, ky = jax.random.split(key)
+        x = jax.random.normal(kx, (batch, side, side, 3), jnp.float32)
+        return {"x": x, "y": jax.random.randint(ky, (batch,), 0, classes)}
+
+    return Task(init, batch_fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    name: str
+    describe: str
+    make_model: Callable[[str | None], Any]
+    convs: tuple  # conv impls to compare; (None,) for conv-free models
+    make_task: Callable[[int], Task]
+    loss: Callable
+    lr: float
+    rate_guess: float  # seed-steps/s, a deliberately low first guess for choosing T
+
+
+VGG_SIDE, VGG_CLASSES = 32, 5
+
+PROBLEMS = {
+    "rbe": Problem(
+        name="rbe",
+        describe="RBEConvNet(num_layers=3, features=8, kernel_size=3, elu, VALID, dropout 0), "
+        "sigmoid output, binary cross-entropy, SGD lr 0.1, bits task (x_o per member, y ~ Bernoulli(0.5))",
+        make_model=lambda conv: RBEConvNet(num_layers=3, features=8, kernel_size=3, activation="elu", padding="VALID", conv=conv),
+        convs=("patches", "flax"),
+        make_task=lambda b: bits_task(b),
+        loss=losses.binary_cross_entropy,
+        lr=0.1,
+        rate_guess=5e4,
+    ),
+    "linear": Problem(
+        name="linear",
+        describe="DeepLinear(widths=(16, 32, 32, 1), small_random init 1e-3), mean squared error, "
+        "SGD lr 0.01, same bits task with y of shape (B, 1)",
+        make_model=lambda conv: DeepLinear((16, 32, 32, 1)),
+        convs=(None,),
+        make_task=lambda b: bits_task(b, (1,)),
+        loss=losses.mean_squared_error,
+        lr=0.01,
+        rate_guess=2e5,
+    ),
+    "vgg": Problem(
+        name="vgg",
+        describe=f"DenseSampleVGG(num_conv=5, conv_features=3, kernel 3, SAME, pool_size=8, hidden=(64,), "
+        f"dropout 0.5, {VGG_CLASSES} classes) on random {VGG_SIDE}x{VGG_SIDE}x3 images, softmax cross-entropy, SGD lr 0.1",
+        make_model=lambda conv: DenseSampleVGG(
+            num_classes=VGG_CLASSES, num_conv=5, conv_features=3, hidden=(64,), pool_size=8, dropout_rate=0.5, conv=conv
+        ),
+        convs=("patches", "flax"),
+        make_task=lambda b: image_task(b, VGG_SIDE, VGG_CLASSES),
+        loss=losses.softmax_cross_entropy,
+        lr=0.1,
+        rate_guess=1000.0,
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# One member, written out: what the loop runs and what the FLOP count is taken of
+# --------------------------------------------------------------------------------------------
+def member_fns(problem: Problem, conv, batch: int):
+    model = problem.make_model(conv)
+    task = problem.make_task(batch)
+    opt = optax.sgd(problem.lr)
+
+    def init_one(key):
+        # Same as the engine's init_member: data, then params from the step-0 batch.
+        data = task.init(stream(key, _TASK_STREAM))
+        x0 = task.batch(data, stream(key, _DATA_STREAM, jnp.int32(0)), jnp.int32(0))["x"]
+        params = model.init({"params": stream(key, _INIT_STREAM)}, x0, train=False)["params"]
+        return params, opt.init(params), data
+
+    def step(params, opt_state, data, key, s):
+        batch_ = task.batch(data, stream(key, _DATA_STREAM, s), s)
+
+        def objective(p):
+            out = model.apply({"params": p}, batch_["x"], train=True, rngs={"dropout": stream(key, _DROPOUT_STREAM, s)})
+            return problem.loss(out, batch_)
+
+        grads = jax.grad(objective)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def make_run(num_steps: int):
+        @jax.jit
+        def run(params, opt_state, data, key):
+            def body(carry, s):
+                return step(*carry, data, key, s), None
+
+            carry, _ = jax.lax.scan(body, (params, opt_state), jnp.arange(num_steps, dtype=jnp.int32))
+            return carry
+
+        return run
+
+    return model, task, opt, jax.jit(init_one), step, make_run
+
+
+def step_flops(problem: Problem, conv, batch: int, members: int | None) -> float | None:
+    """XLA's FLOP count of one training step: of ``members`` vmapped members, or of one
+    unvmapped member when ``members`` is None."""
+    _, _, _, init_one, step, _ = member_fns(problem, conv, batch)
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    params, opt_state, data = jax.eval_shape(init_one, key)
+    s = jax.ShapeDtypeStruct((), jnp.int32)
+    fn = step
+    if members is not None:
+        add = lambda t: jax.tree_util.tree_map(lambda l: jax.ShapeDtypeStruct((members,) + l.shape, l.dtype), t)  # noqa: E731
+        params, opt_state, data, key = add((params, opt_state, data, key))
+        fn = jax.vmap(step, in_axes=(0, 0, 0, 0, None))
+    try:
+        ca = jax.jit(fn).lower(params, opt_state, data, key, s).compile().cost_analysis()
+    except Exception as e:  # cost analysis is best effort
+        print(f"  (cost analysis failed: {e})", file=sys.stderr)
+        return None
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0] if ca else {}
+    flops = (ca or {}).get("flops")
+    return float(flops) if flops is not None else None
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+class _Stop(Exception):
+    """Raised inside the engine's on_chunk to end a run early (when T must be re-chosen)."""
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def clock():
+    """(wall seconds, CPU seconds of this process, all threads)."""
+    return time.perf_counter(), time.process_time()
+
+
+def since(start):
+    wall, cpu = clock()
+    return wall - start[0], cpu - start[1]
+
+
+# Every method is a generator: each next() runs one warm repeat (compiling first if needed) and
+# yields (wall seconds, process CPU seconds) of it; what else was measured goes into the dict `info`. The driver calls the
+# methods of one row round-robin, so load from other processes hits all methods alike, and only
+# one method ever runs at a time.
+
+
+def engine_runner(problem, conv, batch, seeds, num_steps, repeats, info, record_every=None):
+    """jaxdyn.engine.train with (repeats + 1) chunks of num_steps; yields the warm chunks' times.
+
+    train() is run in a worker thread whose on_chunk callback blocks until the driver asks for
+    the next chunk, so a chunk's time is measured from the end of the previous callback to the
+    start of the next one (the chunk's jit call, the fetch of its records and the engine's host
+    copy of the state for on_chunk), with nothing else of ours running meanwhile.
+    """
+    model = problem.make_model(conv)
+    task = problem.make_task(batch)
+    obs = {} if record_every is None else {"loss": observables.batch_loss(problem.loss)}
+    to_driver: queue.Queue = queue.Queue()
+    to_engine: queue.Queue = queue.Queue()
+    last = [(0.0, 0.0)]
+
+    def on_chunk(state, records):
+        to_driver.put(("chunk", since(last[0])))
+        if to_engine.get() == "stop":
+            raise _Stop()
+        last[0] = clock()
+
+    def work():
+        last[0] = clock()
+        try:
+            res = train(
+                model, task, optax.sgd(problem.lr), seeds=list(range(seeds)), num_steps=(repeats + 1) * num_steps,
+                loss=problem.loss, observables=obs, record_every=record_every or num_steps, chunk_steps=num_steps,
+                on_chunk=on_chunk,
+            )
+            to_driver.put(("done", res))
+        except _Stop:
+            to_driver.put(("stopped", None))
+        except BaseException as e:  # noqa: BLE001 - handed to the driver
+            to_driver.put(("error", e))
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    chunks = 0
+    try:
+        while True:
+            kind, value = to_driver.get()
+            if kind == "chunk":
+                chunks += 1
+                if chunks == 1:  # compile (init + chunk) and the first chunk
+                    info["first_s"] = value[0]
+                    to_engine.put("go")
+                    continue
+                yield value
+                to_engine.put("go")
+            elif kind == "done":
+                t0 = time.perf_counter()
+                jax.device_get(value.state)
+                info["state_host_copy_s"] = time.perf_counter() - t0
+                info["diverged"] = int(value.diverged.sum())
+                return
+            elif kind == "stopped":
+                return
+            else:
+                raise value
+    finally:
+        if thread.is_alive():
+            to_engine.put("stop")
+            thread.join()
+
+
+def loop_runner(problem, conv, batch, seeds, num_steps, repeats, info, subset):
+    """Python loop over (a subset of) the seeds of one jitted single-member scan of num_steps."""
+    _, _, _, init_one, _, make_run = member_fns(problem, conv, batch)
+    keys, _ = member_keys(list(range(seeds)))
+    n = min(seeds, subset)
+    states = [init_one(keys[i]) for i in range(n)]
+    jax.block_until_ready(states)
+    run = make_run(num_steps)
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(*states[0], keys[0]))  # compile + one member
+    info["first_s"] = time.perf_counter() - t0
+    for _ in range(repeats):
+        t0 = clock()
+        outs = [run(*states[i], keys[i]) for i in range(n)]
+        jax.block_until_ready(outs)
+        yield since(t0)
+    leaves = jax.tree_util.tree_leaves([o[0] for o in outs])
+    info["diverged"] = int(sum(not bool(np.all(np.isfinite(np.asarray(l)))) for l in leaves) > 0)
+
+
+def vmap_runner(problem, conv, batch, seeds, num_steps, repeats, info):
+    """Diagnostic: jit(vmap(the loop's single-member scan)) over all seeds, none of the engine's
+    machinery (no records, divergence flags, chunks, donation or state copies)."""
+    _, _, _, init_one, _, make_run = member_fns(problem, conv, batch)
+    keys, _ = member_keys(list(range(seeds)))
+    states = jax.jit(jax.vmap(init_one))(keys)
+    run = jax.jit(jax.vmap(make_run(num_steps)))
+    jax.block_until_ready(states)
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(*states, keys))
+    info["first_s"] = time.perf_counter() - t0
+    for _ in range(repeats):
+        t0 = clock()
+        out = run(*states, keys)
+        jax.block_until_ready(out)
+        yield since(t0)
+    info["diverged"] = int(not all(bool(np.all(np.isfinite(np.asarray(l)))) for l in jax.tree_util.tree_leaves(out[0])))
+
+
+def map_runner(problem, conv, batch, seeds, num_steps, repeats, info, block):
+    """Diagnostic: jit(lax.map(the single-member scan, batch_size=block)): members in blocks of
+    ``block``, vmapped within a block and run one block after the other."""
+    _, _, _, init_one, _, make_run = member_fns(problem, conv, batch)
+    keys, _ = member_keys(list(range(seeds)))
+    states = jax.jit(jax.vmap(init_one))(keys)
+    one = make_run(num_steps)
+    run = jax.jit(lambda p, o, d, k: jax.lax.map(lambda a: one(*a), (p, o, d, k), batch_size=min(block, seeds)))
+    jax.block_until_ready(states)
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(*states, keys))
+    info["first_s"] = time.perf_counter() - t0
+    for _ in range(repeats):
+        t0 = clock()
+        out = run(*states, keys)
+        jax.block_until_ready(out)
+        yield since(t0)
+    info["diverged"] = int(not all(bool(np.all(np.isfinite(np.asarray(l)))) for l in jax.tree_util.tree_leaves(out[0])))
+
+
+def nice(x: float) -> int:
+    """Rounds to 1, 2 or 5 times a power of ten (>= 1)."""
+    x = max(1.0, x)
+    p = 10 ** int(np.floor(np.log10(x)))
+    for m in (1, 2, 5, 10):
+        if x <= m * p * 1.5:
+            return int(m * p)
+    return int(10 * p)
+
+
+def choose_steps(rate, seeds_timed, target, multiple):
+    t = nice(target * rate / seeds_timed)
+    t = min(MAX_T, max(multiple, t))
+    return int(np.ceil(t / multiple) * multiple)
+
+
+class Method(NamedTuple):
+    kind: str  # engine | loop | vmap | engine+rec10
+    conv: str | None
+
+    @property
+    def label(self):
+        return f"{self.kind}/{self.conv}" if self.conv else self.kind
+
+
+def calibrated(method: Method, problem, batch, seeds, args, rates, info):
+    """Yields the method's warm repeat times; re-starts it with a new T (steps per jit call)
+    when its first warm repeat falls outside WINDOW (only when --steps is not given)."""
+    record_every = 10 if method.kind == "engine+rec10" else None
+    timed = min(seeds, args.loop_subset) if method.kind == "loop" else seeds
+    multiple = record_every or 1
+    rate_key = (problem.name, batch, method)
+    fixed = args.steps is not None
+    if fixed:
+        T = int(np.ceil(args.steps / multiple) * multiple)
+    else:
+        T = choose_steps(rates.get(rate_key, problem.rate_guess), timed, args.target, multiple)
+    info.update(seeds_timed=timed, retried=[])
+    for attempt in range(4):
+        if method.kind == "loop":
+            gen = loop_runner(problem, method.conv, batch, seeds, T, args.repeats, info, args.loop_subset)
+        elif method.kind == "vmap":
+            gen = vmap_runner(problem, method.conv, batch, seeds, T, args.repeats, info)
+        elif method.kind.startswith("map"):
+            gen = map_runner(problem, method.conv, batch, seeds, T, args.repeats, info, int(method.kind[3:]))
+        else:
+            gen = engine_runner(problem, method.conv, batch, seeds, T, args.repeats, info, record_every)
+        first = next(gen)
+        dt = first[0]
+        if not fixed and attempt < 3 and not WINDOW[0] <= dt <= WINDOW[1]:
+            gen.close()
+            info["retried"].append([T, dt])
+            T = choose_steps(timed * T / dt, timed, args.target, multiple)
+            continue
+        info["steps_per_call"] = T
+        rates[rate_key] = timed * T / dt
+        yield first
+        yield from gen
+        return
+
+
+def measure_row(methods, problem, batch, seeds, args, rates):
+    """All methods of one (model, batch, seeds) point, their repeats interleaved round-robin."""
+    infos = {m: {} for m in methods}
+    gens = {m: calibrated(m, problem, batch, seeds, args, rates, infos[m]) for m in methods}
+    times = {m: [] for m in methods}
+    load_before = os.getloadavg()
+    active = list(methods)
+    while active:
+        for m in list(active):
+            try:
+                times[m].append(next(gens[m]))
+            except StopIteration:
+                active.remove(m)
+    load_after = os.getloadavg()
+    rows = []
+    for m in methods:
+        info = infos[m]
+        cpu = [c / w for w, c in times[m]]
+        times[m] = [w for w, _ in times[m]]
+        med = statistics.median(times[m])
+        rate = info["seeds_timed"] * info["steps_per_call"] / med
+        rates[(problem.name, batch, m)] = rate
+        rows.append(dict(
+            model=problem.name, batch=batch, kind=m.kind, conv=m.conv, seeds=seeds, warm_s=times[m],
+            warm_median_s=med, warm_min_s=min(times[m]), seed_steps_per_s=rate,
+            seed_steps_per_s_best=info["seeds_timed"] * info["steps_per_call"] / min(times[m]),
+            compile_s=info["first_s"] - med, cores_busy=statistics.median(cpu), loadavg_1min=[load_before[0], load_after[0]], max_rss_mib=rss_mib(),
+            **{k: v for k, v in info.items()},
+        ))
+    return rows
+
+
+def matmul_peak(n=2048, repeats=20):
+    k1, k2 = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(k1, (n, n), jnp.float32)
+    b = jax.random.normal(k2, (n, n), jnp.float32)
+    f = jax.jit(jnp.matmul)
+    f(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a, b).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    flops = 2.0 * n**3
+    return dict(n=n, times_s=times, best_flops_per_s=flops / min(times), median_flops_per_s=flops / statistics.median(times))
+
+
+def sanity_check(problem, batch, steps=20, members=3):
+    """The engine and the loop train the same thing: max |param difference| after ``steps``."""
+    conv0 = problem.convs[0]
+    res = train(problem.make_model(conv0), problem.make_task(batch), optax.sgd(problem.lr), seeds=list(range(members)),
+                num_steps=steps, loss=problem.loss, observables={}, record_every=steps)
+    keys, _ = member_keys(list(range(members)))
+    out = {}
+    for conv in problem.convs:
+        _, _, _, init_one, _, make_run = member_fns(problem, conv, batch)
+        run = make_run(steps)
+        diff = 0.0
+        for i in range(members):
+            p, _ = run(*init_one(keys[i]), keys[i])
+            for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(res.params)):
+                diff = max(diff, float(np.max(np.abs(np.asarray(a) - b[i]))))
+        out[f"engine/{conv0} vs loop/{conv}"] = diff
+    return out
+
+
+def machine_info():
+    cpu = "unknown"
+    flags = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and cpu == "unknown":
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags") and not flags:
+                    flags = line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    simd = [f for f in flags if f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")]
+    import jaxlib
+
+    return dict(
+        cpu_model=cpu, simd=simd, os_cpu_count=os.cpu_count(), usable_cores=len(os.sched_getaffinity(0)),
+        python=platform.python_version(), platform=platform.platform(), jax=jax.__version__, jaxlib=jaxlib.__version__,
+        flax=flax.__version__, optax=optax.__version__, backend=jax.default_backend(),
+        devices=[str(d) for d in jax.devices()], xla_flags=os.environ.get("XLA_FLAGS", ""),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+def fmt(x, digits=3):
+    if x is None:
+        return "-"
+    if isinstance(x, (int, np.integer)):
+        return str(x)
+    if x == 0:
+        return "0"
+    mag = int(np.floor(np.log10(abs(x))))
+    if mag >= digits:
+        return f"{x:,.0f}"
+    return f"{x:.{max(0, digits - 1 - mag)}f}"
+
+
+def method_label(row):
+    return f"{row['kind']}/{row['conv']}" if row["conv"] else row["kind"]
+
+
+RATIOS = [
+    ("engine/patches", "loop/flax"),
+    ("engine/patches", "loop/patches"),
+    ("engine/flax", "loop/flax"),
+    ("engine", "loop"),
+    ("engine/patches", "vmap/patches"),
+    ("engine", "vmap"),
+    ("engine+rec10/patches", "engine/patches"),
+    ("map16/patches", "vmap/patches"),
+    ("map16", "vmap"),
+    ("map16/patches", "loop/patches"),
+    ("map16", "loop"),
+]
+
+
+def render(report) -> str:
+    lines = []
+    m = report["machine"]
+    pk = report["matmul_peak"]
+    lines.append(f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores ({m['os_cpu_count']} listed), "
+                 f"SIMD {'/'.join(m['simd'])}; jax {m['jax']} (jaxlib {m['jaxlib']}), flax {m['flax']}, optax {m['optax']}, "
+                 f"backend {m['backend']}, devices {m['devices']}.")
+    for label, p in pk.items():
+        lines.append(f"Peak ({label}): float32 {p['n']}x{p['n']} @ {p['n']}x{p['n']} matmul: best {fmt(p['best_flops_per_s'] / 1e9)} GFLOP/s, "
+                     f"median {fmt(p['median_flops_per_s'] / 1e9)} GFLOP/s over {len(p['times_s'])} runs.")
+    la, lb = report.get("loadavg_start"), report.get("loadavg_end")
+    if la:
+        lines.append(f"1-minute load average at start {la[0]:.2f}" + (f", at end {lb[0]:.2f}" if lb else "") +
+                     f" (on {m['usable_cores']} cores; other processes' load slows every method, which is why the methods' "
+                     "repeats are interleaved round-robin within each row).")
+    if report.get("peak_flops_per_s"):
+        lines.append(f"'% of peak' below is relative to the best of these: {fmt(report['peak_flops_per_s'] / 1e9)} GFLOP/s.")
+    lines.append(f"Repeats per row: {report['args']['repeats']} (median shown); loop rows with more than "
+                 f"{report['args']['loop_subset']} seeds are timed on the first {report['args']['loop_subset']} seeds and scaled "
+                 "per seed (the loop's cost is linear in seeds: each seed is one call of the same compiled function).")
+    lines.append("")
+    rows = report["rows"]
+    groups = []
+    for r in rows:
+        g = (r["model"], r["batch"])
+        if g not in groups:
+            groups.append(g)
+    for model, batch in groups:
+        sub = [r for r in rows if (r["model"], r["batch"]) == (model, batch)]
+        methods = []
+        for r in sub:
+            if method_label(r) not in methods:
+                methods.append(method_label(r))
+        seeds = sorted({r["seeds"] for r in sub})
+        by = {(method_label(r), r["seeds"]): r for r in sub}
+        ratios = [(a, b) for a, b in RATIOS if a in methods and b in methods]
+        lines.append(f"### {model}, batch {batch}: seed-steps per second (higher is better)")
+        lines.append("")
+        head = ["seeds"] + methods + [f"{a} / {b}" for a, b in ratios]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for s in seeds:
+            cells = [str(s)]
+            for meth in methods:
+                r = by.get((meth, s))
+                if r is None:
+                    cells.append("-")
+                else:
+                    star = "*" if r["seeds_timed"] < r["seeds"] else ""
+                    cells.append(fmt(r["seed_steps_per_s"]) + star)
+            for a, b in ratios:
+                ra, rb = by.get((a, s)), by.get((b, s))
+                cells.append(f"{ra['seed_steps_per_s'] / rb['seed_steps_per_s']:.2f}x" if ra and rb else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        if ratios:
+            lines.append("Same ratios from each method's best (fastest) repeat instead of the median:")
+            lines.append("")
+            head = ["seeds"] + [f"{a} / {b}" for a, b in ratios]
+            lines.append("| " + " | ".join(head) + " |")
+            lines.append("|" + "---|" * len(head))
+            for s in seeds:
+                cells = [str(s)]
+                for a, b in ratios:
+                    ra, rb = by.get((a, s)), by.get((b, s))
+                    cells.append(f"{ra['seed_steps_per_s_best'] / rb['seed_steps_per_s_best']:.2f}x" if ra and rb else "-")
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+    lines.append("`*` loop timed on a subset of seeds and scaled per seed. 'cores busy' is the process's CPU time over "
+                 "wall time during the warm repeats (median): how many of the cores the method kept busy.")
+    lines.append("")
+    lines.append("### Details")
+    lines.append("")
+    head = ["model", "batch", "method", "seeds", "seeds timed", "steps/call", "warm s (median)", "warm s (all)",
+            "seed-steps/s", "best seed-steps/s", "compile+first s", "cores busy", "load 1-min", "GFLOP/step/seed", "GFLOP/s", "% of peak", "max RSS so far MiB"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for r in rows:
+        fl = r.get("flops_per_seed_step")
+        lines.append("| " + " | ".join([
+            r["model"], str(r["batch"]), method_label(r), str(r["seeds"]), str(r["seeds_timed"]), str(r["steps_per_call"]),
+            fmt(r["warm_median_s"]), ", ".join(fmt(t) for t in r["warm_s"]), fmt(r["seed_steps_per_s"]), fmt(r["seed_steps_per_s_best"]), fmt(r["compile_s"]),
+            fmt(r["cores_busy"]) if "cores_busy" in r else "-",
+            f"{r['loadavg_1min'][0]:.1f}-{r['loadavg_1min'][1]:.1f}",
+            fmt(fl / 1e9, 3) if fl else "-",
+            fmt(r["achieved_flops_per_s"] / 1e9) if r.get("achieved_flops_per_s") else "-",
+            fmt(100 * r["fraction_of_peak"]) if r.get("fraction_of_peak") else "-",
+            fmt(r["max_rss_mib"]),
+        ]) + " |")
+    lines.append("")
+    if report.get("sanity"):
+        lines.append("Sanity (max |param difference| after 20 steps, 3 members, engine with the shipped conv vs the loop, same seeds): " +
+                     "; ".join(f"{k} {p}: {v:.2e}" for k, d in report["sanity"].items() for p, v in d.items()))
+    lines.append(f"Total benchmark wall time: {fmt(report.get('wall_s', 0.0))} s.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", default="1,16,256,1024", help="seed counts for rbe and linear")
+    ap.add_argument("--vgg-seeds", default="1,16,64", help="seed counts for vgg")
+    ap.add_argument("--models", default="rbe,linear,vgg")
+    ap.add_argument("--batches", default="1,32", help="points per step for rbe and linear; 1 is the RBE paper's single point")
+    ap.add_argument("--vgg-batches", default="1,8", help="images per step for vgg")
+    ap.add_argument("--steps", type=int, default=None, help="fixed steps per jit call (default: chosen per row)")
+    ap.add_argument("--target", type=float, default=0.2, help="target seconds per warm repeat when --steps is not given")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--loop-subset", type=int, default=64, help="most seeds the loop is timed on (then scaled per seed)")
+    ap.add_argument("--rec-seeds", default="256", help="rbe seed counts with the engine+rec10 row ('' for none)")
+    ap.add_argument("--methods", default="engine,loop,rec",
+                    help="engine (engine/<conv> per conv), loop (loop/<conv> per conv), vmap and map (diagnostics), rec (engine+rec10)")
+    ap.add_argument("--map-batch", type=int, default=16, help="members per block of the diagnostic map method")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
+    args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
+
+    t_start = time.perf_counter()
+    os.makedirs(args.out, exist_ok=True)
+    report: dict[str, Any] = dict(
+        args=vars(args), argv=sys.argv, machine=machine_info(), rows=[], sanity={},
+        problems={k: p.describe for k, p in PROBLEMS.items()}, loadavg_start=os.getloadavg(),
+    )
+    print(json.dumps(report["machine"]), flush=True)
+    report["matmul_peak"] = {"start": matmul_peak()}
+    peak = report["matmul_peak"]["start"]["best_flops_per_s"]
+    print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s (load average {os.getloadavg()[0]:.2f})", flush=True)
+
+    def save():
+        report["wall_s"] = time.perf_counter() - t_start
+        with open(os.path.join(args.out, "ensemble.json"), "w") as f:
+            json.dump(report, f, indent=1, default=float)
+
+    rates: dict = {}
+    first_rate: dict = {}
+    rec_seeds = {int(s) for s in args.rec_seeds.split(",") if s}
+    wanted = set(args.methods.split(","))
+    known = {"engine", "loop", "vmap", "map", "rec"}
+    if not wanted <= known:
+        ap.error(f"--methods: unknown {sorted(wanted - known)}")
+    for name in args.models.split(","):
+        problem = PROBLEMS[name]
+        seed_list = [int(s) for s in (args.vgg_seeds if name == "vgg" else args.seeds).split(",")]
+        batches = [int(b) for b in (args.vgg_batches if name == "vgg" else args.batches).split(",")]
+        task1 = problem.make_task(1)
+        x1 = task1.batch(task1.init(jax.random.key(0)), jax.random.key(0), 0)["x"]
+        report.setdefault("param_counts", {})[name] = count_params(
+            jax.eval_shape(problem.make_model(problem.convs[0]).init, jax.random.key(0), x1))
+        report["sanity"][name] = sanity_check(problem, batches[0])
+        print(f"[{name}] params {report['param_counts'][name]}; sanity {report['sanity'][name]}", flush=True)
+        for bi, batch in enumerate(batches):
+            if bi:  # first guesses for this batch size: the previous one's rates at its first seed count,
+                # scaled by (batch ratio)^0.75 (cost grows sub-linearly with the batch at these sizes)
+                prev = batches[bi - 1]
+                for (pn, pb, m), r in list(rates.items()):
+                    if pn == name and pb == prev and (pn, batch, m) not in rates:
+                        rates[(pn, batch, m)] = first_rate.get((pn, pb, m), r) * (prev / batch) ** 0.75
+            # FLOPs per seed-step from XLA's cost analysis: vmapped (16 members) and one member.
+            flops = {}
+            for conv in problem.convs:
+                for members in (16, None):
+                    f = step_flops(problem, conv, batch, members)
+                    flops[(conv, members)] = None if f is None else f / (members or 1)
+            for seeds in seed_list:
+                methods = []
+                if "engine" in wanted:
+                    methods += [Method("engine", c) for c in problem.convs]
+                if "loop" in wanted:
+                    methods += [Method("loop", c) for c in reversed(problem.convs)]
+                if "vmap" in wanted:
+                    methods.append(Method("vmap", problem.convs[0]))
+                if "map" in wanted:
+                    methods.append(Method(f"map{args.map_batch}", problem.convs[0]))
+                if "rec" in wanted and name == "rbe" and seeds in rec_seeds:
+                    methods.append(Method("engine+rec10", problem.convs[0]))
+                for row in measure_row(methods, problem, batch, seeds, args, rates):
+                    first_rate.setdefault((name, batch, Method(row["kind"], row["conv"])), row["seed_steps_per_s"])
+                    fl = flops[(row["conv"], None if row["kind"] == "loop" else 16)]
+                    if fl:
+                        row["flops_per_seed_step"] = fl
+                        row["achieved_flops_per_s"] = fl * row["seed_steps_per_s"]
+                        row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
+                    report["rows"].append(row)
+                    print(f"[{name} B={batch}] {method_label(row):>20} seeds={seeds:>5} T={row['steps_per_call']:>7} "
+                          f"warm={row['warm_median_s']:.3f}s rate={row['seed_steps_per_s']:,.0f}/s "
+                          f"compile+first={row['compile_s']:.2f}s retried={len(row['retried'])} "
+                          f"load={row['loadavg_1min'][0]:.1f} ({time.perf_counter() - t_start:.0f}s)", flush=True)
+                save()
+    report["matmul_peak"]["end"] = matmul_peak()
+    report["loadavg_end"] = os.getloadavg()
+    # Fractions of the best matmul rate seen (start or end): on a loaded machine the one at
+    # the start alone can be far below what the cores do.
+    peak = max(p["best_flops_per_s"] for p in report["matmul_peak"].values())
+    report["peak_flops_per_s"] = peak
+    for row in report["rows"]:
+        if row.get("achieved_flops_per_s"):
+            row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
+    save()
+    md = render(report)
+    with open(os.path.join(args.out, "ensemble.md"), "w") as f:
+        f.write(md + "\n")
+    print()
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
