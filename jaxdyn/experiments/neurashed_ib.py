@@ -58,7 +58,7 @@ class NeurashedIBConfig(Config):
     num_bins: int = param(30, "equal bins per node over the level's range", min=2, max=10_000)
     num_noise_samples: int = param(128, "Monte Carlo draws of the noisy binned representation per input type", min=8, max=100_000)
     h2_dependents: tuple[int, ...] = param((1, 2, 3, 4, 5, 6, 7), "first-level dependents of the dominant node h2 (1-based, must include 7)", min=1, max=7, max_len=7)
-    tolerance: float = param(0.1, "largest distance in bits from the text's limits (2 bits at the peak... see claims)", min=0.0, max=1.0, min_exclusive=True)
+    tolerance: float = param(0.1, "largest distance in bits from the text's limits (log2 4 at the peak, log2 2 at the end)", min=0.0, max=1.0, min_exclusive=True)
 
     @classmethod
     def quick(cls) -> "NeurashedIBConfig":

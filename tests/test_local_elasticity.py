@@ -1,0 +1,74 @@
+"""local-elasticity on real trained networks (quick preset: the RBE net and the dense-sample VGG)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from jaxdyn import experiments
+from jaxdyn.experiments import ConfigError
+from jaxdyn.experiments import local_elasticity as le
+from jaxdyn.experiments.local_elasticity import LocalElasticityConfig
+
+
+@pytest.fixture(scope="module")
+def quick():
+    config = dataclasses.replace(LocalElasticityConfig.quick(), nets=("rbe", "vgg"))
+    return config, experiments.get("local-elasticity").run(config)
+
+
+def test_trained_nets_and_le_separation(quick):
+    config, result = quick
+    nets = result.summary["nets"]
+    # The RBE net fits two Hamming balls perfectly and is strongly locally elastic.
+    assert min(nets["rbe"]["test_accuracy_per_seed"]) == 1.0
+    assert nets["rbe"]["le_auc_95"][0] > 0.9
+    assert nets["rbe"]["le_median_same"] > 2 * nets["rbe"]["le_median_other"]
+    assert min(nets["vgg"]["test_accuracy_per_seed"]) > 0.6
+    for name in ("rbe", "vgg"):
+        # The kernelized similarity is the NTK along g to first order in lr.
+        assert nets[name]["kernel_vs_ntk_median_rel_error_lr_over_100"] < 1e-3
+        assert nets[name]["diverged_members"] == 0
+        assert 0.0 <= nets[name]["le_auc"] <= 1.0
+    assert len(result.summary["claims"]) == 8
+    ds = result.dataset
+    assert ds["le_rbe"].dims == ("seed", "base_rbe", "probe_rbe")
+    assert ds["le_rbe"].shape == (1, 2 * config.bases_per_class, 2 * config.probes_per_class)
+    assert ds["le_vgg"].shape == (1, 3 * config.bases_per_class, 3 * config.probes_per_class)
+
+
+def test_linear_control_is_the_inner_product(quick):
+    # For z = W x one step at x moves z(x') by -lr (x'.x) g: LE(x, x') = |x'.x| / |x|^2, whatever
+    # the training did. Rebuild the RBE test inputs (data are fixed per net) and compare.
+    config, result = quick
+    _, _, xte, yte = le.rbe_clusters(np.random.default_rng(100), config.rbe_train_per_class,
+                                     config.bases_per_class + config.probes_per_class, config.rbe_radius)
+    bases = le._select(yte, config.bases_per_class, 0)
+    probes = le._select(yte, config.probes_per_class, config.bases_per_class)
+    xb, xp = xte[bases].astype(np.float64), xte[probes].astype(np.float64)
+    expect = np.abs(xb @ xp.T) / (xb**2).sum(1)[:, None]
+    got = result.dataset["linear_le_rbe"].values[0]
+    ok = np.isfinite(got)
+    assert ok.mean() > 0.5
+    np.testing.assert_allclose(got[ok], expect[ok], rtol=1e-6)
+    same = result.dataset["same_class_rbe"].values.astype(bool)
+    np.testing.assert_array_equal(same, yte[bases][:, None] == yte[probes][None, :])
+
+
+def test_digits_split():
+    pytest.importorskip("sklearn")
+    xtr, ytr, xte, yte = le.load_digits_split(np.random.default_rng(0), 5)
+    assert xtr.shape[1:] == (8, 8, 1) and xte.shape == (50, 8, 8, 1)
+    assert np.bincount(yte).tolist() == [5] * 10 and len(ytr) == 1797 - 50
+    assert 0.0 <= xtr.min() and xtr.max() <= 1.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(nets=("rbe", "rbe")), "nets: listed twice"),
+    (dict(nets=("mlp",)), "nets\\[0\\]: must be one of"),
+    (dict(bases_per_class=1), "bases_per_class: must be >= 2"),
+    (dict(rbe_lr=0.0), "rbe_lr: must be > 0"),
+])
+def test_invalid_config(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(LocalElasticityConfig(), **overrides)
