@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="steps between checkpoints (default: about 10 per training call)")
     run.add_argument("--no-checkpoint", action="store_true", help="write no checkpoints")
     run.add_argument("--no-memory-check", action="store_true", help="skip the engine's memory estimate and run anyway")
+    run.add_argument("--force", action="store_true", help="run even if status.json says another process is running OUT/NAME")
     run.add_argument("--debug", action="store_true", help="raise unexpected errors with their traceback")
     return parser
 
@@ -106,8 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             assignments.append(f"seeds={args.seeds}")
         config = config.with_overrides(assignments)
         status = read_status(run_path) if run_path.is_dir() else {"state": "unknown"}
-        if status["state"] == "running" and not args.dry_run:
-            raise ConfigError(f"--out: {run_path} is being run by process {status.get('pid')} on this host; wait for it or stop it first")
+        if status["state"] == "running" and not args.dry_run and not args.force:
+            # Same host: its process is alive (read_status reports a dead one as interrupted).
+            # Another host (shared filesystem): it cannot be checked from here.
+            where = "this host" if status.get("host") == socket.gethostname() else f"host {status.get('host')}"
+            raise ConfigError(f"--out: {run_path} is being run by process {status.get('pid')} on {where}; "
+                              "wait for it or stop it (--force if you know that run is dead)")
         resume = False
         if args.resume and (run_path / "config.json").exists():
             saved = json.loads((run_path / "config.json").read_text())
