@@ -8,7 +8,6 @@ import dataclasses
 import json
 import math
 import re
-import sys
 
 import numpy as np
 import pytest

@@ -22,7 +22,6 @@ non-finite is flagged in ``diverged_at``; members never interact, so the others 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
