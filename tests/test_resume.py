@@ -61,7 +61,6 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_pa
         time.sleep(0.002)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, f"the run was not killed mid-way (rc {proc.returncode}): {err[-2000:]}"
-    print(f"killed after the checkpoint of step {steps[-1]} of 20000")
 
     # What the kill left: a run marked running whose process is gone -> interrupted; no results;
     # at most `keep` complete checkpoints, each readable (no torn file), none past the end.
@@ -103,7 +102,8 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_pa
     for s in (s1, s2):
         s.pop("elapsed_s"), s.pop("environment")
     assert s1 == s2
-    print(f"kill-resume: {len(reference.variables)} arrays bitwise identical")
+    print(f"kill-resume: SIGKILL once the step-{steps[-1]} checkpoint of 20000 existed, resumed from step {left[-1]}: "
+          f"{len(reference.variables)} arrays bitwise identical to the uninterrupted run")
 
 
 def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path, capsys):
