@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-memory-check", action="store_true", help="skip the engine's memory estimate and run anyway")
     run.add_argument("--force", action="store_true", help="run even if status.json says another process is running OUT/NAME")
     run.add_argument("--debug", action="store_true", help="raise unexpected errors with their traceback")
+    report = sub.add_parser("report", help="one self-contained HTML page from run directories")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them (e.g. runs/)")
+    report.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
     return parser
 
 
@@ -90,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         width = max(map(len, experiments.REGISTRY))
         for name, exp in experiments.REGISTRY.items():
             print(f"{name:<{width}}  [{exp.work}] {exp.description}")
+        return 0
+
+    if args.command == "report":
+        from jaxdyn.report import build_report, find_runs
+
+        try:
+            path = build_report(find_runs(args.runs), args.out)
+        except FileNotFoundError as exc:
+            return _error(str(exc))
+        print(f"jaxdyn: wrote {path}")
         return 0
 
     run_path = Path(args.out) / args.name

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from jaxdyn.store import atomic_write, read_status
+
 _CSS = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; max-width: 1100px; margin: 2em auto;
        padding: 0 1em; color: #222; line-height: 1.4; }
@@ -66,7 +68,7 @@ def run_section(run_dir: Path) -> tuple[str, str, str]:
     """
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json") or {}
-    status = _read_json(run_dir / "status.json") or {"state": "unknown"}
+    status = read_status(run_dir)  # a run whose process is gone reads as interrupted
     summary = _read_json(run_dir / "summary.json")
     name = config.get("experiment", run_dir.name)
     state = status.get("state", "unknown")
@@ -136,9 +138,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
         f'<ul class="toc">{toc}</ul>' + "\n".join(s for _, _, s in sections) + "</body></html>"
     )
     out = Path(out)
-    from jaxdyn.store import _atomic_write
-
-    _atomic_write(out, lambda p: p.write_text(page))
+    atomic_write(out, lambda p: p.write_text(page))
     return out
 
 

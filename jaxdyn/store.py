@@ -53,7 +53,7 @@ def _json_default(obj):
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Writes through ``write(tmp_path)`` then renames onto ``path`` (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -78,12 +78,12 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def write_json(path: Path, obj: Mapping[str, Any]) -> None:
     """Atomically writes ``obj`` as indented JSON (numpy scalars and arrays converted)."""
     text = json.dumps(obj, indent=2, default=_json_default, allow_nan=True)
-    _atomic_write(Path(path), lambda p: p.write_text(text + "\n"))
+    atomic_write(Path(path), lambda p: p.write_text(text + "\n"))
 
 
 def write_dataset(path: Path, dataset: xr.Dataset) -> None:
     """Atomically writes ``dataset`` as netCDF4 (h5netcdf engine)."""
-    _atomic_write(Path(path), lambda p: dataset.to_netcdf(p, engine=NETCDF_ENGINE))
+    atomic_write(Path(path), lambda p: dataset.to_netcdf(p, engine=NETCDF_ENGINE))
 
 
 def environment() -> dict[str, Any]:

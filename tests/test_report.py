@@ -65,3 +65,13 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
                    capture_output=True, text=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_report_command(report, tmp_path, capsys):
+    from jaxdyn import cli
+
+    out, _, _ = report
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 0
+    assert "Claims:" in (tmp_path / "r.html").read_text()
+    assert cli.main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "x.html")]) == 2
+    assert "not a jaxdyn run directory" in capsys.readouterr().err

@@ -1,8 +1,11 @@
 """The seed-ensemble engine: :func:`train` and what it takes and returns."""
 
 from jaxdyn.engine import losses, observables
+from jaxdyn.engine.checkpoint import Checkpointer, CheckpointError
 from jaxdyn.engine.core import (
     EngineConfigError,
+    MemoryEstimate,
+    ResourceError,
     EnsembleResult,
     EnsembleState,
     Snapshot,
@@ -12,7 +15,11 @@ from jaxdyn.engine.core import (
 )
 
 __all__ = [
+    "CheckpointError",
+    "Checkpointer",
     "EngineConfigError",
+    "MemoryEstimate",
+    "ResourceError",
     "EnsembleResult",
     "EnsembleState",
     "Snapshot",

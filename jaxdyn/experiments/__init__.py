@@ -38,37 +38,27 @@ def get(name: str) -> Experiment:
 __all__ = ["Claim", "Config", "ConfigError", "Experiment", "REGISTRY", "RunResult", "get", "param", "run"]
 
 
-def run(name: str, config: Config | None = None, *, out: str | None = "runs", progress: bool = False):
+def run(name: str, config: Config | None = None, *, out: str | None = "runs", progress: bool = False, **options):
     """Runs experiment ``name`` and, unless ``out`` is None, writes ``out/name/``.
 
     Args:
         name: a registered experiment (``jaxdyn list``).
         config: its Config; default the paper defaults.
-        out: parent folder of the run directory, or None to write nothing.
+        out: parent folder of the run directory, or None to write nothing (no checkpoints).
         progress: show a progress bar.
+        **options: with ``out``, the run-directory options of :func:`jaxdyn.store.run_experiment`
+            (``resume``, ``checkpoints``, ``checkpoint_every``, ``memory_check``); without it,
+            the engine options the experiment forwards to ``train`` (``memory_check``).
 
     Returns:
         (RunResult, path of the run directory or None).
     """
-    import time
-
-    from jaxdyn.store import RunDir
+    from jaxdyn.store import run_experiment
 
     experiment = get(name)
     config = experiment.config() if config is None else config
     if not isinstance(config, experiment.config):
         raise ConfigError(f"config: expected a {experiment.config.__name__} for {name}, got {type(config).__name__}")
-    run_dir = None
-    if out is not None:
-        run_dir = RunDir(out, name)
-        run_dir.start(config.to_dict())
-    start = time.perf_counter()
-    try:
-        result = experiment.run(config, progress=progress)
-        if run_dir is not None:
-            run_dir.finish(result, time.perf_counter() - start)
-    except BaseException as exc:
-        if run_dir is not None:
-            run_dir.fail(exc)
-        raise
-    return result, None if run_dir is None else run_dir.path
+    if out is None:
+        return experiment.execute(config, progress=progress, **options), None
+    return run_experiment(experiment, config, out, progress=progress, **options)
