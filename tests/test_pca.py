@@ -86,3 +86,34 @@ def test_first_separation_needs_persistence():
     assert pca.first_separation(scores, t, 0.5, persist=1)[0] == 1.0
     assert pca.first_separation(scores, t, 0.5, persist=3)[0] == 3.0
     assert np.isnan(pca.first_separation(scores, t, 0.8, persist=1)[0])
+
+
+def test_linear_separability_known_cases():
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(3), 30)
+    # Class 0 sits beyond a plane; classes 1 and 2 are the same blob.
+    x = rng.standard_normal((90, 3))
+    x[labels == 0, 0] += 12.0
+    sep = pca.linear_separability(x, labels)
+    assert sep[0] == 1.0
+    assert 0.5 <= sep[1] < 0.85 and 0.5 <= sep[2] < 0.85
+    # Exact value: 1-D points, class 0 at {0, 2}, rest at {1, 3}: the best cut catches 3 of 4 points.
+    s = pca.linear_separability(np.array([[0.0], [2.0], [1.0], [3.0]]), np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(s, [0.75, 0.75])
+    # A ring around class 0 is not linearly separable although its silhouette is positive.
+    angle = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    ring = np.stack([np.cos(angle), np.sin(angle)], 1) * 5
+    pts = np.concatenate([0.3 * rng.standard_normal((20, 2)), ring])
+    lab = np.array([0] * 20 + [1] * 40)
+    assert pca.linear_separability(pts, lab)[0] < 0.8
+    assert pca.silhouette_per_class(pts, lab)[0] > 0.5
+
+
+def test_pca_gram_and_svd_paths_agree():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((10, 30))
+    wide, tall = pca.pca(x), pca.pca(x.T)
+    np.testing.assert_allclose(wide.variance, np.linalg.svd(x - x.mean(0), compute_uv=False)[:9] ** 2 / 9, rtol=1e-8)
+    np.testing.assert_allclose(np.abs(np.sum(wide.components * np.linalg.svd(x - x.mean(0))[2][:9], 1)), 1.0, atol=1e-8)
+    np.testing.assert_allclose(wide.scores @ wide.components, x - x.mean(0), atol=1e-10)
+    assert tall.variance.shape == (10,)

@@ -57,7 +57,7 @@ class LogisticFit(NamedTuple):
         onset, rate, amplitude: (K,) parameters, ordered by onset.
         baseline_se: standard error of b (0 when fixed).
         onset_se, rate_se, amplitude_se: (K,) standard errors (inf where not identifiable).
-        r2: variance explained, 1 - SSE / SST.
+        r2: variance explained, 1 - SSE / SST (NaN for a constant curve, SST = 0).
         sse: residual sum of squares.
         n: number of points.
         num_params: p = 3 K (+ 1 if b was fitted).
@@ -268,7 +268,7 @@ def fit_lld(t: np.ndarray, y: np.ndarray, num_components: int, *, baseline: floa
     return LogisticFit(
         num_components=k, baseline=float(b), onset=t0[order], rate=r[order], amplitude=a[order],
         baseline_se=b_se, onset_se=cse[order, 0], rate_se=cse[order, 1], amplitude_se=cse[order, 2],
-        r2=1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else -math.inf), sse=sse, n=n, num_params=p,
+        r2=1.0 - sse / sst if sst > 0 else math.nan, sse=sse, n=n, num_params=p,
         aic=aic, aicc=aicc, bic=bic, fitted=y + best.fun, success=bool(best.status > 0),
         message=str(best.message), starts=len(starts),
     )

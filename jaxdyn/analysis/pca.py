@@ -12,16 +12,18 @@ Definitions used here:
   variance_j(t) for the leading j, and explained_j(t) = variance_j / total variance.
 * Projections: each epoch's scores on its own first PCs; the sign of each PC is chosen to agree
   with the previous epoch (correlation of scores > 0) so the scatter does not flip.
-* Separation of identity k at epoch t: the mean silhouette of k's points,
+* Separation of identity k at epoch t, by one of two scores computed in the space of the first
+  ``dims`` PCs of epoch t (``dims=None``: all D units). The silhouette: the mean over k's points
+  of
 
       s_i = (b_i - a_i) / max(a_i, b_i),
 
   a_i the mean Euclidean distance from point i to the other points of its identity, b_i the
-  smallest mean distance to the points of another identity, computed in the space of the first
-  ``dims`` PCs of epoch t (``dims=None``: all D units). s ranges over [-1, 1]: near 0 when k
-  overlaps another identity, near 1 when k is a tight cluster far from every other. Identity k
-  *separates* at the first epoch from which its silhouette stays >= ``threshold`` for
-  ``persist`` consecutive records (default 0.5 and 3).
+  smallest mean distance to the points of another identity; s ranges over [-1, 1]: near 0 when
+  k overlaps another identity, near 1 when k is a tight cluster far from every other. Or the
+  linear separability: the balanced accuracy of Fisher's one-vs-rest discriminant (1: a
+  hyperplane splits k from the rest). Identity k *separates* at the first epoch from which its
+  score stays >= ``threshold`` for ``persist`` consecutive records.
 """
 
 from __future__ import annotations
@@ -58,12 +60,24 @@ def pca(x: np.ndarray) -> PCA:
         raise ValueError(f"x: expected (N, D) with N >= 2, got shape {x.shape}")
     mean = x.mean(0)
     xc = x - mean
-    u, s, vt = np.linalg.svd(xc, full_matrices=False)
-    r = min(x.shape[0] - 1, x.shape[1])
-    var = s[:r] ** 2 / (x.shape[0] - 1)
-    total = float(np.sum(xc**2) / (x.shape[0] - 1))
+    n, d = x.shape
+    r = min(n - 1, d)
+    if n <= d:
+        # Few examples, many units (the probe set): eigendecomposition of the (N, N) Gram
+        # matrix, Xc Xc^T = U S^2 U^T, is much cheaper than the SVD of Xc.
+        evals, u = np.linalg.eigh(xc @ xc.T)
+        order = np.argsort(evals)[::-1][:r]
+        s = np.sqrt(np.clip(evals[order], 0.0, None))
+        u = u[:, order]
+        safe = np.where(s > 1e-12 * max(s.max(initial=0.0), 1e-300), s, np.inf)
+        vt = (xc.T @ u / safe).T
+    else:
+        u, s, vt = np.linalg.svd(xc, full_matrices=False)
+        u, s, vt = u[:, :r], s[:r], vt[:r]
+    var = s**2 / (n - 1)
+    total = float(np.sum(xc**2) / (n - 1))
     explained = var / total if total > 0 else np.zeros_like(var)
-    return PCA(variance=var, explained=explained, components=vt[:r], scores=u[:, :r] * s[:r], mean=mean, total=total)
+    return PCA(variance=var, explained=explained, components=vt, scores=u * s, mean=mean, total=total)
 
 
 class PCATimeline(NamedTuple):
@@ -148,22 +162,71 @@ def silhouette_per_class(x: np.ndarray, labels: np.ndarray, num_classes: int | N
     return np.bincount(labels, weights=s, minlength=k) / counts
 
 
-def separation_scores(features: np.ndarray, labels: np.ndarray, dims: int | None = 2) -> np.ndarray:
-    """Per-class silhouette at each epoch, in the first ``dims`` PCs of that epoch.
+def linear_separability(x: np.ndarray, labels: np.ndarray, num_classes: int | None = None,
+                        ridge: float = 1e-6) -> np.ndarray:
+    """One-vs-rest linear separability of each class: the balanced accuracy of Fisher's discriminant.
+
+    For class k: w = (S_w + ridge tr(S_w)/d I)^-1 (mu_k - mu_rest), with S_w the pooled
+    within-group covariance of {k, rest}; the points are projected on w and the threshold with
+    the best balanced accuracy 0.5 (TPR + TNR) is taken. 1.0 means a hyperplane separates k
+    from every other class; about 0.5 means no linear direction does. Meaningful when N >> d
+    (with N <= d + 1 any labelling is separable), so use it in a few PCs.
+
+    Args:
+        x: (N, d) points.
+        labels: (N,) ints in 0..K-1.
+
+    Returns:
+        (K,) balanced accuracies in [0.5, 1].
+    """
+    x = np.asarray(x, np.float64)
+    labels = np.asarray(labels)
+    k_all = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    d = x.shape[1]
+    out = np.zeros(k_all)
+    for k in range(k_all):
+        pos = labels == k
+        if pos.all() or not pos.any():
+            raise ValueError(f"labels: class {k} must have members and non-members")
+        mu1, mu0 = x[pos].mean(0), x[~pos].mean(0)
+        xc = np.where(pos[:, None], x - mu1, x - mu0)
+        sw = xc.T @ xc / len(x)
+        sw = sw + (ridge * np.trace(sw) / d + 1e-300) * np.eye(d)
+        proj = x @ np.linalg.solve(sw, mu1 - mu0)
+        # Balanced accuracy of "proj > threshold" for every threshold between sorted values.
+        order = np.argsort(proj, kind="stable")
+        is_pos = pos[order].astype(float)
+        n_pos, n_neg = is_pos.sum(), (1 - is_pos).sum()
+        neg_below = np.concatenate([[0.0], np.cumsum(1 - is_pos)])  # negatives at or below each cut
+        pos_above = n_pos - np.concatenate([[0.0], np.cumsum(is_pos)])
+        valid = np.concatenate([[True], np.diff(proj[order]) > 0, [True]])  # cuts between distinct values
+        bal = 0.5 * (pos_above / n_pos + neg_below / n_neg)
+        out[k] = float(np.max(bal[valid]))
+    return out
+
+
+def separation_scores(features: np.ndarray, labels: np.ndarray, dims: int | None = 2,
+                      metric: str = "silhouette") -> np.ndarray:
+    """Per-class separation score at each epoch, in the first ``dims`` PCs of that epoch.
 
     Args:
         features: (T, N, D) activations.
         labels: (N,) class of each probe example.
         dims: PCs to keep (None: the full D-dimensional space).
+        metric: ``'silhouette'`` (:func:`silhouette_per_class`) or ``'linear'``
+            (:func:`linear_separability`).
 
     Returns:
-        (T, K) silhouettes.
+        (T, K) scores.
     """
+    if metric not in ("silhouette", "linear"):
+        raise ValueError(f"metric: expected silhouette or linear, got {metric!r}")
+    score = silhouette_per_class if metric == "silhouette" else linear_separability
     features = np.asarray(features, np.float64)
     out = []
     for h in features:
         x = h if dims is None else pca(h).scores[:, :dims]
-        out.append(silhouette_per_class(x, labels))
+        out.append(score(x, labels))
     return np.stack(out)
 
 
