@@ -162,11 +162,12 @@ def _minibatch_task(batch_size: int) -> Task:
     return Task(init=None, batch=batch)
 
 
-def _train(model, x, y, loss, *, seeds, steps, lr, batch_size, momentum):
+def _train(model, x, y, loss, *, seeds, steps, lr, batch_size, momentum, train_options):
     data = {"x": np.broadcast_to(x, (len(seeds),) + x.shape), "y": np.broadcast_to(y, (len(seeds),) + y.shape)}
     opt = optax.sgd(lr, momentum=momentum if momentum > 0 else None)
     res = train(model, _minibatch_task(batch_size), opt, seeds=seeds, num_steps=steps, loss=loss, data=data,
-                record_every=steps, observables={"loss": lambda s: loss(s.apply(s.params, s.batch["x"]), s.batch)})
+                record_every=steps, observables={"loss": lambda s: loss(s.apply(s.params, s.batch["x"]), s.batch)},
+                **train_options)
     return res
 
 
@@ -236,7 +237,7 @@ def _net_spec(name: str, config: LocalElasticityConfig, rng: np.random.Generator
                 lr=config.vgg_lr, batch=16, momentum=0.9, classes=3, out=3)
 
 
-def run(config: LocalElasticityConfig, progress: bool = False) -> RunResult:
+def run(config: LocalElasticityConfig, progress: bool = False, **train_options) -> RunResult:
     """Trains each network and its linear control, then measures LE and the kernelized similarity."""
     del progress
     seeds = list(range(config.seeds))
@@ -245,7 +246,7 @@ def run(config: LocalElasticityConfig, progress: bool = False) -> RunResult:
         spec = _net_spec(name, config, np.random.default_rng(100 + NETS.index(name)))  # data fixed per net
         xtr, ytr, xte, yte = spec["data"]
         res = _train(spec["model"], xtr, ytr, spec["loss"], seeds=seeds, steps=spec["steps"], lr=spec["lr"],
-                     batch_size=spec["batch"], momentum=spec["momentum"])
+                     batch_size=spec["batch"], momentum=spec["momentum"], train_options=train_options)
         f = ntk.apply_fn(spec["model"])
         acc = [_accuracy(f, jax.tree_util.tree_map(lambda a: a[s], res.params), xte, yte) for s in range(len(seeds))]
         meas, same, limit, (bases, probes) = _measure(f, res.params, spec["loss"], xte, yte, config, spec["lr"], seeds, True)
@@ -253,7 +254,7 @@ def run(config: LocalElasticityConfig, progress: bool = False) -> RunResult:
         lin = DeepLinear(widths=(int(np.prod(xtr.shape[1:])), spec["out"]))
         flat = lambda a: a.reshape(a.shape[0], -1)  # noqa: E731
         lres = _train(lin, flat(xtr), ytr, spec["loss"], seeds=seeds, steps=config.linear_steps, lr=config.linear_lr,
-                      batch_size=spec["batch"], momentum=spec["momentum"])
+                      batch_size=spec["batch"], momentum=spec["momentum"], train_options=train_options)
         lf = ntk.apply_fn(lin)
         lacc = [_accuracy(lf, jax.tree_util.tree_map(lambda a: a[s], lres.params), flat(xte), yte) for s in range(len(seeds))]
         lmeas, _, _, _ = _measure(lf, lres.params, spec["loss"], flat(xte), yte, config, config.linear_lr, seeds, False)

@@ -211,7 +211,7 @@ def _order_margin(b0: np.ndarray, values: np.ndarray, larger_first: bool) -> np.
     return np.min(gap / np.maximum(np.abs(a) + np.abs(b), 1e-30), axis=0)
 
 
-def run(config: SaxeDepthConfig, progress: bool = False) -> RunResult:
+def run(config: SaxeDepthConfig, progress: bool = False, **train_options) -> RunResult:
     """Trains every depth's members, integrates the chain ODE, and compares them."""
     max_depth = max(config.depths)
     rows = []  # one dict per depth, later concatenated over members
@@ -231,6 +231,7 @@ def run(config: SaxeDepthConfig, progress: bool = False) -> RunResult:
             init_params=params_from_matrices(weights),
             data=data,
             progress=progress,
+            **train_options,  # checkpoints and the memory guard, from the runner
         )
         rec = result.records["chain"].astype(np.float64)  # (member, time, 3, D)
         time = result.record_steps * config.lr

@@ -118,7 +118,7 @@ def _data(task_list):
     }, n
 
 
-def _train(widths, weights, data, lr, num_steps, record_every, three_layer, progress):
+def _train(widths, weights, data, lr, num_steps, record_every, three_layer, progress, train_options):
     num_members = weights[0].shape[0]
     return train(
         DeepLinear(widths=widths),
@@ -133,6 +133,7 @@ def _train(widths, weights, data, lr, num_steps, record_every, three_layer, prog
         init_params=params_from_matrices(weights),
         data=data,
         progress=progress,
+        **train_options,  # checkpoints and the memory guard, from the runner
     )
 
 
@@ -164,14 +165,14 @@ def first_crossing(time: np.ndarray, values: np.ndarray, level, above: bool) -> 
     return out.reshape(values.shape[:-1])
 
 
-def _part1(config: SaxeModesConfig, progress: bool):
+def _part1(config: SaxeModesConfig, progress: bool, train_options: dict):
     s = np.asarray(config.strengths)
     tasks = [mode_task(s, seed=1000 + i) for i in range(config.seeds)]
     data, n = _data(tasks)
     rng = np.random.default_rng(0)
     w1 = rng.standard_normal((config.seeds, config.hidden, n)) * config.init_scale
     w2 = rng.standard_normal((config.seeds, n, config.hidden)) * config.init_scale
-    result = _train((n, config.hidden, n), [w1.astype(np.float32), w2.astype(np.float32)], data, config.lr, config.num_steps, config.record_every, True, progress)
+    result = _train((n, config.hidden, n), [w1.astype(np.float32), w2.astype(np.float32)], data, config.lr, config.num_steps, config.record_every, True, progress, train_options)
     rec = result.records["modes"].astype(np.float64)  # (seed, time, 4, K)
     time = result.record_steps * config.lr
     u_sim = rec[:, :, 0]
@@ -218,7 +219,7 @@ def _depth_weights(init: str, widths: tuple[int, ...], s: np.ndarray, task, conf
     return [bases[l + 1] @ np.diag(gains) @ bases[l].T for l in range(depth)]
 
 
-def _part2(config: SaxeModesConfig, progress: bool):
+def _part2(config: SaxeModesConfig, progress: bool, train_options: dict):
     s = np.asarray(config.strengths)
     per = max(1, config.seeds // 2)
     rows = []
@@ -236,7 +237,7 @@ def _part2(config: SaxeModesConfig, progress: bool):
                 mats.append(_depth_weights(init, widths, s, task, config, rng))
         data, n = _data(tasks)
         weights = [np.stack([m[l] for m in mats]).astype(np.float32) for l in range(depth)]
-        result = _train(widths, weights, data, lr, config.depth_num_steps, config.record_every, False, progress)
+        result = _train(widths, weights, data, lr, config.depth_num_steps, config.record_every, False, progress, train_options)
         rec = result.records["modes"].astype(np.float64)
         steps = result.record_steps.astype(np.float64)
         rel_error = rec[:, :, 3, 0]
@@ -258,10 +259,10 @@ def _part2(config: SaxeModesConfig, progress: bool):
     return rows
 
 
-def run(config: SaxeModesConfig, progress: bool = False) -> RunResult:
+def run(config: SaxeModesConfig, progress: bool = False, **train_options) -> RunResult:
     """Part 1 (three-layer mode trajectories vs the closed form) and part 2 (learning time vs depth)."""
-    p1 = _part1(config, progress)
-    p2 = _part2(config, progress)
+    p1 = _part1(config, progress, train_options)
+    p2 = _part2(config, progress, train_options)
     return _analyse(config, p1, p2)
 
 

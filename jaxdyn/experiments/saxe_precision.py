@@ -80,7 +80,7 @@ def input_neuron_changes(snap):
     return jnp.linalg.norm(w1 - w1_0, axis=-1)
 
 
-def run(config: SaxePrecisionConfig, progress: bool = False) -> RunResult:
+def run(config: SaxePrecisionConfig, progress: bool = False, **train_options) -> RunResult:
     """Trains every precision, integrates the alpha/beta ODE, and compares layers and neurons."""
     deltas = np.asarray(config.deltas, dtype=np.float64)
     num_members = len(deltas)
@@ -110,6 +110,7 @@ def run(config: SaxePrecisionConfig, progress: bool = False) -> RunResult:
         init_params=params_from_matrices([w1.astype(np.float32), w2.astype(np.float32)]),
         data=data,
         progress=progress,
+        **train_options,  # checkpoints and the memory guard, from the runner
     )
     rec = result.records["alpha_beta"].astype(np.float64)
     alpha_sim, beta_sim = rec[..., 0], rec[..., 1]

@@ -126,7 +126,7 @@ def position_readout(snap):
     return jnp.stack([margin, change, alpha, beta])
 
 
-def run(config: SaxeTransferConfig, progress: bool = False) -> RunResult:
+def run(config: SaxeTransferConfig, progress: bool = False, **train_options) -> RunResult:
     """Trains at one position, integrates the reduced dynamics, and compares every position."""
     widths, deltas = np.meshgrid(np.asarray(config.pool_widths), np.asarray(config.deltas), indexing="ij")
     widths, deltas = widths.ravel(), deltas.ravel()
@@ -168,6 +168,7 @@ def run(config: SaxeTransferConfig, progress: bool = False) -> RunResult:
         init_params=init_params,
         data=data,
         progress=progress,
+        **train_options,  # checkpoints and the memory guard, from the runner
     )
     rec = result.records["positions"].astype(np.float64)  # (member, time, 4, P)
     time = result.record_steps * config.lr
