@@ -63,7 +63,7 @@ from jaxdyn.tasks import faces
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(image_size=32, num_poses=5, epochs=60, seeds=2, probe_per_identity=16, spectra_every=5),
-    "paper": dict(image_size=128, num_poses=9, epochs=60, seeds=4, probe_per_identity=40, spectra_every=1),
+    "paper": dict(image_size=128, num_poses=9, epochs=60, seeds=4, probe_per_identity=24, spectra_every=1),
 }
 DENSE_SPECTRA = ("dense_0", "dense_1")  # the layers whose ESD is analysed (both have M = 1024)
 
@@ -95,7 +95,7 @@ class DenseSampleConfig(Config):
     batch_size: int = param(32, "examples per step", min=1, max=4096)
     epochs: int = param(0, "epochs (0: preset, 60)", min=0, max=10_000)
     seeds: int = param(0, "ensemble size (0: preset, cpu 2, paper 4)", min=0, max=256)
-    probe_per_identity: int = param(0, "probe exemplars per identity recorded each epoch (0: preset, cpu 12, paper 40)", min=0, max=576)
+    probe_per_identity: int = param(0, "probe exemplars per identity recorded each epoch (0: preset, cpu 16, paper 24)", min=0, max=576)
     conv_record_size: int = param(4, "side of the pooled conv activations recorded per epoch", min=1, max=128)
     spectra_every: int = param(0, "epochs between weight spectra (0: preset, cpu 5, paper 1)", min=0, max=10_000)
     lld_curve: str = param("test", "accuracy curve the LLD fits: test (held-out) or train", choices=("test", "train"))
@@ -296,8 +296,14 @@ def _nanstat(x, fn):
     return float(fn(x[np.isfinite(x)])) if np.isfinite(x).any() else math.nan
 
 
-def run(config: DenseSampleConfig, progress: bool = False) -> RunResult:
-    """Trains the ensemble, records inside the scan, and runs every analysis."""
+def run(config: DenseSampleConfig, progress: bool = False, **train_options) -> RunResult:
+    """Trains the ensemble, records inside the scan, and runs every analysis.
+
+    ``train_options`` (checkpoints, memory guard) are forwarded to the engine unchanged. The
+    dense-layer spectra are taken from the weights the engine hands to ``on_chunk`` at chunk
+    boundaries that fall on multiples of ``spectra_every`` epochs, plus the initial and final
+    weights; after a resume, the epochs trained before the interruption have no spectrum.
+    """
     r = config.resolved()
     t_start = time.time()
     data_set = _dataset(config, r)
@@ -337,9 +343,10 @@ def run(config: DenseSampleConfig, progress: bool = False) -> RunResult:
     spectra.append(esd(init_params))
 
     def on_chunk(state, records):
-        step = int(state.step)
-        spectra_epochs.append(step // steps_per_epoch)
-        spectra.append(esd(state.params))
+        epoch = int(state.step) // steps_per_epoch
+        if (epoch % spectra_every == 0 or epoch == epochs) and epoch not in spectra_epochs:
+            spectra_epochs.append(epoch)
+            spectra.append(esd(state.params))
 
     result = train(
         model,
@@ -356,9 +363,10 @@ def run(config: DenseSampleConfig, progress: bool = False) -> RunResult:
         chunk_steps=spectra_every * steps_per_epoch,
         progress=progress,
         on_chunk=on_chunk,
+        **train_options,
     )
     train_seconds = time.time() - t_start
-    if spectra_epochs[-1] != epochs:  # a last, shorter chunk is reported by on_chunk too; guard anyway
+    if spectra_epochs[-1] != epochs:  # on_chunk always sees the end; guard anyway
         spectra_epochs.append(epochs)
         spectra.append(esd(result.params))
     rec = result.records
