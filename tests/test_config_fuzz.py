@@ -184,21 +184,13 @@ def test_cli_set_accepts_or_rejects_cleanly(name, tmp_path, capsys):
     assert counts["accepted"] + counts["rejected"] == 60 and counts["rejected"] >= 15
 
 
-def test_accepted_extremes_run_at_quick_size():
-    """One accepted extreme, run: tuning curves that vanish (2 neurons, kappa 1000, both stimuli
-    far from them) make the task's data NaN (0/0 normalisation). The run must finish, flag the
-    member at step 0 and say why its theory failed. (lr 1 with beta0 100, which diverges, is
-    run through the CLI in test_reliability.py.)"""
-    from jaxdyn.experiments.saxe_reduction import SaxeReductionConfig, run
+def test_degenerate_stimuli_are_rejected_before_compiling():
+    """Tuning curves that vanish (2 neurons, kappa 1000, both stimuli far from them) would make the
+    task's data 0/0 = NaN. The configuration is rejected naming kappa instead. (NaN data in one
+    member, and lr 1 with beta0 100, which diverges, are run in test_reliability.py.)"""
+    from jaxdyn.experiments import ConfigError
+    from jaxdyn.experiments.saxe_reduction import SaxeReductionConfig
 
     changes = {"num_neurons": 2, "kappa": 1000.0, "theta0": 0.0, "deltas": [90.0], "beta0s": [100.0], "duration": 1e-9}
-    config = dataclasses.replace(SaxeReductionConfig.quick(), **changes)
-    with np.errstate(all="ignore"):
-        result = run(config)
-    summary = json.loads(json.dumps(result.summary))  # serialisable, NaN for what could not be measured
-    skipped = summary["skipped_members"]
-    assert skipped["members"] == summary["members"] == 1
-    assert skipped["skipped"] == 1 and skipped["diverged"] == [{"member": 0, "step": 0}]
-    assert [d["member"] for d in skipped["ode_failed"]] == [0]  # its theory (v is NaN) fails too, with the reason
-    for claim in summary["claims"]:
-        assert claim["held"] is False and not np.isfinite(claim["value"])  # nothing measured is nothing held
+    with pytest.raises(ConfigError, match="^kappa: "):
+        dataclasses.replace(SaxeReductionConfig.quick(), **changes)

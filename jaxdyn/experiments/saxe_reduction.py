@@ -55,6 +55,14 @@ class SaxeReductionConfig(Config):
     def check(self) -> None:
         if self.duration / self.lr > 5_000_000:
             raise ConfigError(f"duration: {self.duration} / lr {self.lr} asks for over 5,000,000 steps; raise lr or shorten duration")
+        for delta in self.deltas:  # cheap numpy: the stimuli must exist before anything compiles
+            try:
+                task = discrimination_task(self.num_neurons, delta, theta0_deg=self.theta0, kappa=self.kappa, c=self.c)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            if not task.v > 1e-12:
+                raise ConfigError(f"deltas: {delta} deg gives identical population responses (v = {task.v:.3g}) with "
+                                  f"{self.num_neurons} neurons and kappa={self.kappa}; the task is undefined")
 
 
 def _conditions(config: SaxeReductionConfig):

@@ -74,6 +74,10 @@ def discrimination_task(num_neurons: int, delta_deg: float, *, theta0_deg: float
     g_minus = tuning_curve(theta0_deg - delta_deg / 2.0, preferred, kappa)
     # A common unit scale for both (their norms are equal by symmetry of the even spacing).
     scale = np.linalg.norm(g_plus)
+    if not scale > 1e-30:
+        # Tuning so narrow that no neuron responds: the task is undefined, not a zero vector.
+        raise ValueError(f"kappa: tuning curves with kappa={kappa} and {num_neurons} neurons give no response to "
+                         f"{theta0_deg + delta_deg / 2.0} deg; use more neurons or a smaller kappa")
     g_plus, g_minus = g_plus / scale, g_minus / scale
     d = g_plus - g_minus
     return DiscriminationTask(
