@@ -30,13 +30,12 @@ def test_single_point_probes_are_at_exact_distances():
 
 def test_two_points_and_nested_groups_geometry():
     keys = jax.random.split(jax.random.key(1), 20)
-    for d in (1, 12):
-        data = jax.jit(jax.vmap(rbe.two_points(0.5, 0.01, d, probes_per_distance=2)))(keys)
-        pts = np.asarray(data["points"])
-        np.testing.assert_array_equal(np.abs(pts[:, 0] - pts[:, 1]).sum(-1), d)
-        np.testing.assert_allclose(np.asarray(data["weight"][0]), [0.99, 0.01], rtol=1e-6)
-        h = np.abs(np.asarray(data["probes"]) - pts[:, :, None, :]).sum(-1)
-        np.testing.assert_array_equal(h, np.broadcast_to(np.asarray(data["probe_h"])[:, None, :], h.shape))
+    data = rbe.ensemble_data(rbe.two_points(0.5, 0.01, 12, probes_per_distance=2), range(20))
+    pts = np.asarray(data["points"])
+    np.testing.assert_array_equal(np.abs(pts[:, 0] - pts[:, 1]).sum(-1), 12)
+    np.testing.assert_allclose(np.asarray(data["weight"][0]), [0.99, 0.01], rtol=1e-6)
+    h = np.abs(np.asarray(data["probes"]) - pts[:, :, None, :]).sum(-1)
+    np.testing.assert_array_equal(h, np.broadcast_to(np.asarray(data["probe_h"])[:, None, :], h.shape))
     data = jax.jit(jax.vmap(rbe.nested_groups((10, 7, 3), (0, 1, 0), 6, 4)))(keys)
     pts, grp = np.asarray(data["points"]), np.asarray(data["group"][0])
     pair = np.abs(pts[:, :, None] - pts[:, None, :]).sum(-1)  # (seed, 20, 20)
@@ -52,7 +51,7 @@ def test_sampling_follows_weights_and_encoding():
     init = rbe.two_points(0.8, 0.25, 3)
     data = jax.jit(init)(jax.random.key(2))
     n = 20000
-    draws = jax.jit(jax.vmap(lambda k: rbe.sample(data, k)))(jax.random.split(jax.random.key(3), n))
+    draws = jax.jit(jax.vmap(lambda k: rbe.sample(data, k)))(jax.random.split(jax.random.key(3), n))  # one compile
     index, y = np.asarray(draws["index"][:, 0]), np.asarray(draws["y"][:, 0])
     assert draws["x"].shape == (n, 1, 16)
     np.testing.assert_array_equal(np.asarray(draws["x"][:, 0]), np.asarray(data["points"])[index])
@@ -61,7 +60,7 @@ def test_sampling_follows_weights_and_encoding():
     assert abs(y.mean() - 0.8) < 4 * np.sqrt(0.8 * 0.2 / n)
     # Groups: deterministic labels; with_p1 rewrites the encoding per member.
     g = jax.jit(rbe.groups((5, 15), (0.0, 1.0)))(jax.random.key(4))
-    d = jax.vmap(lambda k: rbe.sample(g, k, 4))(jax.random.split(jax.random.key(5), 500))
+    d = jax.jit(jax.vmap(lambda k: rbe.sample(g, k, 4)))(jax.random.split(jax.random.key(5), 500))
     np.testing.assert_array_equal(np.asarray(d["y"]), np.asarray(g["p1"])[np.asarray(d["index"])])
     ens = rbe.ensemble_data(rbe.single_point(0.5, probes_per_distance=1), [0, 1, 2])
     assert ens["points"].shape == (3, 1, 16)

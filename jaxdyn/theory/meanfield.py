@@ -1,0 +1,177 @@
+"""Kernel and mean-field dynamics of predictions under SGD (Nakazato Eqs. 10-11).
+
+Training draws one pair (x_j, y_j) with probability w_j per step and takes an SGD step at learning
+rate lr. To first order in lr (Eq. 4), the expected change of every prediction per step is
+
+    df_i/dt = -lr sum_j w_j Theta_ij dL/df(f_j, y_j),                            (Eq. 10)
+
+with the empirical NTK Theta of the network (held fixed: the linearised, "lazy" dynamics) and the
+label replaced by its mean p1_j (both losses below are linear in y). Two spaces:
+
+* ``space='output'``: the equation above for the sigmoid outputs f, with Theta the NTK of f.
+* ``space='logit'``: the same for the logits z (f = sigmoid(z)) with Theta the NTK of z:
+  dz_i/dt = -lr sum_j w_j Theta^z_ij sigma'(z_j) dL/df(f_j, y_j). This keeps the saturation of the
+  output that the fixed output-space kernel ignores.
+
+The two-group (G-group) mean field (Eq. 11) replaces every prediction of group b by its group mean
+and Theta by its group averages: the self term d_a = <Theta_ii>_{i in a}, the within-group term
+o_aa = <Theta_ij>_{i != j in a}, the cross term o_ab = <Theta_ij>_{i in a, j in b}:
+
+    df_a/dt = -lr [ wbar_a d_a g_a + (W_a - wbar_a) o_aa g_a + sum_{b != a} W_b o_ab g_b ],
+
+with W_a the probability of drawing group a, wbar_a its mean per point, g_b = dL/df(f_b, y_b); the
+paper's densities are rho_b = W_b o_ab. Time t counts SGD steps (the paper's epochs).
+
+Losses: ``'mse'`` (Keras' mean squared error on one output: dL/df = 2 (f - y)) and ``'bce'``
+(binary cross-entropy: dL/df = (f - y) / (f (1 - f))).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdyn.theory.saxe import ODESolution, solve_batch
+
+LOSSES = ("mse", "bce")
+SPACES = ("output", "logit")
+
+
+def loss_derivative(loss: str, f, y):
+    """dL/df for one output: 'mse' 2 (f - y); 'bce' (f - y) / (f (1 - f))."""
+    if loss == "mse":
+        return 2.0 * (f - y)
+    if loss == "bce":
+        return (f - y) / (f * (1.0 - f))
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def _check(loss, space):
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_vector_field(loss: str, space: str):
+    """The vector field of Eq. 10 for one member, state (n,) (f, or z in logit space).
+
+    ``args = (theta (n, n), weight (n,), y (n,), lr scalar)``. Cached, so ``solve_batch`` compiles
+    once per (loss, space).
+    """
+    _check(loss, space)
+
+    def field(t, state, args):
+        theta, weight, y, lr = args
+        if space == "output":
+            drive = weight * loss_derivative(loss, state, y)
+        else:
+            f = jax.nn.sigmoid(state)
+            drive = weight * f * (1.0 - f) * loss_derivative(loss, f, y)
+        return -lr * theta @ drive
+
+    return field
+
+
+@functools.lru_cache(maxsize=None)
+def meanfield_vector_field(loss: str, space: str):
+    """The G-group mean field of Eq. 11 for one member, state (G,) group means (f or z).
+
+    ``args = (diag (G,), cross (G, G), group_weight W (G,), point_weight wbar (G,), y (G,), lr)``
+    with ``cross[a, a]`` the within-group off-diagonal average.
+    """
+    _check(loss, space)
+
+    def field(t, state, args):
+        diag, cross, big_w, wbar, y, lr = args
+        if space == "output":
+            g = loss_derivative(loss, state, y)
+        else:
+            f = jax.nn.sigmoid(state)
+            g = f * (1.0 - f) * loss_derivative(loss, f, y)
+        eye = jnp.eye(state.shape[0], dtype=state.dtype)
+        # coefficient of g_b in df_a/dt: W_b o_ab for b != a; wbar_a d_a + (W_a - wbar_a) o_aa for b = a
+        coeff = cross * big_w[None, :] * (1 - eye) + eye * (wbar * diag + (big_w - wbar) * jnp.diag(cross))
+        return -lr * coeff @ g
+
+    return field
+
+
+def group_kernel(theta: np.ndarray, group: np.ndarray, num_groups: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Group averages of a kernel: the mean field's coefficients.
+
+    Args:
+        theta: (..., n, n) kernel matrices (e.g. (seed, n, n)).
+        group: (n,) group index of each point.
+        num_groups: G (default max(group) + 1).
+
+    Returns:
+        diag (..., G): <Theta_ii> over i in a; cross (..., G, G): <Theta_ij> over i in a, j in b,
+        i != j (so cross[a, a] is the within-group off-diagonal mean; NaN for one-point groups).
+    """
+    theta = np.asarray(theta, np.float64)
+    group = np.asarray(group)
+    g_count = int(group.max()) + 1 if num_groups is None else num_groups
+    n = group.size
+    off = ~np.eye(n, dtype=bool)
+    diag = np.stack([np.diagonal(theta, axis1=-2, axis2=-1)[..., group == a].mean(-1) for a in range(g_count)], -1)
+    cross = np.full(theta.shape[:-2] + (g_count, g_count), np.nan)
+    for a in range(g_count):
+        for b in range(g_count):
+            mask = np.outer(group == a, group == b) & off
+            if mask.any():
+                cross[..., a, b] = theta[..., mask].mean(-1)
+    return diag, cross
+
+
+def solve_kernel(theta, f0, y, weight, ts, *, lr: float, loss: str = "mse", space: str = "output",
+                 rtol: float = 1e-6, atol: float = 1e-8) -> ODESolution:
+    """Integrates Eq. 10 for every member with diffrax (fixed kernel measured at t = ts[0]).
+
+    Args:
+        theta: (member, n, n) NTK of f (``space='output'``) or of the logits (``'logit'``).
+        f0: (member, n) predictions at ts[0] (probabilities).
+        y: (member, n) mean labels p1.
+        weight: (member, n) sampling probabilities.
+        ts: (time,) save times in steps.
+        lr: learning rate.
+
+    Returns:
+        :class:`ODESolution` whose ``ys`` is (member, time, n) *predictions f* in both spaces.
+    """
+    f0 = jnp.asarray(f0, jnp.float32)
+    state0 = f0 if space == "output" else jnp.log(f0) - jnp.log1p(-f0)
+    m = f0.shape[0]
+    args = (jnp.asarray(theta, jnp.float32), jnp.asarray(weight, jnp.float32), jnp.asarray(y, jnp.float32),
+            jnp.full((m,), lr, jnp.float32))
+    sol = solve_batch(kernel_vector_field(loss, space), state0, args, jnp.asarray(ts, jnp.float32), rtol=rtol, atol=atol)
+    ys = sol.ys if space == "output" else jax.nn.sigmoid(sol.ys)
+    return ODESolution(ys=np.asarray(ys), ok=np.asarray(sol.ok), message=sol.message)
+
+
+def solve_meanfield(diag, cross, group_weight, point_weight, f0, y, ts, *, lr: float, loss: str = "mse",
+                    space: str = "output", rtol: float = 1e-6, atol: float = 1e-8) -> ODESolution:
+    """Integrates the G-group mean field (Eq. 11) for every member with diffrax.
+
+    Args:
+        diag, cross: (member, G), (member, G, G) from :func:`group_kernel`.
+        group_weight: (member, G) probability W_a of drawing group a.
+        point_weight: (member, G) mean probability per point wbar_a.
+        f0: (member, G) group-mean predictions at ts[0]; y: (member, G) group labels p1.
+        ts: (time,) save times in steps.
+
+    Returns:
+        :class:`ODESolution` with ``ys`` (member, time, G) group predictions f.
+    """
+    f0 = jnp.asarray(f0, jnp.float32)
+    state0 = f0 if space == "output" else jnp.log(f0) - jnp.log1p(-f0)
+    m = f0.shape[0]
+    cross = np.nan_to_num(np.asarray(cross, np.float64))  # one-point groups have no within term
+    args = tuple(jnp.asarray(a, jnp.float32) for a in (diag, cross, group_weight, point_weight, y)) + (jnp.full((m,), lr, jnp.float32),)
+    sol = solve_batch(meanfield_vector_field(loss, space), state0, args, jnp.asarray(ts, jnp.float32), rtol=rtol, atol=atol)
+    ys = sol.ys if space == "output" else jax.nn.sigmoid(sol.ys)
+    return ODESolution(ys=np.asarray(ys), ok=np.asarray(sol.ok), message=sol.message)
