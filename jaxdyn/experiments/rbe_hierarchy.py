@@ -136,7 +136,7 @@ def run(config: RBEHierarchyConfig, progress: bool = False) -> RunResult:
     )
     fig, axes = plots.figure(1, 2, width=4.2, height=3.2)
     colors = {0: plots.color(3), 1: plots.color(2), 2: plots.color(0)}  # the paper: g0 red, g1 green, g2 blue
-    plot_groups(axes[0, 0], steps, sim["f"][ok].mean(0), group[0] if ok.all() else group[ok][0], mean, ths, colors=colors)
+    plot_groups(axes[0, 0], steps, sim["f"][ok].mean(0), group[0] if ok.all() else group[ok][0], mean, ths, colors=colors, log_markers=True)
     for t, lab in ((t1, "t1"), (t2, "t2")):
         if np.isfinite(t):
             axes[0, 0].axvline(t, color="0.5", linestyle=":", linewidth=1)

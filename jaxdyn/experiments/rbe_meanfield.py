@@ -253,15 +253,20 @@ def run(config: RBEMeanfieldConfig, progress: bool = False) -> RunResult:
     return RunResult(dataset=ds, summary=summary, figures=_figures(config, steps, g_sim_r, rs(f_sim), rs(group), theory, rs, diverged))
 
 
-def plot_groups(ax, steps, f_points, group, g_mean, theories: dict, colors=None):
-    """Light lines: every point's seed-mean prediction; markers: group means; lines: theories."""
+def plot_groups(ax, steps, f_points, group, g_mean, theories: dict, colors=None, log_markers: bool = False):
+    """Light lines: every point's seed-mean prediction; markers: group means; lines: theories.
+
+    ``log_markers`` spaces the ~30 markers evenly in log time (for a log time axis)."""
     colors = colors or {a: plots.color(a) for a in range(g_mean.shape[-1])}
     styles = {"kernel": "-", "meanfield": "--"}
     for a in range(g_mean.shape[-1]):
         for p in np.flatnonzero(group == a):
             ax.plot(steps, f_points[:, p], color=colors[a], alpha=0.15, linewidth=0.7)
-        every = max(1, len(steps) // 30)
-        ax.plot(steps[::every], g_mean[::every, a], "o", color=colors[a], markerfacecolor="none", label=f"g{a} (simulation)")
+        if log_markers:
+            pick = np.unique(np.r_[0, np.geomspace(1, len(steps) - 1, 30).astype(int)])
+        else:
+            pick = np.arange(0, len(steps), max(1, len(steps) // 30))
+        ax.plot(steps[pick], g_mean[pick, a], "o", color=colors[a], markerfacecolor="none", label=f"g{a} (simulation)")
         for name, th in theories.items():
             ax.plot(steps, th[:, a], styles.get(name, ":"), color=colors[a], linewidth=1.4, label=f"g{a} ({name})")
     ax.set_xlabel("epoch e")

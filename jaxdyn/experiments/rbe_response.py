@@ -295,7 +295,7 @@ def plot_aging(ax, steps, sizes, pl: dict, color: str, label: str | None = None)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("epoch e")
-    ax.set_ylabel("response size Delta(x_o,x_o)/(y_o-f(x_o))")
+    ax.set_ylabel("response size S(e) = R(h=0)")
 
 
 def plot_kernels(ax, a: dict, bits: int = 16):
@@ -339,8 +339,8 @@ def figures(config, sim, analysis) -> dict:
         ax2[0, e].set_yscale("symlog", linthresh=1e-2)
         ax2[0, e].set_xlabel("Hamming distance h from x_o")
         ax2[0, e].set_ylabel("normalised response R(h)")
-        ax2[0, e].set_title(f"{a['encoding']}: NTK prediction (lines), measured (markers)")
-        ax2[0, e].legend(loc="best")
+        ax2[0, e].set_title(f"{a['encoding']}\nNTK prediction (lines), measured (markers)")
+        ax2[0, e].legend(loc="lower left", fontsize=7)
     return {"response_law": fig, "ntk_vs_response": fig2}
 
 
