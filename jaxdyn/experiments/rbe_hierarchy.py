@@ -62,11 +62,12 @@ class RBEHierarchyConfig(Config):
             raise ConfigError(f"sizes: the paper's scenario needs label 0 the global majority (n0 + n2 > n1) and g1 the local one (n1 > n2); got {self.sizes}")
 
 
-def run(config: RBEHierarchyConfig, progress: bool = False) -> RunResult:
+def run(config: RBEHierarchyConfig, progress: bool = False, **train_options) -> RunResult:
     """Trains the nested groups, detects the two splits, overlays kernel and mean-field theory."""
     init = rbe.nested_groups(config.sizes, (0.0, 1.0, 0.0), config.radius1, config.radius2)
     sim = simulate_groups(RBEConvNet(), [init], seeds=config.seeds, num_steps=config.num_steps,
-                          record_every=config.record_every, lr=config.lr, loss=config.loss, progress=progress)
+                          record_every=config.record_every, lr=config.lr, loss=config.loss, progress=progress,
+                          train_options=train_options)
     theory, ok_theory = integrate_theories(sim, lr=config.lr, loss=config.loss, num_groups=3, spaces=(config.space,))
     steps, group = sim["steps"], sim["group"]
     ok = sim["diverged_at"] < 0

@@ -132,7 +132,7 @@ def distance_profile(kernel: np.ndarray, distance: np.ndarray, edges: np.ndarray
     return out
 
 
-def run(config: RBEImagesConfig, progress: bool = False) -> RunResult:
+def run(config: RBEImagesConfig, progress: bool = False, **train_options) -> RunResult:
     """Trains one image per seed; fits the aging; the response against image distance."""
     p1 = 1.0 / (1.0 + config.p0_over_p1)
     model = RBEConvNet2D()
@@ -143,7 +143,7 @@ def run(config: RBEImagesConfig, progress: bool = False) -> RunResult:
     result = train(
         model, rbe.encoder_task(None), lambda h: optax.sgd(h["lr"]), seeds=np.asarray(keys), num_steps=config.num_steps,
         loss=loss_fn, observables=ntk.response_observables(model, loss_fn), record_every=config.record_every,
-        hparams={"lr": np.full(config.seeds, config.lr, np.float32)}, data=data, progress=progress,
+        hparams={"lr": np.full(config.seeds, config.lr, np.float32)}, data=data, progress=progress, **train_options,
     )
     steps = result.record_steps
     response = result.records["response"][:, :, 0].astype(np.float64)  # (seed, time, P + 1); probe 0 = x_o

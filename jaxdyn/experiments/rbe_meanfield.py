@@ -83,7 +83,7 @@ def _group_means(f: np.ndarray, group: np.ndarray, num_groups: int = 2) -> np.nd
 
 
 def simulate_groups(model, inits, *, seeds: int, num_steps: int, record_every: int, lr: float, loss: str,
-                    progress: bool = False) -> dict[str, np.ndarray]:
+                    progress: bool = False, train_options: dict | None = None) -> dict[str, np.ndarray]:
     """Trains ``len(inits)`` conditions x ``seeds`` members on group tasks; NTKs at start and end.
 
     Args:
@@ -112,6 +112,7 @@ def simulate_groups(model, inits, *, seeds: int, num_steps: int, record_every: i
         model, rbe.encoder_task(None), lambda h: optax.sgd(h["lr"]), seeds=np.asarray(keys), num_steps=num_steps,
         loss=LOSSES[loss], observables={"f": observables.predictions("points")}, record_every=record_every,
         hparams={"lr": np.full(n_members, lr, np.float32)}, init_params=params0, data=data, progress=progress,
+        **(train_options or {}),
     )
     theta_f1, theta_z1 = (np.asarray(a, np.float64) for a in kernels(result.params, data["points"]))
     return {
@@ -150,13 +151,13 @@ def integrate_theories(sim: dict[str, np.ndarray], *, lr: float, loss: str, num_
     return theory, ok
 
 
-def run(config: RBEMeanfieldConfig, progress: bool = False) -> RunResult:
+def run(config: RBEMeanfieldConfig, progress: bool = False, **train_options) -> RunResult:
     """Trains every ratio on the same seeds; integrates both theories from each member's initial NTK."""
     sizes = config.group_sizes()
     seed_ids = np.arange(config.seeds)
     sim = simulate_groups(RBEConvNet(), [rbe.groups(s, (0.0, 1.0)) for s in sizes], seeds=config.seeds,
                           num_steps=config.num_steps, record_every=config.record_every, lr=config.lr, loss=config.loss,
-                          progress=progress)
+                          progress=progress, train_options=train_options)
     theory, ok_theory = integrate_theories(sim, lr=config.lr, loss=config.loss, num_groups=2, spaces=config.spaces)
     f_sim, group, steps = sim["f"], sim["group"], sim["steps"]
     theta_f0, theta_z0, theta_f1, theta_z1 = (sim[k] for k in ("theta_f0", "theta_z0", "theta_f1", "theta_z1"))

@@ -85,7 +85,8 @@ class RBEResponseConfig(Config):
 
 
 def simulate(model, p1s: Sequence[float], *, seeds: int, num_steps: int, record_every: int, lr: float,
-             probes_per_distance: int, loss: str, progress: bool = False) -> dict[str, np.ndarray]:
+             probes_per_distance: int, loss: str, progress: bool = False,
+             train_options: dict | None = None) -> dict[str, np.ndarray]:
     """Trains seeds x encodings members of ``model`` on one point each; records the response.
 
     Members (e, s) for encoding e and seed s share seed s's keys and data (paired design).
@@ -115,6 +116,7 @@ def simulate(model, p1s: Sequence[float], *, seeds: int, num_steps: int, record_
         hparams={"lr": np.full(n_enc * seeds, lr, np.float32)},
         data=data,
         progress=progress,
+        **(train_options or {}),  # checkpoints and the memory guard, from the runner
     )
 
     def split(a):  # (member, ...) -> (seed, encoding, ...)
@@ -247,11 +249,11 @@ def _dataset(config, sim, analysis, name: str) -> xr.Dataset:
     return ds
 
 
-def run(config: RBEResponseConfig, progress: bool = False) -> RunResult:
+def run(config: RBEResponseConfig, progress: bool = False, **train_options) -> RunResult:
     """Trains, fits the law for each encoding, and compares with the NTK."""
     sim = simulate(config.model(), config.p1s, seeds=config.seeds, num_steps=config.num_steps,
                    record_every=config.record_every, lr=config.lr, probes_per_distance=config.probes_per_distance,
-                   loss=config.loss, progress=progress)
+                   loss=config.loss, progress=progress, train_options=train_options)
     analysis = analyse(sim, config.p1s, epochs=config.epochs, fit_start=config.fit_start, lr=config.lr, n_boot=config.n_boot)
     claims = []
     for a in analysis:

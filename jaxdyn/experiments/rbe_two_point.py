@@ -60,7 +60,7 @@ class RBETwoPointConfig(Config):
             raise ConfigError(f"distances: listed twice in {self.distances}")
 
 
-def run(config: RBETwoPointConfig, progress: bool = False) -> RunResult:
+def run(config: RBETwoPointConfig, progress: bool = False, **train_options) -> RunResult:
     """Trains every (distance, encoding) condition on the same seeds; compares S1 and S2."""
     model = RBEConvNet()
     conds = [(d, p1) for d in config.distances for p1 in config.p1s]
@@ -78,7 +78,7 @@ def run(config: RBETwoPointConfig, progress: bool = False) -> RunResult:
         model, rbe.encoder_task(None), lambda h: optax.sgd(h["lr"]),
         seeds=np.asarray(jnp.concatenate([keys] * len(conds), 0)), num_steps=config.num_steps, loss=loss_fn,
         observables=obs, record_every=config.record_every, hparams={"lr": np.full(n, config.lr, np.float32)},
-        data=data, progress=progress,
+        data=data, progress=progress, **train_options,
     )
     shape = (len(config.distances), len(config.p1s), config.seeds)
     r = result.records["response"].reshape(shape + result.records["response"].shape[1:])  # (d, enc, seed, time, 2, P)

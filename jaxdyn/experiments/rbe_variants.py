@@ -70,7 +70,7 @@ class RBEVariantsConfig(Config):
             raise ConfigError(f"fit_start: {self.fit_start} leaves fewer than 3 records")
 
 
-def run(config: RBEVariantsConfig, progress: bool = False) -> RunResult:
+def run(config: RBEVariantsConfig, progress: bool = False, **train_options) -> RunResult:
     """Every variant x encoding through the same simulation and fits; one table."""
     results: dict[str, list[dict[str, Any]]] = {}
     sims = {}
@@ -78,7 +78,7 @@ def run(config: RBEVariantsConfig, progress: bool = False) -> RunResult:
         p1s = tuple(config.p1s) + ((0.0,) if name in config.deterministic else ())
         sim = simulate(RBEConvNet(**VARIANTS[name]), p1s, seeds=config.seeds, num_steps=config.num_steps,
                        record_every=config.record_every, lr=config.lr, probes_per_distance=config.probes_per_distance,
-                       loss=config.loss, progress=progress)
+                       loss=config.loss, progress=progress, train_options=train_options)
         sims[name] = sim
         results[name] = analyse(sim, p1s, epochs=config.epochs, fit_start=config.fit_start, lr=config.lr, n_boot=config.n_boot)
 
