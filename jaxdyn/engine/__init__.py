@@ -13,6 +13,7 @@ from jaxdyn.engine.core import (
     member_keys,
     train,
 )
+from jaxdyn.engine.executor import Executor, LocalExecutor, RayExecutor
 
 __all__ = [
     "CheckpointError",
@@ -22,6 +23,9 @@ __all__ = [
     "ResourceError",
     "EnsembleResult",
     "EnsembleState",
+    "Executor",
+    "LocalExecutor",
+    "RayExecutor",
     "Snapshot",
     "Task",
     "losses",

@@ -374,6 +374,7 @@ def train(
     resume_from: tuple[EnsembleState, dict[str, np.ndarray]] | None = None,
     checkpoint: Checkpointer | None = None,
     memory_check: bool = True,
+    executor=None,
 ) -> EnsembleResult:
     """Trains an ensemble of members (seeds or conditions) of one model, inside one jit.
 
@@ -414,6 +415,12 @@ def train(
         memory_check: estimate the memory of states and records before compiling and raise
             :class:`ResourceError` when it exceeds 90% of the free device (or host) memory.
             ``False`` skips the check.
+        executor: where the members run: None (this process), or a
+            :class:`~jaxdyn.engine.executor.RayExecutor` (chunks of ``chunk_seeds`` members as
+            tasks on a Ray cluster) or :class:`~jaxdyn.engine.executor.LocalExecutor` (chunks one
+            after the other here). The chunks' results are concatenated along the seed axis, the
+            same as one call (see :mod:`jaxdyn.engine.executor`); finished chunks are stored with
+            ``checkpoint`` and not recomputed on resume. Not with ``on_chunk`` or ``resume_from``.
 
     Returns:
         An :class:`EnsembleResult`.
@@ -430,6 +437,15 @@ def train(
     if checkpoint is not None:
         if not isinstance(checkpoint, Checkpointer):
             raise EngineConfigError(f"checkpoint: expected a jaxdyn.engine.checkpoint.Checkpointer, got {type(checkpoint).__name__}")
+    if executor is not None:  # split the members into chunks, each an ordinary train call
+        from jaxdyn.engine.executor import run_train
+
+        return run_train(executor, dict(
+            model=model, task=task, optimizer=optimizer, seeds=seeds, num_steps=num_steps, loss=loss,
+            observables=observables, record_every=record_every, hparams=hparams, init_params=init_params, data=data,
+            chunk_steps=chunk_steps, devices=devices, progress=progress, on_chunk=on_chunk, resume_from=resume_from,
+            checkpoint=checkpoint, memory_check=memory_check), keys, seed_array)
+    if checkpoint is not None:
         chunk_steps = checkpoint.chunk_steps(num_steps, record_every, chunk_steps)
     devices = list(devices) if devices is not None else jax.local_devices()
     num_devices = len(devices)

@@ -1,0 +1,486 @@
+"""Executors: where the members of one :func:`~jaxdyn.engine.train` call run.
+
+``train(..., executor=RayExecutor(chunk_seeds=K))`` splits the member (seed) axis into chunks of
+``K`` members, runs the ordinary single-machine ``train`` on each chunk as a separate task (a
+Ray task, on whichever machine of the cluster has room, on that machine's own devices), and
+concatenates the chunks' results along the seed axis into one :class:`EnsembleResult`.
+
+Why this is exact: every random number of a member comes from its own key (its seed), and
+members never interact, so a member's trajectory does not depend on which other members share
+its chunk. What can differ is float rounding, where XLA compiles a vmap of K members
+differently from a vmap of all of them; on CPU the test found none (bitwise equality).
+
+Everything of a member is sliced with it: its seed (or raw key), hyperparameters given per
+member, ``init_params`` and ``data``. The model, task, optimizer, loss and observables are
+shipped to the workers with cloudpickle (flax modules, closures and lambdas pickle; a
+function defined at the top of a module is pickled by name, so the module must be importable on
+the workers, as jaxdyn's own are); what does not pickle is named in an
+:class:`~jaxdyn.engine.EngineConfigError` before any task starts.
+
+Checkpoints and resume (``train(..., checkpoint=Checkpointer(...))``): each finished chunk's
+result is written by the driver, atomically, as that chunk's final engine checkpoint in
+``<checkpoint dir>/call_NN/chunk_{first:06d}-{stop:06d}/`` (the engine's own format, so its
+checks apply: a stored chunk whose seeds, hyperparameters or data differ is refused). With
+``resume=True`` a stored chunk is read back (no training, no compilation) and only the other
+chunks are submitted. With ``worker_checkpoints=True`` (a filesystem shared by the driver and
+every worker, as on most SLURM clusters) the workers also checkpoint inside their chunk, and an
+unfinished chunk continues from its last checkpoint.
+
+Failures: a task whose worker dies, or that raises, is retried by Ray (``max_retries``). A
+member that diverges is not a failure: it is flagged in ``diverged_at`` as always.
+
+Ray is imported only when a :class:`RayExecutor` runs; jaxdyn imports without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from jaxdyn.engine.checkpoint import Checkpointer
+
+INSTALL_HINT = "pip install 'jaxdyn[cluster]'"
+
+
+def _engine():
+    from jaxdyn.engine import core  # core imports this module lazily; avoid the cycle
+
+    return core
+
+
+class Executor:
+    """Where the chunks of members of one ``train`` call run. Subclasses: :class:`LocalExecutor`,
+    :class:`RayExecutor`.
+
+    Attributes:
+        chunk_seeds: members per chunk (task); None: all members in one chunk.
+        shared_filesystem: whether chunk workers may write the driver's checkpoint folder (then
+            they also checkpoint inside their chunk).
+        accepts_devices: whether ``train(devices=...)`` can be honoured (devices of this process).
+    """
+
+    chunk_seeds: int | None = None
+    shared_filesystem: bool = True
+    accepts_devices: bool = True
+
+    def __init__(self):
+        #: What the last ``train`` call did: ``{"chunks": [(first, stop), ...], "submitted": [chunk
+        #: indices run], "restored": [chunk indices read from checkpoints]}``.
+        self.last_run: dict[str, Any] = {}
+
+    def check(self) -> None:
+        """Raises EngineConfigError when the executor cannot run here (e.g. Ray missing)."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-serialisable description (recorded in a run's status.json)."""
+        return {"kind": "local", "chunk_seeds": self.chunk_seeds}
+
+    def prepare(self, shared: Mapping[str, Any]) -> Any:
+        """Makes the arguments shared by every chunk ready to ship; returns a handle."""
+        return shared
+
+    def map_chunks(self, fn: Callable, handle: Any, payloads: Sequence[tuple[int, dict]]) -> Iterator[tuple[int, Any]]:
+        """Runs ``fn(shared, payload)`` for each ``(index, payload)``; yields ``(index, result)``
+        as each finishes (any order). An exception of a chunk propagates, with its
+        ``jaxdyn_chunk`` attribute set to the chunk's index."""
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    """Runs the chunks one after the other in this process, on its devices.
+
+    With ``chunk_seeds=None`` this is exactly ``train`` without an executor. With ``chunk_seeds``
+    it bounds the memory of a large ensemble (one chunk's states and records at a time on the
+    device) and writes, per finished chunk, a checkpoint that a resumed run does not recompute.
+
+    Args:
+        chunk_seeds: members per chunk, or None for all at once.
+    """
+
+    def __init__(self, chunk_seeds: int | None = None):
+        super().__init__()
+        self.chunk_seeds = _check_chunk_seeds(chunk_seeds)
+
+    def __repr__(self) -> str:
+        return f"LocalExecutor(chunk_seeds={self.chunk_seeds})"
+
+    def map_chunks(self, fn, handle, payloads):
+        for index, payload in payloads:
+            try:
+                result = fn(handle, payload)
+            except Exception as exc:
+                exc.jaxdyn_chunk = index
+                raise
+            yield index, result
+
+
+class RayExecutor(Executor):
+    """Runs each chunk of members as a Ray task, each on its worker's own local device(s).
+
+    Args:
+        address: the Ray cluster to connect to (``"auto"``: the one started on this node with
+            ``ray start``; ``"ray://host:10001"``: a remote one). None: an already initialised Ray
+            if there is one, else a new local cluster on this machine (``ray.init()``).
+        chunk_seeds: members per task (default 1). Fewer members per task spread the work over
+            more workers; more amortise each task's start-up and compilation (seconds).
+        num_cpus_per_task: CPUs Ray reserves per task (default 1): at most (cluster CPUs /
+            this) tasks run at once. XLA on CPU still uses a thread pool of the machine's size
+            in each worker; with many concurrent CPU tasks per machine, set
+            ``runtime_env={"env_vars": {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}}``.
+        num_gpus_per_task: GPUs per task (0: CPU only). With GPUs each worker process runs one
+            task and exits (``max_calls=1``), so JAX in it sees the GPUs Ray assigned to it. A
+            fraction (0.5) shares a GPU; then also limit JAX's preallocation, e.g.
+            ``runtime_env={"env_vars": {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.4"}}``.
+        max_retries: times a failed task is rerun (worker crash, node lost, or an exception in
+            the task when ``retry_exceptions``) before ``train`` raises.
+        retry_exceptions: retry tasks that raise (True), none (False), or only these exception
+            classes (a list).
+        worker_checkpoints: workers write checkpoints inside their chunk to the run's
+            checkpoint folder, which must then be on a filesystem shared with the driver; an
+            interrupted chunk then resumes from its last one. Default False: only finished
+            chunks are stored (by the driver).
+        runtime_env: Ray ``runtime_env`` of the tasks (env_vars, working_dir, py_modules, pip).
+        init_kwargs: extra arguments of ``ray.init`` when this executor starts or connects Ray
+            (e.g. ``num_cpus``, ``include_dashboard``).
+
+    Ray's lifetime: if Ray is initialised when a chunk is submitted, that Ray is used and left
+    alone. Otherwise the executor calls ``ray.init`` once and keeps Ray up for the next
+    ``train`` calls (an experiment makes several); :meth:`shutdown` (or leaving a ``with
+    RayExecutor(...)`` block, or the end of the process) shuts down only a Ray it started.
+    """
+
+    shared_filesystem = False
+    accepts_devices = False
+
+    def __init__(self, address: str | None = None, *, chunk_seeds: int = 1, num_cpus_per_task: float = 1,
+                 num_gpus_per_task: float = 0, max_retries: int = 3, retry_exceptions: bool | Sequence[type] = True,
+                 worker_checkpoints: bool = False, runtime_env: Mapping[str, Any] | None = None,
+                 init_kwargs: Mapping[str, Any] | None = None):
+        super().__init__()
+        EngineConfigError = _engine().EngineConfigError
+        if address is not None and (not isinstance(address, str) or not address.strip()):
+            raise EngineConfigError(f"address: expected a Ray address such as 'auto' or 'ray://host:10001', got {address!r}")
+        self.chunk_seeds = _check_chunk_seeds(chunk_seeds, allow_none=False)
+        for name, value in (("num_cpus_per_task", num_cpus_per_task), ("num_gpus_per_task", num_gpus_per_task)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0) or not np.isfinite(value):
+                raise EngineConfigError(f"{name}: expected a non-negative number, got {value!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or max_retries < 0:
+            raise EngineConfigError(f"max_retries: expected a non-negative int, got {max_retries!r}")
+        if not isinstance(retry_exceptions, bool) and not all(isinstance(c, type) and issubclass(c, BaseException) for c in retry_exceptions):
+            raise EngineConfigError(f"retry_exceptions: expected True, False or a list of exception classes, got {retry_exceptions!r}")
+        self.address = address
+        self.num_cpus_per_task = num_cpus_per_task
+        self.num_gpus_per_task = num_gpus_per_task
+        self.max_retries = int(max_retries)
+        self.retry_exceptions = retry_exceptions if isinstance(retry_exceptions, bool) else list(retry_exceptions)
+        self.shared_filesystem = bool(worker_checkpoints)
+        self.runtime_env = dict(runtime_env) if runtime_env else None
+        self.init_kwargs = dict(init_kwargs or {})
+        self._started_ray = False
+
+    def __repr__(self) -> str:
+        return (f"RayExecutor(address={self.address!r}, chunk_seeds={self.chunk_seeds}, num_cpus_per_task={self.num_cpus_per_task}, "
+                f"num_gpus_per_task={self.num_gpus_per_task}, max_retries={self.max_retries})")
+
+    def __enter__(self) -> "RayExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "ray", "address": self.address, "chunk_seeds": self.chunk_seeds,
+                "num_cpus_per_task": self.num_cpus_per_task, "num_gpus_per_task": self.num_gpus_per_task,
+                "max_retries": self.max_retries, "worker_checkpoints": self.shared_filesystem}
+
+    def check(self) -> None:
+        _import_ray()
+
+    def _ray(self):
+        ray = _import_ray()
+        if not ray.is_initialized():
+            ray.init(address=self.address, **self.init_kwargs)
+            self._started_ray = True
+        return ray
+
+    def shutdown(self) -> None:
+        """Shuts Ray down if this executor started it (a Ray started elsewhere is left running)."""
+        if self._started_ray:
+            import ray
+
+            ray.shutdown()
+            self._started_ray = False
+
+    def prepare(self, shared):
+        data = _pickle_shared(shared)
+        return self._ray().put(data)
+
+    def map_chunks(self, fn, handle, payloads):
+        ray = self._ray()
+        options = dict(num_cpus=self.num_cpus_per_task, num_gpus=self.num_gpus_per_task, max_retries=self.max_retries,
+                       retry_exceptions=self.retry_exceptions)
+        if self.num_gpus_per_task:
+            options["max_calls"] = 1  # a fresh process per task: JAX initialises on the GPUs Ray assigned
+        if self.runtime_env:
+            options["runtime_env"] = self.runtime_env
+        remote = ray.remote(_run_pickled).options(**options)
+        pending = {remote.remote(fn, handle, payload): index for index, payload in payloads}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                ref = done[0]
+                index = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:
+                    # ray.get raises an exception that is also an instance of the task's own
+                    # exception class (a ResourceError stays one), so callers can still catch it.
+                    exc.jaxdyn_chunk = index
+                    raise
+                yield index, result
+        finally:
+            # An error or an interrupt: the chunks still queued or running are not wanted.
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise _engine().EngineConfigError(f"executor: the Ray executor needs ray, which is not installed; {INSTALL_HINT}") from None
+    return ray
+
+
+def _check_chunk_seeds(value, allow_none: bool = True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise _engine().EngineConfigError(f"chunk_seeds: expected a positive int (members per task), got {value!r}")
+    return int(value)
+
+
+def _pickle_shared(shared: Mapping[str, Any]) -> bytes:
+    """cloudpickle of the arguments every chunk shares; an EngineConfigError names the one that
+    does not pickle (a lock, an open file, a device array of another process ...)."""
+    from ray import cloudpickle
+
+    try:
+        return cloudpickle.dumps(dict(shared))
+    except Exception as whole:  # noqa: BLE001 - find and name the culprit
+        items = []
+        for name, value in shared.items():
+            if isinstance(value, Mapping):
+                items += [(f"{name}[{k!r}]", v) for k, v in value.items()]
+            items.append((name, value))
+        for name, value in items:
+            try:
+                cloudpickle.dumps(value)
+            except Exception as exc:  # noqa: BLE001
+                raise _engine().EngineConfigError(
+                    f"{name}: cannot be sent to the Ray workers, it does not pickle ({type(exc).__name__}: {exc}); "
+                    "define it at the top of an importable module or capture only picklable values") from None
+        raise _engine().EngineConfigError(f"executor: the training arguments do not pickle ({type(whole).__name__}: {whole})") from None
+
+
+def _run_pickled(fn, handle, payload):
+    """The Ray task: unpickles the shared arguments and runs ``fn`` on one chunk."""
+    from ray import cloudpickle
+
+    return fn(cloudpickle.loads(handle), payload)
+
+
+def _slice_members(tree, first: int, stop: int):
+    return None if tree is None else jax.tree_util.tree_map(lambda x: np.asarray(x)[first:stop], tree)
+
+
+def _train_chunk(shared: Mapping[str, Any], payload: Mapping[str, Any]):
+    """Runs the ordinary ``train`` on one chunk, on this process's devices; returns a host
+    :class:`EnsembleResult` whose ``state`` has the chunk's members only (no padding)."""
+    payload = dict(payload)
+    spec = payload.pop("checkpoint", None)
+    if spec is not None:
+        # resume=True always: the driver cleared the folder when the run itself is not resumed,
+        # so what is there was written by an earlier attempt at this very chunk.
+        payload["checkpoint"] = Checkpointer(spec["directory"], every=spec["every"], resume=True, keep=spec["keep"],
+                                             metadata=spec["metadata"], on_save=spec["on_save"])
+    return _host_result(_engine().train(**shared, **payload))
+
+
+def _host_result(result):
+    core = _engine()
+    n = len(result.diverged_at)
+    trim = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], tree)  # noqa: E731
+    state = trim(jax.device_get(result.state._replace(step=None)))._replace(step=int(result.state.step))
+    return core.EnsembleResult(params=result.params, opt_state=result.opt_state, records=result.records,
+                               record_steps=result.record_steps, diverged_at=result.diverged_at, seeds=result.seeds,
+                               state=state)
+
+
+def _concatenate(results: Sequence, seeds) -> Any:
+    core = _engine()
+    cat = lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=0)  # noqa: E731
+    first = results[0]
+    state = jax.tree_util.tree_map(cat, *[r.state._replace(step=None) for r in results])._replace(step=first.state.step)
+    return core.EnsembleResult(
+        params=jax.tree_util.tree_map(cat, *[r.params for r in results]),
+        opt_state=jax.tree_util.tree_map(cat, *[r.opt_state for r in results]),
+        records={k: cat(*[r.records[k] for r in results]) for k in first.records},
+        record_steps=first.record_steps,
+        diverged_at=cat(*[r.diverged_at for r in results]),
+        seeds=seeds,
+        state=state,
+    )
+
+
+def run_train(executor: Executor, kwargs: dict[str, Any], keys, seed_array) -> Any:
+    """``train(**kwargs)`` through ``executor``: split, run, gather (called by ``train``).
+
+    Args:
+        executor: an :class:`Executor`.
+        kwargs: the arguments of ``train`` (already validated), without ``executor``.
+        keys: (seed, 2) uint32 member keys; seed_array: the int seeds or None.
+
+    Returns:
+        The :class:`EnsembleResult` of all members, seed axis in the order given. Its ``state``
+        holds host arrays of exactly the members (no padding).
+    """
+    core = _engine()
+    EngineConfigError = core.EngineConfigError
+    if not isinstance(executor, Executor):
+        raise EngineConfigError(f"executor: expected a jaxdyn.engine.LocalExecutor or RayExecutor, got {type(executor).__name__}")
+    for name in ("on_chunk", "resume_from"):
+        if kwargs.get(name) is not None:
+            raise EngineConfigError(f"{name}: not available with an executor (the chunks run as separate train calls); use checkpoint=")
+    if kwargs.get("devices") is not None and not executor.accepts_devices:
+        raise EngineConfigError("devices: not available with a RayExecutor (each task uses its worker's own devices)")
+    executor.check()
+
+    num_members = int(keys.shape[0])
+    size = executor.chunk_seeds or num_members
+    bounds = [(a, min(a + size, num_members)) for a in range(0, num_members, size)]
+    checkpoint = kwargs.pop("checkpoint", None)
+    progress = kwargs.pop("progress", False)
+    executor.last_run = {"chunks": bounds, "submitted": [], "restored": []}
+    if len(bounds) == 1 and isinstance(executor, LocalExecutor):  # nothing to split
+        executor.last_run["submitted"] = [0]
+        return core.train(**kwargs, checkpoint=checkpoint, progress=progress)
+
+    seeds = np.asarray(kwargs.pop("seeds"))
+    hparams = {k: np.broadcast_to(np.asarray(v), (num_members,)) for k, v in (kwargs.pop("hparams", None) or {}).items()}
+    init_params, data = kwargs.pop("init_params", None), kwargs.pop("data", None)
+    shared = {k: v for k, v in kwargs.items() if k in ("model", "task", "optimizer", "loss", "observables", "num_steps",
+                                                      "record_every", "chunk_steps", "memory_check", "devices")}
+
+    def payload(first, stop):
+        return {"seeds": seeds[first:stop], "hparams": {k: v[first:stop] for k, v in hparams.items()},
+                "init_params": _slice_members(init_params, first, stop), "data": _slice_members(data, first, stop)}
+
+    # ---- checkpoints: one folder per chunk inside this call's folder ----
+    chunk_dirs: list[Path | None] = [None] * len(bounds)
+    results: list[Any] = [None] * len(bounds)
+    if checkpoint is not None:
+        # This train call's folder (numbered like any other call); a folder per chunk inside.
+        call = checkpoint.for_call({"num_steps": int(kwargs["num_steps"]), "record_every": int(kwargs["record_every"]),
+                                    "num_members": num_members, "observables": sorted(kwargs.get("observables") or {})})
+        chunk_dirs = [call.directory / f"chunk_{a:06d}-{b:06d}" for a, b in bounds]
+        # members: [first, stop) of the chunk in the order of train's seeds
+        where = [{"call": call.index, "chunk": i, "members": [a, b]} for i, (a, b) in enumerate(bounds)]
+        if not checkpoint.resume:
+            for stale in call.directory.glob("chunk_*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        else:
+            for i, ((a, b), folder) in enumerate(zip(bounds, chunk_dirs)):
+                results[i] = _restore_chunk(core, shared, payload(a, b), folder, checkpoint, where[i])
+                if results[i] is not None:
+                    executor.last_run["restored"].append(i)
+
+    todo = [i for i, r in enumerate(results) if r is None]
+    payloads = []
+    for i in todo:
+        p = payload(*bounds[i])
+        if checkpoint is not None and executor.shared_filesystem:
+            p["checkpoint"] = {"directory": str(chunk_dirs[i].resolve()), "every": checkpoint.every, "keep": checkpoint.keep,
+                               "metadata": checkpoint.metadata,
+                               # a callback of the driver (status.json) is called only in the driver's process
+                               "on_save": _chunk_on_save(checkpoint, where[i]) if isinstance(executor, LocalExecutor) else None}
+        payloads.append((i, p))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_members, initial=num_members - sum(b - a for i, (a, b) in enumerate(bounds) if i in todo),
+                   unit="member", desc="training (chunks)")
+    try:
+        if todo:
+            handle = executor.prepare(shared)
+            executor.last_run["submitted"] = list(todo)
+            chunks = executor.map_chunks(_train_chunk, handle, payloads)
+            while True:
+                try:
+                    i, result = next(chunks)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    index = getattr(exc, "jaxdyn_chunk", None)
+                    if index is not None:
+                        (a, b), retries = bounds[index], getattr(executor, "max_retries", 0)
+                        with contextlib.suppress(Exception):
+                            exc.add_note(f"jaxdyn: raised by the executor's chunk {index} (members {a} to {b - 1}), "
+                                         f"after {retries} retries; finished chunks are kept in the checkpoints (resume skips them)")
+                    raise
+                results[i] = result
+                if checkpoint is not None:
+                    _save_chunk(result, kwargs["record_every"], chunk_dirs[i], checkpoint, where[i])
+                if bar is not None:
+                    bar.update(bounds[i][1] - bounds[i][0])
+    finally:
+        if bar is not None:
+            bar.close()
+    return _concatenate(results, seed_array)
+
+
+def _chunk_on_save(checkpoint: Checkpointer, where: Mapping[str, Any]):
+    """The run's ``on_save`` callback, told which call and chunk a chunk checkpoint belongs to."""
+    if checkpoint.on_save is None:
+        return None
+    return lambda info: checkpoint.on_save({**info, **where})
+
+
+def _save_chunk(result, record_every: int, folder: Path, checkpoint: Checkpointer, where: Mapping[str, Any]) -> None:
+    """Writes a finished chunk as its own train call's final checkpoint (atomic, engine format),
+    so that train itself can restore it."""
+    step = int(result.state.step)
+    chunk = Checkpointer(folder, every=checkpoint.every, resume=True, keep=checkpoint.keep, metadata=checkpoint.metadata,
+                         on_save=_chunk_on_save(checkpoint, where))
+    # The fingerprint train gives this chunk's call.
+    saver = chunk.for_call({"num_steps": step, "record_every": int(record_every), "num_members": len(result.diverged_at),
+                            "observables": sorted(result.records)})
+    if step not in saver.steps():  # else the chunk's own train call wrote it (shared filesystem)
+        saver.save(step, result.state._replace(step=None), result.records)
+
+
+def _restore_chunk(core, shared, payload, folder: Path, checkpoint: Checkpointer, where: Mapping[str, Any]):
+    """The stored result of a finished chunk, or None (not finished, or never run).
+
+    It is read by the engine itself, restoring the chunk's final checkpoint (the same checks as
+    any resume: seeds, hyperparameters, data, shapes; nothing trains or compiles), on this
+    process's first device.
+    """
+    latest = Checkpointer(folder).latest()
+    if latest is None or latest["step"] != int(shared["num_steps"]) or latest["call"] != 0:
+        return None
+    chunk = Checkpointer(folder, resume=True, keep=checkpoint.keep)
+    args = {k: v for k, v in shared.items() if k not in ("devices", "memory_check")}
+    result = core.train(**args, **payload, devices=jax.local_devices()[:1], memory_check=False, checkpoint=chunk)
+    checkpoint.restored.extend({**r, **where} for r in chunk.restored)
+    return _host_result(result)
