@@ -41,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="steps between checkpoints (default: about 10 per training call)")
     run.add_argument("--no-checkpoint", action="store_true", help="write no checkpoints")
     run.add_argument("--no-memory-check", action="store_true", help="skip the engine's memory estimate and run anyway")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="where the members of each training call run: this process (local, default) or tasks on a "
+                          "Ray cluster (ray; needs pip install 'jaxdyn[cluster]')")
+    run.add_argument("--address", default=None, metavar="ADDR",
+                     help="with --executor ray: the Ray cluster ('auto': the one `ray start` began on this node; "
+                          "ray://HOST:10001: a remote one); default: start a local Ray cluster on this machine")
+    run.add_argument("--chunk-seeds", type=int, default=None, metavar="K",
+                     help="members per Ray task (default 1); with --executor local, train K members at a time "
+                          "(less memory); results do not depend on it")
     run.add_argument("--force", action="store_true", help="run even if status.json says another process is running OUT/NAME")
     run.add_argument("--debug", action="store_true", help="raise unexpected errors with their traceback")
     report = sub.add_parser("report", help="one self-contained HTML page from run directories")
@@ -80,6 +89,27 @@ def _sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _executor(args):
+    """The executor of ``jaxdyn run`` from --executor/--address/--chunk-seeds (None: this process).
+
+    Raises ConfigError (bad option) or EngineConfigError (Ray not installed), before anything
+    compiles or starts."""
+    from jaxdyn.engine import LocalExecutor, RayExecutor
+    from jaxdyn.experiments import ConfigError
+
+    if args.chunk_seeds is not None and args.chunk_seeds < 1:
+        raise ConfigError(f"--chunk-seeds: expected a positive number of members per task, got {args.chunk_seeds}")
+    if args.executor == "local":
+        if args.address is not None:
+            raise ConfigError("--address: only with --executor ray")
+        return None if args.chunk_seeds is None else LocalExecutor(chunk_seeds=args.chunk_seeds)
+    if args.address is not None and not args.address.strip():
+        raise ConfigError("--address: expected a Ray address such as auto or ray://HOST:10001, got an empty string")
+    executor = RayExecutor(address=args.address, chunk_seeds=args.chunk_seeds or 1)
+    executor.check()  # ray importable
+    return executor
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxdyn`` console script. Returns the exit code."""
     args = _parser().parse_args(argv)
@@ -113,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.checkpoint_every is not None and args.checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every: expected a positive number of steps, got {args.checkpoint_every}")
+        executor = _executor(args)
         config = experiment.config.quick() if args.quick else experiment.config()
         assignments = list(args.assignments)
         if args.seeds is not None:
@@ -144,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             resume = True
         elif args.resume:
             print(f"jaxdyn: nothing to resume in {run_path}/; starting afresh", file=sys.stderr)
-    except ConfigError as exc:
+    except (ConfigError, EngineConfigError) as exc:
         return _error(str(exc))
 
     if args.dry_run:
-        print(json.dumps({"experiment": args.name, "config": config.to_dict()}, indent=2))
+        print(json.dumps({"experiment": args.name, "config": config.to_dict(),
+                          "executor": executor.describe() if executor is not None else {"kind": "local"}}, indent=2))
         return 0
 
     verb = "resuming" if resume else "running"
@@ -157,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         with _sigterm_interrupts():
             result, path = run_experiment(experiment, config, args.out, progress=not args.no_progress, resume=resume,
                                           checkpoints=not args.no_checkpoint, checkpoint_every=args.checkpoint_every,
-                                          memory_check=not args.no_memory_check)
+                                          memory_check=not args.no_memory_check, executor=executor)
     except KeyboardInterrupt as exc:
         print(f"jaxdyn: interrupted ({exc or 'keyboard'}); checkpoints kept in {run_path}/checkpoints/; continue with: "
               f"jaxdyn run {args.name} --out {args.out} --resume", file=sys.stderr)
@@ -170,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxdyn: failed: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} "
               f"(traceback in {run_path}/status.json; --debug raises it)", file=sys.stderr)
         return 1
+    finally:
+        if executor is not None and hasattr(executor, "shutdown"):
+            executor.shutdown()  # only a Ray this command started
 
     claims = result.summary.get("claims", [])
     for claim in claims:

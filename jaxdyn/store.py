@@ -213,7 +213,8 @@ class RunDir:
 
 
 def run_experiment(experiment, config, out: str | os.PathLike, *, progress: bool = False, resume: bool = False,
-                   checkpoints: bool = True, checkpoint_every: int | None = None, memory_check: bool = True):
+                   checkpoints: bool = True, checkpoint_every: int | None = None, memory_check: bool = True,
+                   executor=None):
     """Runs ``experiment`` with ``config`` into ``out/NAME/``, with checkpoints and resume.
 
     The execution options reach the engine as ``train_options`` that the experiment forwards
@@ -229,13 +230,18 @@ def run_experiment(experiment, config, out: str | os.PathLike, *, progress: bool
         checkpoints: write checkpoints (``checkpoints/``) between chunks.
         checkpoint_every: steps between checkpoints; default about 10 per train call.
         memory_check: the engine's memory guard (see ``jaxdyn.engine.train``).
+        executor: where the members of each ``train`` call run (``jaxdyn.engine.RayExecutor``,
+            ``LocalExecutor``); None: this process. Recorded in status.json (``executor``).
 
     Returns:
         (RunResult, path of the run directory).
 
     Raises:
-        jaxdyn.experiments.ConfigError: ``resume`` for an experiment that does not forward
-            ``train_options`` (it cannot checkpoint); raised before the folder is touched.
+        jaxdyn.experiments.ConfigError: ``resume`` or ``executor`` for an experiment that does not
+            forward ``train_options`` (it can neither checkpoint nor run elsewhere); raised before the
+            folder is touched.
+        jaxdyn.engine.EngineConfigError: the executor cannot run (Ray not installed); also
+            before the folder is touched.
     """
     run_dir = RunDir(out, experiment.name)
     options: dict[str, Any] = {"memory_check": memory_check}
@@ -247,7 +253,16 @@ def run_experiment(experiment, config, out: str | os.PathLike, *, progress: bool
         from jaxdyn.experiments.base import ConfigError
 
         raise ConfigError(f"--resume: {experiment.name} does not pass checkpoints to the engine (its run() takes no **train_options)")
+    if executor is not None:
+        from jaxdyn.experiments.base import ConfigError
+
+        if "executor" in experiment.unsupported_options({"executor": executor}):
+            raise ConfigError(f"--executor: {experiment.name} does not pass train options to the engine (its run() takes no "
+                              "**train_options), so it runs only in this process")
+        executor.check()  # e.g. Ray not installed: before the folder is touched
+        options["executor"] = executor
     run_dir.start(config.to_dict(), resume=resume)
+    run_dir._write_status(executor=executor.describe() if executor is not None else {"kind": "local", "chunk_seeds": None})
     if unsupported:
         run_dir._write_status(unsupported_options=sorted(unsupported))
     start = time.perf_counter()
