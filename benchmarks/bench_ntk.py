@@ -304,9 +304,13 @@ class Worker:
 
 
 def reference_ntk(spec: dict, flat: dict, x: np.ndarray) -> np.ndarray:
-    """Theta(x, x) in float64 from the pure function: (N, N) or (N, N, K, K)."""
+    """Theta(x, x) in float64 from the pure function: (N, N) or (N, N, K, K).
+
+    Per-example Jacobians contracted; convolutions as patches + matmul (XLA's CPU convolution
+    is very slow in float64), the same function (checked in tests/test_bench_ntk.py).
+    """
     with jax.enable_x64(True):
-        f = ntk_models.make_apply(spec)
+        f = ntk_models.make_apply(spec, conv_impl="patches")
         p64 = {k: jnp.asarray(np.asarray(v, np.float64)) for k, v in flat.items()}
         x64 = jnp.asarray(np.asarray(x, np.float64))
         theta = jax.jit(naive_ntk(f))(p64, x64)

@@ -17,7 +17,7 @@ PINS=(
   "jax==0.4.25"
   "jaxlib==0.4.25"
   "numpy==1.26.4"
-  "tensorflow==2.16.2"  # neural-tangents imports tf at top level (for its tf2jax-free stax ops)
+  "tensorflow==2.16.2"  # a declared dependency of neural-tangents 0.6.5 (and of its dependency tf2jax)
   "neural-tangents==0.6.5"
 )
 

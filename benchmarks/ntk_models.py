@@ -59,6 +59,22 @@ def conv(x, kernel, bias, padding: str):
     return y + bias
 
 
+def conv_patches(x, kernel, bias, padding: str):
+    """The same convolution as :func:`conv`, as shifted slices + one matmul (jaxdyn's PatchConv).
+
+    Used for the float64 reference: XLA's CPU convolution in float64 (batched under vmap) is
+    orders of magnitude slower than its float64 matmul.
+    """
+    ks = kernel.shape[:-2]
+    if padding == "SAME":
+        x = jnp.pad(x, [(0, 0)] + [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in ks] + [(0, 0)])
+    out = tuple(s - k + 1 for s, k in zip(x.shape[1:-1], ks))
+    slices = [x[(slice(None),) + tuple(slice(o, o + n) for o, n in zip(off, out)) + (slice(None),)]
+              for off in np.ndindex(*ks)]
+    patches = jnp.stack(slices, axis=-2).reshape(x.shape[:1] + out + (-1,))
+    return patches @ kernel.reshape(-1, kernel.shape[-1]) + bias
+
+
 def adaptive_pool_matrix(in_size: int, out_size: int) -> np.ndarray:
     """PyTorch adaptive average pooling along one axis as an (out, in) matrix (as jaxdyn's)."""
     p = np.zeros((out_size, in_size), dtype=np.float64)
@@ -78,24 +94,24 @@ def adaptive_avg_pool2d(x, out: int):
     return jnp.einsum("jw,niwc->nijc", pw, y, precision=hi)
 
 
-def _rbe(params: Mapping[str, Any], x, spec: Mapping[str, Any], spatial: int):
+def _rbe(params: Mapping[str, Any], x, spec: Mapping[str, Any], spatial: int, conv_fn: Callable):
     dtype = params["dense/kernel"].dtype
     h = jnp.asarray(x, dtype)
     if h.ndim == spatial + 1:
         h = h[..., None]  # one input channel
     act = _act(spec.get("activation", "elu"))
     for i in range(spec["num_layers"]):
-        h = act(conv(h, params[f"conv_{i}/kernel"], params[f"conv_{i}/bias"], spec.get("padding", "VALID")))
+        h = act(conv_fn(h, params[f"conv_{i}/kernel"], params[f"conv_{i}/bias"], spec.get("padding", "VALID")))
     h = h.reshape(h.shape[0], -1)  # position-major, channels last: as flax's reshape
     z = (h @ params["dense/kernel"] + params["dense/bias"])[:, 0]
     return z if spec.get("output", "sigmoid") == "logits" else jax.nn.sigmoid(z)
 
 
-def _vgg(params: Mapping[str, Any], x, spec: Mapping[str, Any]):
+def _vgg(params: Mapping[str, Any], x, spec: Mapping[str, Any], conv_fn: Callable):
     dtype = params["head/kernel"].dtype
     h = jnp.asarray(x, dtype)
     for i in range(spec["num_conv"]):
-        h = jax.nn.relu(conv(h, params[f"conv2d_{i}/kernel"], params[f"conv2d_{i}/bias"], "SAME"))
+        h = jax.nn.relu(conv_fn(h, params[f"conv2d_{i}/kernel"], params[f"conv2d_{i}/bias"], "SAME"))
     h = adaptive_avg_pool2d(h, spec["pool_size"])
     h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)  # (C, H, W) flatten, as torch
     for j in range(len(spec["hidden"])):
@@ -103,15 +119,22 @@ def _vgg(params: Mapping[str, Any], x, spec: Mapping[str, Any]):
     return h @ params["head/kernel"] + params["head/bias"]
 
 
-def make_apply(spec: Mapping[str, Any]) -> Callable:
-    """``f(params, x)`` for a model spec (see the module docstring)."""
+def make_apply(spec: Mapping[str, Any], conv_impl: str = "lax") -> Callable:
+    """``f(params, x)`` for a model spec (see the module docstring).
+
+    ``conv_impl``: ``'lax'`` (``lax.conv_general_dilated``, what neural-tangents is given) or
+    ``'patches'`` (slices + matmul, the same function; used for the float64 reference).
+    """
+    conv_fn = {"lax": conv, "patches": conv_patches}.get(conv_impl)
+    if conv_fn is None:
+        raise ValueError(f"conv_impl must be 'lax' or 'patches', got {conv_impl!r}")
     kind = spec.get("kind")
     if kind == "rbe1d":
-        return lambda params, x: _rbe(params, x, spec, 1)
+        return lambda params, x: _rbe(params, x, spec, 1, conv_fn)
     if kind == "rbe2d":
-        return lambda params, x: _rbe(params, x, spec, 2)
+        return lambda params, x: _rbe(params, x, spec, 2, conv_fn)
     if kind == "vgg":
-        return lambda params, x: _vgg(params, x, spec)
+        return lambda params, x: _vgg(params, x, spec, conv_fn)
     raise ValueError(f"spec['kind'] must be one of {KINDS}, got {kind!r}")
 
 

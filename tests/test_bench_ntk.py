@@ -28,6 +28,9 @@ def test_pure_function_reproduces_flax_model(name):
     assert y_pure.shape == y_flax.shape == ((5,) if name.startswith("rbe") else (5, 5))
     # Same network, float32 (lax.conv vs patches + matmul): agreement to float32 rounding.
     np.testing.assert_allclose(y_pure, y_flax, rtol=0, atol=1e-5 * float(np.max(np.abs(y_flax))))
+    # The patches variant (used for the float64 reference) is the same function.
+    y_patch = jax.jit(ntk_models.make_apply(case.spec, conv_impl="patches"))(flat, x)
+    np.testing.assert_allclose(y_patch, y_flax, rtol=0, atol=1e-5 * float(np.max(np.abs(y_flax))))
     # The flat dict round-trips to flax's nested layout.
     back = ntk_models.unflatten_params(flat)
     assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(dict(params))
