@@ -15,6 +15,7 @@ import threading
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -22,7 +23,8 @@ import xarray as xr
 
 from jaxdyn import experiments
 from jaxdyn.cli import main
-from jaxdyn.engine import Checkpointer, CheckpointError, EngineConfigError, LocalExecutor, RayExecutor, losses, train
+from jaxdyn.engine import (Checkpointer, CheckpointError, EngineConfigError, LocalExecutor, RayExecutor, ResourceError,
+                           losses, train)
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_engine import OBS, TinyNet, _task  # noqa: E402
@@ -136,6 +138,21 @@ def test_a_task_that_fails_beyond_its_retries_names_its_chunk(ray_cluster, tmp_p
              executor=RayExecutor(chunk_seeds=2, max_retries=0))
     notes = "\n".join(getattr(info.value, "__notes__", []))
     assert "jaxdyn: raised by the executor's chunk 0 (members 0 to 1), after 0 retries" in notes
+
+
+def test_the_memory_guard_on_a_worker_raises_its_resource_error_once(ray_cluster, tmp_path):
+    attempts = tmp_path / "attempts"
+
+    def huge(snap):  # 400 GB per record: the worker's memory guard refuses it while tracing
+        with open(attempts, "a") as f:
+            f.write("traced\n")
+        return jnp.zeros((10**6, 10**5), jnp.float32)
+
+    with pytest.raises(ResourceError, match="memory: this run needs") as info:
+        _run(seeds=SEEDS[:2], hparams={"lr": LR[:2]}, observables={"huge": huge}, executor=RayExecutor(chunk_seeds=2, max_retries=2))
+    assert info.value.estimate.observables["huge"] == 4 * 10**11  # the estimate came back with it
+    assert "not retried" in "\n".join(info.value.__notes__)
+    assert attempts.read_text().count("traced") == 1  # deterministic: not retried
 
 
 def test_what_does_not_pickle_is_named_before_any_task(ray_cluster):

@@ -178,6 +178,9 @@ class ResourceError(EngineConfigError):
         super().__init__(message)
         self.estimate = estimate
 
+    def __reduce__(self):  # pickles with its estimate (raised in a Ray task, read on the driver)
+        return type(self), (str(self), self.estimate)
+
 
 def host_available_memory() -> int | None:
     """Free host memory in bytes: MemAvailable from /proc/meminfo (or psutil), capped by a cgroup

@@ -39,7 +39,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -239,9 +239,11 @@ class RayExecutor(Executor):
                 index = pending.pop(ref)
                 try:
                     result = ray.get(ref)
+                    if isinstance(result, _Refused):
+                        raise result.error
                 except Exception as exc:
                     # ray.get raises an exception that is also an instance of the task's own
-                    # exception class (a ResourceError stays one), so callers can still catch it.
+                    # exception class, so callers can still catch it by its type.
                     exc.jaxdyn_chunk = index
                     raise
                 yield index, result
@@ -291,11 +293,26 @@ def _pickle_shared(shared: Mapping[str, Any]) -> bytes:
         raise _engine().EngineConfigError(f"executor: the training arguments do not pickle ({type(whole).__name__}: {whole})") from None
 
 
+class _Refused(NamedTuple):
+    """A ValueError of a task (invalid configuration, memory guard, checkpoint mismatch): the
+    same on every attempt, so it is returned to the driver, which raises it, instead of being
+    raised in the task, which Ray would retry."""
+
+    error: BaseException
+
+
 def _run_pickled(fn, handle, payload):
     """The Ray task: unpickles the shared arguments and runs ``fn`` on one chunk."""
     from ray import cloudpickle
 
-    return fn(cloudpickle.loads(handle), payload)
+    try:
+        return fn(cloudpickle.loads(handle), payload)
+    except ValueError as exc:
+        try:
+            cloudpickle.loads(cloudpickle.dumps(exc))
+        except Exception:  # noqa: BLE001 - an exception class that does not round-trip
+            exc = _engine().EngineConfigError(f"{type(exc).__name__}: {exc}")
+        return _Refused(exc)
 
 
 def _slice_members(tree, first: int, stop: int):
@@ -434,13 +451,15 @@ def run_train(executor: Executor, kwargs: dict[str, Any], keys, seed_array) -> A
                     index = getattr(exc, "jaxdyn_chunk", None)
                     if index is not None:
                         (a, b), retries = bounds[index], getattr(executor, "max_retries", 0)
+                        how = "not retried (a ValueError is the same on every attempt)" if isinstance(exc, ValueError) else f"after {retries} retries"
+                        kept = "; the chunks finished before are stored in the checkpoints (resume skips them)" if checkpoint is not None else ""
                         with contextlib.suppress(Exception):
-                            exc.add_note(f"jaxdyn: raised by the executor's chunk {index} (members {a} to {b - 1}), "
-                                         f"after {retries} retries; finished chunks are kept in the checkpoints (resume skips them)")
+                            exc.add_note(f"jaxdyn: raised by the executor's chunk {index} (members {a} to {b - 1}), {how}{kept}")
                     raise
                 results[i] = result
                 if checkpoint is not None:
-                    _save_chunk(result, kwargs["record_every"], chunk_dirs[i], checkpoint, where[i])
+                    _save_chunk(result, kwargs["record_every"], chunk_dirs[i], checkpoint, where[i],
+                                notified=isinstance(executor, LocalExecutor))
                 if bar is not None:
                     bar.update(bounds[i][1] - bounds[i][0])
     finally:
@@ -456,17 +475,21 @@ def _chunk_on_save(checkpoint: Checkpointer, where: Mapping[str, Any]):
     return lambda info: checkpoint.on_save({**info, **where})
 
 
-def _save_chunk(result, record_every: int, folder: Path, checkpoint: Checkpointer, where: Mapping[str, Any]) -> None:
+def _save_chunk(result, record_every: int, folder: Path, checkpoint: Checkpointer, where: Mapping[str, Any],
+                notified: bool) -> None:
     """Writes a finished chunk as its own train call's final checkpoint (atomic, engine format),
-    so that train itself can restore it."""
+    so that train itself can restore it; unless the chunk's train call wrote it already (then
+    ``notified`` says whether it called ``on_save`` itself)."""
     step = int(result.state.step)
     chunk = Checkpointer(folder, every=checkpoint.every, resume=True, keep=checkpoint.keep, metadata=checkpoint.metadata,
                          on_save=_chunk_on_save(checkpoint, where))
     # The fingerprint train gives this chunk's call.
     saver = chunk.for_call({"num_steps": step, "record_every": int(record_every), "num_members": len(result.diverged_at),
                             "observables": sorted(result.records)})
-    if step not in saver.steps():  # else the chunk's own train call wrote it (shared filesystem)
+    if step not in saver.steps():
         saver.save(step, result.state._replace(step=None), result.records)
+    elif not notified and chunk.on_save is not None:  # a worker wrote it (shared filesystem), without the callback
+        chunk.on_save({"call": 0, "step": step, "num_steps": step, "path": str(saver.path(step)), "time": time.time()})
 
 
 def _restore_chunk(core, shared, payload, folder: Path, checkpoint: Checkpointer, where: Mapping[str, Any]):
