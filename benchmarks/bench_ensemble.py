@@ -59,6 +59,8 @@ vmapped count is taken at 16 members and used per seed at every seed count.
 from __future__ import annotations
 
 import argparse
+import copy
+import ctypes
 import dataclasses
 import json
 import os
@@ -259,6 +261,57 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def member_state_bytes(state) -> int:
+    """Bytes of one member's (params, optimizer state, data): arrays or ShapeDtypeStructs."""
+    return int(sum(int(np.prod(l.shape)) * np.dtype(l.dtype).itemsize for l in jax.tree_util.tree_leaves(state)))
+
+
+def ensemble_state_bytes(problem, conv, batch, seeds) -> int:
+    """Bytes an ensemble method keeps between repeats: params + optimizer state + data of every
+    member (from shapes only: nothing is run)."""
+    _, _, _, init_one, _, _ = member_fns(problem, conv, batch)
+    return seeds * member_state_bytes(jax.eval_shape(init_one, jax.ShapeDtypeStruct((2,), jnp.uint32)))
+
+
+# Peak memory of one repeat (Linux): give freed heap pages back (malloc_trim), reset the
+# kernel's peak-RSS mark (/proc/self/clear_refs, "5"), run the repeat, read VmHWM. The
+# growth over VmRSS before the repeat is what the repeat added at its peak (activations,
+# gradients, new state buffers, temporaries); state already held is not in it.
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc
+    _LIBC = None
+
+
+def _proc_status_mib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return None
+
+
+def peak_reset() -> float | None:
+    """Resets the process's peak-RSS mark; returns the current RSS in MiB (None if unsupported)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    return _proc_status_mib("VmRSS")
+
+
+def peak_since_reset(rss_before: float | None) -> float | None:
+    """MiB the peak RSS rose above ``rss_before`` since :func:`peak_reset`."""
+    hwm = _proc_status_mib("VmHWM")
+    return None if rss_before is None or hwm is None else max(0.0, hwm - rss_before)
+
+
 def clock():
     """(wall seconds, CPU seconds of this process, all threads)."""
     return time.perf_counter(), time.process_time()
@@ -286,6 +339,7 @@ def engine_runner(problem, conv, batch, seeds, num_steps, repeats, info, record_
     model = problem.make_model(conv)
     task = problem.make_task(batch)
     obs = {} if record_every is None else {"loss": observables.batch_loss(problem.loss)}
+    info["state_bytes"] = ensemble_state_bytes(problem, conv, batch, seeds)
     to_driver: queue.Queue = queue.Queue()
     to_engine: queue.Queue = queue.Queue()
     last = [(0.0, 0.0)]
@@ -340,13 +394,16 @@ def engine_runner(problem, conv, batch, seeds, num_steps, repeats, info, record_
             thread.join()
 
 
-def loop_runner(problem, conv, batch, seeds, num_steps, repeats, info, subset):
-    """Python loop over (a subset of) the seeds of one jitted single-member scan of num_steps."""
+def loop_scan_runner(problem, conv, batch, seeds, num_steps, repeats, info, subset):
+    """loop-scan: a Python loop over (a subset of) the seeds, each seed one call of a jitted
+    single-member ``lax.scan`` of num_steps SGD steps (jit once, one call per seed)."""
     _, _, _, init_one, _, make_run = member_fns(problem, conv, batch)
     keys, _ = member_keys(list(range(seeds)))
     n = min(seeds, subset)
+    keys = [keys[i] for i in range(n)]
     states = [init_one(keys[i]) for i in range(n)]
     jax.block_until_ready(states)
+    info["state_bytes"] = member_state_bytes(states[0])  # a loop holds one member at a time
     run = make_run(num_steps)
     t0 = time.perf_counter()
     jax.block_until_ready(run(*states[0], keys[0]))  # compile + one member
@@ -360,12 +417,43 @@ def loop_runner(problem, conv, batch, seeds, num_steps, repeats, info, subset):
     info["diverged"] = int(sum(not bool(np.all(np.isfinite(np.asarray(l)))) for l in leaves) > 0)
 
 
+def loop_step_runner(problem, conv, batch, seeds, num_steps, repeats, info, subset):
+    """loop-step, the baseline of issue 7: a Python loop over (a subset of) the seeds and, for
+    each seed, over its num_steps steps, calling one jitted single-member SGD step each time
+    (``params, opt_state = step(params, opt_state, data, key, s)``; jit once)."""
+    _, _, _, init_one, step, _ = member_fns(problem, conv, batch)
+    keys, _ = member_keys(list(range(seeds)))
+    n = min(seeds, subset)
+    keys = [keys[i] for i in range(n)]
+    states = [init_one(keys[i]) for i in range(n)]
+    jax.block_until_ready(states)
+    info["state_bytes"] = member_state_bytes(states[0])
+    jstep = jax.jit(step)
+    t0 = time.perf_counter()
+    jax.block_until_ready(jstep(*states[0], keys[0], 0))  # compile + one step
+    info["first_s"] = time.perf_counter() - t0
+    for _ in range(repeats):
+        t0 = clock()
+        outs = []
+        for i in range(n):
+            params, opt_state, data = states[i]
+            key = keys[i]
+            for s in range(num_steps):
+                params, opt_state = jstep(params, opt_state, data, key, s)
+            outs.append(params)
+        jax.block_until_ready(outs)
+        yield since(t0)
+    leaves = jax.tree_util.tree_leaves(outs)
+    info["diverged"] = int(sum(not bool(np.all(np.isfinite(np.asarray(l)))) for l in leaves) > 0)
+
+
 def vmap_runner(problem, conv, batch, seeds, num_steps, repeats, info):
     """Diagnostic: jit(vmap(the loop's single-member scan)) over all seeds, none of the engine's
     machinery (no records, divergence flags, chunks, donation or state copies)."""
     _, _, _, init_one, _, make_run = member_fns(problem, conv, batch)
     keys, _ = member_keys(list(range(seeds)))
     states = jax.jit(jax.vmap(init_one))(keys)
+    info["state_bytes"] = member_state_bytes(states)
     run = jax.jit(jax.vmap(make_run(num_steps)))
     jax.block_until_ready(states)
     t0 = time.perf_counter()
@@ -385,6 +473,7 @@ def map_runner(problem, conv, batch, seeds, num_steps, repeats, info, block):
     _, _, _, init_one, _, make_run = member_fns(problem, conv, batch)
     keys, _ = member_keys(list(range(seeds)))
     states = jax.jit(jax.vmap(init_one))(keys)
+    info["state_bytes"] = member_state_bytes(states)
     one = make_run(num_steps)
     run = jax.jit(lambda p, o, d, k: jax.lax.map(lambda a: one(*a), (p, o, d, k), batch_size=min(block, seeds)))
     jax.block_until_ready(states)
@@ -397,6 +486,289 @@ def map_runner(problem, conv, batch, seeds, num_steps, repeats, info, block):
         jax.block_until_ready(out)
         yield since(t0)
     info["diverged"] = int(not all(bool(np.all(np.isfinite(np.asarray(l)))) for l in jax.tree_util.tree_leaves(out[0])))
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch contender: the same ensemble with torch.func (torch is imported lazily)
+# --------------------------------------------------------------------------------------------
+_TORCH: dict = {}
+
+
+def torch_module(threads: int | None = None):
+    """The ``torch`` module, or None when it cannot be imported (the reason is kept in
+    ``torch_missing()``). On the first call sets torch's intra-op threads to ``threads``
+    (default: the number of usable cores)."""
+    if "mod" not in _TORCH:
+        try:
+            import torch
+            import torch.func  # noqa: F401
+
+            torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+            _TORCH["mod"] = torch
+        except ImportError as e:
+            _TORCH["mod"], _TORCH["missing"] = None, f"torch not installed ({e}); pip install -e '.[bench]'"
+    return _TORCH["mod"]
+
+
+def torch_missing() -> str | None:
+    torch_module()
+    return _TORCH.get("missing")
+
+
+def torch_net(name: str, dropout: float | None = None):
+    """A PyTorch module computing the same function as PROBLEMS[name]'s flax model (with the
+    same parameters, see :func:`torch_params_from_flax`). Inputs as the JAX tasks give them:
+    bits (B, 16); images NCHW (B, 3, H, W) (the JAX model takes NHWC)."""
+    if "classes" not in _TORCH:  # defined once: stack_module_state wants one class for all members
+        _TORCH["classes"] = _torch_classes()
+    RBE, Linear, VGG = _TORCH["classes"]
+    if name == "rbe":
+        return RBE()
+    if name == "linear":
+        return Linear()
+    if name == "vgg":
+        return VGG(0.5 if dropout is None else dropout)
+    raise ValueError(f"no torch model for {name!r}")
+
+
+def _torch_classes():
+    torch = torch_module()
+    nn = torch.nn
+    F = torch.nn.functional
+
+    class RBE(nn.Module):
+        """RBEConvNet(3 layers, 8 filters, kernel 3, ELU, VALID), dense to 1, sigmoid."""
+
+        def __init__(self, layers=3, features=8, k=3, length=16):
+            super().__init__()
+            self.convs = nn.ModuleList([nn.Conv1d(1 if i == 0 else features, features, k) for i in range(layers)])
+            self.dense = nn.Linear(features * (length - layers * (k - 1)), 1)
+
+        def forward(self, x):  # (B, 16) -> (B,)
+            h = x.unsqueeze(1)  # (B, 1, L): channels first
+            for conv in self.convs:
+                h = F.elu(conv(h))
+            # Flatten length-major, (B, L, C) as jaxdyn (and Keras) do, so the dense kernel lines up.
+            h = h.transpose(1, 2).reshape(h.shape[0], -1)
+            return torch.sigmoid(self.dense(h))[:, 0]
+
+    class Linear(nn.Module):
+        """DeepLinear((16, 32, 32, 1)): bias-free dense layers."""
+
+        def __init__(self, widths=(16, 32, 32, 1)):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:])])
+
+        def forward(self, x):
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    class VGG(nn.Module):
+        """DenseSampleVGG(num_conv=5, conv_features=3, kernel 3, SAME, pool 8, hidden (64,), 5 classes)."""
+
+        def __init__(self, p_drop, num_conv=5, features=3, pool=8, hidden=64, classes=VGG_CLASSES):
+            super().__init__()
+            self.convs = nn.ModuleList([nn.Conv2d(3 if i == 0 else features, features, 3, padding=1) for i in range(num_conv)])
+            self.pool = nn.AdaptiveAvgPool2d(pool)
+            self.dense = nn.Linear(features * pool * pool, hidden)
+            self.drop = nn.Dropout(p_drop)
+            self.head = nn.Linear(hidden, classes)
+
+        def forward(self, x):  # (B, 3, H, W)
+            for conv in self.convs:
+                x = F.relu(conv(x))
+            x = torch.flatten(self.pool(x), 1)  # (C, H, W) order, as the flax model flattens
+            return self.head(self.drop(F.relu(self.dense(x))))
+
+    return RBE, Linear, VGG
+
+
+def torch_params_from_flax(name: str, params) -> dict[str, np.ndarray]:
+    """Stacked flax parameters (leading seed axis) -> ``{torch name: (seed, ...) array}`` in the
+    layout of :func:`torch_net` (conv kernels (F, C, k...), dense weights (out, in))."""
+    p = jax.tree_util.tree_map(np.asarray, params)
+    out = {}
+    if name == "rbe":
+        for i in range(3):
+            out[f"convs.{i}.weight"] = p[f"conv_{i}"]["kernel"].transpose(0, 3, 2, 1)  # (S, k, C, F) -> (S, F, C, k)
+            out[f"convs.{i}.bias"] = p[f"conv_{i}"]["bias"]
+        out["dense.weight"] = p["dense"]["kernel"].transpose(0, 2, 1)
+        out["dense.bias"] = p["dense"]["bias"]
+    elif name == "linear":
+        for i in range(3):
+            out[f"layers.{i}.weight"] = p[f"layer_{i}"]["kernel"].transpose(0, 2, 1)
+    elif name == "vgg":
+        for i in range(5):
+            out[f"convs.{i}.weight"] = p[f"conv2d_{i}"]["kernel"].transpose(0, 4, 3, 1, 2)  # (S, kh, kw, C, F) -> (S, F, C, kh, kw)
+            out[f"convs.{i}.bias"] = p[f"conv2d_{i}"]["bias"]
+        out["dense.weight"] = p["dense_0"]["kernel"].transpose(0, 2, 1)
+        out["dense.bias"] = p["dense_0"]["bias"]
+        out["head.weight"] = p["head"]["kernel"].transpose(0, 2, 1)
+        out["head.bias"] = p["head"]["bias"]
+    else:
+        raise ValueError(f"no torch model for {name!r}")
+    return {k: np.ascontiguousarray(v) for k, v in out.items()}
+
+
+def torch_loss(name: str):
+    """The problem's loss in torch, written as jaxdyn.engine.losses writes it."""
+    torch = torch_module()
+    if name == "rbe":  # binary_cross_entropy, probabilities clipped to [eps, 1 - eps]
+        def bce(out, y, eps=1e-7):
+            p = out.clamp(eps, 1.0 - eps)
+            return -(y * torch.log(p) + (1.0 - y) * torch.log1p(-p)).mean()
+        return bce
+    if name == "linear":  # mean_squared_error: mean over the batch of the summed squared error
+        return lambda out, y: ((y - out) ** 2).reshape(out.shape[0], -1).sum(-1).mean()
+    if name == "vgg":  # softmax_cross_entropy with integer labels, mean over the batch
+        return lambda out, y: torch.nn.functional.cross_entropy(out, y)
+    raise ValueError(f"no torch loss for {name!r}")
+
+
+class TorchEnsemble:
+    """``seeds`` members of the problem's model trained together with torch.func: the members'
+    modules stacked (``torch.func.stack_module_state``), one member's loss gradient
+    (``torch.func.grad`` of ``functional_call``) vmapped over the members (``torch.func.vmap``,
+    ``randomness='different'`` so dropout masks differ per member), and an SGD update on the
+    stacked parameters (``torch._foreach_add_``, what ``torch.optim.SGD`` does with foreach).
+
+    The initial parameters are the JAX members' (``init_params``, flax layout, seed axis first),
+    copied in, so both frameworks start from the same function. Each step draws a fresh batch
+    for every member from torch's generator, from the same distributions as the JAX task (the
+    streams are not bit-identical to JAX's); ``x_o`` (RBE / linear, batch 1) is the JAX
+    members' own string.
+    """
+
+    def __init__(self, problem, batch: int, init_params, x_o=None, dropout: float | None = None):
+        torch = torch_module()
+        from torch.func import functional_call, grad, stack_module_state, vmap
+
+        self.torch, self.problem, self.batch = torch, problem, batch
+        flat = torch_params_from_flax(problem.name, init_params)
+        self.seeds = next(iter(flat.values())).shape[0]
+        modules = [torch_net(problem.name, dropout) for _ in range(self.seeds)]
+        params, buffers = stack_module_state(modules)
+        if set(params) != set(flat):
+            raise RuntimeError(f"torch/flax parameter names differ: {sorted(params)} vs {sorted(flat)}")
+        for k, v in flat.items():
+            if tuple(params[k].shape) != v.shape:
+                raise RuntimeError(f"{k}: torch shape {tuple(params[k].shape)} vs flax {v.shape}")
+        self.names = sorted(flat)
+        self.params = {k: torch.from_numpy(flat[k].copy()) for k in self.names}  # plain leaves, no autograd graph
+        self.buffers = {k: v.detach() for k, v in buffers.items()}
+        self.plist = [self.params[k] for k in self.names]
+        base = copy.deepcopy(modules[0]).to("meta")
+        base.train()
+        del modules
+        loss = torch_loss(problem.name)
+
+        def member_loss(p, b, x, y):
+            return loss(functional_call(base, (p, b), (x,)), y)
+
+        self.grads = vmap(grad(member_loss), in_dims=(0, 0, 0, 0), randomness="different")
+        self.lr = problem.lr
+        S = self.seeds
+        if problem.name in ("rbe", "linear"):
+            extra = (1,) if problem.name == "linear" else ()
+            self.half_y = torch.full((S, batch) + extra, 0.5)
+            self.half_x = torch.full((S, batch, 16), 0.5) if batch > 1 else None
+            self.x_o = None if x_o is None else torch.from_numpy(np.asarray(x_o, np.float32).copy())[:, None, :]
+        self.state_bytes = int(sum(t.numel() * t.element_size() for t in self.plist)) + (
+            0 if getattr(self, "x_o", None) is None else self.x_o.numel() * 4)
+
+    def sample(self):
+        """A fresh batch for every member: x (S, B, ...), y (S, B, ...)."""
+        torch, S, B = self.torch, self.seeds, self.batch
+        if self.problem.name in ("rbe", "linear"):
+            x = self.x_o if B == 1 else torch.bernoulli(self.half_x)
+            return x, torch.bernoulli(self.half_y)
+        return torch.randn(S, B, 3, VGG_SIDE, VGG_SIDE), torch.randint(0, VGG_CLASSES, (S, B))
+
+    def step(self, x=None, y=None):
+        """One SGD step of every member (on a fresh batch unless x, y are given)."""
+        if x is None:
+            x, y = self.sample()
+        g = self.grads(self.params, self.buffers, x, y)
+        self.torch._foreach_add_(self.plist, [g[k] for k in self.names], alpha=-self.lr)
+
+    def losses(self, x, y):
+        """(S,) loss of every member on (x, y), no gradient (for the correctness check)."""
+        from torch.func import functional_call, vmap
+
+        base = copy.deepcopy(torch_net(self.problem.name, 0.0)).to("meta")
+        base.eval()
+        loss = torch_loss(self.problem.name)
+        with self.torch.no_grad():
+            return vmap(lambda p, b, x, y: loss(functional_call(base, (p, b), (x,)), y))(self.params, self.buffers, x, y).numpy()
+
+    def params_numpy(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy().copy() for k, v in self.params.items()}
+
+
+def torch_runner(problem, batch, seeds, num_steps, repeats, info):
+    """The torch.func ensemble of all seeds, num_steps eager steps per repeat; the initial
+    parameters (and RBE/linear strings x_o) are the JAX members' of the same seeds."""
+    torch = torch_module()
+    conv0 = problem.convs[0]
+    _, _, _, init_one, _, _ = member_fns(problem, conv0, batch)
+    keys, _ = member_keys(list(range(seeds)))
+    params, _, data = jax.jit(jax.vmap(init_one))(keys)
+    t0 = time.perf_counter()
+    ens = TorchEnsemble(problem, batch, params, x_o=data.get("x_o") if isinstance(data, dict) else None)
+    del params, data
+    info["setup_s"] = time.perf_counter() - t0
+    info["state_bytes"] = ens.state_bytes
+    info["torch_threads"] = torch.get_num_threads()
+    t0 = time.perf_counter()
+    ens.step()  # first call: vmap/functorch tracing caches, allocator warm-up
+    info["first_s"] = time.perf_counter() - t0
+    for _ in range(repeats):
+        t0 = clock()
+        for _ in range(num_steps):
+            ens.step()
+        yield since(t0)
+    info["diverged"] = int(not all(bool(torch.isfinite(p).all()) for p in ens.plist))
+
+
+def torch_check(problem, batch: int, members: int = 3):
+    """torch.func and the engine train the same function: from the same initial parameters (the
+    JAX init of seeds 0..members-1) and the same fixed batch, one SGD step of each. Returns the
+    max |difference| of the initial losses and of the parameters after the step, and the size of
+    the step (max |parameter change|) for scale. Dropout is off on both sides (their masks come
+    from different generators)."""
+    conv0 = problem.convs[0]
+    _, task, _, init_one, _, _ = member_fns(problem, conv0, batch)
+    keys, _ = member_keys(list(range(members)))
+    params, _, _ = jax.jit(jax.vmap(init_one))(keys)
+    kx, ky = jax.random.split(jax.random.key(12345))
+    if problem.name == "vgg":
+        x = jax.random.normal(kx, (members, batch, VGG_SIDE, VGG_SIDE, 3), jnp.float32)
+        y = jax.random.randint(ky, (members, batch), 0, VGG_CLASSES)
+        x_t = np.ascontiguousarray(np.asarray(x).transpose(0, 1, 4, 2, 3))  # NHWC -> NCHW
+    else:
+        x = jax.random.bernoulli(kx, 0.5, (members, batch, 16)).astype(jnp.float32)
+        y = jax.random.bernoulli(ky, 0.5, (members, batch) + ((1,) if problem.name == "linear" else ())).astype(jnp.float32)
+        x_t = np.asarray(x)
+    model = problem.make_model(conv0)
+    if hasattr(model, "dropout_rate"):
+        model = model.clone(dropout_rate=0.0)
+    fixed = Task(init=lambda key: None, batch=lambda data, key, step: data)
+    res = train(model, fixed, optax.sgd(problem.lr), seeds=list(range(members)), num_steps=1, loss=problem.loss,
+                observables={"loss": observables.batch_loss(problem.loss)}, init_params=params, data={"x": x, "y": y})
+    torch = torch_module()
+    ens = TorchEnsemble(problem, batch, params, dropout=0.0)
+    xt, yt = torch.from_numpy(np.array(x_t)), torch.from_numpy(np.array(y))
+    loss_t = ens.losses(xt, yt)
+    ens.step(xt, yt)
+    after_t = ens.params_numpy()
+    after_j = torch_params_from_flax(problem.name, res.params)
+    before = torch_params_from_flax(problem.name, params)
+    diff = max(float(np.max(np.abs(after_t[k] - after_j[k]))) for k in after_j)
+    moved = max(float(np.max(np.abs(after_j[k] - before[k]))) for k in after_j)
+    loss_diff = float(np.max(np.abs(loss_t - res.records["loss"][:, 0])))
+    return {"engine vs torch.func, loss at init": loss_diff, "engine vs torch.func, params after 1 step": diff,
+            "1-step change (scale)": moved}
 
 
 def nice(x: float) -> int:
@@ -416,7 +788,7 @@ def choose_steps(rate, seeds_timed, target, multiple):
 
 
 class Method(NamedTuple):
-    kind: str  # engine | loop | vmap | engine+rec10
+    kind: str  # engine | loop-step | loop-scan | torch.func | vmap | map<N> | engine+rec10
     conv: str | None
 
     @property
@@ -424,28 +796,43 @@ class Method(NamedTuple):
         return f"{self.kind}/{self.conv}" if self.conv else self.kind
 
 
+def first_guess(method: Method, problem, seeds) -> float:
+    """A deliberately low first guess of a method's seed-steps/s, for choosing T."""
+    if method.kind == "loop-step":  # one dispatch per seed-step: tens of microseconds each
+        return min(problem.rate_guess, 2e4)
+    if method.kind == "torch.func":  # eager: about a millisecond of overhead per step
+        return min(problem.rate_guess, 1e3 * seeds**0.8)
+    return problem.rate_guess
+
+
 def calibrated(method: Method, problem, batch, seeds, args, rates, info):
-    """Yields the method's warm repeat times; re-starts it with a new T (steps per jit call)
+    """Yields the method's warm repeat times, ``args.repeats + 1`` of them (the driver uses
+    the last one to measure memory only); re-starts the method with a new T (steps per call)
     when its first warm repeat falls outside WINDOW (only when --steps is not given)."""
     record_every = 10 if method.kind == "engine+rec10" else None
-    timed = min(seeds, args.loop_subset) if method.kind == "loop" else seeds
+    timed = min(seeds, args.loop_subset) if method.kind.startswith("loop") else seeds
     multiple = record_every or 1
     rate_key = (problem.name, batch, method)
     fixed = args.steps is not None
     if fixed:
         T = int(np.ceil(args.steps / multiple) * multiple)
     else:
-        T = choose_steps(rates.get(rate_key, problem.rate_guess), timed, args.target, multiple)
+        T = choose_steps(rates.get(rate_key, first_guess(method, problem, seeds)), timed, args.target, multiple)
     info.update(seeds_timed=timed, retried=[])
+    n = args.repeats + 1
     for attempt in range(4):
-        if method.kind == "loop":
-            gen = loop_runner(problem, method.conv, batch, seeds, T, args.repeats, info, args.loop_subset)
+        if method.kind == "loop-scan":
+            gen = loop_scan_runner(problem, method.conv, batch, seeds, T, n, info, args.loop_subset)
+        elif method.kind == "loop-step":
+            gen = loop_step_runner(problem, method.conv, batch, seeds, T, n, info, args.loop_subset)
+        elif method.kind == "torch.func":
+            gen = torch_runner(problem, batch, seeds, T, n, info)
         elif method.kind == "vmap":
-            gen = vmap_runner(problem, method.conv, batch, seeds, T, args.repeats, info)
+            gen = vmap_runner(problem, method.conv, batch, seeds, T, n, info)
         elif method.kind.startswith("map"):
-            gen = map_runner(problem, method.conv, batch, seeds, T, args.repeats, info, int(method.kind[3:]))
+            gen = map_runner(problem, method.conv, batch, seeds, T, n, info, int(method.kind[3:]))
         else:
-            gen = engine_runner(problem, method.conv, batch, seeds, T, args.repeats, info, record_every)
+            gen = engine_runner(problem, method.conv, batch, seeds, T, n, info, record_every)
         first = next(gen)
         dt = first[0]
         if not fixed and attempt < 3 and not WINDOW[0] <= dt <= WINDOW[1]:
@@ -461,7 +848,11 @@ def calibrated(method: Method, problem, batch, seeds, args, rates, info):
 
 
 def measure_row(methods, problem, batch, seeds, args, rates):
-    """All methods of one (model, batch, seeds) point, their repeats interleaved round-robin."""
+    """All methods of one (model, batch, seeds) point, their repeats interleaved round-robin.
+
+    Each method runs ``args.repeats`` timed warm repeats, then one more that is not timed
+    but measured for memory (peak RSS it adds, see :func:`peak_reset`), so that trimming the
+    heap and resetting the peak mark never touch a timed repeat."""
     infos = {m: {} for m in methods}
     gens = {m: calibrated(m, problem, batch, seeds, args, rates, infos[m]) for m in methods}
     times = {m: [] for m in methods}
@@ -469,10 +860,18 @@ def measure_row(methods, problem, batch, seeds, args, rates):
     active = list(methods)
     while active:
         for m in list(active):
+            memory_pass = len(times[m]) == args.repeats
+            rss0 = peak_reset() if memory_pass else None
             try:
-                times[m].append(next(gens[m]))
+                value = next(gens[m])
             except StopIteration:
                 active.remove(m)
+                continue
+            if memory_pass:
+                infos[m]["repeat_peak_mib"] = peak_since_reset(rss0)
+                infos[m]["memory_pass_s"] = value[0]
+            else:
+                times[m].append(value)
     load_after = os.getloadavg()
     rows = []
     for m in methods:
@@ -508,25 +907,40 @@ def matmul_peak(n=2048, repeats=20):
 
 
 def sanity_check(problem, batch, steps=20, members=3):
-    """The engine and the loop train the same thing: max |param difference| after ``steps``."""
+    """The engine and the loops train the same thing: max |param difference| after ``steps``
+    (same seeds, same PRNG streams)."""
     conv0 = problem.convs[0]
     res = train(problem.make_model(conv0), problem.make_task(batch), optax.sgd(problem.lr), seeds=list(range(members)),
                 num_steps=steps, loss=problem.loss, observables={}, record_every=steps)
     keys, _ = member_keys(list(range(members)))
     out = {}
-    for conv in problem.convs:
-        _, _, _, init_one, _, make_run = member_fns(problem, conv, batch)
-        run = make_run(steps)
+
+    def diff_to_engine(per_member):
         diff = 0.0
-        for i in range(members):
-            p, _ = run(*init_one(keys[i]), keys[i])
+        for i, p in enumerate(per_member):
             for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(res.params)):
                 diff = max(diff, float(np.max(np.abs(np.asarray(a) - b[i]))))
-        out[f"engine/{conv0} vs loop/{conv}"] = diff
+        return diff
+
+    for conv in problem.convs:
+        _, _, _, init_one, step, make_run = member_fns(problem, conv, batch)
+        run = make_run(steps)
+        tag = f"/{conv}" if conv else ""
+        out[f"engine{'/' + conv0 if conv0 else ''} vs loop-scan{tag}"] = diff_to_engine(
+            [run(*init_one(keys[i]), keys[i])[0] for i in range(members)])
+        if conv == conv0:
+            jstep = jax.jit(step)
+            finals = []
+            for i in range(members):
+                params, opt_state, data = init_one(keys[i])
+                for s in range(steps):
+                    params, opt_state = jstep(params, opt_state, data, keys[i], s)
+                finals.append(params)
+            out[f"engine{'/' + conv0 if conv0 else ''} vs loop-step{tag}"] = diff_to_engine(finals)
     return out
 
 
-def machine_info():
+def machine_info(with_torch: bool = False):
     cpu = "unknown"
     flags = []
     try:
@@ -541,12 +955,20 @@ def machine_info():
     simd = [f for f in flags if f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")]
     import jaxlib
 
-    return dict(
+    info = dict(
         cpu_model=cpu, simd=simd, os_cpu_count=os.cpu_count(), usable_cores=len(os.sched_getaffinity(0)),
         python=platform.python_version(), platform=platform.platform(), jax=jax.__version__, jaxlib=jaxlib.__version__,
         flax=flax.__version__, optax=optax.__version__, backend=jax.default_backend(),
         devices=[str(d) for d in jax.devices()], xla_flags=os.environ.get("XLA_FLAGS", ""),
     )
+    if with_torch:
+        torch = torch_module()
+        if torch is None:
+            info["torch"] = torch_missing()
+        else:
+            info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                        torch_interop_threads=torch.get_num_interop_threads())
+    return info
 
 
 # --------------------------------------------------------------------------------------------
@@ -569,19 +991,20 @@ def method_label(row):
     return f"{row['kind']}/{row['conv']}" if row["conv"] else row["kind"]
 
 
-RATIOS = [
-    ("engine/patches", "loop/flax"),
-    ("engine/patches", "loop/patches"),
-    ("engine/flax", "loop/flax"),
-    ("engine", "loop"),
-    ("engine/patches", "vmap/patches"),
-    ("engine", "vmap"),
-    ("engine+rec10/patches", "engine/patches"),
-    ("map16/patches", "vmap/patches"),
-    ("map16", "vmap"),
-    ("map16/patches", "loop/patches"),
-    ("map16", "loop"),
-]
+def group_ratios(methods: list[str]) -> list[tuple[str, str]]:
+    """The ratios shown for one (model, batch) group: the engine as it ships (the first engine
+    column) over every contender, the goal's first (loop-step, torch.func), then diagnostics."""
+    engines = [m for m in methods if m.split("/")[0] == "engine"]
+    if not engines:
+        return []
+    ref = engines[0]
+    order = ("loop-step", "torch.func", "loop-scan", "vmap", "map")
+    out = [(ref, o) for kind in order for o in methods if o.split("/")[0].startswith(kind)]
+    for e in engines[1:]:  # the other conv in the engine, against the loops with that conv
+        conv = e.split("/", 1)[1]
+        out += [(e, o) for o in methods if o.split("/")[0].startswith("loop") and o.endswith("/" + conv)]
+    out += [(m, ref) for m in methods if m.startswith("engine+rec")]
+    return out
 
 
 def render(report) -> str:
@@ -590,7 +1013,13 @@ def render(report) -> str:
     pk = report["matmul_peak"]
     lines.append(f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores ({m['os_cpu_count']} listed), "
                  f"SIMD {'/'.join(m['simd'])}; jax {m['jax']} (jaxlib {m['jaxlib']}), flax {m['flax']}, optax {m['optax']}, "
-                 f"backend {m['backend']}, devices {m['devices']}.")
+                 f"backend {m['backend']}, devices {m['devices']}" + (f", XLA_FLAGS={m['xla_flags']!r}" if m.get("xla_flags") else "") + ".")
+    if "torch" in m:
+        if "torch_threads" in m:
+            lines.append(f"PyTorch {m['torch']} (CPU), {m['torch_threads']} intra-op threads (= usable cores), "
+                         f"{m['torch_interop_threads']} inter-op threads.")
+        else:
+            lines.append(f"PyTorch: {m['torch']}.")
     for label, p in pk.items():
         lines.append(f"Peak ({label}): float32 {p['n']}x{p['n']} @ {p['n']}x{p['n']} matmul: best {fmt(p['best_flops_per_s'] / 1e9)} GFLOP/s, "
                      f"median {fmt(p['median_flops_per_s'] / 1e9)} GFLOP/s over {len(p['times_s'])} runs.")
@@ -603,7 +1032,13 @@ def render(report) -> str:
         lines.append(f"'% of peak' below is relative to the best of these: {fmt(report['peak_flops_per_s'] / 1e9)} GFLOP/s.")
     lines.append(f"Repeats per row: {report['args']['repeats']} (median shown); loop rows with more than "
                  f"{report['args']['loop_subset']} seeds are timed on the first {report['args']['loop_subset']} seeds and scaled "
-                 "per seed (the loop's cost is linear in seeds: each seed is one call of the same compiled function).")
+                 "per seed (a loop's cost is linear in seeds: each seed runs the same compiled function).")
+    lines.append("")
+    lines.append("Methods: **engine/<conv>** = jaxdyn.engine.train (vmap over members, lax.scan over steps, one jit call per chunk); "
+                 "**loop-step/<conv>** = issue 7's baseline, a Python loop over seeds and steps calling one jitted single-member SGD step; "
+                 "**loop-scan/<conv>** = a Python loop over seeds calling one jitted single-member lax.scan of all T steps (a stronger loop); "
+                 "**torch.func** = the same ensemble in PyTorch (stack_module_state + functional_call + vmap of the per-member "
+                 "loss gradient, SGD on the stacked parameters), same initial parameters, same batch distributions.")
     lines.append("")
     rows = report["rows"]
     groups = []
@@ -611,6 +1046,20 @@ def render(report) -> str:
         g = (r["model"], r["batch"])
         if g not in groups:
             groups.append(g)
+
+    def rate_cell(r):
+        if r is None:
+            return "-"
+        if r.get("missing"):
+            return "n/a (torch not installed)"
+        star = "*" if r["seeds_timed"] < r["seeds"] else ""
+        return fmt(r["seed_steps_per_s"]) + star
+
+    def ratio(ra, rb, key):
+        if not ra or not rb or ra.get(key) is None or rb.get(key) is None:
+            return "-"
+        return f"{ra[key] / rb[key]:.2f}x"
+
     for model, batch in groups:
         sub = [r for r in rows if (r["model"], r["batch"]) == (model, batch)]
         methods = []
@@ -619,24 +1068,15 @@ def render(report) -> str:
                 methods.append(method_label(r))
         seeds = sorted({r["seeds"] for r in sub})
         by = {(method_label(r), r["seeds"]): r for r in sub}
-        ratios = [(a, b) for a, b in RATIOS if a in methods and b in methods]
+        ratios = group_ratios(methods)
         lines.append(f"### {model}, batch {batch}: seed-steps per second (higher is better)")
         lines.append("")
         head = ["seeds"] + methods + [f"{a} / {b}" for a, b in ratios]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for s in seeds:
-            cells = [str(s)]
-            for meth in methods:
-                r = by.get((meth, s))
-                if r is None:
-                    cells.append("-")
-                else:
-                    star = "*" if r["seeds_timed"] < r["seeds"] else ""
-                    cells.append(fmt(r["seed_steps_per_s"]) + star)
-            for a, b in ratios:
-                ra, rb = by.get((a, s)), by.get((b, s))
-                cells.append(f"{ra['seed_steps_per_s'] / rb['seed_steps_per_s']:.2f}x" if ra and rb else "-")
+            cells = [str(s)] + [rate_cell(by.get((meth, s))) for meth in methods]
+            cells += [ratio(by.get((a, s)), by.get((b, s)), "seed_steps_per_s") for a, b in ratios]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         if ratios:
@@ -646,22 +1086,63 @@ def render(report) -> str:
             lines.append("| " + " | ".join(head) + " |")
             lines.append("|" + "---|" * len(head))
             for s in seeds:
-                cells = [str(s)]
-                for a, b in ratios:
-                    ra, rb = by.get((a, s)), by.get((b, s))
-                    cells.append(f"{ra['seed_steps_per_s_best'] / rb['seed_steps_per_s_best']:.2f}x" if ra and rb else "-")
+                cells = [str(s)] + [ratio(by.get((a, s)), by.get((b, s)), "seed_steps_per_s_best") for a, b in ratios]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
+        lines.append(f"{model}, batch {batch}: memory, MiB: state held / peak RSS added by one warm repeat "
+                     "(see the notes below the tables)")
+        lines.append("")
+        lines.append("| seeds | " + " | ".join(methods) + " |")
+        lines.append("|" + "---|" * (len(methods) + 1))
+        for s in seeds:
+            cells = [str(s)]
+            for meth in methods:
+                r = by.get((meth, s))
+                if r is None or r.get("missing"):
+                    cells.append("-")
+                else:
+                    st = r.get("state_bytes")
+                    pkm = r.get("repeat_peak_mib")
+                    cells.append(f"{fmt(st / 2**20) if st is not None else '-'} / {fmt(pkm) if pkm is not None else '-'}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append(f"{model}, batch {batch}: achieved GFLOP/s (% of the matmul peak)")
+        lines.append("")
+        lines.append("| seeds | " + " | ".join(methods) + " |")
+        lines.append("|" + "---|" * (len(methods) + 1))
+        for s in seeds:
+            cells = [str(s)]
+            for meth in methods:
+                r = by.get((meth, s))
+                if r is None or not r.get("achieved_flops_per_s"):
+                    cells.append("-")
+                else:
+                    cells.append(f"{fmt(r['achieved_flops_per_s'] / 1e9)} ({fmt(100 * r['fraction_of_peak'])}%)")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     lines.append("`*` loop timed on a subset of seeds and scaled per seed. 'cores busy' is the process's CPU time over "
                  "wall time during the warm repeats (median): how many of the cores the method kept busy.")
+    lines.append("Memory: 'state held' = bytes of the parameters, optimizer state and per-member data the method keeps "
+                 "between steps, from the arrays' sizes (all members for the ensembles; one member for the loops, which "
+                 "need only the member they are training); 'peak RSS added' = after the timed repeats, one more repeat "
+                 "measured, not timed: glibc malloc_trim, reset of the kernel's peak-RSS mark (/proc/self/clear_refs), the "
+                 "repeat, then VmHWM minus the RSS before it: the memory the steps themselves need at their peak "
+                 "(activations, gradients, new parameter buffers, temporaries; for the engine also its host copy of the "
+                 "state after the chunk). Memory the allocator already held is not counted again, so this is a lower bound.")
+    lines.append("FLOPs: XLA's cost analysis of one training step (vmapped at 16 members, per member, for the ensembles "
+                 "and torch.func, which does the same arithmetic; one unvmapped member for the loops) times the "
+                 "measured seed-steps/s.")
     lines.append("")
     lines.append("### Details")
     lines.append("")
     head = ["model", "batch", "method", "seeds", "seeds timed", "steps/call", "warm s (median)", "warm s (all)",
-            "seed-steps/s", "best seed-steps/s", "compile+first s", "cores busy", "load 1-min", "GFLOP/step/seed", "GFLOP/s", "% of peak", "max RSS so far MiB"]
+            "seed-steps/s", "best seed-steps/s", "compile+first s", "cores busy", "load 1-min", "GFLOP/step/seed", "GFLOP/s",
+            "% of peak", "state MiB", "repeat peak +RSS MiB", "max RSS so far MiB"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for r in rows:
+        if r.get("missing"):
+            continue
         fl = r.get("flops_per_seed_step")
         lines.append("| " + " | ".join([
             r["model"], str(r["batch"]), method_label(r), str(r["seeds"]), str(r["seeds_timed"]), str(r["steps_per_call"]),
@@ -671,20 +1152,26 @@ def render(report) -> str:
             fmt(fl / 1e9, 3) if fl else "-",
             fmt(r["achieved_flops_per_s"] / 1e9) if r.get("achieved_flops_per_s") else "-",
             fmt(100 * r["fraction_of_peak"]) if r.get("fraction_of_peak") else "-",
+            fmt(r["state_bytes"] / 2**20) if r.get("state_bytes") is not None else "-",
+            fmt(r["repeat_peak_mib"]) if r.get("repeat_peak_mib") is not None else "-",
             fmt(r["max_rss_mib"]),
         ]) + " |")
     lines.append("")
     if report.get("sanity"):
-        lines.append("Sanity (max |param difference| after 20 steps, 3 members, engine with the shipped conv vs the loop, same seeds): " +
-                     "; ".join(f"{k} {p}: {v:.2e}" for k, d in report["sanity"].items() for p, v in d.items()))
+        lines.append("Sanity (max |param difference| after 20 steps, 3 members, engine with the shipped conv vs the loops, same "
+                     "seeds and PRNG streams): " + "; ".join(f"{k} {p}: {v:.2e}" for k, d in report["sanity"].items() for p, v in d.items()))
+    if report.get("torch_check"):
+        lines.append("torch.func vs the engine (3 members, the same initial parameters and the same fixed batch, one SGD step, "
+                     "dropout off; max |difference|): " + "; ".join(
+                         f"{k} {p}: {v:.2e}" for k, d in report["torch_check"].items() for p, v in d.items()))
     lines.append(f"Total benchmark wall time: {fmt(report.get('wall_s', 0.0))} s.")
     return "\n".join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", default="1,16,256,1024", help="seed counts for rbe and linear")
-    ap.add_argument("--vgg-seeds", default="1,16,64", help="seed counts for vgg")
+    ap.add_argument("--seeds", default="1,16,256,1024,4096", help="seed counts for rbe and linear")
+    ap.add_argument("--vgg-seeds", default="1,16,256", help="seed counts for vgg")
     ap.add_argument("--models", default="rbe,linear,vgg")
     ap.add_argument("--batches", default="1,32", help="points per step for rbe and linear; 1 is the RBE paper's single point")
     ap.add_argument("--vgg-batches", default="1,8", help="images per step for vgg")
@@ -693,9 +1180,13 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--loop-subset", type=int, default=64, help="most seeds the loop is timed on (then scaled per seed)")
     ap.add_argument("--rec-seeds", default="256", help="rbe seed counts with the engine+rec10 row ('' for none)")
-    ap.add_argument("--methods", default="engine,loop,rec",
-                    help="engine (engine/<conv> per conv), loop (loop/<conv> per conv), vmap and map (diagnostics), rec (engine+rec10)")
+    ap.add_argument("--methods", default="engine,loopstep,loopscan,torch,rec",
+                    help="engine (engine/<conv> per conv), loopstep (loop-step/<conv>: loop over seeds and steps of a jitted step), "
+                         "loopscan or loop (loop-scan/<conv>: loop over seeds of a jitted T-step scan), torch (torch.func ensemble), "
+                         "vmap and map (diagnostics), rec (engine+rec10)")
     ap.add_argument("--map-batch", type=int, default=16, help="members per block of the diagnostic map method")
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch intra-op threads (default 0: the number of usable cores)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     args = ap.parse_args(argv)
     if args.repeats < 1:
@@ -703,8 +1194,16 @@ def main(argv=None):
 
     t_start = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
+    wanted = set(args.methods.split(","))
+    known = {"engine", "loop", "loopscan", "loopstep", "torch", "vmap", "map", "rec"}
+    if not wanted <= known:
+        ap.error(f"--methods: unknown {sorted(wanted - known)}")
+    if "loop" in wanted:
+        wanted = (wanted - {"loop"}) | {"loopscan"}
+    if "torch" in wanted:
+        torch_module(args.torch_threads or None)  # before anything else imports it: sets its threads
     report: dict[str, Any] = dict(
-        args=vars(args), argv=sys.argv, machine=machine_info(), rows=[], sanity={},
+        args=vars(args), argv=sys.argv, machine=machine_info(with_torch="torch" in wanted), rows=[], sanity={}, torch_check={},
         problems={k: p.describe for k, p in PROBLEMS.items()}, loadavg_start=os.getloadavg(),
     )
     print(json.dumps(report["machine"]), flush=True)
@@ -720,10 +1219,7 @@ def main(argv=None):
     rates: dict = {}
     first_rate: dict = {}
     rec_seeds = {int(s) for s in args.rec_seeds.split(",") if s}
-    wanted = set(args.methods.split(","))
-    known = {"engine", "loop", "vmap", "map", "rec"}
-    if not wanted <= known:
-        ap.error(f"--methods: unknown {sorted(wanted - known)}")
+    torch_ok = "torch" in wanted and torch_module() is not None
     for name in args.models.split(","):
         problem = PROBLEMS[name]
         seed_list = [int(s) for s in (args.vgg_seeds if name == "vgg" else args.seeds).split(",")]
@@ -734,6 +1230,10 @@ def main(argv=None):
             jax.eval_shape(problem.make_model(problem.convs[0]).init, jax.random.key(0), x1))
         report["sanity"][name] = sanity_check(problem, batches[0])
         print(f"[{name}] params {report['param_counts'][name]}; sanity {report['sanity'][name]}", flush=True)
+        if torch_ok:
+            report["torch_check"][name] = torch_check(problem, batch=4)
+            print(f"[{name}] torch.func vs engine, 1 SGD step from the same params on the same batch of 4: "
+                  f"{report['torch_check'][name]}", flush=True)
         for bi, batch in enumerate(batches):
             if bi:  # first guesses for this batch size: the previous one's rates at its first seed count,
                 # scaled by (batch ratio)^0.75 (cost grows sub-linearly with the batch at these sizes)
@@ -751,8 +1251,12 @@ def main(argv=None):
                 methods = []
                 if "engine" in wanted:
                     methods += [Method("engine", c) for c in problem.convs]
-                if "loop" in wanted:
-                    methods += [Method("loop", c) for c in reversed(problem.convs)]
+                if "loopstep" in wanted:
+                    methods += [Method("loop-step", c) for c in reversed(problem.convs)]
+                if "loopscan" in wanted:
+                    methods += [Method("loop-scan", c) for c in reversed(problem.convs)]
+                if torch_ok:
+                    methods.append(Method("torch.func", None))
                 if "vmap" in wanted:
                     methods.append(Method("vmap", problem.convs[0]))
                 if "map" in wanted:
@@ -761,7 +1265,8 @@ def main(argv=None):
                     methods.append(Method("engine+rec10", problem.convs[0]))
                 for row in measure_row(methods, problem, batch, seeds, args, rates):
                     first_rate.setdefault((name, batch, Method(row["kind"], row["conv"])), row["seed_steps_per_s"])
-                    fl = flops[(row["conv"], None if row["kind"] == "loop" else 16)]
+                    conv = problem.convs[0] if row["kind"] == "torch.func" else row["conv"]
+                    fl = flops[(conv, None if row["kind"].startswith("loop") else 16)]
                     if fl:
                         row["flops_per_seed_step"] = fl
                         row["achieved_flops_per_s"] = fl * row["seed_steps_per_s"]
@@ -771,6 +1276,9 @@ def main(argv=None):
                           f"warm={row['warm_median_s']:.3f}s rate={row['seed_steps_per_s']:,.0f}/s "
                           f"compile+first={row['compile_s']:.2f}s retried={len(row['retried'])} "
                           f"load={row['loadavg_1min'][0]:.1f} ({time.perf_counter() - t_start:.0f}s)", flush=True)
+                if "torch" in wanted and not torch_ok:
+                    report["rows"].append(dict(model=name, batch=batch, kind="torch.func", conv=None, seeds=seeds,
+                                               missing=torch_missing()))
                 save()
     report["matmul_peak"]["end"] = matmul_peak()
     report["loadavg_end"] = os.getloadavg()
