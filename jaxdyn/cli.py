@@ -6,6 +6,10 @@ checkpoint mismatch). Runs write checkpoints between chunks; ``--resume`` contin
 was killed (or interrupted by SIGTERM / Ctrl-C, which mark it ``interrupted``) from its last
 checkpoint, bitwise identical to an uninterrupted run. Any other failure is one line with exit
 code 1, its traceback kept in the run's status.json (``--debug`` raises it instead).
+
+``--executor ray [--address ADDR] [--chunk-seeds K] [--gpus-per-task G]`` runs the members of
+every training call as Ray tasks of K members (:class:`jaxdyn.engine.RayExecutor`); the run
+directory is the same as a single-process run's, and status.json records the executor.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk-seeds", type=int, default=None, metavar="K",
                      help="members per Ray task (default 1); with --executor local, train K members at a time "
                           "(less memory); results do not depend on it")
+    run.add_argument("--gpus-per-task", type=float, default=0.0, metavar="G",
+                     help="with --executor ray: GPUs Ray gives each task (default 0: CPU; a fraction shares a GPU)")
     run.add_argument("--force", action="store_true", help="run even if status.json says another process is running OUT/NAME")
     run.add_argument("--debug", action="store_true", help="raise unexpected errors with their traceback")
     report = sub.add_parser("report", help="one self-contained HTML page from run directories")
@@ -90,7 +96,8 @@ def _sigterm_interrupts():
 
 
 def _executor(args):
-    """The executor of ``jaxdyn run`` from --executor/--address/--chunk-seeds (None: this process).
+    """The executor of ``jaxdyn run`` from --executor/--address/--chunk-seeds/--gpus-per-task
+    (None: this process).
 
     Raises ConfigError (bad option) or EngineConfigError (Ray not installed), before anything
     compiles or starts."""
@@ -99,13 +106,17 @@ def _executor(args):
 
     if args.chunk_seeds is not None and args.chunk_seeds < 1:
         raise ConfigError(f"--chunk-seeds: expected a positive number of members per task, got {args.chunk_seeds}")
+    if not (args.gpus_per_task >= 0) or args.gpus_per_task == float("inf"):
+        raise ConfigError(f"--gpus-per-task: expected a non-negative number, got {args.gpus_per_task}")
     if args.executor == "local":
         if args.address is not None:
             raise ConfigError("--address: only with --executor ray")
+        if args.gpus_per_task:
+            raise ConfigError("--gpus-per-task: only with --executor ray (this process uses every local device)")
         return None if args.chunk_seeds is None else LocalExecutor(chunk_seeds=args.chunk_seeds)
     if args.address is not None and not args.address.strip():
         raise ConfigError("--address: expected a Ray address such as auto or ray://HOST:10001, got an empty string")
-    executor = RayExecutor(address=args.address, chunk_seeds=args.chunk_seeds or 1)
+    executor = RayExecutor(address=args.address, chunk_seeds=args.chunk_seeds or 1, num_gpus_per_task=args.gpus_per_task)
     executor.check()  # ray importable
     return executor
 

@@ -232,7 +232,9 @@ def test_without_ray_jaxdyn_imports_and_the_cli_says_what_to_install(tmp_path):
     assert not (tmp_path / "saxe-reduction").exists()  # nothing started
 
 
-@pytest.mark.parametrize("args, field", [(["--chunk-seeds", "0"], "--chunk-seeds"), (["--address", "auto"], "--address")])
+@pytest.mark.parametrize("args, field", [(["--chunk-seeds", "0"], "--chunk-seeds"), (["--address", "auto"], "--address"),
+                                         (["--gpus-per-task", "1"], "--gpus-per-task"),
+                                         (["--executor", "ray", "--gpus-per-task", "-1"], "--gpus-per-task")])
 def test_bad_executor_flags_are_one_line_exit_2(args, field, tmp_path, capsys):
     assert main(["run", "saxe-reduction", "--quick", "--out", str(tmp_path), *args]) == 2
     assert f"error: {field}" in capsys.readouterr().err
