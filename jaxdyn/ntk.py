@@ -13,96 +13,600 @@ training response (Nakazato's Delta, Eq. 2-4)
 For the mean squared error on one output, dL/df = 2 (f - y), so the normalised response
 (Eq. 5) is Delta / (y_o - f(x_o)) = 2 lr Theta(x_o, x) + O(lr^2).
 
-Everything here takes an ``apply_fn(params, x) -> (N,) or (N, K)`` (build one for a flax model
-with :func:`apply_fn`), so it works for every model of the package. The NTK is computed as
-``vjp`` then ``jvp`` (one parameter-space vector per output row of x1 at a time, mapped in chunks
-of ``batch_size`` rows): the Jacobian of x2 is never formed and that of x1 only ``batch_size`` rows
-at a time. ``method='jacobian'`` forms both Jacobians and contracts them, the reference the
-implicit method is tested against.
+Everything here takes an ``apply_fn(params, x) -> (N,) or (N, K)``; build one for a flax model
+with :func:`apply_fn`, which also lets :func:`ntk` see the model's layers. Three ways to compute
+the NTK (``method=``), all jitted once per shape:
+
+* ``'jacobian'``: per-example Jacobians (``vmap`` of ``jacrev`` over examples), flattened and
+  contracted in one matmul. Memory (N1 + N2) K P for P parameters.
+* ``'structured'`` (flax models from :func:`apply_fn` only): every parameter that enters through
+  a dense-like contraction y = X @ W + b (``nn.Dense``, ``nn.Conv``, :class:`PatchConv`) has
+  d y_p / d W = X_p, so its share of the NTK needs only the layer's inputs X (positions x d_in,
+  the patches of a convolution) and the cotangents G_a = d f_a / d y (positions x d_out):
+
+      Theta_W(x, x')_{ab} = sum_{p,q} (X X'^T)_{pq} (G_a G'_b^T)_{pq},
+      Theta_b(x, x')_{ab} = sum_{p,q} (G_a G'_b^T)_{pq}.
+
+  Per layer the cheaper contraction order is taken: through the per-example gradient
+  X^T G_a (cost ~ d_in d_out per pair, what the Jacobian method does) or through the position
+  Gram matrices X X'^T (cost ~ P^2 (d_in + K d_out) per pair, far cheaper for dense layers and
+  for convolutions with few positions): the weight-sharing structure that neural-tangents'
+  "structured derivatives" exploit. G comes from one vjp per output unit with respect to zero
+  perturbations added to every layer output (``flax.linen.intercept_methods``); parameters of
+  any other kind (a norm's scale, a custom layer) fall back to per-example Jacobians, leaf by
+  leaf. The model must treat examples independently (no batch statistics).
+* ``'implicit'``: vjp then jvp, one parameter-space vector per output row of x1 at a time, in
+  chunks of ``batch_size`` rows; the Jacobian of x2 is never formed. Least memory, most FLOPs
+  (a forward pass through x2 per row of x1).
+
+``method='auto'`` (the default) picks among them from FLOP and memory estimates computed from
+the shapes (XLA's cost analysis of one forward pass, the layer sizes), never by timing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import dataclasses
+import functools
+import math
+import os
+from typing import Any, Callable, Mapping, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax.linen.linear import canonicalize_padding
+
+from jaxdyn.models.layers import PatchConv, extract_patches, normalize_kernel_size
 
 Array = jax.Array
 PyTree = Any
 ApplyFn = Callable[[PyTree, Array], Array]
 
-NTK_METHODS = ("implicit", "jacobian")
+NTK_METHODS = ("implicit", "jacobian", "structured")
+_METHOD_CHOICES = NTK_METHODS + ("auto",)
+
+# Dense-like layers whose kernel enters as y = X @ W (+ b). Exact types: a subclass may
+# override __call__ and compute something else.
+_DENSE_LIKE = (nn.Dense, nn.Conv, PatchConv)
 
 
-def apply_fn(model, *, method: str | None = None, train: bool = False) -> Callable[..., Array]:
+@dataclasses.dataclass(frozen=True)
+class ModelFn:
+    """``f(params, x)`` of a flax model; carries the model so :func:`ntk` can see its layers.
+
+    Hashable and compared by value (same model, method and mode -> equal), so it can be a static
+    argument of ``jax.jit`` and repeated calls hit the compilation cache.
+
+    Attributes:
+        model: the flax module.
+        method: model method giving f (e.g. ``'logits'``); ``None``: ``__call__``.
+        train: training mode; then the call takes a dropout key: ``f(params, x, key)``.
+    """
+
+    model: nn.Module
+    method: str | None = None
+    train: bool = False
+
+    def __call__(self, params: PyTree, x: Array, key: Array | None = None) -> Array:
+        kw = {} if self.method is None else {"method": self.method}
+        if self.train:
+            if key is None:
+                raise ValueError("key: a training-mode apply_fn needs a dropout key, f(params, x, key)")
+            return self.model.apply({"params": params}, x, train=True, rngs={"dropout": key}, **kw)
+        return self.model.apply({"params": params}, x, train=False, **kw)
+
+
+def apply_fn(model, *, method: str | None = None, train: bool = False) -> ModelFn:
     """``f(params, x)`` for a flax model (``method``: e.g. ``'logits'`` of :class:`RBEConvNet`).
 
     With ``train=True`` the function takes a third argument, the dropout key:
-    ``f(params, x, key)``.
+    ``f(params, x, key)``. The returned :class:`ModelFn` lets :func:`ntk` use the structured method.
     """
-    kw = {} if method is None else {"method": method}
-    if train:
-        return lambda params, x, key: model.apply({"params": params}, x, train=True, rngs={"dropout": key}, **kw)
-    return lambda params, x: model.apply({"params": params}, x, train=False, **kw)
+    return ModelFn(model, method, train)
 
 
 def _as_2d(y: Array) -> Array:
     return y[:, None] if y.ndim == 1 else y.reshape(y.shape[0], -1)
 
 
-def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, method: str = "implicit",
-        batch_size: int | None = 16) -> Array:
-    """The empirical NTK between two batches of inputs.
+# ---------------------------------------------------------------------------------------------
+# The dense-like layers of a model: their inputs (patches) and output cotangents.
+# ---------------------------------------------------------------------------------------------
+def _layer_patches(mod: nn.Module, args: tuple, kwargs: dict) -> Array | None:
+    """The layer input X as (N, P, d_in) with y[n, p] = X[n, p] @ W.reshape(d_in, d_out) (+ b), up
+    to an order of the d_in axis (which the NTK does not see); ``None`` if not supported."""
+    if len(args) == 1 and not kwargs:
+        x = args[0]
+    elif not args and set(kwargs) == {"inputs"}:
+        x = kwargs["inputs"]
+    else:
+        return None
+    if not hasattr(x, "ndim") or x.ndim < 2:
+        return None
+    kind = type(mod)
+    if kind is nn.Dense:
+        if mod.dot_general is not None or mod.dot_general_cls is not None:
+            return None
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+    if kind is PatchConv:
+        ks = normalize_kernel_size(mod.kernel_size)
+        if x.ndim != len(ks) + 2:
+            return None
+        p = extract_patches(x, ks, mod.padding)
+        return p.reshape(p.shape[0], -1, p.shape[-1])
+    # nn.Conv: plain shared-weight convolutions with lax paddings.
+    ks = (mod.kernel_size,) if isinstance(mod.kernel_size, int) else tuple(mod.kernel_size)
+    if (x.ndim != len(ks) + 2 or mod.feature_group_count != 1 or mod.mask is not None
+            or mod.conv_general_dilated is not None or mod.conv_general_dilated_cls is not None):
+        return None
+    pad = canonicalize_padding(mod.padding, len(ks))
+    if isinstance(pad, str) and pad not in ("SAME", "VALID"):
+        return None
+
+    def tup(v):
+        return (1,) * len(ks) if v is None else ((int(v),) * len(ks) if isinstance(v, int) else tuple(v))
+
+    # Patches come out channels-first (C * prod(k) features); the order of d_in is irrelevant.
+    p = jax.lax.conv_general_dilated_patches(
+        jnp.moveaxis(x, -1, 1), ks, tup(mod.strides), pad, lhs_dilation=tup(mod.input_dilation),
+        rhs_dilation=tup(mod.kernel_dilation), precision=jax.lax.Precision.HIGHEST)
+    p = jnp.moveaxis(p, 1, -1)
+    return p.reshape(p.shape[0], -1, p.shape[-1])
+
+
+def _call_key(path: tuple[str, ...], count: int) -> str:
+    return "/".join(path) + f"#{count}"
+
+
+def _interceptor(inputs: dict, perts: Mapping[str, Array] | None = None, outputs: dict | None = None,
+                 paths: dict | None = None):
+    """A flax method interceptor recording each dense-like call's input patches (``inputs``),
+    output (``outputs``) and (module path, call number) (``paths``), keyed by call, and adding
+    ``perts[key]`` to its output (zero, to take cotangents)."""
+    counts: dict = {}
+
+    def intercept(next_fun, args, kwargs, context):
+        mod = context.module
+        if context.method_name != "__call__" or type(mod) not in _DENSE_LIKE:
+            return next_fun(*args, **kwargs)
+        x = _layer_patches(mod, args, kwargs)
+        y = next_fun(*args, **kwargs)
+        if x is None:
+            return y
+        path = tuple(str(s) for s in mod.path)
+        n = counts.get(path, 0)
+        counts[path] = n + 1  # a module called twice shares its kernel: its calls add positions
+        key = _call_key(path, n)
+        inputs[key] = x
+        if outputs is not None:
+            outputs[key] = y
+        if paths is not None:
+            paths[key] = (path, n)
+        if perts is not None and key in perts:
+            y = y + perts[key].astype(y.dtype)
+        return y
+
+    return intercept
+
+
+class _Layer(NamedTuple):
+    """One dense-like module of the model (all its calls)."""
+
+    path: tuple[str, ...]
+    keys: tuple[str, ...]  # one per call
+    out_tails: tuple[tuple[int, ...], ...]  # each call's output shape without the example axis
+    positions: int  # P, summed over calls
+    d_in: int
+    d_out: int
+    bias: bool
+    dtype: Any  # of the layer's output
+
+
+def _abstract(tree: PyTree) -> PyTree:
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), tree)
+
+
+def _leaf_paths(params: PyTree) -> list[tuple]:
+    out = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        out.append(tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path))
+    return out
+
+
+def _subtree(params: PyTree, path: tuple[str, ...]):
+    node = params
+    for k in path:
+        if not hasattr(node, "keys") or k not in node:
+            return None
+        node = node[k]
+    return node
+
+
+def _find_layers(f: ModelFn, params: PyTree, x: Array) -> tuple[_Layer, ...]:
+    """The dense-like layers of ``f.model`` whose kernel (and bias) the structured method covers."""
+    n = x.shape[0]
+    paths: dict = {}
+
+    def run(p, x):
+        inputs, outputs = {}, {}
+        with nn.intercept_methods(_interceptor(inputs, None, outputs, paths)):
+            f(p, x)
+        return inputs, outputs
+
+    inputs, outputs = jax.eval_shape(run, _abstract(params), _abstract(x))
+    recorded: dict = {}
+    for key, xs in inputs.items():
+        path, count = paths[key]
+        recorded.setdefault(path, []).append((count, key, xs, outputs[key]))
+    layers = []
+    for path, calls in recorded.items():
+        calls.sort()
+        sub = _subtree(params, path)
+        if sub is None or not hasattr(sub, "keys") or "kernel" not in sub or not set(sub) <= {"kernel", "bias"}:
+            continue
+        kernel = sub["kernel"]
+        d_out = kernel.shape[-1]
+        d_in = math.prod(kernel.shape[:-1])
+        ok = True
+        for _, _, xs, ys in calls:
+            ok &= (xs.shape[0] == n and ys.shape[0] == n and ys.ndim >= 2 and ys.shape[-1] == d_out
+                   and xs.shape[-1] == d_in and xs.shape[1] == math.prod(ys.shape[1:-1]))
+        bias = "bias" in sub
+        if bias:
+            ok &= tuple(sub["bias"].shape) == (d_out,)
+        if not ok:
+            continue  # not the structure assumed: these leaves fall back to Jacobians
+        layers.append(_Layer(path, tuple(c[1] for c in calls), tuple(tuple(c[3].shape[1:]) for c in calls),
+                             sum(c[2].shape[1] for c in calls), d_in, d_out, bias, calls[0][3].dtype))
+    return tuple(sorted(layers))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost estimates and plans
+# ---------------------------------------------------------------------------------------------
+class _Plan(NamedTuple):
+    """How the structured method treats each part of the parameters."""
+
+    layers: tuple[_Layer, ...]
+    modes: tuple[str, ...]  # per layer: 'grad' (X^T G per example), 'gram' or 'gram2' (via X X'^T)
+    fallback: tuple[int, ...]  # flat indices of parameter leaves left to per-example Jacobians
+    chunk: int  # rows of x1 per contraction chunk
+
+
+class Estimate(NamedTuple):
+    """A method's estimated cost: ``flops`` (float operations) and ``bytes`` (peak memory)."""
+
+    flops: float
+    bytes: float
+
+
+def _layer_modes(layer: _Layer, n1: int, n2: int, same: bool, k: int) -> dict[str, tuple[float, float]]:
+    """{mode: (flops, bytes of intermediates per row of x1 in units of elements)} for one layer's kernel."""
+    p, c, d = layer.positions, layer.d_in, layer.d_out
+    nb = n1 + (0 if same else n2)
+    pairs = n1 * n2
+    return {
+        # J_a = X^T G_a per example (stored: nb k c d), then one matmul over (c, d).
+        "grad": (2.0 * k * nb * p * c * d + 2.0 * pairs * k * k * c * d, 0.0),
+        # X X'^T (p, q), contracted with G_a over p, then with G'_b over (q, d).
+        "gram": (2.0 * pairs * (p * p * c + p * p * k * d + p * k * k * d), n2 * (p * p + k * p * d)),
+        # X X'^T and G_a G'_b^T (p, q), then their product summed over (p, q).
+        "gram2": (2.0 * pairs * (p * p * c + k * k * p * p * d + k * k * p * p), n2 * (p * p + k * k * p * p)),
+    }
+
+
+def _forward_cost(f: Callable, params: PyTree, x: Array) -> tuple[float, float]:
+    """XLA's (FLOPs, bytes accessed) of f on one example (HLO cost analysis; nothing compiled)."""
+    one = jax.ShapeDtypeStruct((1,) + tuple(x.shape[1:]), x.dtype)
+    n_params = sum(math.prod(jnp.shape(a)) for a in jax.tree_util.tree_leaves(params))
+    try:
+        cost = jax.jit(lambda p, xx: f(p, xx)).lower(_abstract(params), one).cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops, nbytes = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+    except Exception:  # noqa: BLE001 -- an estimate only: f may close over tracers of an outer trace
+        flops, nbytes = 0.0, 0.0
+    item = jnp.dtype(x.dtype).itemsize
+    return (flops if flops > 0 else 2.0 * n_params), (nbytes if nbytes > 0 else item * n_params)
+
+
+def _memory_budget() -> int:
+    """Bytes a method may hold: half the accelerator's memory, or a quarter of the host's RAM."""
+    try:
+        stats = jax.local_devices()[0].memory_stats() or {}
+    except Exception:  # noqa: BLE001 -- backends without memory stats
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]) // 2
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+# Elements the intermediates of the structured contraction may hold per chunk of rows of x1
+# (and at most an eighth of the memory limit).
+_CHUNK_ELEMENTS = 1 << 26
+
+
+def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_size: int | None,
+             structured: bool, budget: int) -> tuple[dict[str, Estimate], _Plan | None]:
+    """Estimated cost of every available method, and the structured method's plan (its chunks
+    of rows of x1 sized to ``budget`` bytes)."""
+    n1 = x1.shape[0]
+    out = jax.eval_shape(f, _abstract(params), jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype))
+    k = math.prod(out.shape[1:]) if len(out.shape) > 1 else 1
+    item = jnp.dtype(out.dtype).itemsize
+    leaves = jax.tree_util.tree_leaves(params)
+    n_params = sum(math.prod(jnp.shape(a)) for a in leaves)
+    fwd, fwd_bytes = _forward_cost(f, params, x1)
+    nb = n1 + (0 if same else n2)
+    pairs = n1 * n2
+    est = {
+        # vjp of one example (K backward passes), then jvp through x2 for each of the K vectors.
+        # Memory: per row in flight, K parameter-space vectors and K tangents through x2 (the
+        # bytes one forward pass touches stand for its activations).
+        "implicit": Estimate(n1 * fwd * (1 + 2 * k) * (1 + n2),
+                             (batch_size or n1) * k * (item * n_params + n2 * fwd_bytes) + item * pairs * k * k),
+        # Per-example forward and K backward passes, then one (N1 K, P) x (P, N2 K) matmul.
+        "jacobian": Estimate(nb * fwd * (1 + 2 * k) + 2.0 * pairs * k * k * n_params,
+                             item * (nb * k * n_params + pairs * k * k)),
+    }
+    if not structured:
+        return est, None
+    layers = _find_layers(f, params, x1)
+    covered = set()
+    for layer in layers:
+        covered.add(layer.path + ("kernel",))
+        if layer.bias:
+            covered.add(layer.path + ("bias",))
+    paths = _leaf_paths(params)
+    fallback = tuple(i for i, p in enumerate(paths) if p not in covered)
+    n_fallback = sum(math.prod(jnp.shape(leaves[i])) for i in fallback)
+    # One forward pass and K activation-only backward passes per example.
+    flops = nb * fwd * (1 + k) if layers else 0.0
+    side_elems = 0.0  # per example: stored patches, cotangents, per-example gradients
+    grad_width = n_fallback  # columns of the per-example-gradient bucket
+    row_elems = n2 * k * k  # per row of x1: the output block
+    modes = []
+    for layer in layers:
+        options = _layer_modes(layer, n1, n2, same, k)
+        mode = min(options, key=lambda m: options[m])
+        modes.append(mode)
+        flops += options[mode][0]
+        row_elems = max(row_elems, options[mode][1])
+        side_elems += layer.positions * (layer.d_in + k * layer.d_out)
+        if mode == "grad":
+            grad_width += layer.d_in * layer.d_out
+        if layer.bias:
+            grad_width += layer.d_out
+            flops += 2.0 * pairs * k * k * layer.d_out
+    if fallback:
+        flops += nb * fwd * (1 + 2 * k) + 2.0 * pairs * k * k * n_fallback
+    chunk_elems = min(_CHUNK_ELEMENTS, budget // (8 * item))
+    chunk = int(max(1, min(n1, chunk_elems // max(row_elems, 1))))
+    mem = item * (nb * (side_elems + k * grad_width) + chunk * row_elems + pairs * k * k)
+    est["structured"] = Estimate(flops, mem)
+    return est, _Plan(layers, tuple(modes), fallback, chunk)
+
+
+def choose_method(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, batch_size: int | None = 16,
+                  memory_limit: int | None = None) -> str:
+    """The method ``ntk(..., method='auto')`` uses for these shapes (no timing, nothing compiled).
+
+    Among the methods whose estimated peak memory fits ``memory_limit`` (bytes; default half the
+    accelerator's memory or a quarter of the host's RAM), the one with the fewest estimated FLOPs;
+    ``'implicit'`` (the least memory) when none fits. ``'structured'`` is a candidate only for
+    an evaluation-mode :class:`ModelFn`.
+    """
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    budget = _memory_budget() if memory_limit is None else memory_limit
+    est, _ = _analyse(f, params, x1, n2, x2 is None, batch_size, _structured_ok(f), budget)
+    return _pick(est, budget)
+
+
+def ntk_estimates(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *,
+                  batch_size: int | None = 16) -> dict[str, Estimate]:
+    """``{method: Estimate(flops, bytes)}``: the cost model behind ``method='auto'``."""
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    return _analyse(f, params, x1, n2, x2 is None, batch_size, _structured_ok(f), _memory_budget())[0]
+
+
+def _structured_ok(f) -> bool:
+    return isinstance(f, ModelFn) and not f.train
+
+
+def _pick(est: dict[str, Estimate], budget: int) -> str:
+    fits = [m for m in est if est[m].bytes <= budget]
+    if not fits:
+        return "implicit"
+    return min(fits, key=lambda m: est[m].flops)
+
+
+# ---------------------------------------------------------------------------------------------
+# The three methods
+# ---------------------------------------------------------------------------------------------
+def _per_example_jacobian(f: ApplyFn, params: PyTree, x: Array, leaf_idx: tuple[int, ...]) -> Array:
+    """(N, K, Q): d f_a(x_n) / d (the leaves ``leaf_idx`` of params, flattened), one example at a time."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    sub = [leaves[i] for i in leaf_idx]
+
+    def g(sub, xi):
+        full = list(leaves)
+        for i, v in zip(leaf_idx, sub):
+            full[i] = v
+        return _as_2d(f(jax.tree_util.tree_unflatten(treedef, full), xi[None]))[0]
+
+    # vmap over examples: each Jacobian row is one example's backward pass (jacrev of the whole
+    # batch would run every backward pass through all N examples).
+    jac = jax.vmap(jax.jacrev(g), in_axes=(None, 0))(sub, x)
+    return jnp.concatenate([j.reshape(j.shape[:2] + (-1,)) for j in jac], axis=-1)
+
+
+def _side(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: int):
+    """Per-example factors of one batch: the per-example-gradient bucket J (N, K, Q) (or None)
+    and [(X (N, P, d_in), G (N, K, P, d_out))] of the layers contracted through X X'^T."""
+    n = x.shape[0]
+    parts, grams = [], []
+    if plan.layers:
+        perts = {key: jnp.zeros((n,) + tail, layer.dtype)
+                 for layer in plan.layers for key, tail in zip(layer.keys, layer.out_tails)}
+
+        def run(pt):
+            inputs = {}
+            with nn.intercept_methods(_interceptor(inputs, pt)):
+                out = _as_2d(f(params, x))
+            return out, {key: inputs[key] for key in pt}
+
+        out, pullback, xs = jax.vjp(run, perts, has_aux=True)
+        # Cotangent e_a on every example: examples are independent, so row n of the result is
+        # d f_a(x_n) / d y(x_n).
+        cts = jnp.broadcast_to(jnp.eye(k, dtype=out.dtype)[:, None, :], (k, n, k))
+        (gs,) = jax.vmap(pullback)(cts)
+        for layer, mode in zip(plan.layers, plan.modes):
+            xl = jnp.concatenate([xs[key] for key in layer.keys], axis=1).astype(out.dtype)
+            gl = jnp.concatenate([gs[key].reshape(k, n, -1, layer.d_out) for key in layer.keys], axis=2)
+            gl = jnp.moveaxis(gl, 0, 1)  # (N, K, P, d_out)
+            if mode == "grad":
+                parts.append(jnp.einsum("npc,nkpd->nkcd", xl, gl).reshape(n, k, -1))
+            else:
+                grams.append((xl, gl))
+            if layer.bias:
+                parts.append(gl.sum(2))
+    if plan.fallback:
+        parts.append(_per_example_jacobian(f, params, x, plan.fallback))
+    j = jnp.concatenate(parts, axis=-1) if parts else None
+    return j, grams
+
+
+def _contract(side1, side2, modes: tuple[str, ...]) -> Array:
+    """Theta block (n1, N2, K, K) from the factors of rows of x1 and of all of x2."""
+    j1, grams1 = side1
+    j2, grams2 = side2
+    out = None if j1 is None else jnp.einsum("iaq,jbq->ijab", j1, j2)
+    for (x1, g1), (x2, g2), mode in zip(grams1, grams2, modes):
+        xx = jnp.einsum("ipc,jqc->ijpq", x1, x2)
+        if mode == "gram":
+            t = jnp.einsum("ijpq,iapd->ijaqd", xx, g1)
+            term = jnp.einsum("ijaqd,jbqd->ijab", t, g2)
+        else:
+            gg = jnp.einsum("iapd,jbqd->ijabpq", g1, g2)
+            term = jnp.einsum("ijpq,ijabpq->ijab", xx, gg)
+        out = term if out is None else out + term
+    return out
+
+
+def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int) -> Array:
+    side1 = _side(f, params, x1, plan, k)
+    side2 = side1 if x2 is None else _side(f, params, x2, plan, k)
+    gram_modes = tuple(m for m in plan.modes if m != "grad")
+    n1 = x1.shape[0]
+    if plan.chunk >= n1:
+        return _contract(side1, side2, gram_modes)
+    # Rows of x1 in chunks, to bound the X X'^T intermediates; the x2 factors are computed once.
+    c = plan.chunk
+    pad = (-n1) % c
+
+    def split(a):
+        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+        return a.reshape((-1, c) + a.shape[1:])
+
+    blocks = jax.lax.map(lambda s: _contract(s, side2, gram_modes), jax.tree_util.tree_map(split, side1))
+    return blocks.reshape((-1,) + blocks.shape[2:])[:n1]
+
+
+def _ntk_jacobian(f, params, x1, x2) -> Array:
+    idx = tuple(range(len(jax.tree_util.tree_leaves(params))))
+    j1 = _per_example_jacobian(f, params, x1, idx)
+    j2 = j1 if x2 is None else _per_example_jacobian(f, params, x2, idx)
+    return jnp.einsum("iaq,jbq->ijab", j1, j2)
+
+
+def _ntk_implicit(f, params, x1, x2, batch_size, k) -> Array:
+    x2 = x1 if x2 is None else x2
+
+    def f2(p, x):
+        return _as_2d(f(p, x))
+
+    def push(p_tangent):
+        # J(x2) v for a parameter-space vector v: (N2, K).
+        return jax.jvp(lambda p: f2(p, x2), (params,), (p_tangent,))[1]
+
+    def row(x):
+        # Theta(x, x2): (K, N2, K); one vjp per output of x, each pushed through jvp.
+        out, pullback = jax.vjp(lambda p: f2(p, x[None])[0], params)
+        tangents = jax.vmap(lambda c: pullback(c)[0])(jnp.eye(k, dtype=out.dtype))
+        return jax.vmap(push)(tangents)
+
+    rows = jax.lax.map(row, x1, batch_size=batch_size) if batch_size else jax.vmap(row)(x1)
+    return jnp.transpose(rows, (0, 2, 1, 3))  # (N1, K, N2, K) -> (N1, N2, K, K)
+
+
+def _ntk(f, params, x1, x2, method, batch_size, memory_limit):
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    out = jax.eval_shape(f, _abstract(params), jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype))
+    k = math.prod(out.shape[1:]) if len(out.shape) > 1 else 1
+    plan = None
+    if method in ("auto", "structured"):
+        budget = _memory_budget() if memory_limit is None else memory_limit
+        est, plan = _analyse(f, params, x1, n2, x2 is None, batch_size, _structured_ok(f), budget)
+        if method == "auto":
+            method = _pick(est, budget)
+    if method == "structured":
+        theta = _ntk_structured(f, params, x1, x2, plan, k)
+    elif method == "jacobian":
+        theta = _ntk_jacobian(f, params, x1, x2)
+    else:
+        theta = _ntk_implicit(f, params, x1, x2, batch_size, k)
+    return theta[..., 0, 0] if len(out.shape) == 1 else theta
+
+
+_ntk_jit = jax.jit(_ntk, static_argnames=("f", "method", "batch_size", "memory_limit"))
+
+
+def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, method: str = "auto",
+        batch_size: int | None = 16, memory_limit: int | None = None) -> Array:
+    """The empirical NTK between two batches of inputs (jitted once per shapes and ``f``).
 
     Args:
-        f: ``f(params, x) -> (N,)`` or ``(N, K)``.
+        f: ``f(params, x) -> (N,)`` or ``(N, K)``; :func:`apply_fn` of a flax model for
+            ``'structured'``. Examples must be independent (f(x)[n] depends on x[n] only).
         params: the parameters (any pytree).
         x1: (N1, ...) inputs.
-        x2: (N2, ...) inputs; default ``x1``.
-        method: ``'implicit'`` (vjp then jvp, no full Jacobian) or ``'jacobian'`` (contract
-            the two Jacobians; more memory, the reference).
+        x2: (N2, ...) inputs; default ``x1`` (then its factors are computed once).
+        method: ``'auto'`` (:func:`choose_method`), ``'structured'`` (layer structure, see the
+            module docstring), ``'jacobian'`` (per-example Jacobians contracted) or
+            ``'implicit'`` (vjp then jvp, no full Jacobian; least memory).
         batch_size: rows of x1 processed together by the implicit method (``None``: all at once).
+        memory_limit: bytes ``'auto'`` lets a method hold (default: see :func:`choose_method`);
+            the structured method also sizes its chunks of rows of x1 to an eighth of it.
 
     Returns:
         (N1, N2) for a single-output model (f returns (N,)), else (N1, N2, K, K) with
         ``[i, j, a, b] = sum_p df_a(x1_i)/dp df_b(x2_j)/dp``.
     """
-    if method not in NTK_METHODS:
-        raise ValueError(f"method must be one of {NTK_METHODS}, got {method!r}")
-    x2 = x1 if x2 is None else x2
-    single = jax.eval_shape(f, params, x1[:1]).ndim == 1
-
-    def f2(p, x):
-        return _as_2d(f(p, x))
-
-    if method == "jacobian":
-        j1 = jax.jacrev(f2)(params, x1)  # leaves (N1, K, *param_shape)
-        j2 = jax.jacrev(f2)(params, x2)
-        terms = jax.tree_util.tree_map(
-            lambda a, b: jnp.einsum("iaP,jbP->ijab", a.reshape(a.shape[:2] + (-1,)), b.reshape(b.shape[:2] + (-1,))),
-            j1, j2,
-        )
-        out = sum(jax.tree_util.tree_leaves(terms))
-    else:
-        num_out = jax.eval_shape(f2, params, x1[:1]).shape[1]
-
-        def push(p_tangent):
-            # J(x2) v for a parameter-space vector v: (N2, K).
-            return jax.jvp(lambda p: f2(p, x2), (params,), (p_tangent,))[1]
-
-        def row(x):
-            # Theta(x, x2): (K, N2, K); one vjp per output of x, each pushed through jvp.
-            _, pullback = jax.vjp(lambda p: f2(p, x[None])[0], params)
-            cot = jnp.eye(num_out, dtype=jax.eval_shape(f2, params, x1[:1]).dtype)
-            tangents = jax.vmap(lambda c: pullback(c)[0])(cot)
-            return jax.vmap(push)(tangents)
-
-        rows = jax.lax.map(row, x1, batch_size=batch_size) if batch_size else jax.vmap(row)(x1)
-        out = jnp.transpose(rows, (0, 2, 1, 3))  # (N1, K, N2, K) -> (N1, N2, K, K)
-    return out[..., 0, 0] if single else out
-
-
+    if method not in _METHOD_CHOICES:
+        raise ValueError(f"method must be one of {_METHOD_CHOICES}, got {method!r}")
+    if method == "structured" and not _structured_ok(f):
+        raise ValueError("method='structured' needs f = jaxdyn.ntk.apply_fn(model) in evaluation mode "
+                         f"(it reads the model's layers); got {type(f).__name__}. Use 'jacobian' or 'implicit'.")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if memory_limit is not None and (not isinstance(memory_limit, (int, np.integer)) or memory_limit < 0):
+        raise ValueError(f"memory_limit must be a number of bytes >= 0 or None, got {memory_limit!r}")
+    if jnp.ndim(x1) < 1 or jnp.shape(x1)[0] < 1:
+        raise ValueError(f"x1 must have a leading example axis of length >= 1, got shape {jnp.shape(x1)}")
+    if x2 is not None and (jnp.ndim(x2) != jnp.ndim(x1) or jnp.shape(x2)[1:] != jnp.shape(x1)[1:] or jnp.shape(x2)[0] < 1):
+        raise ValueError(f"x2 must have shape (N2,) + {tuple(jnp.shape(x1)[1:])} like x1's examples, got {jnp.shape(x2)}")
+    x1 = jnp.asarray(x1)
+    x2 = None if x2 is None else jnp.asarray(x2)
+    batch_size = None if batch_size is None else int(batch_size)
+    try:
+        hash(f)
+    except TypeError:  # an unhashable callable cannot key the compilation cache: trace inline
+        return _ntk(f, params, x1, x2, method, batch_size, memory_limit)
+    return _ntk_jit(f, params, x1, x2, method=method, batch_size=batch_size, memory_limit=memory_limit)
 def loss_gradient(f: ApplyFn, params: PyTree, loss: Callable, batch: Mapping[str, Array]) -> Array:
     """dL/df at the batch's outputs: the gradient of ``loss(outputs, batch)`` wrt ``outputs``.
 

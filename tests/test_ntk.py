@@ -1,10 +1,14 @@
 """Empirical NTK and the one-step training response, for every model of the package.
 
-Each model gets one jitted float64 computation (few compilations): the implicit (vjp/jvp) NTK,
-the Jacobian-contraction reference, and the measured response at two learning rates beside the
-NTK's first-order prediction -lr Theta(x, x_o) dL/df(x_o).
+Each model gets one jitted float64 computation (few compilations): the NTK by every method (the
+implicit vjp/jvp one, the structured one on x2 != x1 and on x2 = x1, the per-example Jacobian
+contraction, the automatic choice), and the measured response at two learning rates beside the
+NTK's first-order prediction -lr Theta(x, x_o) dL/df(x_o). A float32 model exercises what the
+package's models do not: nn.Conv with strides, a module called twice, a LayerNorm (whose
+parameters fall back to Jacobians), chunked contraction.
 """
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,9 +45,6 @@ def _case(name):
 
 
 MODELS = ["deep_linear", "rbe_conv", "vgg", "rbe_conv2d"]
-# The Jacobian-contraction reference compiles slowly; it checks one multi-output and one conv
-# model. Every model's NTK is checked independently by the first-order response test.
-JACOBIAN_REFERENCE = ("deep_linear", "rbe_conv")
 
 
 def _perturbed(params, seed, scale=0.05):
@@ -66,13 +67,15 @@ def computed(request):
         @jax.jit
         def run(params):
             out = {
-                "implicit": N.ntk(f, params, x, batch_size=2),  # 5 rows in chunks of 2: a remainder
+                "implicit": N.ntk(f, params, x, method="implicit", batch_size=2),  # 5 rows in chunks of 2
+                "jacobian": N.ntk(f, params, x, x[:3], method="jacobian"),
+                "structured": N.ntk(f, params, x, x[:3], method="structured"),
+                "structured_same": N.ntk(f, params, x, method="structured"),
+                "auto": N.ntk(f, params, x, x[:3]),
                 "out": f(params, x),
                 "dl_df": N.loss_gradient(f, params, loss, batch),
                 "delta": jax.vmap(lambda lr: N.training_response(f, params, loss, batch, x, lr))(lrs),
             }
-            if request.param in JACOBIAN_REFERENCE:
-                out["jacobian"] = N.ntk(f, params, x, x[:3], method="jacobian")
             if loss is losses.mean_squared_error:
                 out["normalised"] = N.normalised_response(f, params, loss, batch, x, LR_SMALL)
             return out
@@ -85,13 +88,23 @@ def test_implicit_ntk_equals_jacobian_contraction(computed):
     name, _, out = computed
     single = out["out"].ndim == 1
     assert out["implicit"].shape == ((5, 5) if single else (5, 5, 3, 3))
-    if name in JACOBIAN_REFERENCE:
-        ref = out["jacobian"]
-        np.testing.assert_allclose(out["implicit"][:, :3], ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+    ref = out["jacobian"]
+    np.testing.assert_allclose(out["implicit"][:, :3], ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
     # On one batch the NTK is a Gram matrix: symmetric and positive semi-definite.
     g = out["implicit"] if single else out["implicit"].transpose(0, 2, 1, 3).reshape(15, 15)
     np.testing.assert_allclose(g, g.T, rtol=1e-10, atol=1e-12 * np.abs(g).max())
     assert np.linalg.eigvalsh(g).min() > -1e-9 * np.abs(g).max()
+
+
+def test_structured_and_auto_equal_jacobian_contraction(computed):
+    # float64: the methods differ only in the order of the sums.
+    name, _, out = computed
+    ref = out["jacobian"]
+    assert out["structured"].shape == ref.shape == out["auto"].shape
+    tol = dict(rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+    np.testing.assert_allclose(out["structured"], ref, **tol, err_msg=name)
+    np.testing.assert_allclose(out["structured_same"][:, :3], ref, **tol, err_msg=name)
+    np.testing.assert_allclose(out["auto"], ref, **tol, err_msg=name)
 
 
 def test_response_is_ntk_to_first_order_in_lr(computed):
@@ -135,6 +148,72 @@ def test_normalised_response_is_twice_lr_theta_for_mse(computed):
         N.normalised_response(N.apply_fn(model), params, loss, {"x": x[:2], "y": jnp.zeros(2)}, x, 0.1)
 
 
+class _Mixed(nn.Module):
+    """Strided nn.Conv, a LayerNorm (not dense-like), a Dense called twice (shared kernel), 3 outputs."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        h = nn.elu(nn.Conv(4, (3, 3), strides=2, padding="SAME")(x))
+        h = nn.LayerNorm()(h).reshape(x.shape[0], -1)
+        h = jnp.tanh(nn.Dense(6)(h))
+        shared = nn.Dense(6)
+        h = shared(jnp.tanh(shared(h)))
+        return nn.Dense(3)(h)
+
+
+def test_structured_float32_conv_shared_layer_fallback_and_chunks():
+    model = _Mixed()
+    kx, kp = jax.random.split(jax.random.key(3))
+    x = jax.random.uniform(kx, (7, 7, 7, 2))
+    params = _perturbed(model.init(kp, x)["params"], 1)
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params)
+    f = N.apply_fn(model)
+
+    @jax.jit
+    def run(params):
+        return {
+            "jacobian": N.ntk(f, params, x, x[:4], method="jacobian"),
+            "structured": N.ntk(f, params, x, x[:4], method="structured"),
+            # A memory limit of a few kB forces the contraction into chunks of rows of x1.
+            "chunked": N.ntk(f, params, x, x[:4], method="structured", memory_limit=40_000),
+        }
+
+    out = jax.tree_util.tree_map(np.asarray, run(params))
+    ref = out["jacobian"]
+    assert ref.shape == (7, 4, 3, 3) and ref.dtype == np.float32
+    for key in ("structured", "chunked"):
+        # float32 sums of ~100 terms in another order: a few ulps of the largest entry.
+        np.testing.assert_allclose(out[key], ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max(), err_msg=key)
+
+
+def test_structured_plan_covers_dense_like_layers_only():
+    model = _Mixed()
+    x = jnp.zeros((2, 7, 7, 2))
+    params = model.init(jax.random.key(0), x)["params"]
+    _, plan = N._analyse(N.apply_fn(model), params, x, 2, True, 16, True, 1 << 30)
+    assert [layer.path[0] for layer in plan.layers] == ["Conv_0", "Dense_0", "Dense_1", "Dense_2"]
+    shared = plan.layers[2]
+    assert len(shared.keys) == 2 and shared.positions == 2  # two calls: two positions of one kernel
+    assert plan.layers[0].positions == 16 and plan.layers[0].d_in == 18  # 4x4 outputs of 3x3x2 patches
+    paths = N._leaf_paths(params)
+    assert sorted(paths[i] for i in plan.fallback) == [("LayerNorm_0", "bias"), ("LayerNorm_0", "scale")]
+
+
 def test_bad_method_is_rejected():
     with pytest.raises(ValueError, match="method"):
         N.ntk(lambda p, x: x, {}, jnp.zeros((1, 2)), method="exact")
+    with pytest.raises(ValueError, match="structured.*apply_fn"):
+        N.ntk(lambda p, x: x @ p, jnp.ones((2, 1)), jnp.zeros((1, 2)), method="structured")
+    with pytest.raises(ValueError, match="batch_size"):
+        N.ntk(lambda p, x: x @ p, jnp.ones((2, 1)), jnp.zeros((1, 2)), batch_size=0)
+    with pytest.raises(ValueError, match="x2"):
+        N.ntk(lambda p, x: x @ p, jnp.ones((2, 1)), jnp.zeros((1, 2)), jnp.zeros((1, 3)))
+
+
+def test_auto_falls_back_without_structure_or_memory():
+    w = jnp.ones((3, 2))
+    x = jnp.ones((4, 3))
+    f = lambda p, x: jnp.tanh(x @ p)  # noqa: E731 -- a plain callable: no layers to read
+    assert N.choose_method(f, w, x) in ("jacobian", "implicit")
+    assert N.choose_method(N.apply_fn(DeepLinear((3, 2))), {"layer_0": {"kernel": w}}, x, memory_limit=0) == "implicit"
+    np.testing.assert_allclose(N.ntk(f, w, x), N.ntk(f, w, x, method="jacobian"), rtol=1e-6)
