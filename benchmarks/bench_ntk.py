@@ -509,7 +509,14 @@ def summarize(rows: list[dict]) -> list[dict]:
         nb, bj, au = s["nt_best"], s["best_jaxdyn"], s["jaxdyn_auto"]
         s["best_jaxdyn_vs_nt"] = bj["warm_s"] / nb["warm_s"] if bj and nb else None
         s["auto_vs_nt"] = au["warm_s"] / nb["warm_s"] if au and nb else None
-        s["auto_vs_best_jaxdyn"] = au["warm_s"] / bj["warm_s"] if au and bj else None
+        # The auto goal: on each f, auto's time over the fastest jaxdyn method on the same f.
+        per_fn = {}
+        for fn in FNS:
+            same = [r for r in jd if r["contender"].endswith(f"[{fn}]")]
+            a_fn = [r for r in same if r["contender"].startswith("jaxdyn:auto")]
+            if a_fn and best(same):
+                per_fn[fn] = a_fn[0]["warm_s"] / best(same)["warm_s"]
+        s["auto_vs_best_same_fn"] = per_fn
         if bj and nb and bj.get("peak_rss_bytes") and nb.get("peak_rss_bytes"):
             s["best_jaxdyn_mem_vs_nt"] = bj["peak_rss_bytes"] / nb["peak_rss_bytes"]
         out.append(s)
@@ -558,7 +565,7 @@ def render(report: dict) -> str:
         lines.append("## Summary (fastest agreeing contender of each kind)")
         lines.append("")
         lines.append("| model | N | best jaxdyn | s | jaxdyn auto (choice) | s | best neural-tangents | s | naive s | "
-                     "best jaxdyn / NT | auto / NT | auto / best jaxdyn | mem best jaxdyn / NT |")
+                     "best jaxdyn / NT | auto / NT | auto / best method, same f | mem best jaxdyn / NT |")
         lines.append("|" + "---|" * 13)
         for s in summ:
             bj, au, nb, nv = s["best_jaxdyn"], s["jaxdyn_auto"], s["nt_best"], s["naive_best"]
@@ -568,7 +575,8 @@ def render(report: dict) -> str:
                 (au["contender"] + (f" ({choice})" if choice else "")) if au else "-", fmt(au["warm_s"]) if au else "-",
                 nb["contender"] if nb else (report.get("nt_status") or "-"), fmt(nb["warm_s"]) if nb else "-",
                 fmt(nv["warm_s"]) if nv else "-", fmt(s["best_jaxdyn_vs_nt"]), fmt(s["auto_vs_nt"]),
-                fmt(s["auto_vs_best_jaxdyn"]), fmt(s.get("best_jaxdyn_mem_vs_nt")),
+                ", ".join(f"{fn} {fmt(v)}" for fn, v in s["auto_vs_best_same_fn"].items()) or "-",
+                fmt(s.get("best_jaxdyn_mem_vs_nt")),
             ]) + " |")
         lines.append("")
 
@@ -586,7 +594,8 @@ def render(report: dict) -> str:
             ratio = r["warm_s"] / nb["warm_s"] if (nb and r.get("warm_s")) else None
             xm = r.get("xla_memory")
             lines.append("| " + " | ".join([
-                str(r["n"]), r["contender"], fmt(r.get("warm_s")), fmt(r.get("min_s")), str(len(r.get("times_s") or [])) if
+                str(r["n"]), r["contender"] + (f" (chose {ch})" if (ch := (r.get("notes") or {}).get("auto_choice")) else ""),
+                fmt(r.get("warm_s")), fmt(r.get("min_s")), str(len(r.get("times_s") or [])) if
                 r.get("times_s") else "-", fmt(r.get("compile_s")), fmt(r.get("first_s")), fmt(_mib(r.get("peak_rss_bytes"))),
                 fmt(_mib(xm["total"])) if xm else "-",
                 f"{r['rel_err']:.1e}" if r.get("rel_err") is not None else "-", fmt(ratio),
@@ -607,8 +616,10 @@ def main(argv=None):
     ap.add_argument("--nt-python", default=DEFAULT_NT_PYTHON, help="python of the neural-tangents environment")
     ap.add_argument("--fns", default="model,pure", help="functions jaxdyn and jacrev differentiate: model, pure")
     ap.add_argument("--contenders", default="", help="only contenders whose name starts with one of these (comma list)")
-    ap.add_argument("--mem-limit-gib", type=float, default=8.0)
-    ap.add_argument("--time-limit-s", type=float, default=120.0)
+    ap.add_argument("--mem-limit-gib", type=float, default=8.0,
+                    help="skip a contender whose estimated peak memory is larger")
+    ap.add_argument("--time-limit-s", type=float, default=60.0,
+                    help="skip a contender whose call, extrapolated from the previous N, would take longer")
     ap.add_argument("--budget-s", type=float, default=60.0, help="seconds of warm repeats per contender at most")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     args = ap.parse_args(argv)
