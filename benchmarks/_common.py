@@ -240,7 +240,7 @@ def serve(load: Callable[[dict], dict], info: dict) -> None:
                 est = xm["total"] if xm else req.get("mem_estimate_bytes")
                 if limit and est and est > limit:
                     src = "XLA buffer assignment" if xm else "extrapolated from the previous N"
-                    answer({"skipped": f"memory: {est / 2**30:.1f} GiB ({src}) > limit {limit / 2**30:.1f} GiB",
+                    answer({"skipped": f"memory: {est / 2**30:.3g} GiB ({src}) > limit {limit / 2**30:.3g} GiB",
                             "compile_s": compile_s, "xla_memory": xm, "notes": c.notes})
                     continue
                 out, first_s, peak = measure_peak_rss(lambda: c.compiled(*c.args))
