@@ -1,4 +1,4 @@
-"""The ``jaxdyn`` command: ``jaxdyn list`` and ``jaxdyn run NAME [options]``.
+"""The ``jaxdyn`` command: ``jaxdyn list``, ``jaxdyn run NAME [options]``, ``jaxdyn report``, ``jaxdyn bench``.
 
 Configuration errors are reported on one line naming the field, with exit code 2, before
 anything is compiled; so are errors the engine raises before compiling (memory guard,
@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="with --executor ray: GPUs Ray gives each task (default 0: CPU; a fraction shares a GPU)")
     run.add_argument("--force", action="store_true", help="run even if status.json says another process is running OUT/NAME")
     run.add_argument("--debug", action="store_true", help="raise unexpected errors with their traceback")
+    bench = sub.add_parser("bench", help="run the benchmarks of benchmarks/ (needs a source checkout)",
+                           description="Runs benchmarks/bench_{ensemble,ntk,ode}.py; arguments after -- go to the script(s).")
+    bench.add_argument("suite", choices=["ensemble", "ntk", "ode", "all"], help="which benchmark")
+    bench.add_argument("--quick", action="store_true", help="a small smoke run (a minute or two per suite on 2 cores)")
+    bench.add_argument("--out", default=None, help="folder for the tables and JSON (default: benchmarks/out/)")
+    bench.add_argument("script_args", nargs=argparse.REMAINDER, help="-- then options of the script")
     report = sub.add_parser("report", help="one self-contained HTML page from run directories")
     report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them (e.g. runs/)")
     report.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
@@ -124,6 +130,14 @@ def _executor(args):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxdyn`` console script. Returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        from jaxdyn import bench
+
+        extra = args.script_args[1:] if args.script_args[:1] == ["--"] else args.script_args
+        try:
+            return bench.run(args.suite, quick=args.quick, out=args.out, extra=extra)
+        except ValueError as exc:
+            return _error(str(exc))
     from jaxdyn import experiments
     from jaxdyn.engine import EngineConfigError
     from jaxdyn.engine.checkpoint import CheckpointError
