@@ -275,24 +275,35 @@ class _Plan(NamedTuple):
 
 
 class Estimate(NamedTuple):
-    """A method's estimated cost: ``flops`` (float operations) and ``bytes`` (peak memory)."""
+    """A method's estimated ``cost`` (FLOP-equivalents: FLOPs plus :data:`MEMORY_PASS_COST` per
+    array element written and read back) and ``bytes`` (peak memory)."""
 
-    flops: float
+    cost: float
     bytes: float
 
 
+# FLOP-equivalents per array element a computation writes to memory and reads back: a CPU
+# core does ~30 float32 FLOPs per element in a matmul in the time a memory-bound pass moves one
+# element (measured on this project's machine: benchmarks/, bench_ntk).
+MEMORY_PASS_COST = 16.0
+
+
 def _layer_modes(layer: _Layer, n1: int, n2: int, same: bool, k: int) -> dict[str, tuple[float, float]]:
-    """{mode: (flops, bytes of intermediates per row of x1 in units of elements)} for one layer's kernel."""
+    """{mode: (cost, elements of intermediates per row of x1)} for one layer's kernel."""
     p, c, d = layer.positions, layer.d_in, layer.d_out
     nb = n1 + (0 if same else n2)
     pairs = n1 * n2
+    m = MEMORY_PASS_COST
     return {
-        # J_a = X^T G_a per example (stored: nb k c d), then one matmul over (c, d).
-        "grad": (2.0 * k * nb * p * c * d + 2.0 * pairs * k * k * c * d, 0.0),
+        # J_a = X^T G_a per example (nb k c d stored), then its columns join the one matmul of
+        # all per-example gradients.
+        "grad": (2.0 * k * nb * p * c * d + m * nb * k * c * d + 2.0 * pairs * k * k * c * d, 0.0),
         # X X'^T (p, q), contracted with G_a over p, then with G'_b over (q, d).
-        "gram": (2.0 * pairs * (p * p * c + p * p * k * d + p * k * k * d), n2 * (p * p + k * p * d)),
+        "gram": (2.0 * pairs * (p * p * c + p * p * k * d + p * k * k * d) + m * pairs * (p * p + k * p * d + 2 * k * k),
+                 n2 * (p * p + k * p * d)),
         # X X'^T and G_a G'_b^T (p, q), then their product summed over (p, q).
-        "gram2": (2.0 * pairs * (p * p * c + k * k * p * p * d + k * k * p * p), n2 * (p * p + k * k * p * p)),
+        "gram2": (2.0 * pairs * (p * p * c + k * k * p * p * d + k * k * p * p) + m * pairs * (p * p + k * k * p * p + 2 * k * k),
+                  n2 * (p * p + k * k * p * p)),
     }
 
 
@@ -340,16 +351,22 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     leaves = jax.tree_util.tree_leaves(params)
     n_params = sum(math.prod(jnp.shape(a)) for a in leaves)
     fwd, fwd_bytes = _forward_cost(f, params, x1)
+    m = MEMORY_PASS_COST
+    fwd = fwd + m * fwd_bytes / item  # one forward pass of one example, memory traffic included
     nb = n1 + (0 if same else n2)
     pairs = n1 * n2
+    out_pass = m * pairs * k * k  # writing (or adding into) the (n1, n2, K, K) result
+    alone = _alone(n1, n2, same, k)
     est = {
-        # vjp of one example (K backward passes), then jvp through x2 for each of the K vectors.
+        # Per row of x1: a vjp of one example (K backward passes at ~2 forward passes each), then
+        # a jvp through x2 for each of the K vectors (~2 forward passes each, primal shared).
         # Memory: per row in flight, K parameter-space vectors and K tangents through x2 (the
         # bytes one forward pass touches stand for its activations).
-        "implicit": Estimate(n1 * fwd * (1 + 2 * k) * (1 + n2),
+        "implicit": Estimate(n1 * fwd * (1 + 2 * k) * (1 + n2) + out_pass,
                              (batch_size or n1) * k * (item * n_params + n2 * fwd_bytes) + item * pairs * k * k),
-        # Per-example forward and K backward passes, then one (N1 K, P) x (P, N2 K) matmul.
-        "jacobian": Estimate(nb * fwd * (1 + 2 * k) + 2.0 * pairs * k * k * n_params,
+        # Per example a forward and K backward passes, the Jacobian written, then matmuls.
+        "jacobian": Estimate(nb * fwd * (1 + 2 * k) + m * nb * k * n_params + 2.0 * pairs * k * k * n_params
+                             + out_pass * (1 + sum(math.prod(jnp.shape(a)) >= alone for a in leaves)),
                              item * (nb * k * n_params + pairs * k * k)),
     }
     if not structured:
@@ -363,30 +380,33 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     paths = _leaf_paths(params)
     fallback = tuple(i for i, p in enumerate(paths) if p not in covered)
     n_fallback = sum(math.prod(jnp.shape(leaves[i])) for i in fallback)
-    # One forward pass and K activation-only backward passes per example.
-    flops = nb * fwd * (1 + k) if layers else 0.0
-    side_elems = 0.0  # per example: stored patches, cotangents, per-example gradients
-    grad_width = n_fallback  # columns of the per-example-gradient bucket
+    # One forward pass and K activation-only backward passes per example; patches and
+    # cotangents written.
+    cost = out_pass
+    side_elems = 0.0  # per example: stored patches, cotangents
+    grad_width = n_fallback  # columns of the per-example gradients
     row_elems = n2 * k * k  # per row of x1: the output block
     modes = []
     for layer in layers:
         options = _layer_modes(layer, n1, n2, same, k)
-        mode = min(options, key=lambda m: options[m])
+        mode = min(options, key=lambda name: options[name][0])
         modes.append(mode)
-        flops += options[mode][0]
+        cost += options[mode][0]
         row_elems = max(row_elems, options[mode][1])
         side_elems += layer.positions * (layer.d_in + k * layer.d_out)
         if mode == "grad":
             grad_width += layer.d_in * layer.d_out
         if layer.bias:
             grad_width += layer.d_out
-            flops += 2.0 * pairs * k * k * layer.d_out
+            cost += 2.0 * pairs * k * k * layer.d_out + m * nb * k * layer.d_out
+    if layers:
+        cost += nb * fwd * (1 + k) + m * nb * side_elems
     if fallback:
-        flops += nb * fwd * (1 + 2 * k) + 2.0 * pairs * k * k * n_fallback
+        cost += nb * fwd * (1 + 2 * k) + m * nb * k * n_fallback + 2.0 * pairs * k * k * n_fallback
     chunk_elems = min(_CHUNK_ELEMENTS, budget // (8 * item))
     chunk = int(max(1, min(n1, chunk_elems // max(row_elems, 1))))
     mem = item * (nb * (side_elems + k * grad_width) + chunk * row_elems + pairs * k * k)
-    est["structured"] = Estimate(flops, mem)
+    est["structured"] = Estimate(cost, mem)
     return est, _Plan(layers, tuple(modes), fallback, chunk)
 
 
@@ -395,7 +415,7 @@ def choose_method(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None
     """The method ``ntk(..., method='auto')`` uses for these shapes (no timing, nothing compiled).
 
     Among the methods whose estimated peak memory fits ``memory_limit`` (bytes; default half the
-    accelerator's memory or a quarter of the host's RAM), the one with the fewest estimated FLOPs;
+    accelerator's memory or a quarter of the host's RAM), the one of least estimated cost;
     ``'implicit'`` (the least memory) when none fits. ``'structured'`` is a candidate only for
     an evaluation-mode :class:`ModelFn`.
     """
@@ -407,7 +427,7 @@ def choose_method(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None
 
 def ntk_estimates(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *,
                   batch_size: int | None = 16) -> dict[str, Estimate]:
-    """``{method: Estimate(flops, bytes)}``: the cost model behind ``method='auto'``."""
+    """``{method: Estimate(cost, bytes)}``: the cost model behind ``method='auto'``."""
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     return _analyse(f, params, x1, n2, x2 is None, batch_size, _structured_ok(f), _memory_budget())[0]
 
@@ -420,14 +440,33 @@ def _pick(est: dict[str, Estimate], budget: int) -> str:
     fits = [m for m in est if est[m].bytes <= budget]
     if not fits:
         return "implicit"
-    return min(fits, key=lambda m: est[m].flops)
+    return min(fits, key=lambda m: est[m].cost)
 
 
 # ---------------------------------------------------------------------------------------------
 # The three methods
 # ---------------------------------------------------------------------------------------------
-def _per_example_jacobian(f: ApplyFn, params: PyTree, x: Array, leaf_idx: tuple[int, ...]) -> Array:
-    """(N, K, Q): d f_a(x_n) / d (the leaves ``leaf_idx`` of params, flattened), one example at a time."""
+def _group(parts: list[Array], alone: float) -> list[Array]:
+    """Per-example gradient blocks (N, K, q) -> fewer blocks: those narrower than ``alone`` columns
+    concatenated into one (one matmul instead of many small ones), wider ones kept apart (copying
+    them would cost more than adding their own (n1, n2, K, K) product)."""
+    small = [a for a in parts if a.shape[-1] < alone]
+    big = [a for a in parts if a.shape[-1] >= alone]
+    return big + ([jnp.concatenate(small, axis=-1)] if len(small) > 1 else small)
+
+
+def _gram(j1: list[Array], j2: list[Array]) -> Array | None:
+    """sum over blocks of J1 J2^T: (n1, K, q) x (n2, K, q) -> (n1, K, n2, K), a matmul's natural
+    layout (the result is transposed once, at the end)."""
+    out = None
+    for a, b in zip(j1, j2):
+        term = jnp.einsum("iaq,jbq->iajb", a, b)
+        out = term if out is None else out + term
+    return out
+
+
+def _per_example_jacobian(f: ApplyFn, params: PyTree, x: Array, leaf_idx: tuple[int, ...]) -> list[Array]:
+    """[(N, K, q_l)]: d f_a(x_n) / d (leaf l of ``leaf_idx``, flattened), one example at a time."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
     sub = [leaves[i] for i in leaf_idx]
 
@@ -440,12 +479,13 @@ def _per_example_jacobian(f: ApplyFn, params: PyTree, x: Array, leaf_idx: tuple[
     # vmap over examples: each Jacobian row is one example's backward pass (jacrev of the whole
     # batch would run every backward pass through all N examples).
     jac = jax.vmap(jax.jacrev(g), in_axes=(None, 0))(sub, x)
-    return jnp.concatenate([j.reshape(j.shape[:2] + (-1,)) for j in jac], axis=-1)
+    return [j.reshape(j.shape[:2] + (-1,)) for j in jac]
 
 
-def _side(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: int):
-    """Per-example factors of one batch: the per-example-gradient bucket J (N, K, Q) (or None)
-    and [(X (N, P, d_in), G (N, K, P, d_out))] of the layers contracted through X X'^T."""
+def _side(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: int, alone: float):
+    """Per-example factors of one batch: per-example gradient blocks [(N, K, q)] (see
+    :func:`_group`) and [(X (N, P, d_in), G (N, K, P, d_out))] of the layers contracted through
+    X X'^T."""
     n = x.shape[0]
     parts, grams = [], []
     if plan.layers:
@@ -474,35 +514,40 @@ def _side(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: int):
             if layer.bias:
                 parts.append(gl.sum(2))
     if plan.fallback:
-        parts.append(_per_example_jacobian(f, params, x, plan.fallback))
-    j = jnp.concatenate(parts, axis=-1) if parts else None
-    return j, grams
+        parts.extend(_per_example_jacobian(f, params, x, plan.fallback))
+    return _group(parts, alone), grams
 
 
 def _contract(side1, side2, modes: tuple[str, ...]) -> Array:
-    """Theta block (n1, N2, K, K) from the factors of rows of x1 and of all of x2."""
+    """Theta block (n1, K, N2, K) from the factors of rows of x1 and of all of x2."""
     j1, grams1 = side1
     j2, grams2 = side2
-    out = None if j1 is None else jnp.einsum("iaq,jbq->ijab", j1, j2)
+    out = _gram(j1, j2)
     for (x1, g1), (x2, g2), mode in zip(grams1, grams2, modes):
-        xx = jnp.einsum("ipc,jqc->ijpq", x1, x2)
-        if mode == "gram":
-            t = jnp.einsum("ijpq,iapd->ijaqd", xx, g1)
-            term = jnp.einsum("ijaqd,jbqd->ijab", t, g2)
+        if x1.shape[1] == 1:  # one position (a dense layer): (X X'^T) times (G_a G'_b^T)
+            xx = x1[:, 0] @ x2[:, 0].T
+            term = jnp.einsum("iad,jbd->iajb", g1[:, :, 0], g2[:, :, 0]) * xx[:, None, :, None]
+        elif mode == "gram":
+            xx = jnp.einsum("ipc,jqc->ijpq", x1, x2)
+            t = jnp.einsum("ijpq,iapd->iajqd", xx, g1)
+            term = jnp.einsum("iajqd,jbqd->iajb", t, g2)
         else:
-            gg = jnp.einsum("iapd,jbqd->ijabpq", g1, g2)
-            term = jnp.einsum("ijpq,ijabpq->ijab", xx, gg)
+            xx = jnp.einsum("ipc,jqc->ijpq", x1, x2)
+            gg = jnp.einsum("iapd,jbqd->iajbpq", g1, g2)
+            term = jnp.einsum("ijpq,iajbpq->iajb", xx, gg)
         out = term if out is None else out + term
     return out
 
 
 def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int) -> Array:
-    side1 = _side(f, params, x1, plan, k)
-    side2 = side1 if x2 is None else _side(f, params, x2, plan, k)
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    alone = _alone(x1.shape[0], n2, x2 is None, k)
+    side1 = _side(f, params, x1, plan, k, alone)
+    side2 = side1 if x2 is None else _side(f, params, x2, plan, k, alone)
     gram_modes = tuple(m for m in plan.modes if m != "grad")
     n1 = x1.shape[0]
     if plan.chunk >= n1:
-        return _contract(side1, side2, gram_modes)
+        return jnp.transpose(_contract(side1, side2, gram_modes), (0, 2, 1, 3))
     # Rows of x1 in chunks, to bound the X X'^T intermediates; the x2 factors are computed once.
     c = plan.chunk
     pad = (-n1) % c
@@ -512,14 +557,20 @@ def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int) -> Array:
         return a.reshape((-1, c) + a.shape[1:])
 
     blocks = jax.lax.map(lambda s: _contract(s, side2, gram_modes), jax.tree_util.tree_map(split, side1))
-    return blocks.reshape((-1,) + blocks.shape[2:])[:n1]
+    return jnp.transpose(blocks.reshape((-1,) + blocks.shape[2:])[:n1], (0, 2, 1, 3))
 
 
-def _ntk_jacobian(f, params, x1, x2) -> Array:
+def _ntk_jacobian(f, params, x1, x2, k) -> Array:
     idx = tuple(range(len(jax.tree_util.tree_leaves(params))))
-    j1 = _per_example_jacobian(f, params, x1, idx)
-    j2 = j1 if x2 is None else _per_example_jacobian(f, params, x2, idx)
-    return jnp.einsum("iaq,jbq->ijab", j1, j2)
+    alone = _alone(x1.shape[0], x1.shape[0] if x2 is None else x2.shape[0], x2 is None, k)
+    j1 = _group(_per_example_jacobian(f, params, x1, idx), alone)
+    j2 = j1 if x2 is None else _group(_per_example_jacobian(f, params, x2, idx), alone)
+    return jnp.transpose(_gram(j1, j2), (0, 2, 1, 3))
+
+
+def _alone(n1: int, n2: int, same: bool, k: int) -> float:
+    # Copying a block costs (n1 + n2) K q; contracting it alone adds an (n1, n2, K, K) sum.
+    return n1 * n2 * k / (n1 + (0 if same else n2))
 
 
 def _ntk_implicit(f, params, x1, x2, batch_size, k) -> Array:
@@ -555,7 +606,7 @@ def _ntk(f, params, x1, x2, method, batch_size, memory_limit):
     if method == "structured":
         theta = _ntk_structured(f, params, x1, x2, plan, k)
     elif method == "jacobian":
-        theta = _ntk_jacobian(f, params, x1, x2)
+        theta = _ntk_jacobian(f, params, x1, x2, k)
     else:
         theta = _ntk_implicit(f, params, x1, x2, batch_size, k)
     return theta[..., 0, 0] if len(out.shape) == 1 else theta
