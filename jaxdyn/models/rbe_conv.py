@@ -20,18 +20,20 @@ from jaxdyn.models.layers import (
     check_choice,
     check_positive_int,
     check_rate,
+    elu,
 )
 
 Array = jax.Array
 
-ACTIVATIONS = {"elu": nn.elu, "relu": nn.relu}
+ACTIVATIONS = {"elu": elu, "relu": nn.relu}  # layers.elu: nn.elu's values and derivatives, faster on CPU
 CONV_IMPLS = ("patches", "flax")
 
 
-def make_conv(impl: str, features: int, kernel_size, padding: str, name: str) -> nn.Module:
-    """``PatchConv`` (impl='patches') or ``nn.Conv`` (impl='flax'); same params either way."""
+def make_conv(impl: str, features: int, kernel_size, padding: str, name: str, bias_in_matmul: bool = False) -> nn.Module:
+    """``PatchConv`` (impl='patches') or ``nn.Conv`` (impl='flax'); same params either way.
+    ``bias_in_matmul`` is PatchConv's (ignored by ``nn.Conv``)."""
     if impl == "patches":
-        return PatchConv(features, kernel_size, padding=padding, name=name)
+        return PatchConv(features, kernel_size, padding=padding, name=name, bias_in_matmul=bias_in_matmul)
     if impl == "flax":
         return nn.Conv(features, kernel_size, padding=padding, name=name)
     raise ValueError(f"conv must be one of {CONV_IMPLS}, got {impl!r}")
@@ -89,7 +91,8 @@ class RBEConvNet(nn.Module):
         act = ACTIVATIONS[self.activation]
         h = jnp.asarray(x, jnp.float32)
         for i in range(self.num_layers):
-            h = make_conv(self.conv, self.features, (self.kernel_size,), self.padding, f"conv_{i}")(h)
+            # Bias inside the patches matmul: keeps the bias broadcast out of the ELU's fusion (XLA:CPU).
+            h = make_conv(self.conv, self.features, (self.kernel_size,), self.padding, f"conv_{i}", bias_in_matmul=True)(h)
             h = act(h)
             h = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{i}")(h)
         h = h.reshape(h.shape[0], -1)  # (N, L_out * features), length-major like Keras Flatten
