@@ -286,6 +286,10 @@ class Estimate(NamedTuple):
 # core does ~30 float32 FLOPs per element in a matmul in the time a memory-bound pass moves one
 # element (measured on this project's machine: benchmarks/, bench_ntk).
 MEMORY_PASS_COST = 16.0
+# Cost of a pass relative to the forward pass it follows (measured on the package's models,
+# XLA:CPU): a jvp tangent (x dW + dx W, elementwise derivatives shared with the primal), a
+# backward pass to the activations only, and one that also forms the parameter gradients.
+_TANGENT, _BACKWARD, _BACKWARD_PARAMS = 1.0, 1.5, 2.0
 
 
 def _layer_modes(layer: _Layer, n1: int, n2: int, same: bool, k: int) -> dict[str, tuple[float, float]]:
@@ -358,14 +362,14 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     out_pass = m * pairs * k * k  # writing (or adding into) the (n1, n2, K, K) result
     alone = _alone(n1, n2, same, k)
     est = {
-        # Per row of x1: a vjp of one example (K backward passes at ~2 forward passes each), then
-        # a jvp through x2 for each of the K vectors (~2 forward passes each, primal shared).
+        # Per row of x1: a vjp of one example (K backward passes), then a jvp through x2 for
+        # each of the K vectors (the primal computed once).
         # Memory: per row in flight, K parameter-space vectors and K tangents through x2 (the
         # bytes one forward pass touches stand for its activations).
-        "implicit": Estimate(n1 * fwd * (1 + 2 * k) * (1 + n2) + out_pass,
+        "implicit": Estimate(n1 * fwd * ((1 + _BACKWARD_PARAMS * k) + n2 * (1 + _TANGENT * k)) + out_pass,
                              (batch_size or n1) * k * (item * n_params + n2 * fwd_bytes) + item * pairs * k * k),
         # Per example a forward and K backward passes, the Jacobian written, then matmuls.
-        "jacobian": Estimate(nb * fwd * (1 + 2 * k) + m * nb * k * n_params + 2.0 * pairs * k * k * n_params
+        "jacobian": Estimate(nb * fwd * (1 + _BACKWARD_PARAMS * k) + m * nb * k * n_params + 2.0 * pairs * k * k * n_params
                              + out_pass * (1 + sum(math.prod(jnp.shape(a)) >= alone for a in leaves)),
                              item * (nb * k * n_params + pairs * k * k)),
     }
@@ -400,9 +404,9 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
             grad_width += layer.d_out
             cost += 2.0 * pairs * k * k * layer.d_out + m * nb * k * layer.d_out
     if layers:
-        cost += nb * fwd * (1 + k) + m * nb * side_elems
+        cost += nb * fwd * (1 + _BACKWARD * k) + m * nb * side_elems
     if fallback:
-        cost += nb * fwd * (1 + 2 * k) + m * nb * k * n_fallback + 2.0 * pairs * k * k * n_fallback
+        cost += nb * fwd * (1 + _BACKWARD_PARAMS * k) + m * nb * k * n_fallback + 2.0 * pairs * k * k * n_fallback
     chunk_elems = min(_CHUNK_ELEMENTS, budget // (8 * item))
     chunk = int(max(1, min(n1, chunk_elems // max(row_elems, 1))))
     mem = item * (nb * (side_elems + k * grad_width) + chunk * row_elems + pairs * k * k)
