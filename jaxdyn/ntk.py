@@ -272,6 +272,7 @@ class _Plan(NamedTuple):
     modes: tuple[str, ...]  # per layer: 'grad' (X^T G per example), 'gram' or 'gram2' (via X X'^T)
     fallback: tuple[int, ...]  # flat indices of parameter leaves left to per-example Jacobians
     chunk: int  # rows of x1 per contraction chunk
+    side_chunk: int  # at most this many examples per pass computing the factors
 
 
 class Estimate(NamedTuple):
@@ -339,9 +340,12 @@ def _memory_budget() -> int:
         return 4 << 30
 
 
-# Elements the intermediates of the structured contraction may hold per chunk of rows of x1
-# (and at most an eighth of the memory limit).
+# Elements the intermediates of the structured contraction may hold per chunk of rows of x1,
+# and those of the passes computing the factors per chunk of examples (each at most an eighth of
+# the memory limit): the patches and cotangents of a layer contracted through per-example
+# gradients are needed only until those are formed, so their memory need not grow with N.
 _CHUNK_ELEMENTS = 1 << 26
+_SIDE_CHUNK_ELEMENTS = 1 << 24
 
 
 def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_size: int | None,
@@ -387,7 +391,9 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     # One forward pass and K activation-only backward passes per example; patches and
     # cotangents written.
     cost = out_pass
-    side_elems = 0.0  # per example: stored patches, cotangents
+    side_elems = 0.0  # per example: patches and cotangents written
+    kept_elems = 0.0  # per example: those kept for the X X'^T contractions
+    transient = 0.0  # per example: what one pass computing the factors holds at its peak
     grad_width = n_fallback  # columns of the per-example gradients
     row_elems = n2 * k * k  # per row of x1: the output block
     modes = []
@@ -397,21 +403,30 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
         modes.append(mode)
         cost += options[mode][0]
         row_elems = max(row_elems, options[mode][1])
-        side_elems += layer.positions * (layer.d_in + k * layer.d_out)
+        elems = layer.positions * (layer.d_in + k * layer.d_out)
+        side_elems += elems
+        transient += elems + layer.positions * k * layer.d_out  # and a transposed copy of G
         if mode == "grad":
             grad_width += layer.d_in * layer.d_out
+        else:
+            kept_elems += elems
         if layer.bias:
             grad_width += layer.d_out
             cost += 2.0 * pairs * k * k * layer.d_out + m * nb * k * layer.d_out
     if layers:
         cost += nb * fwd * (1 + _BACKWARD * k) + m * nb * side_elems
+        # The backward pass through a layer holds K cotangents of its input (patches).
+        transient += max(k * layer.positions * layer.d_in for layer in layers)
     if fallback:
         cost += nb * fwd * (1 + _BACKWARD_PARAMS * k) + m * nb * k * n_fallback + 2.0 * pairs * k * k * n_fallback
+        transient += k * n_fallback
     chunk_elems = min(_CHUNK_ELEMENTS, budget // (8 * item))
     chunk = int(max(1, min(n1, chunk_elems // max(row_elems, 1))))
-    mem = item * (nb * (side_elems + k * grad_width) + chunk * row_elems + pairs * k * k)
+    side_chunk = int(max(1, min(max(n1, n2), min(_SIDE_CHUNK_ELEMENTS, budget // (8 * item)) // max(transient, 1))))
+    mem = item * (nb * (kept_elems + k * grad_width) + min(side_chunk, max(n1, n2)) * transient
+                  + chunk * row_elems + pairs * k * k)
     est["structured"] = Estimate(cost, mem)
-    return est, _Plan(layers, tuple(modes), fallback, chunk)
+    return est, _Plan(layers, tuple(modes), fallback, chunk, side_chunk)
 
 
 def choose_method(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, batch_size: int | None = 16,
@@ -489,7 +504,21 @@ def _per_example_jacobian(f: ApplyFn, params: PyTree, x: Array, leaf_idx: tuple[
 def _side(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: int, alone: float):
     """Per-example factors of one batch: per-example gradient blocks [(N, K, q)] (see
     :func:`_group`) and [(X (N, P, d_in), G (N, K, P, d_out))] of the layers contracted through
-    X X'^T."""
+    X X'^T; computed in chunks of at most ``plan.side_chunk`` examples."""
+    n = x.shape[0]
+    n_chunks = -(-n // plan.side_chunk)
+    if n_chunks == 1:
+        parts, grams = _side_block(f, params, x, plan, k)
+    else:
+        c = -(-n // n_chunks)
+        xs = jnp.pad(x, [(0, n_chunks * c - n)] + [(0, 0)] * (x.ndim - 1)).reshape((n_chunks, c) + x.shape[1:])
+        parts, grams = jax.lax.map(lambda xc: _side_block(f, params, xc, plan, k), xs)
+        parts, grams = jax.tree_util.tree_map(lambda a: a.reshape((n_chunks * c,) + a.shape[2:])[:n], (parts, grams))
+    return _group(parts, alone), grams
+
+
+def _side_block(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: int):
+    """:func:`_side` for one chunk of examples, the per-example gradients not yet grouped."""
     n = x.shape[0]
     parts, grams = [], []
     if plan.layers:
@@ -519,7 +548,7 @@ def _side(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: int, a
                 parts.append(gl.sum(2))
     if plan.fallback:
         parts.extend(_per_example_jacobian(f, params, x, plan.fallback))
-    return _group(parts, alone), grams
+    return parts, grams
 
 
 def _contract(side1, side2, modes: tuple[str, ...]) -> Array:

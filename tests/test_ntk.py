@@ -148,6 +148,9 @@ def test_normalised_response_is_twice_lr_theta_for_mse(computed):
         N.normalised_response(N.apply_fn(model), params, loss, {"x": x[:2], "y": jnp.zeros(2)}, x, 0.1)
 
 
+CHUNKING_LIMIT = 16_000  # bytes
+
+
 class _Mixed(nn.Module):
     """Strided nn.Conv, a LayerNorm (not dense-like), a Dense called twice (shared kernel), 3 outputs."""
 
@@ -174,8 +177,8 @@ def test_structured_float32_conv_shared_layer_fallback_and_chunks():
         return {
             "jacobian": N.ntk(f, params, x, x[:4], method="jacobian"),
             "structured": N.ntk(f, params, x, x[:4], method="structured"),
-            # A memory limit of a few kB forces the contraction into chunks of rows of x1.
-            "chunked": N.ntk(f, params, x, x[:4], method="structured", memory_limit=40_000),
+            # A memory limit of a few kB forces chunks of examples and of rows of x1 (see below).
+            "chunked": N.ntk(f, params, x, x[:4], method="structured", memory_limit=CHUNKING_LIMIT),
         }
 
     out = jax.tree_util.tree_map(np.asarray, run(params))
@@ -197,6 +200,10 @@ def test_structured_plan_covers_dense_like_layers_only():
     assert plan.layers[0].positions == 16 and plan.layers[0].d_in == 18  # 4x4 outputs of 3x3x2 patches
     paths = N._leaf_paths(params)
     assert sorted(paths[i] for i in plan.fallback) == [("LayerNorm_0", "bias"), ("LayerNorm_0", "scale")]
+    assert plan.chunk == plan.side_chunk == 2  # no chunks: all rows, all examples at once
+    x7 = jnp.zeros((7, 7, 7, 2))
+    _, small = N._analyse(N.apply_fn(model), params, x7, 4, False, 16, True, CHUNKING_LIMIT)
+    assert 1 < small.chunk < 7 and 7 % small.chunk and small.side_chunk < 4  # chunks with a remainder
 
 
 def test_bad_method_is_rejected():
