@@ -312,18 +312,36 @@ def _layer_modes(layer: _Layer, n1: int, n2: int, same: bool, k: int) -> dict[st
     }
 
 
-def _forward_cost(f: Callable, params: PyTree, x: Array) -> tuple[float, float]:
-    """XLA's (FLOPs, bytes accessed) of f on one example (HLO cost analysis; nothing compiled)."""
+def _largest_value(jaxpr) -> int:
+    """Elements of the largest value a jaxpr (and the jaxprs it calls) computes."""
+    size = 0
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            size = max(size, math.prod(getattr(v.aval, "shape", ())))
+        for p in eqn.params.values():
+            for sub in p if isinstance(p, (list, tuple)) else (p,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    size = max(size, _largest_value(inner))
+    return size
+
+
+def _forward_cost(f: Callable, params: PyTree, x: Array) -> tuple[float, float, float]:
+    """f on one example: XLA's FLOPs and bytes accessed (HLO cost analysis; nothing compiled),
+    and the bytes of its largest intermediate value."""
     one = jax.ShapeDtypeStruct((1,) + tuple(x.shape[1:]), x.dtype)
     n_params = sum(math.prod(jnp.shape(a)) for a in jax.tree_util.tree_leaves(params))
+    item = jnp.dtype(x.dtype).itemsize if jnp.issubdtype(x.dtype, jnp.floating) else 4
     try:
-        cost = jax.jit(lambda p, xx: f(p, xx)).lower(_abstract(params), one).cost_analysis()
+        fn = jax.jit(lambda p, xx: f(p, xx))
+        cost = fn.lower(_abstract(params), one).cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         flops, nbytes = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+        largest = item * _largest_value(jax.make_jaxpr(fn)(_abstract(params), one).jaxpr)
     except Exception:  # noqa: BLE001 -- an estimate only: f may close over tracers of an outer trace
-        flops, nbytes = 0.0, 0.0
-    item = jnp.dtype(x.dtype).itemsize
-    return (flops if flops > 0 else 2.0 * n_params), (nbytes if nbytes > 0 else item * n_params)
+        flops, nbytes, largest = 0.0, 0.0, 0.0
+    return (flops if flops > 0 else 2.0 * n_params), (nbytes if nbytes > 0 else item * n_params), \
+        (largest if largest > 0 else item * math.prod(x.shape[1:]))
 
 
 def _memory_budget() -> int:
@@ -358,7 +376,7 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     item = jnp.dtype(out.dtype).itemsize
     leaves = jax.tree_util.tree_leaves(params)
     n_params = sum(math.prod(jnp.shape(a)) for a in leaves)
-    fwd, fwd_bytes = _forward_cost(f, params, x1)
+    fwd, fwd_bytes, largest = _forward_cost(f, params, x1)
     m = MEMORY_PASS_COST
     fwd = fwd + m * fwd_bytes / item  # one forward pass of one example, memory traffic included
     nb = n1 + (0 if same else n2)
@@ -368,14 +386,15 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     est = {
         # Per row of x1: a vjp of one example (K backward passes), then a jvp through x2 for
         # each of the K vectors (the primal computed once).
-        # Memory: per row in flight, K parameter-space vectors and K tangents through x2 (the
-        # bytes one forward pass touches stand for its activations).
+        # Memory: per row in flight, K parameter-space vectors and K tangents through x2 (a jvp
+        # keeps no residuals: a few values of the size of the largest).
         "implicit": Estimate(n1 * fwd * ((1 + _BACKWARD_PARAMS * k) + n2 * (1 + _TANGENT * k)) + out_pass,
-                             (batch_size or n1) * k * (item * n_params + n2 * fwd_bytes) + item * pairs * k * k),
+                             (batch_size or n1) * k * (item * n_params + 2 * n2 * largest) + item * pairs * k * k),
         # Per example a forward and K backward passes, the Jacobian written, then matmuls.
+        # Memory: the Jacobians, the result, K cotangents per example in flight.
         "jacobian": Estimate(nb * fwd * (1 + _BACKWARD_PARAMS * k) + m * nb * k * n_params + 2.0 * pairs * k * k * n_params
                              + out_pass * (1 + sum(math.prod(jnp.shape(a)) >= alone for a in leaves)),
-                             item * (nb * k * n_params + pairs * k * k)),
+                             item * (nb * k * n_params + pairs * k * k) + 2 * nb * k * largest),
     }
     if not structured:
         return est, None
