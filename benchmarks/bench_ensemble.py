@@ -1,59 +1,85 @@
 #!/usr/bin/env python
-"""Seed-ensemble training throughput: jaxdyn's engine vs a Python loop over seeds.
+"""Seed-ensemble training throughput: jaxdyn's engine vs a Python loop over seeds vs torch.func.
 
-    python benchmarks/bench_ensemble.py [--seeds 1,16,256,1024] [--models rbe,linear,vgg]
-                                        [--batches 1,32] [--steps N] [--repeats R]
-                                        [--out benchmarks/out]
+    python benchmarks/bench_ensemble.py [--seeds 1,16,256,1024,4096] [--models rbe,linear,vgg]
+                                        [--batches 1,32] [--vgg-seeds 1,16,256] [--vgg-batches 1,8]
+                                        [--methods engine,loopstep,loopscan,torch,rec]
+                                        [--steps N] [--repeats R] [--torch-threads K] [--out benchmarks/out]
 
-Methods, all on the same seeds, the same per-member PRNG streams and the same tasks, in one
-process:
+Issue 7, benchmark 1. Methods, all on the same seeds and the same tasks, in one process:
 
 * ``engine/patches``: ``jaxdyn.engine.train`` with the model as it ships (RBE and VGG use
   ``conv='patches'``, i.e. PatchConv: patches + one matmul); vmap over members, scan over
   steps, one jit call per chunk.
 * ``engine/flax``: the same engine with ``conv='flax'`` (``nn.Conv``; under vmap over
   parameters it becomes a grouped ``lax.conv``).
-* ``loop/flax``: the obvious alternative, a Python loop over seeds calling one jitted
-  single-member function that runs all steps in a ``lax.scan`` (jit once, one call per seed),
-  with ``nn.Conv``.
-* ``loop/patches``: the same loop with PatchConv.
-Not run by default (``--methods engine,loop,rec`` is the default; add ``vmap``/``map``):
+* ``loop-step/<conv>``: the baseline the issue names, "a Python loop over seeds of a jitted
+  single-seed step": for each seed, for each step, one call of a jitted single-member SGD step
+  (``params, opt_state = step(params, opt_state, data, key, s)``; jit once).
+* ``loop-scan/<conv>``: a stronger loop: a Python loop over seeds calling one jitted
+  single-member function that runs all T steps in a ``lax.scan`` (jit once, one call per seed).
+  (Called ``loop/<conv>`` in earlier runs; ``--methods loop`` still selects it.)
+* ``torch.func``: the same ensemble in PyTorch (CPU build, the ``bench`` extra), the way
+  torch.func does ensembles: ``stack_module_state`` of the members' modules, the per-member
+  loss gradient ``grad(functional_call(...))`` vmapped over the members
+  (``randomness='different'``), an SGD update on the stacked parameters (``_foreach_add_``).
+  Same architectures (RBE: 3 ``Conv1d`` of 8 filters, kernel 3, ELU, VALID, dense to 1,
+  sigmoid, clipped BCE; deep linear; small VGG), the same initial parameters (the JAX
+  members' flax init, copied), the same learning rate and batch; each step draws every
+  member's batch from torch's generator, from the same distributions as the JAX task (not the
+  same bits). torch runs eagerly with ``--torch-threads`` intra-op threads (default: the usable
+  cores; reported). Before timing, one SGD step of torch.func and of the engine from the same
+  parameters on the same fixed batch are compared (printed and in the report). If torch is
+  not installed, its column says so.
+Not run by default (add ``vmap``/``map`` to ``--methods``):
 
 * ``vmap/patches`` (diagnostic): ``jit(vmap(the loop's single-member scan))`` over all seeds,
   without the engine's machinery (records, divergence flags, chunks, donation, state copies):
   engine / vmap isolates what the engine adds on top of vmapping itself.
-* ``map16/patches`` (diagnostic, ``--methods ...,map``): ``jit(lax.map(the single-member scan,
-  batch_size=16))``: blocks of 16 members vmapped, the blocks run one after the other.
+* ``map16/patches`` (diagnostic): ``jit(lax.map(the single-member scan, batch_size=16))``:
+  blocks of 16 members vmapped, the blocks run one after the other.
 Run by default at ``--rec-seeds`` (256):
 
 * ``engine+rec10/patches`` (RBE only): the engine recording the batch loss every 10
   steps, to show what in-scan records cost.
 
+The engine and the loops use the same per-member PRNG streams, so they train exactly the same
+members (checked: max |parameter difference| after 20 steps, printed).
+
 Throughput is seed-steps per second of warm (already compiled) runs, the median of
 ``--repeats`` repeats. The repeats of all methods of one row (model, batch, seed count) are
 interleaved round-robin, one method running at a time, so that load from other processes on a
-shared machine affects all methods alike. Engine: ``train`` is called once with ``(repeats + 1) * T`` steps and
-``chunk_steps=T`` (in a worker thread whose ``on_chunk`` waits for its turn); each chunk is one
-jit call of T steps for all members, timed from the return of one ``on_chunk`` to the next call
-(it includes the engine's fetch of the records and its host copy of the state for ``on_chunk``). The first chunk carries the compilation
-(init + chunk), reported separately as "compile+first". Loop: the jitted per-seed function is
-compiled by a first call, then the loop over the timed seeds is timed end to end (dispatch is
-async, one block at the end). With more seeds than ``--loop-subset`` the loop is timed on the
-first ``--loop-subset`` seeds and scaled per seed (its cost is linear in the number of seeds:
-every seed is an independent call of the same compiled function). Because dispatch is async,
-several of these calls can run at once on different cores; the "cores busy" column (process CPU
-time / wall time during the warm repeats) shows how many cores each method kept busy.
+shared machine affects all methods alike. Engine: ``train`` is called once with
+``(repeats + 2) * T`` steps and ``chunk_steps=T`` (in a worker thread whose ``on_chunk`` waits
+for its turn); each chunk is one jit call of T steps for all members, timed from the return of
+one ``on_chunk`` to the next call (it includes the engine's fetch of the records and its host
+copy of the state for ``on_chunk``). The first chunk carries the compilation (init + chunk),
+reported separately as "compile s": the first call's time minus the warm time of the same
+work (for every method). Loops: the jitted function is compiled by a first
+call, then the loop over the timed seeds is timed end to end (dispatch is async, one block at
+the end). With more seeds than ``--loop-subset`` a loop is timed on the first
+``--loop-subset`` seeds and scaled per seed (its cost is linear in the number of seeds: every
+seed runs the same compiled function independently). torch.func: T eager steps per repeat
+after one warm-up step. The "cores busy" column (process CPU time / wall time during the warm
+repeats) shows how many cores each method kept busy.
 
-The steps per jit call (T) are chosen per row so a warm repeat takes about ``--target``
-seconds (a method is restarted with a new T when its first warm repeat falls outside 0.1-3 s);
+The steps per call (T) are chosen per row so a warm repeat takes about ``--target`` seconds (a
+method is restarted with a new T when its first warm repeat falls outside 0.1-3 s);
 ``--steps`` fixes T instead. Initialisation is excluded from every warm time.
 
+Memory, per method and row: "state" = bytes of the parameters, optimizer state and per-member
+data the method keeps between steps (from array sizes; one member for the loops), and "peak
+RSS added" = after the timed repeats one more, untimed repeat is run between a reset of the
+kernel's peak-RSS mark (glibc ``malloc_trim``, ``/proc/self/clear_refs``) and a read of
+``VmHWM``: the memory the steps need at their peak beyond what was resident before (a lower
+bound: pages the allocator already held are not counted again).
+
 Also measured: the machine's float32 matmul rate (2048^3, best of 20, at the start and at the
-end of the run; the better of the two is used) as its peak FLOP/s, and
-for each row the FLOPs of one training step from XLA's cost analysis
-(``jit(step).lower(...).compile().cost_analysis()['flops']``; vmapped over the members for the
-engine, one member for the loop), giving achieved FLOP/s and its fraction of that peak. The
-vmapped count is taken at 16 members and used per seed at every seed count.
+end of the run; the better of the two is used) as its peak FLOP/s, and for each row the FLOPs
+of one training step from XLA's cost analysis
+(``jit(step).lower(...).compile().cost_analysis()['flops']``; vmapped over 16 members and
+counted per member for the engine and for torch.func, which does the same arithmetic; one
+unvmapped member for the loops), giving achieved FLOP/s and its fraction of that peak.
 """
 
 from __future__ import annotations
@@ -373,7 +399,7 @@ def engine_runner(problem, conv, batch, seeds, num_steps, repeats, info, record_
             if kind == "chunk":
                 chunks += 1
                 if chunks == 1:  # compile (init + chunk) and the first chunk
-                    info["first_s"] = value[0]
+                    info["first_s"], info["first_seed_steps"] = value[0], seeds * num_steps
                     to_engine.put("go")
                     continue
                 yield value
@@ -407,7 +433,7 @@ def loop_scan_runner(problem, conv, batch, seeds, num_steps, repeats, info, subs
     run = make_run(num_steps)
     t0 = time.perf_counter()
     jax.block_until_ready(run(*states[0], keys[0]))  # compile + one member
-    info["first_s"] = time.perf_counter() - t0
+    info["first_s"], info["first_seed_steps"] = time.perf_counter() - t0, num_steps
     for _ in range(repeats):
         t0 = clock()
         outs = [run(*states[i], keys[i]) for i in range(n)]
@@ -431,7 +457,7 @@ def loop_step_runner(problem, conv, batch, seeds, num_steps, repeats, info, subs
     jstep = jax.jit(step)
     t0 = time.perf_counter()
     jax.block_until_ready(jstep(*states[0], keys[0], 0))  # compile + one step
-    info["first_s"] = time.perf_counter() - t0
+    info["first_s"], info["first_seed_steps"] = time.perf_counter() - t0, 1
     for _ in range(repeats):
         t0 = clock()
         outs = []
@@ -458,7 +484,7 @@ def vmap_runner(problem, conv, batch, seeds, num_steps, repeats, info):
     jax.block_until_ready(states)
     t0 = time.perf_counter()
     jax.block_until_ready(run(*states, keys))
-    info["first_s"] = time.perf_counter() - t0
+    info["first_s"], info["first_seed_steps"] = time.perf_counter() - t0, seeds * num_steps
     for _ in range(repeats):
         t0 = clock()
         out = run(*states, keys)
@@ -479,7 +505,7 @@ def map_runner(problem, conv, batch, seeds, num_steps, repeats, info, block):
     jax.block_until_ready(states)
     t0 = time.perf_counter()
     jax.block_until_ready(run(*states, keys))
-    info["first_s"] = time.perf_counter() - t0
+    info["first_s"], info["first_seed_steps"] = time.perf_counter() - t0, seeds * num_steps
     for _ in range(repeats):
         t0 = clock()
         out = run(*states, keys)
@@ -503,7 +529,8 @@ def torch_module(threads: int | None = None):
             import torch
             import torch.func  # noqa: F401
 
-            torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+            _TORCH["threads"] = threads or len(os.sched_getaffinity(0))
+            torch.set_num_threads(_TORCH["threads"])
             _TORCH["mod"] = torch
         except ImportError as e:
             _TORCH["mod"], _TORCH["missing"] = None, f"torch not installed ({e}); pip install -e '.[bench]'"
@@ -706,10 +733,14 @@ class TorchEnsemble:
         return {k: v.numpy().copy() for k, v in self.params.items()}
 
 
-def torch_runner(problem, batch, seeds, num_steps, repeats, info):
+def torch_runner(problem, batch, seeds, num_steps, repeats, info, threads=None):
     """The torch.func ensemble of all seeds, num_steps eager steps per repeat; the initial
-    parameters (and RBE/linear strings x_o) are the JAX members' of the same seeds."""
+    parameters (and RBE/linear strings x_o) are the JAX members' of the same seeds. With
+    ``threads``, torch's intra-op threads are set to it before every repeat (other torch
+    methods of the row may use other counts)."""
     torch = torch_module()
+    threads = threads or _TORCH["threads"]
+    torch.set_num_threads(threads)
     conv0 = problem.convs[0]
     _, _, _, init_one, _, _ = member_fns(problem, conv0, batch)
     keys, _ = member_keys(list(range(seeds)))
@@ -722,8 +753,9 @@ def torch_runner(problem, batch, seeds, num_steps, repeats, info):
     info["torch_threads"] = torch.get_num_threads()
     t0 = time.perf_counter()
     ens.step()  # first call: vmap/functorch tracing caches, allocator warm-up
-    info["first_s"] = time.perf_counter() - t0
+    info["first_s"], info["first_seed_steps"] = time.perf_counter() - t0, seeds
     for _ in range(repeats):
+        torch.set_num_threads(threads)
         t0 = clock()
         for _ in range(num_steps):
             ens.step()
@@ -826,7 +858,7 @@ def calibrated(method: Method, problem, batch, seeds, args, rates, info):
         elif method.kind == "loop-step":
             gen = loop_step_runner(problem, method.conv, batch, seeds, T, n, info, args.loop_subset)
         elif method.kind == "torch.func":
-            gen = torch_runner(problem, batch, seeds, T, n, info)
+            gen = torch_runner(problem, batch, seeds, T, n, info, int(method.conv[:-7]) if method.conv else None)
         elif method.kind == "vmap":
             gen = vmap_runner(problem, method.conv, batch, seeds, T, n, info)
         elif method.kind.startswith("map"):
@@ -885,7 +917,9 @@ def measure_row(methods, problem, batch, seeds, args, rates):
             model=problem.name, batch=batch, kind=m.kind, conv=m.conv, seeds=seeds, warm_s=times[m],
             warm_median_s=med, warm_min_s=min(times[m]), seed_steps_per_s=rate,
             seed_steps_per_s_best=info["seeds_timed"] * info["steps_per_call"] / min(times[m]),
-            compile_s=info["first_s"] - med, cores_busy=statistics.median(cpu), loadavg_1min=[load_before[0], load_after[0]], max_rss_mib=rss_mib(),
+            # compile+first minus the warm time of the same work: the one-time cost
+            compile_s=info["first_s"] - info.get("first_seed_steps", info["seeds_timed"] * info["steps_per_call"]) * med
+            / (info["seeds_timed"] * info["steps_per_call"]), cores_busy=statistics.median(cpu), loadavg_1min=[load_before[0], load_after[0]], max_rss_mib=rss_mib(),
             **{k: v for k, v in info.items()},
         ))
     return rows
@@ -967,7 +1001,8 @@ def machine_info(with_torch: bool = False):
             info["torch"] = torch_missing()
         else:
             info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                        torch_interop_threads=torch.get_num_interop_threads())
+                        torch_interop_threads=torch.get_num_interop_threads(),
+                        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "(unset)"))
     return info
 
 
@@ -1016,8 +1051,9 @@ def render(report) -> str:
                  f"backend {m['backend']}, devices {m['devices']}" + (f", XLA_FLAGS={m['xla_flags']!r}" if m.get("xla_flags") else "") + ".")
     if "torch" in m:
         if "torch_threads" in m:
-            lines.append(f"PyTorch {m['torch']} (CPU), {m['torch_threads']} intra-op threads (= usable cores), "
-                         f"{m['torch_interop_threads']} inter-op threads.")
+            lines.append(f"PyTorch {m['torch']} (CPU), intra-op threads {report['args']['torch_threads']!r} "
+                         f"('0' = the usable cores: {m['usable_cores']}; per torch row in the details), "
+                         f"{m['torch_interop_threads']} inter-op threads, OMP_WAIT_POLICY={m.get('omp_wait_policy')}.")
         else:
             lines.append(f"PyTorch: {m['torch']}.")
     for label, p in pk.items():
@@ -1136,7 +1172,7 @@ def render(report) -> str:
     lines.append("### Details")
     lines.append("")
     head = ["model", "batch", "method", "seeds", "seeds timed", "steps/call", "warm s (median)", "warm s (all)",
-            "seed-steps/s", "best seed-steps/s", "compile+first s", "cores busy", "load 1-min", "GFLOP/step/seed", "GFLOP/s",
+            "seed-steps/s", "best seed-steps/s", "compile s", "cores busy", "load 1-min", "GFLOP/step/seed", "GFLOP/s",
             "% of peak", "state MiB", "repeat peak +RSS MiB", "max RSS so far MiB"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
@@ -1185,8 +1221,13 @@ def main(argv=None):
                          "loopscan or loop (loop-scan/<conv>: loop over seeds of a jitted T-step scan), torch (torch.func ensemble), "
                          "vmap and map (diagnostics), rec (engine+rec10)")
     ap.add_argument("--map-batch", type=int, default=16, help="members per block of the diagnostic map method")
-    ap.add_argument("--torch-threads", type=int, default=0,
-                    help="torch intra-op threads (default 0: the number of usable cores)")
+    ap.add_argument("--omp-wait-policy", default="PASSIVE",
+                    help="OMP_WAIT_POLICY for torch's OpenMP threads when the environment does not set it ('' to leave "
+                         "it unset). PASSIVE: idle threads sleep instead of spinning, which on a machine with few cores "
+                         "would take them from the working thread and from the JAX methods timed in the same process")
+    ap.add_argument("--torch-threads", default="0",
+                    help="torch intra-op threads (0: the number of usable cores, the default); a comma list, e.g. "
+                         "'2,1', runs one torch.func method per count (labelled torch.func/<k>threads)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     args = ap.parse_args(argv)
     if args.repeats < 1:
@@ -1201,7 +1242,10 @@ def main(argv=None):
     if "loop" in wanted:
         wanted = (wanted - {"loop"}) | {"loopscan"}
     if "torch" in wanted:
-        torch_module(args.torch_threads or None)  # before anything else imports it: sets its threads
+        if args.omp_wait_policy and "OMP_WAIT_POLICY" not in os.environ:
+            os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # read when torch's OpenMP runtime loads
+        torch_threads = [int(t) or len(os.sched_getaffinity(0)) for t in args.torch_threads.split(",")]
+        torch_module(torch_threads[0])  # before anything else imports it: sets its threads
     report: dict[str, Any] = dict(
         args=vars(args), argv=sys.argv, machine=machine_info(with_torch="torch" in wanted), rows=[], sanity={}, torch_check={},
         problems={k: p.describe for k, p in PROBLEMS.items()}, loadavg_start=os.getloadavg(),
@@ -1256,7 +1300,8 @@ def main(argv=None):
                 if "loopscan" in wanted:
                     methods += [Method("loop-scan", c) for c in reversed(problem.convs)]
                 if torch_ok:
-                    methods.append(Method("torch.func", None))
+                    methods += ([Method("torch.func", None)] if len(torch_threads) == 1
+                                else [Method("torch.func", f"{k}threads") for k in torch_threads])
                 if "vmap" in wanted:
                     methods.append(Method("vmap", problem.convs[0]))
                 if "map" in wanted:
@@ -1274,7 +1319,7 @@ def main(argv=None):
                     report["rows"].append(row)
                     print(f"[{name} B={batch}] {method_label(row):>20} seeds={seeds:>5} T={row['steps_per_call']:>7} "
                           f"warm={row['warm_median_s']:.3f}s rate={row['seed_steps_per_s']:,.0f}/s "
-                          f"compile+first={row['compile_s']:.2f}s retried={len(row['retried'])} "
+                          f"compile={row['compile_s']:.2f}s retried={len(row['retried'])} "
                           f"load={row['loadavg_1min'][0]:.1f} ({time.perf_counter() - t_start:.0f}s)", flush=True)
                 if "torch" in wanted and not torch_ok:
                     report["rows"].append(dict(model=name, batch=batch, kind="torch.func", conv=None, seeds=seeds,
