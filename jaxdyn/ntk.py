@@ -17,8 +17,10 @@ Everything here takes an ``apply_fn(params, x) -> (N,) or (N, K)``; build one fo
 with :func:`apply_fn`, which also lets :func:`ntk` see the model's layers. Three ways to compute
 the NTK (``method=``), all jitted once per shape:
 
-* ``'jacobian'``: per-example Jacobians (``vmap`` of ``jacrev`` over examples), flattened and
-  contracted in one matmul. Memory (N1 + N2) K P for P parameters.
+* ``'jacobian'``: per-example Jacobians (``vmap`` of ``jacrev`` over examples; ``jacrev`` of
+  the whole batch would run each backward pass through all N examples), contracted with
+  matmuls: narrow leaves concatenated into one, wide ones each alone. Memory (N1 + N2) K P for
+  P parameters.
 * ``'structured'`` (flax models from :func:`apply_fn` only): every parameter that enters through
   a dense-like contraction y = X @ W + b (``nn.Dense``, ``nn.Conv``, :class:`PatchConv`) has
   d y_p / d W = X_p, so its share of the NTK needs only the layer's inputs X (positions x d_in,
@@ -34,19 +36,22 @@ the NTK (``method=``), all jitted once per shape:
   "structured derivatives" exploit. G comes from one vjp per output unit with respect to zero
   perturbations added to every layer output (``flax.linen.intercept_methods``); parameters of
   any other kind (a norm's scale, a custom layer) fall back to per-example Jacobians, leaf by
-  leaf. The model must treat examples independently (no batch statistics).
+  leaf. The factors are computed in chunks of examples and the contraction in chunks of rows
+  of x1, both sized to a memory limit, so the patches of a convolution are never held for all
+  N examples at once. The model must treat examples independently (no batch statistics).
 * ``'implicit'``: vjp then jvp, one parameter-space vector per output row of x1 at a time, in
   chunks of ``batch_size`` rows; the Jacobian of x2 is never formed. Least memory, most FLOPs
   (a forward pass through x2 per row of x1).
 
-``method='auto'`` (the default) picks among them from FLOP and memory estimates computed from
-the shapes (XLA's cost analysis of one forward pass, the layer sizes), never by timing.
+``method='auto'`` (the default) picks among them from cost and memory estimates computed from
+the shapes (XLA's cost analysis of one forward pass, its largest intermediate, the layer sizes),
+never by timing: :func:`ntk_estimates` shows them, :func:`choose_method` the choice. Sums of
+products accumulate in at least float32.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 from typing import Any, Callable, Mapping, NamedTuple
@@ -493,12 +498,17 @@ def _group(parts: list[Array], alone: float) -> list[Array]:
     return big + ([jnp.concatenate(small, axis=-1)] if len(small) > 1 else small)
 
 
+def _acc(a: Array):
+    # Sums of products accumulate in at least float32 (bfloat16 / float16 models).
+    return jnp.promote_types(a.dtype, jnp.float32)
+
+
 def _gram(j1: list[Array], j2: list[Array]) -> Array | None:
     """sum over blocks of J1 J2^T: (n1, K, q) x (n2, K, q) -> (n1, K, n2, K), a matmul's natural
     layout (the result is transposed once, at the end)."""
     out = None
     for a, b in zip(j1, j2):
-        term = jnp.einsum("iaq,jbq->iajb", a, b)
+        term = jnp.einsum("iaq,jbq->iajb", a, b, preferred_element_type=_acc(a))
         out = term if out is None else out + term
     return out
 
@@ -560,7 +570,7 @@ def _side_block(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: 
             gl = jnp.concatenate([gs[key].reshape(k, n, -1, layer.d_out) for key in layer.keys], axis=2)
             gl = jnp.moveaxis(gl, 0, 1)  # (N, K, P, d_out)
             if mode == "grad":
-                parts.append(jnp.einsum("npc,nkpd->nkcd", xl, gl).reshape(n, k, -1))
+                parts.append(jnp.einsum("npc,nkpd->nkcd", xl, gl, preferred_element_type=_acc(xl)).reshape(n, k, -1))
             else:
                 grams.append((xl, gl))
             if layer.bias:
@@ -577,16 +587,16 @@ def _contract(side1, side2, modes: tuple[str, ...]) -> Array:
     out = _gram(j1, j2)
     for (x1, g1), (x2, g2), mode in zip(grams1, grams2, modes):
         if x1.shape[1] == 1:  # one position (a dense layer): (X X'^T) times (G_a G'_b^T)
-            xx = x1[:, 0] @ x2[:, 0].T
-            term = jnp.einsum("iad,jbd->iajb", g1[:, :, 0], g2[:, :, 0]) * xx[:, None, :, None]
+            xx = jnp.einsum("ic,jc->ij", x1[:, 0], x2[:, 0], preferred_element_type=_acc(x1))
+            term = jnp.einsum("iad,jbd->iajb", g1[:, :, 0], g2[:, :, 0], preferred_element_type=_acc(g1)) * xx[:, None, :, None]
         elif mode == "gram":
-            xx = jnp.einsum("ipc,jqc->ijpq", x1, x2)
-            t = jnp.einsum("ijpq,iapd->iajqd", xx, g1)
-            term = jnp.einsum("iajqd,jbqd->iajb", t, g2)
+            xx = jnp.einsum("ipc,jqc->ijpq", x1, x2, preferred_element_type=_acc(x1))
+            t = jnp.einsum("ijpq,iapd->iajqd", xx, g1, preferred_element_type=_acc(xx))
+            term = jnp.einsum("iajqd,jbqd->iajb", t, g2, preferred_element_type=_acc(t))
         else:
-            xx = jnp.einsum("ipc,jqc->ijpq", x1, x2)
-            gg = jnp.einsum("iapd,jbqd->iajbpq", g1, g2)
-            term = jnp.einsum("ijpq,iajbpq->iajb", xx, gg)
+            xx = jnp.einsum("ipc,jqc->ijpq", x1, x2, preferred_element_type=_acc(x1))
+            gg = jnp.einsum("iapd,jbqd->iajbpq", g1, g2, preferred_element_type=_acc(g1))
+            term = jnp.einsum("ijpq,iajbpq->iajb", xx, gg, preferred_element_type=_acc(xx))
         out = term if out is None else out + term
     return out
 
