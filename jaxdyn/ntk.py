@@ -679,7 +679,11 @@ _ntk_jit = jax.jit(_ntk, static_argnames=("f", "method", "batch_size", "memory_l
 
 def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, method: str = "auto",
         batch_size: int | None = 16, memory_limit: int | None = None) -> Array:
-    """The empirical NTK between two batches of inputs (jitted once per shapes and ``f``).
+    """The empirical NTK between two batches of inputs.
+
+    Jitted once per shapes and ``f``: ``f`` keys the compilation cache by hash and equality, so
+    :func:`apply_fn` of the same model hits it again, while a new lambda compiles anew (an
+    unhashable ``f`` is traced without the cache). Works under ``jit`` and ``vmap``.
 
     Args:
         f: ``f(params, x) -> (N,)`` or ``(N, K)``; :func:`apply_fn` of a flax model for
