@@ -1,5 +1,6 @@
-"""jaxdyn.models.layers.elu and PatchConv(bias_in_matmul=True): the same function and
-derivatives as the plain forms they replace for speed (fast: a few small compilations)."""
+"""jaxdyn.models.layers.elu and PatchConv(bias_in_matmul=True, weight_grad_by_columns=True): the
+same function and derivatives as the plain forms they replace for speed (fast: a few small
+compilations)."""
 
 import flax.linen as nn
 import jax
@@ -41,10 +42,35 @@ def test_patchconv_bias_in_matmul_same_params_and_function():
         jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), g_fold, g_plain)
 
 
-def test_rbe_net_matches_flax_elu_and_bias_after_conv(monkeypatch):
-    """The shipped RBE net (layers.elu, bias in the matmul) vs the same net with nn.elu and the
-    bias added after the matmul: outputs and gradients agree to float32 rounding, vmapped over
-    members as the engine runs it."""
+def test_patchconv_weight_grad_by_columns_same_derivatives():
+    """Forward bitwise equal; reverse- and forward-mode derivatives (in x and in the params) and a
+    second derivative agree with the plain PatchConv, vmapped over members, 1-D and 2-D, with and
+    without the bias in the matmul."""
+    for ks, shape, padding, fold in (((3,), (3, 2, 11, 2), "VALID", True), ((3, 3), (3, 2, 6, 5, 2), "SAME", False)):
+        x = jax.random.normal(jax.random.PRNGKey(4), shape)  # (members, N, *spatial, C)
+        plain = PatchConv(4, ks, padding=padding, bias_in_matmul=fold)
+        cols = PatchConv(4, ks, padding=padding, bias_in_matmul=fold, weight_grad_by_columns=True)
+        v = jax.vmap(plain.init)(jax.random.split(KEY, shape[0]), x)
+        v = jax.tree_util.tree_map(lambda p: p + 0.1, v)
+        np.testing.assert_array_equal(jax.vmap(cols.apply)(v, x), jax.vmap(plain.apply)(v, x))
+
+        def loss(m):
+            return lambda v, x: jnp.sum(jnp.tanh(m.apply(v, x)) ** 2)
+
+        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # noqa: E731
+        jax.tree_util.tree_map(close, jax.vmap(jax.grad(loss(cols), argnums=(0, 1)))(v, x),
+                               jax.vmap(jax.grad(loss(plain), argnums=(0, 1)))(v, x))
+        tv = jax.tree_util.tree_map(lambda p: jnp.cos(p), v)  # a tangent direction
+        jvp = lambda m: jax.vmap(lambda v, x, t: jax.jvp(lambda w: m.apply(w, x), (v,), (t,))[1])(v, x, tv)  # noqa: E731
+        close(jvp(cols), jvp(plain))
+        hvp = lambda m: jax.vmap(lambda v, x, t: jax.jvp(jax.grad(loss(m)), (v, x), (t, jnp.sin(x)))[1])(v, x, tv)  # noqa: E731
+        jax.tree_util.tree_map(close, hvp(cols), hvp(plain))
+
+
+def test_rbe_net_matches_flax_elu_and_plain_patchconv(monkeypatch):
+    """The shipped RBE net (layers.elu, PatchConv with bias in the matmul and the weight gradient
+    by columns) vs the same net with nn.elu and a plain PatchConv: outputs and gradients agree to
+    float32 rounding, vmapped over members as the engine runs it."""
     model = RBEConvNet(conv="patches")
     x = jax.random.bernoulli(jax.random.PRNGKey(3), 0.5, (4, 5, 16)).astype(jnp.float32)  # 4 members x 5 points
     params = jax.vmap(lambda k, xx: model.init(k, xx)["params"])(jax.random.split(KEY, 4), x)
@@ -56,7 +82,7 @@ def test_rbe_net_matches_flax_elu_and_bias_after_conv(monkeypatch):
     out, grads = jax.vmap(jax.value_and_grad(loss(model)))(params, x)
     monkeypatch.setitem(rbe_conv.ACTIVATIONS, "elu", nn.elu)
     real = rbe_conv.make_conv
-    monkeypatch.setattr(rbe_conv, "make_conv", lambda *a, bias_in_matmul=False: real(*a))
+    monkeypatch.setattr(rbe_conv, "make_conv", lambda *a, **patch_options: real(*a))
     ref_out, ref_grads = jax.vmap(jax.value_and_grad(loss(RBEConvNet(conv="patches"))))(params, x)
     np.testing.assert_allclose(out, ref_out, rtol=1e-6, atol=1e-7)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, ref_grads)

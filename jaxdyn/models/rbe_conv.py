@@ -29,11 +29,11 @@ ACTIVATIONS = {"elu": elu, "relu": nn.relu}  # layers.elu: nn.elu's values and d
 CONV_IMPLS = ("patches", "flax")
 
 
-def make_conv(impl: str, features: int, kernel_size, padding: str, name: str, bias_in_matmul: bool = False) -> nn.Module:
+def make_conv(impl: str, features: int, kernel_size, padding: str, name: str, **patch_options) -> nn.Module:
     """``PatchConv`` (impl='patches') or ``nn.Conv`` (impl='flax'); same params either way.
-    ``bias_in_matmul`` is PatchConv's (ignored by ``nn.Conv``)."""
+    ``patch_options`` (``bias_in_matmul``, ``weight_grad_by_columns``) go to PatchConv only."""
     if impl == "patches":
-        return PatchConv(features, kernel_size, padding=padding, name=name, bias_in_matmul=bias_in_matmul)
+        return PatchConv(features, kernel_size, padding=padding, name=name, **patch_options)
     if impl == "flax":
         return nn.Conv(features, kernel_size, padding=padding, name=name)
     raise ValueError(f"conv must be one of {CONV_IMPLS}, got {impl!r}")
@@ -91,8 +91,9 @@ class RBEConvNet(nn.Module):
         act = ACTIVATIONS[self.activation]
         h = jnp.asarray(x, jnp.float32)
         for i in range(self.num_layers):
-            # Bias inside the patches matmul: keeps the bias broadcast out of the ELU's fusion (XLA:CPU).
-            h = make_conv(self.conv, self.features, (self.kernel_size,), self.padding, f"conv_{i}", bias_in_matmul=True)(h)
+            # Ensembles of this small net on CPU: see PatchConv's bias_in_matmul and weight_grad_by_columns.
+            h = make_conv(self.conv, self.features, (self.kernel_size,), self.padding, f"conv_{i}",
+                          bias_in_matmul=True, weight_grad_by_columns=True)(h)
             h = act(h)
             h = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{i}")(h)
         h = h.reshape(h.shape[0], -1)  # (N, L_out * features), length-major like Keras Flatten
