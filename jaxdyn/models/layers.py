@@ -153,8 +153,8 @@ class PatchConv(nn.Module):
         last bit). Why: XLA:CPU emits an elementwise fusion that contains a broadcast (here
         the bias over positions) with scalar, not vectorised, transcendental functions, so a
         bias-add fused into the next layer's ELU makes that ELU 4-5x slower. With the bias in
-        the matmul, the conv + :func:`elu` step of the RBE net ensemble runs about 1.5x faster
-        on CPU (benchmarks/bench_ensemble.py). Off by default: a larger contraction costs a
+        the matmul, the conv + :func:`elu` RBE net ensemble step ran 1.2-1.4x faster on CPU
+        (16-4096 members; benchmarks/bench_ensemble.py). Off by default: a larger contraction costs a
         little where the activation is cheap (ReLU).
       weight_grad_by_columns: compute the kernel's gradient (and the kernel tangent) from the
         patches laid out as (kernel taps x channels, N x positions), extracted a second time
@@ -162,7 +162,7 @@ class PatchConv(nn.Module):
         contracts the patches over their leading (N, positions) axes; XLA:CPU hands that batched
         dot (batched over members under vmap) to Eigen one member at a time instead of to
         YNNPACK, and in the RBE net ensemble it was half of every step; with this flag the RBE
-        step is about 1.3-1.7x faster at 16-4096 members. The forward value is unchanged
+        step ran 1.3-2.1x faster at 16-4096 members (batch 1 and 32). The forward value is unchanged
         (bitwise); gradients agree to float32 rounding. Off by default: a single unvmapped
         member (about 0.8x) and the VGG (0.93-0.97x) get slower from the second extraction.
     """
