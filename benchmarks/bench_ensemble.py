@@ -28,7 +28,10 @@ Issue 7, benchmark 1. Methods, all on the same seeds and the same tasks, in one 
   members' flax init, copied), the same learning rate and batch; each step draws every
   member's batch from torch's generator, from the same distributions as the JAX task (not the
   same bits). torch runs eagerly with ``--torch-threads`` intra-op threads (default: the usable
-  cores; reported). Before timing, one SGD step of torch.func and of the engine from the same
+  cores; a list such as ``2,1`` gives one column per count) and ``OMP_WAIT_POLICY=PASSIVE``
+  unless the environment sets it (``--omp-wait-policy``): spinning idle OpenMP threads made
+  torch 10-100x slower on the shared 2-core machine and would take cores from the JAX methods
+  timed in the same process. Before timing, one SGD step of torch.func and of the engine from the same
   parameters on the same fixed batch are compared (printed and in the report). If torch is
   not installed, its column says so.
 Not run by default (add ``vmap``/``map`` to ``--methods``):
