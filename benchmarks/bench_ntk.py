@@ -90,11 +90,8 @@ AGREE_TOL = 1e-3  # float32 NTKs agree with the float64 reference to ~1e-6; 1e-3
 # The benchmarked models
 # --------------------------------------------------------------------------------------------
 def _rbe2d_class():
-    # RBEConvNet2D lives in the rbe-images experiment; it may move to jaxdyn.models.rbe_conv.
-    try:
-        from jaxdyn.models.rbe_conv import RBEConvNet2D  # type: ignore[attr-defined]
-    except ImportError:
-        from jaxdyn.experiments.rbe_images import RBEConvNet2D
+    from jaxdyn.models import RBEConvNet2D
+
     return RBEConvNet2D
 
 

@@ -12,7 +12,7 @@ A model is described by a JSON-able ``spec`` dict; :func:`make_apply` turns it i
 nested names joined with '/'). Shapes:
 
 * ``rbe1d``  (jaxdyn.models.RBEConvNet): x (N, L) bits -> (N,).
-* ``rbe2d``  (RBEConvNet2D of jaxdyn's rbe-images experiment): x (N, H, W) or (N, H, W, C) -> (N,).
+* ``rbe2d``  (jaxdyn.models.RBEConvNet2D, the rbe-images net): x (N, H, W) or (N, H, W, C) -> (N,).
 * ``vgg``    (jaxdyn.models.DenseSampleVGG, eval mode): x (N, H, W, C) -> (N, num_classes).
 
 Every function follows the dtype of its parameters (float32 or float64), so the float64

@@ -36,7 +36,7 @@ def _case(name):
         model = DenseSampleVGG(num_classes=3, num_conv=2, conv_features=3, hidden=(16,), pool_size=4, dropout_rate=0.0)
         return model, jax.random.uniform(kx, (5, 8, 8, 3)), losses.softmax_cross_entropy, jnp.array([2])
     if name == "rbe_conv2d":
-        from jaxdyn.experiments.rbe_images import RBEConvNet2D
+        from jaxdyn.models import RBEConvNet2D
 
         # ReLU and binary cross-entropy here, so every activation and loss of the RBE nets is covered.
         model = RBEConvNet2D(num_layers=2, features=4, activation="relu")

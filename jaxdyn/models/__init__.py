@@ -22,7 +22,7 @@ from jaxdyn.models.layers import (
     count_params,
     extract_patches,
 )
-from jaxdyn.models.rbe_conv import RBEConvNet
+from jaxdyn.models.rbe_conv import RBEConvNet, RBEConvNet2D
 from jaxdyn.models.vgg import DenseSampleVGG, vgg_abstract, vgg_paper
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "DenseSampleVGG",
     "PatchConv",
     "RBEConvNet",
+    "RBEConvNet2D",
     "adaptive_avg_pool2d",
     "adaptive_pool_matrix",
     "capture_intermediates",
