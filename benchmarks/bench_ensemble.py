@@ -108,6 +108,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import matmul_peak  # noqa: E402  (benchmarks/_common.py)
 from jaxdyn.engine import Task, losses, member_keys, observables, train
 from jaxdyn.models import DeepLinear, DenseSampleVGG, RBEConvNet, count_params
 
@@ -928,19 +930,6 @@ def measure_row(methods, problem, batch, seeds, args, rates):
     return rows
 
 
-def matmul_peak(n=2048, repeats=20):
-    k1, k2 = jax.random.split(jax.random.key(0))
-    a = jax.random.normal(k1, (n, n), jnp.float32)
-    b = jax.random.normal(k2, (n, n), jnp.float32)
-    f = jax.jit(jnp.matmul)
-    f(a, b).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(a, b).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    flops = 2.0 * n**3
-    return dict(n=n, times_s=times, best_flops_per_s=flops / min(times), median_flops_per_s=flops / statistics.median(times))
 
 
 def sanity_check(problem, batch, steps=20, members=3):

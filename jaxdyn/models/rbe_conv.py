@@ -11,6 +11,8 @@ and states no padding): with 16 bits and 3 layers of kernel 3 the lengths go
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,7 +41,67 @@ def make_conv(impl: str, features: int, kernel_size, padding: str, name: str, **
     raise ValueError(f"conv must be one of {CONV_IMPLS}, got {impl!r}")
 
 
-class RBEConvNet(nn.Module):
+class _RBENet(nn.Module):
+    """The RBE net over ``spatial_dims`` input axes (the two classes below): ``num_layers``
+    convolutions of ``features`` filters, each followed by the activation and dropout, then
+    flatten, Dense(1) and sigmoid. Fields and validation are shared; subclasses set
+    ``spatial_dims`` and the PatchConv options."""
+
+    num_layers: int = 3
+    features: int = 8
+    kernel_size: int = 3
+    activation: str = "elu"
+    dropout_rate: float = 0.0
+    padding: str = "VALID"
+    conv: str = "patches"
+    return_logits: bool = False
+
+    spatial_dims: ClassVar[int]
+    patch_options: ClassVar[tuple[tuple[str, bool], ...]] = ()
+
+    def __post_init__(self):
+        check_positive_int("num_layers", self.num_layers)
+        check_positive_int("features", self.features)
+        check_positive_int("kernel_size", self.kernel_size)
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_rate("dropout_rate", self.dropout_rate)
+        check_choice("padding", self.padding, ("SAME", "VALID"))
+        check_choice("conv", self.conv, CONV_IMPLS)
+        super().__post_init__()
+
+    @nn.compact
+    def _logits(self, x: Array, train: bool) -> Array:
+        d = self.spatial_dims
+        axes = ("L",) if d == 1 else ("H", "W")
+        if x.ndim == d + 1:
+            x = x[..., None]  # one input channel
+        if x.ndim != d + 2:
+            raise ValueError(f"x must have shape (N, {', '.join(axes)}) or (N, {', '.join(axes)}, C), got shape {x.shape}")
+        if self.padding == "VALID" and min(x.shape[1:1 + d]) - self.num_layers * (self.kernel_size - 1) < 1:
+            raise ValueError(f"input {x.shape[1:1 + d]} too short for {self.num_layers} VALID conv layers "
+                             f"of kernel_size {self.kernel_size}")
+        act = ACTIVATIONS[self.activation]
+        h = jnp.asarray(x, jnp.float32)
+        for i in range(self.num_layers):
+            h = make_conv(self.conv, self.features, (self.kernel_size,) * d, self.padding, f"conv_{i}",
+                          **dict(self.patch_options))(h)
+            h = act(h)
+            h = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{i}")(h)
+        h = h.reshape(h.shape[0], -1)  # position-major, like Keras' Flatten
+        return nn.Dense(1, name="dense")(h)[:, 0]
+
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        """Forward pass: inputs (N, *spatial[, C]) -> (N,) probabilities in (0, 1) (logits if
+        ``return_logits``); ``train`` enables dropout."""
+        z = self._logits(x, train)
+        return z if self.return_logits else jax.nn.sigmoid(z)
+
+    def logits(self, x: Array, train: bool = False) -> Array:
+        """Pre-sigmoid outputs ``(N,)``; use ``apply(..., method='logits')``."""
+        return self._logits(x, train)
+
+
+class RBEConvNet(_RBENet):
     """Random bit-string encoder net (Nakazato).
 
     Attributes:
@@ -58,66 +120,12 @@ class RBEConvNet(nn.Module):
     ``dense`` {kernel (L_out * features, 1), bias (1,)}.
     """
 
-    num_layers: int = 3
-    features: int = 8
-    kernel_size: int = 3
-    activation: str = "elu"
-    dropout_rate: float = 0.0
-    padding: str = "VALID"
-    conv: str = "patches"
-    return_logits: bool = False
-
-    def __post_init__(self):
-        check_positive_int("num_layers", self.num_layers)
-        check_positive_int("features", self.features)
-        check_positive_int("kernel_size", self.kernel_size)
-        check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_rate("dropout_rate", self.dropout_rate)
-        check_choice("padding", self.padding, ("SAME", "VALID"))
-        check_choice("conv", self.conv, CONV_IMPLS)
-        super().__post_init__()
-
-    @nn.compact
-    def _logits(self, x: Array, train: bool) -> Array:
-        if x.ndim == 2:
-            x = x[..., None]  # bits as a length-L, 1-channel sequence
-        if x.ndim != 3:
-            raise ValueError(f"x must have shape (N, L) or (N, L, C), got shape {x.shape}")
-        if self.padding == "VALID" and x.shape[1] - self.num_layers * (self.kernel_size - 1) < 1:
-            raise ValueError(
-                f"input length {x.shape[1]} too short for {self.num_layers} VALID conv layers "
-                f"of kernel_size {self.kernel_size}"
-            )
-        act = ACTIVATIONS[self.activation]
-        h = jnp.asarray(x, jnp.float32)
-        for i in range(self.num_layers):
-            # Ensembles of this small net on CPU: see PatchConv's bias_in_matmul and weight_grad_by_columns.
-            h = make_conv(self.conv, self.features, (self.kernel_size,), self.padding, f"conv_{i}",
-                          bias_in_matmul=True, weight_grad_by_columns=True)(h)
-            h = act(h)
-            h = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{i}")(h)
-        h = h.reshape(h.shape[0], -1)  # (N, L_out * features), length-major like Keras Flatten
-        return nn.Dense(1, name="dense")(h)[:, 0]
-
-    def __call__(self, x: Array, train: bool = False) -> Array:
-        """Forward pass.
-
-        Args:
-          x: ``(N, 16)`` bits (0/1, any numeric dtype), or ``(N, L, C)``.
-          train: enable dropout.
-
-        Returns:
-          ``(N,)`` probabilities in (0, 1) (logits if ``return_logits``).
-        """
-        z = self._logits(x, train)
-        return z if self.return_logits else jax.nn.sigmoid(z)
-
-    def logits(self, x: Array, train: bool = False) -> Array:
-        """Pre-sigmoid outputs ``(N,)``; use ``apply(..., method='logits')``."""
-        return self._logits(x, train)
+    spatial_dims: ClassVar[int] = 1
+    # Ensembles of this small net on CPU: see PatchConv's bias_in_matmul and weight_grad_by_columns.
+    patch_options: ClassVar[tuple[tuple[str, bool], ...]] = (("bias_in_matmul", True), ("weight_grad_by_columns", True))
 
 
-class RBEConvNet2D(nn.Module):
+class RBEConvNet2D(_RBENet):
     """The RBE net with 2-D convolutions (paper appendix: "2 dimensional convolution along the
     input image size"; ELU, the standard N = 3 layers of M = 8 filters).
 
@@ -128,47 +136,4 @@ class RBEConvNet2D(nn.Module):
     Params: ``conv_{i}`` {kernel (k, k, C_in, features), bias}, ``dense`` {kernel, bias}.
     """
 
-    num_layers: int = 3
-    features: int = 8
-    kernel_size: int = 3
-    activation: str = "elu"
-    dropout_rate: float = 0.0
-    padding: str = "VALID"
-    conv: str = "patches"
-    return_logits: bool = False
-
-    def __post_init__(self):
-        check_positive_int("num_layers", self.num_layers)
-        check_positive_int("features", self.features)
-        check_positive_int("kernel_size", self.kernel_size)
-        check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_rate("dropout_rate", self.dropout_rate)
-        check_choice("padding", self.padding, ("SAME", "VALID"))
-        check_choice("conv", self.conv, CONV_IMPLS)
-        super().__post_init__()
-
-    @nn.compact
-    def _logits(self, x: Array, train: bool) -> Array:
-        if x.ndim == 3:
-            x = x[..., None]
-        if x.ndim != 4:
-            raise ValueError(f"x must have shape (N, H, W) or (N, H, W, C), got shape {x.shape}")
-        if self.padding == "VALID" and min(x.shape[1:3]) - self.num_layers * (self.kernel_size - 1) < 1:
-            raise ValueError(f"image {x.shape[1:3]} too small for {self.num_layers} VALID {self.kernel_size}x{self.kernel_size} convs")
-        act = ACTIVATIONS[self.activation]
-        h = jnp.asarray(x, jnp.float32)
-        k = (self.kernel_size, self.kernel_size)
-        for i in range(self.num_layers):
-            h = act(make_conv(self.conv, self.features, k, self.padding, f"conv_{i}")(h))
-            h = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{i}")(h)
-        h = h.reshape(h.shape[0], -1)
-        return nn.Dense(1, name="dense")(h)[:, 0]
-
-    def __call__(self, x: Array, train: bool = False) -> Array:
-        """(N, H, W[, C]) images -> (N,) probabilities (logits if ``return_logits``)."""
-        z = self._logits(x, train)
-        return z if self.return_logits else jax.nn.sigmoid(z)
-
-    def logits(self, x: Array, train: bool = False) -> Array:
-        """Pre-sigmoid outputs (N,); ``apply(..., method='logits')``."""
-        return self._logits(x, train)
+    spatial_dims: ClassVar[int] = 2
