@@ -89,11 +89,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ctypes
 import dataclasses
 import json
 import os
-import platform
 import queue
 import resource
 import statistics
@@ -109,7 +107,8 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import matmul_peak  # noqa: E402  (benchmarks/_common.py)
+from _common import _status_kib, malloc_trim, matmul_peak  # noqa: E402  (benchmarks/_common.py)
+from _common import machine_info as common_machine_info  # noqa: E402
 from jaxdyn.engine import Task, losses, member_keys, observables, train
 from jaxdyn.models import DeepLinear, DenseSampleVGG, RBEConvNet, count_params
 
@@ -308,39 +307,22 @@ def ensemble_state_bytes(problem, conv, batch, seeds) -> int:
 # kernel's peak-RSS mark (/proc/self/clear_refs, "5"), run the repeat, read VmHWM. The
 # growth over VmRSS before the repeat is what the repeat added at its peak (activations,
 # gradients, new state buffers, temporaries); state already held is not in it.
-try:
-    _LIBC = ctypes.CDLL("libc.so.6")
-except OSError:  # not glibc
-    _LIBC = None
-
-
-def _proc_status_mib(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return None
-
-
 def peak_reset() -> float | None:
     """Resets the process's peak-RSS mark; returns the current RSS in MiB (None if unsupported)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    malloc_trim()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
         return None
-    return _proc_status_mib("VmRSS")
+    rss = _status_kib("VmRSS")
+    return None if rss is None else rss / 1024.0
 
 
 def peak_since_reset(rss_before: float | None) -> float | None:
     """MiB the peak RSS rose above ``rss_before`` since :func:`peak_reset`."""
-    hwm = _proc_status_mib("VmHWM")
-    return None if rss_before is None or hwm is None else max(0.0, hwm - rss_before)
+    hwm = _status_kib("VmHWM")
+    return None if rss_before is None or hwm is None else max(0.0, hwm / 1024.0 - rss_before)
 
 
 def clock():
@@ -967,26 +949,9 @@ def sanity_check(problem, batch, steps=20, members=3):
 
 
 def machine_info(with_torch: bool = False):
-    cpu = "unknown"
-    flags = []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and cpu == "unknown":
-                    cpu = line.split(":", 1)[1].strip()
-                if line.startswith("flags") and not flags:
-                    flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    simd = [f for f in flags if f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")]
-    import jaxlib
-
-    info = dict(
-        cpu_model=cpu, simd=simd, os_cpu_count=os.cpu_count(), usable_cores=len(os.sched_getaffinity(0)),
-        python=platform.python_version(), platform=platform.platform(), jax=jax.__version__, jaxlib=jaxlib.__version__,
-        flax=flax.__version__, optax=optax.__version__, backend=jax.default_backend(),
-        devices=[str(d) for d in jax.devices()], xla_flags=os.environ.get("XLA_FLAGS", ""),
-    )
+    """_common.machine_info(), plus flax/optax and, with ``with_torch``, torch's version and threads."""
+    info = common_machine_info()
+    info.update(flax=flax.__version__, optax=optax.__version__)
     if with_torch:
         torch = torch_module()
         if torch is None:
@@ -1117,37 +1082,23 @@ def render(report) -> str:
                 cells = [str(s)] + [ratio(by.get((a, s)), by.get((b, s)), "seed_steps_per_s_best") for a, b in ratios]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
-        lines.append(f"{model}, batch {batch}: memory, MiB: state held / peak RSS added by one warm repeat "
-                     "(see the notes below the tables)")
-        lines.append("")
-        lines.append("| seeds | " + " | ".join(methods) + " |")
-        lines.append("|" + "---|" * (len(methods) + 1))
-        for s in seeds:
-            cells = [str(s)]
-            for meth in methods:
-                r = by.get((meth, s))
-                if r is None or r.get("missing"):
-                    cells.append("-")
-                else:
-                    st = r.get("state_bytes")
-                    pkm = r.get("repeat_peak_mib")
-                    cells.append(f"{fmt(st / 2**20) if st is not None else '-'} / {fmt(pkm) if pkm is not None else '-'}")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        lines.append(f"{model}, batch {batch}: achieved GFLOP/s (% of the matmul peak)")
-        lines.append("")
-        lines.append("| seeds | " + " | ".join(methods) + " |")
-        lines.append("|" + "---|" * (len(methods) + 1))
-        for s in seeds:
-            cells = [str(s)]
-            for meth in methods:
-                r = by.get((meth, s))
-                if r is None or not r.get("achieved_flops_per_s"):
-                    cells.append("-")
-                else:
-                    cells.append(f"{fmt(r['achieved_flops_per_s'] / 1e9)} ({fmt(100 * r['fraction_of_peak'])}%)")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        def memory_cell(r):
+            if r is None or r.get("missing"):
+                return "-"
+            st, pkm = r.get("state_bytes"), r.get("repeat_peak_mib")
+            return f"{fmt(st / 2**20) if st is not None else '-'} / {fmt(pkm) if pkm is not None else '-'}"
+
+        def flops_cell(r):
+            if r is None or not r.get("achieved_flops_per_s"):
+                return "-"
+            return f"{fmt(r['achieved_flops_per_s'] / 1e9)} ({fmt(100 * r['fraction_of_peak'])}%)"
+
+        for caption, cell in (("memory, MiB: state held / peak RSS added by one warm repeat (see the notes below the tables)", memory_cell),
+                              ("achieved GFLOP/s (% of the matmul peak)", flops_cell)):
+            lines += [f"{model}, batch {batch}: {caption}", "", "| seeds | " + " | ".join(methods) + " |",
+                      "|" + "---|" * (len(methods) + 1)]
+            lines += ["| " + " | ".join([str(s)] + [cell(by.get((meth, s))) for meth in methods]) + " |" for s in seeds]
+            lines.append("")
     lines.append("`*` loop timed on a subset of seeds and scaled per seed. 'cores busy' is the process's CPU time over "
                  "wall time during the warm repeats (median): how many of the cores the method kept busy.")
     lines.append("Memory: 'state held' = bytes of the parameters, optimizer state and per-member data the method keeps "

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,17 +35,9 @@ import scipy
 from scipy.integrate import solve_ivp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model  # noqa: E402  (benchmarks/_common.py)
 from jaxdyn.theory import meanfield, saxe  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def parameter_sets(n: int, seed: int = 0):
@@ -195,7 +186,7 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     results = [bench_problem(name, *spec, args) for name, spec in problems(args.members).items()]
     result = {
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__, "diffrax": diffrax.__version__,
+        "machine": {"cpu": cpu_model()[0], "cores": os.cpu_count(), "jax": jax.__version__, "diffrax": diffrax.__version__,
                     "scipy": scipy.__version__, "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
                     "load_1min_start": load0, "load_1min_end": os.getloadavg()[0]},
         "members": args.members, "rtol": args.rtol, "atol": args.atol, "problems": results,
