@@ -82,6 +82,11 @@ def count_params(params: Any) -> int:
 # ---------------------------------------------------------------------------
 # PatchConv
 # ---------------------------------------------------------------------------
+def _pad_same(x: Array, kernel_size: Sequence[int]) -> Array:
+    """Zero-pads the spatial axes of (N, *spatial, C) for a 'SAME' convolution (lo = (k-1)//2, as lax)."""
+    return jnp.pad(x, [(0, 0)] + [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size] + [(0, 0)])
+
+
 def extract_patches(
     x: Array, kernel_size: Sequence[int], padding: str = "SAME"
 ) -> Array:
@@ -105,8 +110,7 @@ def extract_patches(
             f"x must have shape (N, *spatial, C) with {nsp} spatial axes, got shape {x.shape}"
         )
     if padding == "SAME":
-        pads = [(0, 0)] + [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size] + [(0, 0)]
-        x = jnp.pad(x, pads)
+        x = _pad_same(x, kernel_size)
     elif padding != "VALID":
         raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
     spatial = x.shape[1:-1]
@@ -239,7 +243,7 @@ def _patch_columns(x: Array, kernel_size: tuple[int, ...], padding: str, ones: b
     prod(kernel_size) * C (+ 1 row of ones), built by slicing x with its channel axis first (a
     transpose of the patches would be folded back into the matmul by XLA)."""
     if padding == "SAME":
-        x = jnp.pad(x, [(0, 0)] + [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size] + [(0, 0)])
+        x = _pad_same(x, kernel_size)
     out = tuple(s - k + 1 for s, k in zip(x.shape[1:-1], kernel_size))
     xt = jnp.moveaxis(x, -1, 0)  # (C, N, *spatial)
     cols = jnp.stack([
