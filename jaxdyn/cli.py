@@ -1,11 +1,14 @@
 """The ``jaxdyn`` command: ``jaxdyn list``, ``jaxdyn run NAME [options]``, ``jaxdyn report``, ``jaxdyn bench``.
 
-Configuration errors are reported on one line naming the field, with exit code 2, before
-anything is compiled; so are errors the engine raises before compiling (memory guard,
-checkpoint mismatch). Runs write checkpoints between chunks; ``--resume`` continues a run that
-was killed (or interrupted by SIGTERM / Ctrl-C, which mark it ``interrupted``) from its last
-checkpoint, bitwise identical to an uninterrupted run. Any other failure is one line with exit
-code 1, its traceback kept in the run's status.json (``--debug`` raises it instead).
+Nothing heavy is imported before the arguments are parsed: ``jaxdyn --help`` and ``jaxdyn list``
+read the registry without importing JAX or any experiment. Configuration errors are reported on
+one line naming the field, with exit code 2, before anything is compiled; so are errors of the run
+folder (locked by another process, not writable, holding a complete run) and errors the engine
+raises before compiling (memory guard, checkpoint mismatch). Runs write checkpoints between
+chunks; ``--resume`` continues a run that was killed (or interrupted by SIGTERM / Ctrl-C, which
+mark it ``interrupted``, exit code 130) from its last checkpoint, bitwise identical to an
+uninterrupted run. Any other failure is one line with exit code 1, its traceback kept in the
+run's status.json (``--debug`` raises it instead).
 
 ``--executor ray [--address ADDR] [--chunk-seeds K] [--gpus-per-task G]`` runs the members of
 every training call as Ray tasks of K members (:class:`jaxdyn.engine.RayExecutor`); the run
@@ -16,10 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
+import shlex
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -31,16 +33,19 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment and write its run directory")
     run.add_argument("name", help="experiment name (see `jaxdyn list`)")
     run.add_argument("--quick", action="store_true", help="the small preset used by the tests")
-    run.add_argument("--seeds", type=int, default=None, help="ensemble size, for experiments whose members are seeds")
+    run.add_argument("--seeds", type=str, default=None, help="ensemble size, for experiments whose members are seeds")
     run.add_argument("--out", default="runs", help="parent folder of the run directory (default: runs/)")
     run.add_argument("--set", dest="assignments", action="append", default=[], metavar="FIELD=VALUE",
-                     help="override a configuration field; lists are comma-separated (repeatable)")
+                     help="override a configuration field; lists are comma-separated (repeatable, each field once)")
+    run.add_argument("--config", dest="config_file", default=None, metavar="FILE",
+                     help="configuration fields from a JSON or TOML file (validated like --set; --set applies after it)")
     run.add_argument("--show-config", action="store_true", help="print the configuration fields and exit")
     run.add_argument("--dry-run", action="store_true", help="validate the configuration, print it and exit without running")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--resume", action="store_true",
-                     help="continue OUT/NAME from its last checkpoint (its saved configuration unless --quick/--set/--seeds "
-                          "are given, which must then match); starts afresh when there is nothing to resume")
+                     help="continue OUT/NAME from its last checkpoint (its saved configuration unless --quick/--set/--seeds/"
+                          "--config are given, which must then match); starts afresh when there is nothing to resume")
+    run.add_argument("--force", action="store_true", help="replace a complete run in OUT/NAME (its outputs are removed first)")
     run.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                      help="steps between checkpoints (default: about 10 per training call)")
     run.add_argument("--no-checkpoint", action="store_true", help="write no checkpoints")
@@ -56,7 +61,6 @@ def _parser() -> argparse.ArgumentParser:
                           "(less memory); results do not depend on it")
     run.add_argument("--gpus-per-task", type=float, default=0.0, metavar="G",
                      help="with --executor ray: GPUs Ray gives each task (default 0: CPU; a fraction shares a GPU)")
-    run.add_argument("--force", action="store_true", help="run even if status.json says another process is running OUT/NAME")
     run.add_argument("--debug", action="store_true", help="raise unexpected errors with their traceback")
     bench = sub.add_parser("bench", help="run the benchmarks of benchmarks/ (needs a source checkout)",
                            description="Runs benchmarks/bench_{ensemble,ntk,ode}.py; arguments after -- go to the script(s).")
@@ -73,12 +77,6 @@ def _parser() -> argparse.ArgumentParser:
 def _error(message: str) -> int:
     print(f"jaxdyn: error: {' '.join(str(message).split())}", file=sys.stderr)
     return 2
-
-
-def _config_diff(saved, given) -> str:
-    diffs = [f"{f.name} {getattr(saved, f.name)!r} there, {getattr(given, f.name)!r} here"
-             for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(given, f.name)]
-    return "; ".join(diffs)
 
 
 @contextlib.contextmanager
@@ -107,7 +105,6 @@ def _executor(args):
 
     Raises ConfigError (bad option) or EngineConfigError (Ray not installed), before anything
     compiles or starts."""
-    from jaxdyn.engine import LocalExecutor, RayExecutor
     from jaxdyn.experiments import ConfigError
 
     if args.chunk_seeds is not None and args.chunk_seeds < 1:
@@ -119,12 +116,39 @@ def _executor(args):
             raise ConfigError("--address: only with --executor ray")
         if args.gpus_per_task:
             raise ConfigError("--gpus-per-task: only with --executor ray (this process uses every local device)")
-        return None if args.chunk_seeds is None else LocalExecutor(chunk_seeds=args.chunk_seeds)
+        if args.chunk_seeds is None:
+            return None
+        from jaxdyn.engine import LocalExecutor
+
+        return LocalExecutor(chunk_seeds=args.chunk_seeds)
     if args.address is not None and not args.address.strip():
         raise ConfigError("--address: expected a Ray address such as auto or ray://HOST:10001, got an empty string")
+    from jaxdyn.engine import RayExecutor
+
     executor = RayExecutor(address=args.address, chunk_seeds=args.chunk_seeds or 1, num_gpus_per_task=args.gpus_per_task)
     executor.check()  # ray importable
     return executor
+
+
+def _configuration(experiment, args):
+    """The configuration the command line asks for, or None when it names none (then the run
+    layer takes the defaults, or the saved configuration when resuming)."""
+    from jaxdyn.experiments import ConfigError
+
+    named = args.quick or args.assignments or args.seeds is not None or args.config_file is not None
+    if not named:
+        return None
+    config = experiment.config.quick() if args.quick else experiment.config()
+    if args.config_file is not None:
+        config = config.with_file(args.config_file)
+    assignments = list(args.assignments)
+    if args.seeds is not None:
+        if "seeds" not in experiment.config.field_types():
+            raise ConfigError(f"--seeds: {args.name} has no seed ensemble (its members are its conditions); use --set")
+        if any(a.split("=", 1)[0].strip() == "seeds" for a in assignments):
+            raise ConfigError("--seeds: given twice (also as --set seeds=...); give it once")
+        assignments.append(f"seeds={args.seeds}")
+    return config.with_overrides(assignments)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,16 +162,14 @@ def main(argv: list[str] | None = None) -> int:
             return bench.run(args.suite, quick=args.quick, out=args.out, extra=extra)
         except ValueError as exc:
             return _error(str(exc))
-    from jaxdyn import experiments
-    from jaxdyn.engine import EngineConfigError
-    from jaxdyn.engine.checkpoint import CheckpointError
-    from jaxdyn.experiments import ConfigError
-    from jaxdyn.store import read_status, run_experiment
 
     if args.command == "list":
-        width = max(map(len, experiments.REGISTRY))
-        for name, exp in experiments.REGISTRY.items():
-            print(f"{name:<{width}}  [{exp.work}] {exp.description}")
+        from jaxdyn.experiments import index
+
+        entries = index()
+        width = max(map(len, entries))
+        for name, entry in entries.items():
+            print(f"{name:<{width}}  [{entry.work}] {entry.description}")
         return 0
 
     if args.command == "report":
@@ -155,12 +177,18 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             path = build_report(find_runs(args.runs), args.out)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError) as exc:
             return _error(str(exc))
         print(f"jaxdyn: wrote {path}")
         return 0
 
-    run_path = Path(args.out) / args.name
+    return _run(args, " ".join(shlex.quote(a) for a in (["jaxdyn"] + list(sys.argv[1:] if argv is None else argv))))
+
+
+def _run(args, command: str) -> int:
+    from jaxdyn import experiments
+    from jaxdyn.experiments import ConfigError
+
     try:
         experiment = experiments.get(args.name)
         if args.show_config:
@@ -168,58 +196,41 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.checkpoint_every is not None and args.checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every: expected a positive number of steps, got {args.checkpoint_every}")
+        config = _configuration(experiment, args)
+        if args.dry_run:
+            executor = _executor(args)
+            shown = config if config is not None else experiment.config()
+            print(json.dumps({"experiment": args.name, "config": shown.to_dict(),
+                              "executor": executor.describe() if executor is not None else {"kind": "local"}}, indent=2))
+            return 0
+        from jaxdyn.engine import EngineConfigError
+        from jaxdyn.engine.checkpoint import CheckpointError
+        from jaxdyn.store import RunFolderError
+        from jaxdyn.store import run as run_experiment
+
         executor = _executor(args)
-        config = experiment.config.quick() if args.quick else experiment.config()
-        assignments = list(args.assignments)
-        if args.seeds is not None:
-            if "seeds" not in {f.name for f in dataclasses.fields(config)}:
-                raise ConfigError(f"--seeds: {args.name} has no seed ensemble (its members are its conditions); use --set")
-            assignments.append(f"seeds={args.seeds}")
-        config = config.with_overrides(assignments)
-        status = read_status(run_path) if run_path.is_dir() else {"state": "unknown"}
-        if status["state"] == "running" and not args.dry_run and not args.force:
-            # Same host: its process is alive (read_status reports a dead one as interrupted).
-            # Another host (shared filesystem): it cannot be checked from here.
-            where = "this host" if status.get("host") == socket.gethostname() else f"host {status.get('host')}"
-            raise ConfigError(f"--out: {run_path} is being run by process {status.get('pid')} on {where}; "
-                              "wait for it or stop it (--force if you know that run is dead)")
-        resume = False
-        if args.resume and (run_path / "config.json").exists():
-            saved = json.loads((run_path / "config.json").read_text())
-            try:
-                saved_config = experiment.config.from_dict(saved.get("config", {}))
-            except ConfigError as exc:
-                raise ConfigError(f"--resume: {run_path / 'config.json'}: {exc}") from None
-            if args.quick or args.assignments or args.seeds is not None:
-                if config != saved_config:
-                    raise ConfigError(f"--resume: the configuration differs from the one being resumed ({_config_diff(saved_config, config)})")
-            config = saved_config
-            if status["state"] == "complete":
-                print(f"jaxdyn: {run_path}/ is already complete; nothing to resume", file=sys.stderr)
-                return 0
-            resume = True
-        elif args.resume:
-            print(f"jaxdyn: nothing to resume in {run_path}/; starting afresh", file=sys.stderr)
-    except (ConfigError, EngineConfigError) as exc:
+    except ConfigError as exc:
+        return _error(str(exc))
+    except ValueError as exc:  # EngineConfigError (Ray missing) and the like
         return _error(str(exc))
 
-    if args.dry_run:
-        print(json.dumps({"experiment": args.name, "config": config.to_dict(),
-                          "executor": executor.describe() if executor is not None else {"kind": "local"}}, indent=2))
-        return 0
-
-    verb = "resuming" if resume else "running"
+    run_path = Path(args.out) / args.name
+    verb = "resuming" if args.resume else "running"
     print(f"jaxdyn: {verb} {args.name} -> {run_path}/", file=sys.stderr)
     try:
         with _sigterm_interrupts():
-            result, path = run_experiment(experiment, config, args.out, progress=not args.no_progress, resume=resume,
-                                          checkpoints=not args.no_checkpoint, checkpoint_every=args.checkpoint_every,
-                                          memory_check=not args.no_memory_check, executor=executor)
+            result, summary, path = run_experiment(
+                experiment, config, out=args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
+                checkpoints=not args.no_checkpoint, checkpoint_every=args.checkpoint_every,
+                memory_check=not args.no_memory_check, executor=executor, command=command,
+                on_stage=lambda message: print(f"jaxdyn: {message} ...", file=sys.stderr, flush=True))
     except KeyboardInterrupt as exc:
-        print(f"jaxdyn: interrupted ({exc or 'keyboard'}); checkpoints kept in {run_path}/checkpoints/; continue with: "
-              f"jaxdyn run {args.name} --out {args.out} --resume", file=sys.stderr)
+        checkpoints = sorted((run_path / "checkpoints").glob("call_*/step_*.npz"))
+        kept = (f"{len(checkpoints)} checkpoint(s) kept in {run_path}/checkpoints/; continue with: "
+                f"jaxdyn run {args.name} --out {args.out} --resume") if checkpoints else "no checkpoint had been written yet"
+        print(f"jaxdyn: interrupted ({exc or 'Ctrl-C'}); {kept}", file=sys.stderr)
         return 130
-    except (ConfigError, EngineConfigError, CheckpointError) as exc:
+    except (ConfigError, EngineConfigError, CheckpointError, RunFolderError) as exc:
         return _error(str(exc))
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback is in status.json
         if args.debug:
@@ -231,18 +242,39 @@ def main(argv: list[str] | None = None) -> int:
         if executor is not None and hasattr(executor, "shutdown"):
             executor.shutdown()  # only a Ray this command started
 
-    claims = result.summary.get("claims", [])
-    for claim in claims:
-        mark = "held    " if claim["held"] else "NOT held"
-        print(f"  [{mark}] {claim['claim']}: {claim['value']:.4g}")
-    summary = json.loads((path / "summary.json").read_text())
+    if result is None:
+        print(f"jaxdyn: {path}/ is already complete; nothing to resume", file=sys.stderr)
+        return 0
+    print(format_claims(summary["claims"]))
     skipped = summary.get("skipped_members") or {}
     if skipped.get("skipped"):
-        why = [f"member {d['member']} diverged at step {d['step']}" for d in skipped.get("diverged", [])]
-        why += [f"member {d['member']}: ODE {d['reason']}" for d in skipped.get("ode_failed", [])]
-        print(f"  {skipped['skipped']} of {skipped['members']} members left out of the summary: " + "; ".join(why))
-    print(f"jaxdyn: wrote {path}/ (config.json, results.nc, summary.json, " + ", ".join(f"{k}.png" for k in result.figures) + ")")
+        why = "; ".join(f"member {d['member']}: {d['reason']}" for d in skipped["reasons"][:10])
+        print(f"  {skipped['skipped']} of {skipped['members']} members left out of the summary: {why}")
+    print(f"jaxdyn: wrote {path}/ (config.json, results.nc, summary.json, " + ", ".join(f"{k}.png" for k in summary["figures"]) + ")")
     return 0
+
+
+def format_claims(claims: list[dict]) -> str:
+    """The claims as the CLI prints them: per kind, paper first; value, threshold, seeds, margin."""
+    lines = []
+    for kind in ("paper", "extension", "sanity"):
+        group = [c for c in claims if c["kind"] == kind]
+        if not group:
+            continue
+        held = sum(c["held"] for c in group)
+        lines.append(f"  {kind} claims: {held} of {len(group)} held")
+        for c in group:
+            mark = "held    " if c["held"] else "NOT held"
+            value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
+            test = "" if c["comparison"] is None else f" {c['comparison']} {c['threshold']:.4g}" if c["threshold"] is not None else ""
+            seeds = ""
+            if c.get("per_seed") is not None:
+                n_in = len(c["per_seed"]) - c["excluded"]
+                seeds = f", {sum(c['seed_held'])}/{n_in} seeds"
+            margin = "" if c.get("margin_se") is None else f", margin {c['margin_se']:.1f} SE"
+            initial = "" if c.get("initial") is None else f", at init {c['initial']:.4g}"
+            lines.append(f"    [{mark}] {c['statement']}: {value}{test}{seeds}{margin}{initial}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -89,10 +89,8 @@ def legend_theory_simulation(ax, labels: Sequence[str] = ("theory", "simulation"
     ax.legend(handles=handles, loc="best")
 
 
-def save(fig, path: str | Path) -> None:
-    """Saves ``fig`` as PNG (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+def savefig(fig, path: str | Path) -> None:
+    """Writes ``fig`` as PNG to ``path`` in the jaxdyn style (the run layer writes figures
+    atomically through this: ``jaxdyn.store.write_figure``)."""
     with plt.rc_context(STYLE):
-        fig.savefig(tmp)
-    tmp.replace(path)
+        fig.savefig(path, format="png")

@@ -1,35 +1,66 @@
-"""The seed-ensemble engine: :func:`train` and what it takes and returns."""
+"""The seed-ensemble engine: :func:`train` and what it takes and returns.
+
+One call trains every member of an ensemble in one compiled program; each concern is a named
+argument: the learner (:class:`GradientLearner` of a flax model, loss and :func:`optimizer`, or
+any :class:`Learner`), the task (:class:`Task`), the recording plan (:class:`Record`), seeds and
+per-member hyperparameters, devices, chunks and checkpoints (:class:`Checkpointer`). Executors
+(:class:`LocalExecutor`, :class:`RayExecutor`) are a layer above it with the same arguments.
+"""
 
 from jaxdyn.engine import losses, observables
 from jaxdyn.engine.checkpoint import Checkpointer, CheckpointError
 from jaxdyn.engine.core import (
     EngineConfigError,
-    MemoryEstimate,
-    ResourceError,
     EnsembleResult,
     EnsembleState,
+    Members,
+    MemoryEstimate,
+    ResourceError,
     Snapshot,
     Task,
+    TrainCall,
+    TrainSpec,
+    init_ensemble,
     member_keys,
+    prepare,
+    run_call,
+    run_chunk,
     train,
 )
 from jaxdyn.engine.executor import Executor, LocalExecutor, RayExecutor
+from jaxdyn.engine.learners import GradientLearner, GradientState, Learner, Optimizer, hparam, optimizer
+from jaxdyn.engine.recording import Record, observable
 
 __all__ = [
     "CheckpointError",
     "Checkpointer",
     "EngineConfigError",
-    "MemoryEstimate",
-    "ResourceError",
     "EnsembleResult",
     "EnsembleState",
     "Executor",
+    "GradientLearner",
+    "GradientState",
+    "Learner",
     "LocalExecutor",
+    "Members",
+    "MemoryEstimate",
+    "Optimizer",
     "RayExecutor",
+    "Record",
+    "ResourceError",
     "Snapshot",
     "Task",
+    "TrainCall",
+    "TrainSpec",
+    "hparam",
+    "init_ensemble",
     "losses",
     "member_keys",
+    "observable",
     "observables",
+    "optimizer",
+    "prepare",
+    "run_call",
+    "run_chunk",
     "train",
 ]

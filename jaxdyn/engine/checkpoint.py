@@ -190,7 +190,8 @@ class CallCheckpoints:
                                 "path": str(path), "time": time.time()})
         return path
 
-    def restore(self, target_state: Any, target_records: Mapping[str, jax.ShapeDtypeStruct]) -> tuple[int, Any, dict[str, np.ndarray]] | None:
+    def restore(self, target_state: Any, target_records: Mapping[str, jax.ShapeDtypeStruct],
+                every: Mapping[str, int]) -> tuple[int, Any, dict[str, np.ndarray]] | None:
         """The newest usable checkpoint, or None when there is none (start afresh).
 
         Args:
@@ -198,6 +199,8 @@ class CallCheckpoints:
                 shapes and dtypes the state must have.
             target_records: ``{name: ShapeDtypeStruct}`` of one record of all members,
                 (seed, ...); the saved records are (seed, time, ...).
+            every: ``{name: steps between records}``, which gives each record's time length at
+                the checkpoint's step.
 
         Returns:
             (step, state as ``target_state``'s structure with numpy leaves, records).
@@ -213,12 +216,12 @@ class CallCheckpoints:
             except CheckpointError as exc:
                 warnings.warn(f"skipping a checkpoint that cannot be read: {exc}", stacklevel=2)
                 continue
-            found = self._match(path, arrays, meta, target_state, target_records)
+            found = self._match(path, arrays, meta, target_state, target_records, every)
             self.owner.restored.append({"call": self.index, "step": found[0], "path": str(path)})
             return found
         return None
 
-    def _match(self, path, arrays, meta, target_state, target_records):
+    def _match(self, path, arrays, meta, target_state, target_records, every):
         saved_fp = meta.get("fingerprint", {})
         diffs = [f"{k} {saved_fp.get(k)!r} there, {v!r} here" for k, v in self.fingerprint.items() if saved_fp.get(k) != v]
         if diffs:
@@ -237,11 +240,10 @@ class CallCheckpoints:
                                       f"{np.dtype(want.dtype)}{list(want.shape)} here: written by a different model or ensemble")
             restored.append(got)
         step = int(meta["step"])
-        num_times = step // int(self.fingerprint["record_every"]) + 1
         records = {}
         for name, want in target_records.items():
             got = arrays.get(f"records/{name}")
-            shape = (want.shape[0], num_times, *want.shape[1:])
+            shape = (want.shape[0], step // int(every[name]) + 1, *want.shape[1:])
             if got is None or tuple(got.shape) != shape or got.dtype != want.dtype:
                 found = None if got is None else f"{got.dtype}{list(got.shape)}"
                 raise CheckpointError(f"{path}: record {name!r} is {found} there, {np.dtype(want.dtype)}{list(shape)} expected")

@@ -1,36 +1,55 @@
 """The seed-ensemble training engine: every member of an ensemble trained inside one jit.
 
-One call, :func:`train`, takes each concern as a named argument (model, task, optimizer,
-seeds, what to record and how often, devices, chunking, a callback between chunks), in the
-manner of ``diffrax.diffeqsolve``. Inside, members are vmapped and steps are scanned:
+One call, :func:`train`, takes each concern as a named argument (the learner, the task, seeds,
+what to record and how often, devices, chunking, checkpoints), in the manner of
+``diffrax.diffeqsolve``. Inside, members are vmapped and steps are scanned:
 
-    chunk = scan over records ( scan over ``record_every`` steps ; observe )
+    chunk = scan over ticks ( scan over ``tick`` steps ; observe the groups due )
 
 so observables are recorded on the device without a host sync per step. Chunks run one after
 the other from Python, so a progress bar can advance and a checkpoint can be written between
-them. Every random number of member ``i`` at step ``s`` comes from ``fold_in(key_i, s)``, which
-makes the result independent of the chunk size (bitwise) and of the ensemble's composition.
+them. Every random number of member ``i`` at step ``s`` comes from ``fold_in(key_i, stream, s)``,
+which makes the result independent of the chunk size (bitwise) and of the ensemble's composition.
+
+Compiled once: the programs are module-level jitted functions of a hashable :class:`TrainSpec`
+(learner, task, recording plan: frozen values compared by value), so a second call with an equal
+specification and the same shapes neither retraces nor recompiles. The pure pieces are public for
+users who drive their own loop: :func:`init_ensemble` (the initial :class:`EnsembleState` and the
+first records) and :func:`run_chunk` (a number of ticks from a state).
+
+Data: ``data=`` holds per-member arrays (a leading seed axis), ``shared=`` arrays that every member
+sees (no seed axis), passed once to the device and never copied into checkpoints; the task and
+the observables see both merged into one mapping (``snapshot.data``).
 
 Reliability: before anything compiles, ``train`` validates its arguments and estimates the memory
-its states and records will take (``jax.eval_shape``, no compilation), refusing with the
+its states and records will take (abstract evaluation, no compilation), refusing with the
 estimate and a suggestion when it exceeds what the device has free (:class:`ResourceError`).
-With ``checkpoint=Checkpointer(...)`` it writes crash-safe checkpoints between chunks and
-resumes from them bitwise (:mod:`jaxdyn.engine.checkpoint`). A member whose loss or gradient goes
-non-finite is flagged in ``diverged_at``; members never interact, so the others are unchanged.
+With ``checkpoint=Checkpointer(...)`` it writes crash-safe checkpoints between chunks and resumes
+from them bitwise (:mod:`jaxdyn.engine.checkpoint`). A member whose learner reports a non-finite
+step (loss or gradient) is flagged in ``diverged_at``; members never interact, so the others are
+unchanged.
+
+Executors (a Ray cluster, or chunks of members one after the other) are a layer above this
+module: :mod:`jaxdyn.engine.executor` splits a :class:`TrainCall`'s members and runs
+:func:`run_call` on each chunk.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import time
+import zlib
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxdyn.engine.checkpoint import Checkpointer, CheckpointError
+from jaxdyn.engine.learners import Learner, as_learner
+from jaxdyn.engine.recording import Record, as_plan, declared, period_of, tick_of, validate_plan
 
 PyTree = Any
 Array = jax.Array
@@ -42,15 +61,21 @@ _INIT_STREAM, _DATA_STREAM, _DROPOUT_STREAM, _TASK_STREAM = 0, 1, 2, 3
 class Task(NamedTuple):
     """A source of data for one ensemble member, as two pure functions.
 
+    Any object with these two attributes is a task; it must be hashable (module-level functions
+    in this NamedTuple, or a frozen dataclass with ``init`` and ``batch`` methods), since the
+    compiled program is keyed by it.
+
     Attributes:
         init: ``init(key) -> data``. The member's fixed data (training set, probe sets), a
-            pytree of arrays without the seed axis. The engine vmaps it over members.
+            pytree of arrays without the seed axis; the engine vmaps it over members. Not called
+            when ``train`` is given ``data=``; may be None then.
         batch: ``batch(data, key, step) -> batch``. The mini-batch used at ``step`` (an int32
             scalar); ``key`` is the member's data key for that step, so data order differs
-            between members. The batch must hold the model input under ``"x"``.
+            between members. ``data`` holds the member's data and the shared data in one
+            mapping. The batch must hold the model input under ``"x"``.
     """
 
-    init: Callable[[Array], PyTree]
+    init: Callable[[Array], PyTree] | None
     batch: Callable[[PyTree, Array, Array], Mapping[str, Array]]
 
 
@@ -58,15 +83,18 @@ class Snapshot(NamedTuple):
     """What an observable sees of one member at a recorded step (no seed axis).
 
     Attributes:
-        params: the model parameters after ``step`` updates.
+        params: the learner's parameters after ``step`` updates.
+        state: the learner's whole state (parameters, optimizer state, ...).
         step: int32 scalar, number of updates applied so far.
         batch: the batch the next update will use.
-        data: the member's data (from ``Task.init`` or given).
+        data: the member's data and the shared data, in one mapping.
         hparams: the member's hyperparameters, ``{name: scalar}``.
-        apply: ``apply(params, x) -> outputs`` in evaluation mode (no dropout).
+        apply: ``apply(params, x) -> outputs`` in evaluation mode (no dropout), with the state's
+            other variables (batch statistics).
     """
 
     params: PyTree
+    state: PyTree
     step: Array
     batch: Mapping[str, Array]
     data: PyTree
@@ -77,24 +105,36 @@ class Snapshot(NamedTuple):
 Observable = Callable[[Snapshot], Any]
 
 
+class TrainSpec(NamedTuple):
+    """What the compiled programs depend on besides array shapes; hashable, compared by value.
+
+    Attributes:
+        learner: the :class:`~jaxdyn.engine.learners.Learner`.
+        task: the :class:`Task`.
+        plan: the recording plan, a tuple of :class:`~jaxdyn.engine.recording.Record`.
+    """
+
+    learner: Any
+    task: Any
+    plan: tuple
+
+
 class EnsembleState(NamedTuple):
     """The whole state of an ensemble between chunks; enough to resume bitwise.
 
-    Every array leaf has the seed axis first (``num_members`` rows, padding included).
+    Every array leaf has the seed axis first (padding included on the device).
 
     Attributes:
-        params: model parameters, leaves of shape (seed, ...).
-        opt_state: optimizer state, leaves of shape (seed, ...).
-        data: per-member data, leaves of shape (seed, ...).
+        learner: the learners' states (for a gradient learner: params, optimizer state and other
+            model variables), leaves (seed, ...).
+        data: per-member data, leaves (seed, ...) (``{}`` when there is none).
         keys: (seed, 2) uint32 raw PRNG keys, the member's root key.
         hparams: ``{name: (seed,)}`` per-member hyperparameters.
-        diverged_at: (seed,) int32, the first step whose loss or gradient was non-finite,
-            -1 while the member is finite.
+        diverged_at: (seed,) int32, the first step whose update was non-finite, -1 while finite.
         step: host int, number of updates done.
     """
 
-    params: PyTree
-    opt_state: PyTree
+    learner: PyTree
     data: PyTree
     keys: Array
     hparams: Mapping[str, Array]
@@ -107,26 +147,72 @@ class EnsembleResult(NamedTuple):
 
     Attributes:
         params: final parameters, leaves (seed, ...).
-        opt_state: final optimizer state, leaves (seed, ...).
-        records: ``{name: (seed, time, ...)}``, observables at ``record_steps``.
-        record_steps: (time,) int, the step of each record (0 is the initial state).
+        records: ``{name: (seed, time, ...)}``, every record of every group; ``time`` is the
+            group's own time axis (see ``dims_of`` and ``times``).
+        record_steps: (time,) int, the steps of the first group's records (0 is the initial state).
         diverged_at: (seed,) int, first non-finite step per member, -1 where none.
         seeds: (seed,) the integer seeds, or None when keys were given.
-        state: the final :class:`EnsembleState` (device arrays, padding kept), for resuming.
+        state: the final :class:`EnsembleState` (for resuming; leaves (seed, ...)).
+        times: ``{time dim: (time,) steps}`` for every group of the plan.
+        dims_of: ``{record name: (time dim, *output dims)}``, the axes after ``seed``.
+        attrs_of: ``{record name: attributes}`` declared by the observables.
     """
 
     params: PyTree
-    opt_state: PyTree
     records: dict[str, np.ndarray]
     record_steps: np.ndarray
     diverged_at: np.ndarray
     seeds: np.ndarray | None
     state: EnsembleState
+    times: dict[str, np.ndarray]
+    dims_of: dict[str, tuple[str, ...]]
+    attrs_of: dict[str, dict]
 
     @property
     def diverged(self) -> np.ndarray:
         """(seed,) bool: members flagged as diverged."""
         return self.diverged_at >= 0
+
+    @property
+    def opt_state(self) -> PyTree:
+        """The final optimizer state of a gradient learner, leaves (seed, ...)."""
+        return self.state.learner.opt_state
+
+    def to_dataset(self, *, conditions: Mapping[str, Any] | None = None, records: Sequence[str] | None = None,
+                   attrs: Mapping[str, Any] | None = None, seed_index: Any = None):
+        """The records as an xarray Dataset with named dims, ``seed`` first.
+
+        Args:
+            conditions: per-member conditions ``{name: (seed,)}`` added as coordinates on ``seed``
+                (so ``ds.sel(seed=ds.beta0 == 0.1)`` and ``ds.swap_dims`` work).
+            records: which records to include (default all).
+            attrs: dataset attributes.
+            seed_index: the ``seed`` coordinate (default the integer seeds, or 0..n-1).
+
+        Returns:
+            ``xarray.Dataset`` with one variable per record, dims ``(seed, <time dim>, *dims)``
+            where the observable declared them (``<record>_dim<k>`` otherwise); a coordinate per
+            time dim holding its steps; ``diverged_at`` (seed,).
+        """
+        import xarray as xr
+
+        n = len(self.diverged_at)
+        seed = np.arange(n) if seed_index is None and self.seeds is None else (self.seeds if seed_index is None else seed_index)
+        variables = {}
+        for name in (records if records is not None else self.records):
+            values = self.records[name]
+            dims = ("seed", *self.dims_of[name])
+            if len(dims) != values.ndim:
+                raise ValueError(f"records[{name!r}]: declared dims {dims} do not match its shape {values.shape}")
+            variables[name] = xr.Variable(dims, values, attrs=dict(self.attrs_of.get(name) or {}))
+        variables["diverged_at"] = xr.Variable(("seed",), self.diverged_at, attrs={
+            "long_name": "first step whose update was non-finite (-1: none)", "units": "step"})
+        coords: dict[str, Any] = {"seed": seed}
+        for dim, steps in self.times.items():
+            coords[dim] = xr.Variable((dim,), steps, attrs={"units": "step"})
+        for key, value in (conditions or {}).items():
+            coords[key] = ("seed", np.asarray(value))
+        return xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
 
 
 class EngineConfigError(ValueError):
@@ -137,14 +223,15 @@ class MemoryEstimate(NamedTuple):
     """What :func:`train` expects to hold in memory, in bytes (activations not included).
 
     Attributes:
-        params, opt_state, data, record: bytes per member: parameters, optimizer state, data,
-            and one record of every observable (one time point).
+        params, opt_state, data, record: bytes per member: the learner state (``params``; with
+            ``opt_state`` 0, kept for the message's layout), per-member data, and one record of
+            every observable (one time point of every group).
         observables: ``{name: bytes of one record of one member}``.
         num_members, num_records: members (padding included) and records per member (time points).
         members_per_device, chunk_records: members on each device; records held on the device
             per chunk.
-        device_bytes: per device: states (params, optimizer state, data, plus gradients and
-            updates, 2 x params) and one chunk of records.
+        device_bytes: per device: states (learner state, data, plus gradients and updates,
+            2 x state) and one chunk of records.
         host_bytes: all records of all members, kept on the host (plus ``device_bytes`` of every
             device when the device is the host's own memory, as on CPU).
         device_available, host_available: free bytes found (None where unknown).
@@ -235,22 +322,25 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def _estimate_memory(abstract, num_padded, total_records, chunk_records, devices) -> MemoryEstimate:
-    params, opt_state, data, records0 = abstract  # ShapeDtypeStructs with the (padded) seed axis
+def _estimate_memory(abstract_state, abstract_records, num_padded, num_times, chunk_times, devices) -> MemoryEstimate:
     per = lambda tree: _nbytes(tree) // num_padded  # noqa: E731
-    obs = {k: per(v) for k, v in records0.items()}
-    p, o, d, r = per(params), per(opt_state), per(data), sum(obs.values())
+    obs = {k: per(v) for k, v in abstract_records.items()}
+    p, d = per(abstract_state.learner), per(abstract_state.data)
+    per_record = {k: obs[k] for k in obs}
+    r = sum(per_record.values())
     members_per_device = num_padded // len(devices)
-    device_bytes = members_per_device * (p + o + d + 2 * p + chunk_records * r)
-    host_bytes = num_padded * (total_records + 1) * r
+    chunk_bytes = sum(per_record[k] * chunk_times[k] for k in per_record)
+    total_bytes = sum(per_record[k] * num_times[k] for k in per_record)
+    device_bytes = members_per_device * (p + d + 2 * p) + members_per_device * chunk_bytes
+    host_bytes = num_padded * total_bytes
     device_available = min((a for a in map(device_available_memory, devices) if a is not None), default=None)
     kind = "device" if device_available is not None else "host"
     if kind == "host":
         host_bytes += len(devices) * device_bytes
-    return MemoryEstimate(params=p, opt_state=o, data=d, record=r, observables=obs, num_members=num_padded,
-                          num_records=total_records + 1, members_per_device=members_per_device, chunk_records=chunk_records,
-                          device_bytes=device_bytes, host_bytes=host_bytes, device_available=device_available,
-                          host_available=host_available_memory(), device_kind=kind)
+    return MemoryEstimate(params=p, opt_state=0, data=d, record=r, observables=obs, num_members=num_padded,
+                          num_records=max(num_times.values(), default=1), members_per_device=members_per_device,
+                          chunk_records=max(chunk_times.values(), default=0), device_bytes=device_bytes, host_bytes=host_bytes,
+                          device_available=device_available, host_available=host_available_memory(), device_kind=kind)
 
 
 def _check_memory(est: MemoryEstimate, fraction: float = 0.9) -> None:
@@ -269,9 +359,9 @@ def _check_memory(est: MemoryEstimate, fraction: float = 0.9) -> None:
         f"memory: this run needs about {_fmt_bytes(need)} of {where} memory but {_fmt_bytes(have)} is free",
         f"records {_fmt_bytes(records_total)} = {est.num_members} members x {est.num_records} records x {_fmt_bytes(est.record)}"
         + (f" (largest observable {largest!r}: {_fmt_bytes(est.observables[largest])} per record)" if largest else ""),
-        f"states {_fmt_bytes(est.members_per_device * (3 * est.params + est.opt_state + est.data))} per device = "
-        f"{est.members_per_device} members x (params {_fmt_bytes(est.params)} x 3 with gradients and updates"
-        f" + optimizer {_fmt_bytes(est.opt_state)} + data {_fmt_bytes(est.data)})",
+        f"states {_fmt_bytes(est.members_per_device * (3 * est.params + est.data))} per device = "
+        f"{est.members_per_device} members x (learner state {_fmt_bytes(est.params)} x 3 with gradients and updates"
+        f" + data {_fmt_bytes(est.data)})",
         "record less often (record_every) or smaller observables, train fewer seeds per call, or use smaller chunk_steps; "
         "memory_check=False (CLI: --no-memory-check) runs anyway",
     ]
@@ -282,7 +372,8 @@ def member_keys(seeds: Sequence[int] | Array) -> tuple[Array, np.ndarray | None]
     """Root PRNG keys for the members.
 
     Args:
-        seeds: a sequence of distinct non-negative ints, or raw keys of shape (seed, 2) uint32.
+        seeds: a sequence of distinct non-negative ints below 2**32, or raw keys of shape
+            (seed, 2) uint32.
 
     Returns:
         (keys of shape (seed, 2) uint32, the int seeds as an array or None).
@@ -296,10 +387,15 @@ def member_keys(seeds: Sequence[int] | Array) -> tuple[Array, np.ndarray | None]
         raise EngineConfigError(f"seeds: expected integers, got dtype {arr.dtype}")
     if len(np.unique(arr)) != arr.size:
         raise EngineConfigError("seeds: seeds must be distinct, or members would be copies of each other")
-    if arr.min() < 0:
-        raise EngineConfigError("seeds: seeds must be non-negative")
-    keys = jax.vmap(lambda s: jax.random.key_data(jax.random.key(s)))(jnp.asarray(arr, dtype=jnp.uint32))
+    if arr.min() < 0 or arr.max() >= 2**32:
+        raise EngineConfigError("seeds: seeds must be in 0 .. 2**32 - 1")
+    keys = _seed_keys(jnp.asarray(arr, dtype=jnp.uint32))
     return keys, arr
+
+
+@jax.jit
+def _seed_keys(seeds: Array) -> Array:
+    return jax.vmap(lambda s: jax.random.key_data(jax.random.key(s)))(seeds)
 
 
 def _stream(key_data: Array, stream: int, step: Array | None = None) -> Array:
@@ -307,17 +403,6 @@ def _stream(key_data: Array, stream: int, step: Array | None = None) -> Array:
     if step is not None:
         key = jax.random.fold_in(key, step)
     return key
-
-
-def _make_optimizer(optimizer, hparams: Mapping[str, Array]) -> optax.GradientTransformation:
-    if isinstance(optimizer, optax.GradientTransformation):
-        return optimizer
-    return optimizer(hparams)
-
-
-def _tree_all_finite(tree: PyTree) -> Array:
-    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def _pad_members(tree: PyTree, num_padded: int) -> PyTree:
@@ -333,15 +418,266 @@ def _pad_members(tree: PyTree, num_padded: int) -> PyTree:
     return jax.tree_util.tree_map(pad, tree)
 
 
-def _validate(num_steps, record_every, chunk_steps, num_members, hparams, init_params, data, observables):
-    for name, value in (("num_steps", num_steps), ("record_every", record_every)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise EngineConfigError(f"{name}: expected a positive int, got {value!r}")
-    if num_steps % record_every:
-        raise EngineConfigError(f"record_every: must divide num_steps ({num_steps}), got {record_every}")
+def _merge(data_m: PyTree, shared: PyTree) -> PyTree:
+    """The member's view of its data: its own arrays and the shared ones in one mapping."""
+    if not shared:
+        return data_m
+    return {**shared, **data_m}
+
+
+# ---------------------------------------------------------------------------------------------
+# The pure pieces: one member's initialisation, observation and chunk; their ensemble maps.
+# ---------------------------------------------------------------------------------------------
+def _observe(spec: TrainSpec, groups: Sequence[Record], lstate, step, view, key, hp) -> dict[str, Any]:
+    """``{observable: array or {record: array}}`` of ``groups`` for one member at ``step`` (one
+    batch and one snapshot serve every observable)."""
+    if not any(r.observables for r in groups):
+        return {}
+    learner = spec.learner
+    batch = spec.task.batch(view, _stream(key, _DATA_STREAM, step), step)
+    snap = Snapshot(params=learner.params(lstate), state=lstate, step=step, batch=batch, data=view, hparams=hp,
+                    apply=lambda p, x: learner.apply(lstate, x, params=p))
+    out: dict[str, Any] = {}
+    for group in groups:
+        for name, fn in group.observables:
+            value = fn(snap)
+            out[name] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def _flatten_records(nested: Mapping[str, Any]) -> dict[str, Any]:
+    """``{observable: array or {record: array}}`` -> ``{record: array}``: an observable returning
+    a mapping contributes one record per entry, named by its key."""
+    flat: dict[str, Any] = {}
+    for name, value in nested.items():
+        items = value.items() if isinstance(value, Mapping) else ((name, value),)
+        for record, array in items:
+            if record in flat:
+                raise EngineConfigError(f"observables[{name!r}]: its record {record!r} clashes with another record's name")
+            flat[record] = array
+    return flat
+
+
+def _init_member(spec: TrainSpec, key, hp, params, data_m, shared):
+    if data_m is None:
+        data_m = spec.task.init(_stream(key, _TASK_STREAM))
+    view = _merge(data_m, shared)
+    batch0 = spec.task.batch(view, _stream(key, _DATA_STREAM, jnp.int32(0)), jnp.int32(0))
+    lstate = spec.learner.init(_stream(key, _INIT_STREAM), batch0, hp, params=params)
+    records = {}
+    for group in spec.plan:
+        records[group.dim] = _observe(spec, (group,), lstate, jnp.int32(0), view, key, hp)
+    return lstate, data_m, records
+
+
+def _member_chunk(spec: TrainSpec, n_ticks: int, lstate, diverged_at, data_m, key, hp, shared, start):
+    """``n_ticks`` ticks of one member from step ``start``; returns the state and the records of
+    every group: the tick's own groups as scan outputs, sparser groups in buffers."""
+    learner, task = spec.learner, spec.task
+    view = _merge(data_m, shared)
+    tick = tick_of(spec.plan)
+    dense = [g for g in spec.plan if g.every == tick]
+    sparse = [g for g in spec.plan if g.every != tick]
+
+    def one_step(carry, step):
+        lstate, diverged_at = carry
+        batch = task.batch(view, _stream(key, _DATA_STREAM, step), step)
+        lstate, finite = learner.step(lstate, batch, _stream(key, _DROPOUT_STREAM, step), hp)
+        diverged_at = jnp.where((diverged_at < 0) & ~finite, step, diverged_at)
+        return (lstate, diverged_at), None
+
+    def empty(group):  # the buffer of a sparse group's records in this chunk
+        shapes = jax.eval_shape(lambda s: _observe(spec, (group,), s, start, view, key, hp), lstate)
+        n = n_ticks * tick // group.every
+        return jax.tree_util.tree_map(lambda a: jnp.zeros((n, *a.shape), a.dtype), shapes)
+
+    def one_tick(carry, tick_index):
+        (lstate, diverged_at), buffers = carry
+        first = start + tick_index * tick
+        (lstate, diverged_at), _ = jax.lax.scan(one_step, (lstate, diverged_at), first + jnp.arange(tick, dtype=jnp.int32))
+        after = first + tick
+        records = {g.dim: _observe(spec, (g,), lstate, after, view, key, hp) for g in dense}
+        new_buffers = {}
+        for g in sparse:
+            # The step is the same for every member, so under vmap this stays a branch.
+            index = (after - start) // g.every - 1
+
+            def write(buf, g=g, index=index):
+                obs = _observe(spec, (g,), lstate, after, view, key, hp)
+                return jax.tree_util.tree_map(lambda b, v: b.at[index].set(v), buf, obs)
+
+            new_buffers[g.dim] = jax.lax.cond(after % g.every == 0, write, lambda buf: buf, buffers[g.dim])
+        return ((lstate, diverged_at), new_buffers), records
+
+    buffers = {g.dim: empty(g) for g in sparse}
+    ((lstate, diverged_at), buffers), records = jax.lax.scan(
+        one_tick, ((lstate, diverged_at), buffers), jnp.arange(n_ticks, dtype=jnp.int32))
+    return lstate, diverged_at, {**records, **buffers}
+
+
+def _ensemble_map(fn, mesh: Mesh | None, n_per_member: int, n_shared: int):
+    """vmaps ``fn`` over its first ``n_per_member`` arguments; with a mesh the member axis is
+    sharded (shard_map: every member stays on one device, no collectives)."""
+    batched = jax.vmap(fn, in_axes=(0,) * n_per_member + (None,) * n_shared)
+    if mesh is None:
+        return batched
+    specs = (PartitionSpec("seed"),) * n_per_member + (PartitionSpec(),) * n_shared
+    return jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("seed"), check_vma=False)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "mesh"))
+def _init_jit(spec: TrainSpec, keys, hparams, params, data, shared, *, mesh):
+    fn = _ensemble_map(functools.partial(_init_member, spec), mesh, 4, 1)
+    return fn(keys, hparams, params, data, shared)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "n_ticks", "mesh"), donate_argnums=(1, 2))
+def _chunk_jit(spec: TrainSpec, lstate, diverged_at, data, keys, hparams, shared, start, *, n_ticks, mesh):
+    fn = _ensemble_map(functools.partial(_member_chunk, spec, n_ticks), mesh, 5, 2)
+    return fn(lstate, diverged_at, data, keys, hparams, shared, start)
+
+
+def init_ensemble(spec: TrainSpec, keys: Array, hparams: Mapping[str, Array], *, params: PyTree | None = None,
+                  data: PyTree | None = None, shared: PyTree | None = None, mesh: Mesh | None = None):
+    """The initial state of every member and its records at step 0 (one jitted program per spec).
+
+    Args:
+        spec: the :class:`TrainSpec`.
+        keys: (seed, 2) uint32 root keys (see :func:`member_keys`).
+        hparams: ``{name: (seed,)}``.
+        params: given initial parameters, leaves (seed, ...), or None (the learner draws them).
+        data: per-member data, leaves (seed, ...), or None (``task.init`` per member).
+        shared: data every member sees (no seed axis), or None.
+        mesh: a 1-D device mesh with axis ``"seed"`` to shard members over (the seed count must
+            be a multiple of its size), or None.
+
+    Returns:
+        (:class:`EnsembleState` at step 0, ``{time dim: {record: (seed, ...)}}``).
+    """
+    lstate, data_all, records = _init_jit(spec, keys, hparams, params, data, shared or {}, mesh=mesh)
+    diverged = jnp.full((keys.shape[0],), -1, dtype=jnp.int32)
+    if mesh is not None:
+        diverged = jax.device_put(diverged, NamedSharding(mesh, PartitionSpec("seed")))
+    return EnsembleState(learner=lstate, data=data_all, keys=keys, hparams=hparams, diverged_at=diverged, step=0), records
+
+
+def run_chunk(spec: TrainSpec, state: EnsembleState, n_ticks: int, *, shared: PyTree | None = None, mesh: Mesh | None = None):
+    """Advances every member by ``n_ticks`` ticks of the plan (``n_ticks * tick`` steps).
+
+    The chunk must start at a multiple of the plan's period (the least common multiple of its
+    cadences) and span whole periods, so that every group's records fall inside it. The state's
+    learner and divergence buffers are donated (not usable afterwards).
+
+    Returns:
+        (the new :class:`EnsembleState`, ``{time dim: {record: (seed, time in chunk, ...)}}``).
+    """
+    lstate, diverged, records = _chunk_jit(spec, state.learner, state.diverged_at, state.data, state.keys, state.hparams,
+                                           shared or {}, jnp.int32(state.step), n_ticks=n_ticks, mesh=mesh)
+    step = state.step + n_ticks * tick_of(spec.plan)
+    return state._replace(learner=lstate, diverged_at=diverged, step=step), records
+
+
+# ---------------------------------------------------------------------------------------------
+# train: validate, prepare a call (the executor layer splits its members), run it.
+# ---------------------------------------------------------------------------------------------
+class Members(NamedTuple):
+    """Everything that belongs to individual members of one call; leaves have the seed axis
+    first, so an executor splits a call by slicing every leaf.
+
+    Attributes:
+        keys: (seed, 2) uint32 root keys.
+        hparams: ``{name: (seed,)}``.
+        params: given initial parameters (seed, ...) or None.
+        data: per-member data (seed, ...) or None.
+        seeds: (seed,) the integer seeds, or None when raw keys were given.
+    """
+
+    keys: Any
+    hparams: Mapping[str, Any]
+    params: PyTree | None
+    data: PyTree | None
+    seeds: np.ndarray | None
+
+    def __len__(self) -> int:
+        return int(np.shape(self.keys)[0])
+
+    def slice(self, first: int, stop: int) -> "Members":
+        """Members ``first .. stop - 1``."""
+        cut = lambda tree: None if tree is None else jax.tree_util.tree_map(lambda x: np.asarray(x)[first:stop], tree)  # noqa: E731
+        return Members(keys=np.asarray(self.keys)[first:stop], hparams=cut(dict(self.hparams)), params=cut(self.params),
+                       data=cut(self.data), seeds=None if self.seeds is None else self.seeds[first:stop])
+
+
+class TrainCall(NamedTuple):
+    """One validated :func:`train` call: what to train (``spec``, ``num_steps``, ``shared``), on
+    which members, and how to run it (the options never change the results).
+
+    Attributes:
+        spec: the :class:`TrainSpec`.
+        num_steps: updates per member.
+        members: the :class:`Members`.
+        shared: data every member sees (no seed axis), or None.
+        options: ``{"chunk_steps", "devices", "progress", "checkpoint", "memory_check",
+            "on_chunk", "resume_from"}``.
+    """
+
+    spec: TrainSpec
+    num_steps: int
+    members: Members
+    shared: PyTree | None
+    options: dict[str, Any]
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise EngineConfigError(f"{name}: expected a positive int, got {value!r}")
+    return int(value)
+
+
+def prepare(
+    learner: Learner | Any,
+    task: Task | Any,
+    optimizer: Any = None,
+    *,
+    seeds: Sequence[int] | Array,
+    num_steps: int,
+    loss: Callable | None = None,
+    record: Record | Sequence[Record] | None = None,
+    observables: Mapping[str, Observable] | None = None,
+    record_every: int | None = None,
+    hparams: Mapping[str, Any] | None = None,
+    init_params: PyTree | None = None,
+    data: PyTree | None = None,
+    shared: PyTree | None = None,
+    chunk_steps: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: Any = False,
+    on_chunk: Callable[[EnsembleState, dict[str, np.ndarray]], None] | None = None,
+    resume_from: tuple[EnsembleState, dict[str, np.ndarray]] | None = None,
+    checkpoint: Checkpointer | None = None,
+    memory_check: bool = True,
+) -> TrainCall:
+    """Validates :func:`train`'s arguments and bundles them as a :class:`TrainCall` (nothing
+    compiles). Arguments: as :func:`train`. Raises :class:`EngineConfigError`."""
+    try:
+        learner = as_learner(learner, optimizer, loss)
+        plan = as_plan(record, observables, record_every)
+        num_steps = _positive_int("num_steps", num_steps)
+        validate_plan(plan, num_steps)
+    except EngineConfigError:
+        raise
+    except ValueError as exc:
+        raise EngineConfigError(str(exc)) from None
+    if not callable(getattr(task, "batch", None)):
+        raise EngineConfigError(f"task: expected a jaxdyn.engine.Task (init, batch) or an object with a batch method, got {type(task).__name__}")
+    if data is None and not callable(getattr(task, "init", None)):
+        raise EngineConfigError("data: the task has no init, so per-member data= must be given")
+    keys, seed_array = member_keys(seeds)
+    num_members = int(keys.shape[0])
+    period = period_of(plan)
     if chunk_steps is not None:
-        if not isinstance(chunk_steps, (int, np.integer)) or chunk_steps < 1 or chunk_steps % record_every:
-            raise EngineConfigError(f"chunk_steps: expected a positive multiple of record_every ({record_every}), got {chunk_steps!r}")
+        if not isinstance(chunk_steps, (int, np.integer)) or isinstance(chunk_steps, bool) or chunk_steps < 1 or chunk_steps % period:
+            raise EngineConfigError(f"chunk_steps: expected a positive multiple of record_every ({period}), got {chunk_steps!r}")
     for name, value in (hparams or {}).items():
         shape = np.shape(value)
         if shape not in ((), (num_members,)):
@@ -352,78 +688,73 @@ def _validate(num_steps, record_every, chunk_steps, num_members, hparams, init_p
         for leaf in jax.tree_util.tree_leaves(tree):
             if np.ndim(leaf) == 0 or np.shape(leaf)[0] != num_members:
                 raise EngineConfigError(f"{label}: every leaf needs a leading seed axis of {num_members}, got shape {np.shape(leaf)}")
-    for name, fn in (observables or {}).items():
-        if not callable(fn):
-            raise EngineConfigError(f"observables[{name!r}]: expected a callable of a Snapshot")
+    if shared is not None:
+        if not isinstance(shared, Mapping):
+            raise EngineConfigError(f"shared: expected a mapping of arrays, got {type(shared).__name__}")
+        if data is not None and not isinstance(data, Mapping):
+            raise EngineConfigError("data: with shared= the per-member data must be a mapping too (the task sees both in one)")
+        clash = sorted(set(shared) & set(data or {}))
+        if clash:
+            raise EngineConfigError(f"shared: {clash[0]!r} is also in the per-member data; give each array once")
+    if checkpoint is not None and not isinstance(checkpoint, Checkpointer):
+        raise EngineConfigError(f"checkpoint: expected a jaxdyn.engine.Checkpointer, got {type(checkpoint).__name__}")
+    spec = TrainSpec(learner=learner, task=task, plan=plan)
+    try:
+        hash(spec)
+    except TypeError as exc:
+        raise EngineConfigError(f"learner, task: must be hashable (frozen dataclasses, module-level functions) so the "
+                                f"compiled program can be reused: {exc}") from None
+    hp = {k: np.broadcast_to(np.asarray(v), (num_members,)) for k, v in (hparams or {}).items()}
+    members = Members(keys=keys, hparams=hp, params=init_params, data=data, seeds=seed_array)
+    options = dict(chunk_steps=chunk_steps, devices=devices, progress=progress, checkpoint=checkpoint,
+                   memory_check=memory_check, on_chunk=on_chunk, resume_from=resume_from)
+    return TrainCall(spec=spec, num_steps=num_steps, members=members, shared=shared, options=options)
 
 
-def train(
-    model,
-    task: Task,
-    optimizer: optax.GradientTransformation | Callable[[Mapping[str, Array]], optax.GradientTransformation],
-    *,
-    seeds: Sequence[int] | Array,
-    num_steps: int,
-    loss: Callable[[Array, Mapping[str, Array]], Array],
-    observables: Mapping[str, Observable] | None = None,
-    record_every: int = 1,
-    hparams: Mapping[str, Any] | None = None,
-    init_params: PyTree | None = None,
-    data: PyTree | None = None,
-    chunk_steps: int | None = None,
-    devices: Sequence[jax.Device] | None = None,
-    progress: bool = False,
-    on_chunk: Callable[[EnsembleState, dict[str, np.ndarray]], None] | None = None,
-    resume_from: tuple[EnsembleState, dict[str, np.ndarray]] | None = None,
-    checkpoint: Checkpointer | None = None,
-    memory_check: bool = True,
-    executor=None,
-) -> EnsembleResult:
-    """Trains an ensemble of members (seeds or conditions) of one model, inside one jit.
+def train(learner: Learner | Any, task: Task | Any, optimizer: Any = None, **kwargs) -> EnsembleResult:
+    """Trains an ensemble of members (seeds or conditions) of one learner, inside one jit.
 
     Args:
-        model: a flax linen Module, called as ``model.apply({'params': p}, x, train=...)``
-            with ``rngs={'dropout': key}`` in training mode.
-        task: the data source, see :class:`Task`. ``task.init`` is not called when ``data``
-            is given.
-        optimizer: an optax ``GradientTransformation``, or a function of the member's
-            hyperparameters returning one (``lambda h: optax.sgd(h['lr'])``), which is how a
-            learning rate per member is expressed.
-        seeds: n distinct ints, or raw keys (n, 2) uint32. Member i draws its
-            initialisation, data order and dropout masks from its own seed.
+        learner: a :class:`~jaxdyn.engine.learners.Learner` (e.g. ``GradientLearner(model, loss,
+            optimizer)``, or neurashed's Algorithm 1); or a flax model, with ``optimizer`` and
+            ``loss`` given here (a :class:`~jaxdyn.engine.learners.GradientLearner` is built).
+        task: the data source, see :class:`Task`. ``task.init`` is not called when ``data`` is
+            given.
+        optimizer: with a model: :func:`~jaxdyn.engine.learners.optimizer` (hashable: compiled
+            once), an optax ``GradientTransformation``, or a function of the member's
+            hyperparameters returning one (``lambda h: optax.sgd(h['lr'])``).
+        seeds: n distinct ints, or raw keys (n, 2) uint32. Member i draws its initialisation,
+            data order and dropout masks from its own seed.
         num_steps: number of updates per member.
-        loss: ``loss(outputs, batch) -> scalar``, with ``outputs = model(batch['x'])``.
-        observables: ``{name: fn(Snapshot) -> array}`` recorded every ``record_every``
-            steps and at step 0; each becomes a record of shape (seed, time, ...).
-        record_every: steps between records; must divide ``num_steps``.
+        loss: with a model: ``loss(outputs, batch) -> scalar``, ``outputs = model(batch['x'])``.
+        record: the recording plan: a :class:`~jaxdyn.engine.recording.Record` or a sequence of
+            them, each group with its own cadence and time dim.
+        observables, record_every: the shorthand for one group: ``{name: fn(Snapshot) -> array
+            or {name: array}}`` recorded every ``record_every`` steps (default 1) and at step 0;
+            each record has shape (seed, time, ...).
         hparams: ``{name: scalar or (n,)}`` per-member hyperparameters.
-        init_params: explicit initial parameters, leaves (n, ...); otherwise ``model.init``
-            is called with each member's key.
+        init_params: explicit initial parameters, leaves (n, ...); otherwise the learner draws
+            them from each member's key.
         data: explicit per-member data, leaves (n, ...); otherwise ``task.init`` is vmapped.
-        chunk_steps: steps per jit call (a multiple of ``record_every``); the results do not
-            depend on it. Default: all steps in one call.
-        devices: devices to shard the seed axis over; default all local devices of the
-            default backend. The member count is padded to a multiple of their number.
-        progress: show a tqdm progress bar over steps.
-        on_chunk: called after each chunk as ``on_chunk(state, records_so_far)`` (for
-            checkpoints); the state is a host (numpy) copy, records are numpy
-            (seed_padded, time, ...).
-        resume_from: ``(state, records_so_far)`` as given to ``on_chunk``; training
-            continues from ``state.step``.
+        shared: data every member sees, a mapping of arrays without the seed axis: sent to the
+            device once, not copied per member nor into checkpoints; merged with the member's
+            data in what the task and observables see.
+        chunk_steps: steps per jit call (a multiple of every cadence); the results do not depend
+            on it. Default: all steps in one call.
+        devices: devices to shard the seed axis over; default all local devices of the default
+            backend. The member count is padded to a multiple of their number.
+        progress: show a tqdm progress bar (True), or a callable ``progress(done, total)``
+            called after each chunk with member-steps done and to do.
+        on_chunk: called after each chunk as ``on_chunk(state, records_so_far)``; the state is
+            a host (numpy) copy, records are numpy (seed_padded, time, ...).
+        resume_from: ``(state, records_so_far)`` as given to ``on_chunk``; training continues
+            from ``state.step``.
         checkpoint: a :class:`~jaxdyn.engine.checkpoint.Checkpointer`: writes the state and
             records atomically every ``checkpoint.every`` steps (which sets the chunk size) and
             at the end; with ``resume=True`` continues from this call's newest checkpoint
-            (bitwise identical to an uninterrupted run). Ignored for restoring when
-            ``resume_from`` is given.
+            (bitwise identical to an uninterrupted run).
         memory_check: estimate the memory of states and records before compiling and raise
             :class:`ResourceError` when it exceeds 90% of the free device (or host) memory.
-            ``False`` skips the check.
-        executor: where the members run: None (this process), or a
-            :class:`~jaxdyn.engine.executor.RayExecutor` (chunks of ``chunk_seeds`` members as
-            tasks on a Ray cluster) or :class:`~jaxdyn.engine.executor.LocalExecutor` (chunks one
-            after the other here). The chunks' results are concatenated along the seed axis, the
-            same as one call (see :mod:`jaxdyn.engine.executor`); finished chunks are stored with
-            ``checkpoint`` and not recomputed on resume. Not with ``on_chunk`` or ``resume_from``.
 
     Returns:
         An :class:`EnsembleResult`.
@@ -433,227 +764,213 @@ def train(
         ResourceError: the estimated memory exceeds what is free (see ``memory_check``).
         CheckpointError: resuming from a checkpoint written by a different run.
     """
-    keys, seed_array = member_keys(seeds)
-    num_members = int(keys.shape[0])
-    observables = dict(observables or {})
-    _validate(num_steps, record_every, chunk_steps, num_members, hparams, init_params, data, observables)
-    if checkpoint is not None:
-        if not isinstance(checkpoint, Checkpointer):
-            raise EngineConfigError(f"checkpoint: expected a jaxdyn.engine.checkpoint.Checkpointer, got {type(checkpoint).__name__}")
-    if executor is not None:  # split the members into chunks, each an ordinary train call
-        from jaxdyn.engine.executor import run_train
+    return run_call(prepare(learner, task, optimizer, **kwargs))
 
-        return run_train(executor, dict(
-            model=model, task=task, optimizer=optimizer, seeds=seeds, num_steps=num_steps, loss=loss,
-            observables=observables, record_every=record_every, hparams=hparams, init_params=init_params, data=data,
-            chunk_steps=chunk_steps, devices=devices, progress=progress, on_chunk=on_chunk, resume_from=resume_from,
-            checkpoint=checkpoint, memory_check=memory_check), keys, seed_array)
-    if checkpoint is not None:
-        chunk_steps = checkpoint.chunk_steps(num_steps, record_every, chunk_steps)
-    devices = list(devices) if devices is not None else jax.local_devices()
+
+def _fingerprint(call: TrainCall) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed by ``call`` (beyond keys, hparams and data)."""
+    shared_crc = 0
+    for leaf in jax.tree_util.tree_leaves(call.shared):
+        shared_crc = zlib.crc32(np.ascontiguousarray(np.asarray(leaf)).view(np.uint8).data, shared_crc)
+    plan = call.spec.plan
+    return {"num_steps": int(call.num_steps), "num_members": len(call.members),
+            "record_every": {r.dim: r.every for r in plan}, "observables": sorted(n for r in plan for n in r.names()),
+            "shared_crc32": shared_crc}
+
+
+def run_call(call: TrainCall) -> EnsembleResult:
+    """Runs a prepared :class:`TrainCall` in this process, on its devices (what :func:`train` does)."""
+    spec, num_steps, members, opts = call.spec, call.num_steps, call.members, call.options
+    plan = spec.plan
+    num_members = len(members)
+    devices = list(opts["devices"]) if opts["devices"] is not None else jax.local_devices()
     num_devices = len(devices)
     num_padded = math.ceil(num_members / num_devices) * num_devices
-    total_records = num_steps // record_every
-    chunk_records = total_records if chunk_steps is None else min(chunk_steps // record_every, total_records)
-
-    hparams = {k: jnp.broadcast_to(jnp.asarray(v), (num_members,)) for k, v in (hparams or {}).items()}
-
-    def apply_eval(params, x):
-        return model.apply({"params": params}, x, train=False)
-
-    def objective(params, batch, dropout_key):
-        outputs = model.apply({"params": params}, batch["x"], train=True, rngs={"dropout": dropout_key})
-        return loss(outputs, batch)
-
-    def observe(params, step, data_m, key, hp):
-        batch = task.batch(data_m, _stream(key, _DATA_STREAM, step), step)
-        snap = Snapshot(params=params, step=step, batch=batch, data=data_m, hparams=hp, apply=apply_eval)
-        return {name: fn(snap) for name, fn in observables.items()}
-
-    # ---- initialisation of one member (vmapped below) ----
-    def init_member(key, hp, params, data_m):
-        if data_m is None:
-            data_m = task.init(_stream(key, _TASK_STREAM))
-        if params is None:
-            x0 = task.batch(data_m, _stream(key, _DATA_STREAM, jnp.int32(0)), jnp.int32(0))["x"]
-            params = model.init({"params": _stream(key, _INIT_STREAM)}, x0, train=False)["params"]
-        opt_state = _make_optimizer(optimizer, hp).init(params)
-        records = observe(params, jnp.int32(0), data_m, key, hp)
-        return params, opt_state, data_m, records
-
-    # ---- one chunk of one member: scan over records, each a scan over steps ----
-    def member_chunk(params, opt_state, data_m, key, hp, diverged_at, start_step, n_records):
-        opt = _make_optimizer(optimizer, hp)
-
-        def one_step(carry, step):
-            params, opt_state, diverged_at = carry
-            batch = task.batch(data_m, _stream(key, _DATA_STREAM, step), step)
-            value, grads = jax.value_and_grad(objective)(params, batch, _stream(key, _DROPOUT_STREAM, step))
-            updates, opt_state = opt.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            finite = jnp.isfinite(value) & _tree_all_finite(grads)
-            diverged_at = jnp.where((diverged_at < 0) & ~finite, step, diverged_at)
-            return (params, opt_state, diverged_at), None
-
-        def one_record(carry, record_index):
-            first = start_step + record_index * record_every
-            carry, _ = jax.lax.scan(one_step, carry, first + jnp.arange(record_every, dtype=jnp.int32))
-            params, _, _ = carry
-            return carry, observe(params, first + record_every, data_m, key, hp)
-
-        (params, opt_state, diverged_at), records = jax.lax.scan(
-            one_record, (params, opt_state, diverged_at), jnp.arange(n_records, dtype=jnp.int32)
-        )
-        return params, opt_state, diverged_at, records
+    tick, period = tick_of(plan), period_of(plan)
+    checkpoint: Checkpointer | None = opts["checkpoint"]
+    chunk_steps = opts["chunk_steps"]
+    if checkpoint is not None:
+        chunk_steps = checkpoint.chunk_steps(num_steps, period, chunk_steps)
+    chunk_steps = num_steps if chunk_steps is None else min(chunk_steps, num_steps)
+    num_times = {r.dim: num_steps // r.every + 1 for r in plan}
 
     mesh = Mesh(np.asarray(devices), ("seed",)) if num_devices > 1 else None
-
-    def ensemble_map(fn, n_per_member, n_shared=0):
-        """vmaps ``fn`` over its first ``n_per_member`` arguments; with several devices the
-        member axis is sharded (shard_map: every member stays on one device, no collectives)."""
-        batched = jax.vmap(fn, in_axes=(0,) * n_per_member + (None,) * n_shared)
-        if mesh is None:
-            return batched
-        specs = (PartitionSpec("seed"),) * n_per_member + (PartitionSpec(),) * n_shared
-        return jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("seed"), check_vma=False)
 
     def place(tree):
         if mesh is None:
             return tree
         return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("seed")))
 
-    pad_keys, pad_hp, pad_params, pad_data = place(
-        tuple(None if t is None else _pad_members(t, num_padded) for t in (keys, hparams, init_params, data))
-    )
-    init_fn = jax.jit(ensemble_map(init_member, 4))
-    # Shapes of everything the run will hold, by tracing only (nothing is compiled or run).
-    abstract = jax.eval_shape(init_fn, pad_keys, pad_hp, pad_params, pad_data)
-    if memory_check:
-        _check_memory(_estimate_memory(abstract, num_padded, total_records, chunk_records, devices))
+    pad = lambda tree: None if tree is None else _pad_members(tree, num_padded)  # noqa: E731
+    keys = place(pad(jnp.asarray(members.keys)))
+    hparams = place(pad({k: jnp.asarray(v) for k, v in members.hparams.items()}))
+    params, data = place(pad(members.params)), place(pad(members.data))
+    shared = {} if call.shared is None else jax.tree_util.tree_map(jnp.asarray, dict(call.shared))
+
+    # Shapes of everything the run will hold, by tracing only (cached per spec and shapes).
+    abstract_state, abstract_data, abstract_nested = _init_jit.eval_shape(spec, keys, hparams, params, data, shared, mesh=mesh)
+    records_of = _records_of(plan, abstract_nested)  # {record: (group, observable, from a mapping)}
+    dims_of = {name: group.dim for name, (group, _, _) in records_of.items()}
+    every_of = {name: group.every for name, (group, _, _) in records_of.items()}
+    flat_abstract = {name: a for r in plan for name, a in _flatten_records(abstract_nested[r.dim]).items()}
+    if opts["memory_check"]:
+        chunk_times = {name: chunk_steps // every for name, every in every_of.items()}
+        totals = {name: num_times[dim] for name, dim in dims_of.items()}
+        est_state = EnsembleState(learner=abstract_state, data=abstract_data, keys=None, hparams=None, diverged_at=None, step=0)
+        _check_memory(_estimate_memory(est_state, flat_abstract, num_padded, totals, chunk_times, devices))
 
     # ---- checkpoints: this call's folder; restore its newest checkpoint when resuming ----
     saver = None
+    resume_from = opts["resume_from"]
     if checkpoint is not None:
-        saver = checkpoint.for_call({
-            "num_steps": int(num_steps), "record_every": int(record_every), "num_members": num_members,
-            "observables": sorted(observables),
-        })
+        saver = checkpoint.for_call(_fingerprint(call))
         if resume_from is None and checkpoint.resume:
-            resume_from = _restore(saver, abstract, keys, hparams, data, num_members, num_padded, place)
+            resume_from = _restore(saver, (abstract_state, abstract_data), flat_abstract, every_of, members,
+                                   num_members, num_padded, place)
 
     # ---- state: fresh or resumed ----
     if resume_from is not None:
         state, records_so_far = resume_from
         records_so_far = {k: np.asarray(v) for k, v in records_so_far.items()}
     else:
-        params, opt_state, data_all, records0 = init_fn(pad_keys, pad_hp, pad_params, pad_data)
-        state = EnsembleState(
-            params=params,
-            opt_state=opt_state,
-            data=data_all,
-            keys=pad_keys,
-            hparams=pad_hp,
-            diverged_at=place(jnp.full((num_padded,), -1, dtype=jnp.int32)),
-            step=0,
-        )
-        records_so_far = {k: np.asarray(v)[:, None] for k, v in records0.items()}
+        state, records0 = init_ensemble(spec, keys, hparams, params=params, data=data, shared=shared, mesh=mesh)
+        records0 = jax.device_get(records0)
+        flat0 = {name: a for r in plan for name, a in _flatten_records(records0[r.dim]).items()}
+        records_so_far = {name: np.asarray(v)[:, None] for name, v in flat0.items()}
 
     # Records go into preallocated host buffers (no growing copies): (seed_padded, time, ...).
-    # Callbacks see views of the filled part, which is never written again.
-    filled = state.step // record_every + 1
+    filled = {name: state.step // every_of[name] + 1 for name in dims_of}
     buffers = {}
-    for k, v in records_so_far.items():
-        buffers[k] = np.empty((v.shape[0], total_records + 1, *v.shape[2:]), dtype=v.dtype)
-        buffers[k][:, :filled] = v[:, :filled]
-
-    # One compiled function per distinct chunk length (at most two: full and remainder).
-    compiled: dict[int, Callable] = {}
-
-    def chunk_fn(n_records):
-        if n_records not in compiled:
-
-            def run(params, opt_state, data_m, key, hp, diverged_at, start):
-                return member_chunk(params, opt_state, data_m, key, hp, diverged_at, start, n_records)
-
-            compiled[n_records] = jax.jit(ensemble_map(run, 6, 1), donate_argnums=(0, 1, 5))
-        return compiled[n_records]
+    for name, v in records_so_far.items():
+        buffers[name] = np.empty((v.shape[0], num_times[dims_of[name]], *v.shape[2:]), dtype=v.dtype)
+        buffers[name][:, :filled[name]] = v[:, :filled[name]]
 
     def save(host_state):
         trim = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:num_members], tree)  # noqa: E731
-        saver.save(host_state.step, trim(host_state._replace(step=None)), {k: b[:num_members, :filled] for k, b in buffers.items()})
+        saver.save(host_state.step, trim(host_state._replace(step=None)),
+                   {k: b[:num_members, :filled[k]] for k, b in buffers.items()})
 
+    progress = opts["progress"]
     bar = None
-    if progress:
+    total = num_members * num_steps
+    if progress is True:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=num_steps, initial=state.step, unit="step", desc="training")
+        bar = tqdm(total=total, initial=num_members * state.step, unit="member-step", unit_scale=True, desc="training")
     try:
         if saver is not None and state.step == num_steps and saver.last_saved_step is None and not saver.steps():
             save(jax.device_get(state))  # a call that ran no chunk (num_steps already reached)
+        first_chunk = True
         while state.step < num_steps:
-            n_records = min(chunk_records, (num_steps - state.step) // record_every)
-            params, opt_state, diverged_at, records = chunk_fn(n_records)(
-                state.params, state.opt_state, state.data, state.keys, state.hparams, state.diverged_at,
-                jnp.int32(state.step),
-            )
-            state = state._replace(params=params, opt_state=opt_state, diverged_at=diverged_at, step=state.step + n_records * record_every)
+            n_steps = min(chunk_steps, num_steps - state.step)
+            state, records = run_chunk(spec, state, n_steps // tick, shared=shared, mesh=mesh)
             records = jax.device_get(records)
-            for k in buffers:
-                buffers[k][:, filled : filled + n_records] = records[k]
-            filled += n_records
+            flat = {name: a for r in plan for name, a in _flatten_records(records[r.dim]).items()}
+            for name, values in flat.items():
+                buffers[name][:, filled[name]: filled[name] + values.shape[1]] = values
+                filled[name] += values.shape[1]
             if bar is not None:
-                bar.update(n_records * record_every)
-            if on_chunk is not None or saver is not None:
+                bar.update(num_members * n_steps)
+                if first_chunk:  # the rate (and ETA) from here on leaves compilation out
+                    bar.initial, bar.start_t = bar.n, time.time()
+            elif callable(progress):
+                progress(num_members * state.step, total)
+            first_chunk = False
+            if opts["on_chunk"] is not None or saver is not None:
                 # A host copy: the device buffers are donated to the next chunk.
                 host_state = jax.device_get(state)
                 if saver is not None:
                     save(host_state)
-                if on_chunk is not None:
-                    on_chunk(host_state, {k: b[:, :filled] for k, b in buffers.items()})
+                if opts["on_chunk"] is not None:
+                    opts["on_chunk"](host_state, {k: b[:, :filled[k]] for k, b in buffers.items()})
     finally:
         if bar is not None:
             bar.close()
 
     unpad = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:num_members], tree)  # noqa: E731
+    final = unpad(jax.device_get(state._replace(step=None)))._replace(step=state.step)
+    times = {r.dim: np.arange(0, num_steps + 1, r.every) for r in plan}
+    full_dims, attrs_of = _record_dims(records_of, flat_abstract)
     return EnsembleResult(
-        params=unpad(state.params),
-        opt_state=unpad(state.opt_state),
+        params=spec.learner.params(final.learner),
         records={k: v[:num_members] for k, v in buffers.items()},
-        record_steps=np.arange(0, num_steps + 1, record_every),
-        diverged_at=np.asarray(state.diverged_at)[:num_members],
-        seeds=seed_array,
-        state=state,
+        record_steps=times[plan[0].dim],
+        diverged_at=np.asarray(final.diverged_at),
+        seeds=members.seeds,
+        state=final,
+        times=times,
+        dims_of=full_dims,
+        attrs_of=attrs_of,
     )
 
 
-def _restore(saver, abstract, keys, hparams, data, num_members, num_padded, place):
+def _records_of(plan, nested) -> dict[str, tuple[Record, Callable, bool]]:
+    """``{record: (its group, its observable, whether the observable returned a mapping)}``.
+
+    Raises:
+        EngineConfigError: two records of the plan with one name.
+    """
+    owner: dict[str, tuple[Record, Callable, bool]] = {}
+    for group in plan:
+        for name, fn in group.observables:
+            value = nested[group.dim][name]
+            is_mapping = isinstance(value, Mapping)
+            for record in (value if is_mapping else (name,)):
+                if record in owner:
+                    raise EngineConfigError(f"observables[{name!r}]: its record {record!r} clashes with another record's name")
+                owner[record] = (group, fn, is_mapping)
+    return owner
+
+
+def _record_dims(records_of, flat_abstract) -> tuple[dict, dict]:
+    """``{record: (time dim, *output dims)}`` and ``{record: attrs}`` from the observables'
+    declarations (``<record>_dim<k>`` where none)."""
+    full, attrs = {}, {}
+    for record, (group, fn, is_mapping) in records_of.items():
+        ndim = len(flat_abstract[record].shape) - 1
+        names = declared(fn, record, is_mapping, "dims")
+        if names is None or len(names) != ndim:
+            names = tuple(f"{record}_dim{k}" for k in range(ndim))
+        full[record] = (group.dim, *names)
+        attrs[record] = dict(declared(fn, record, is_mapping, "attrs") or {})
+    return full, attrs
+
+
+def _restore(saver, abstract, flat_abstract, every_of, members: Members, num_members, num_padded, place):
     """This call's newest checkpoint as ``resume_from`` (padding re-added), or None.
 
     The checkpoint must hold the same members (PRNG keys), hyperparameters and, when ``data``
     was given, the same data, bitwise; otherwise :class:`CheckpointError` names what differs.
     """
-    params, opt_state, data_all, records0 = abstract
+    lstate, data_all = abstract
     trim = lambda tree: jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct((num_members, *x.shape[1:]), x.dtype), tree)  # noqa: E731
+    keys = np.asarray(members.keys)
     target = EnsembleState(
-        params=trim(params), opt_state=trim(opt_state), data=trim(data_all),
+        learner=trim(lstate), data=trim(data_all),
         keys=jax.ShapeDtypeStruct(keys.shape, keys.dtype),
-        hparams={k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in hparams.items()},
+        hparams={k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype) for k, v in members.hparams.items()},
         diverged_at=jax.ShapeDtypeStruct((num_members,), jnp.int32), step=None,
     )
-    found = saver.restore(target, trim(records0))
+    found = saver.restore(target, trim(flat_abstract), every_of)
     if found is None:
         return None
     step, state, records = found
     path = saver.path(step)
-    if not np.array_equal(np.asarray(state.keys), np.asarray(keys)):
+    if not np.array_equal(np.asarray(state.keys), keys):
         raise CheckpointError(f"{path}: seeds: the checkpoint's members have other seeds; start afresh or use another output folder")
-    for name, value in hparams.items():
+    for name, value in members.hparams.items():
         if not np.array_equal(np.asarray(state.hparams[name]), np.asarray(value), equal_nan=True):
             raise CheckpointError(f"{path}: hparams[{name!r}] differ from the checkpoint's; start afresh or use another output folder")
-    if data is not None:
-        for a, b in zip(jax.tree_util.tree_leaves(state.data), jax.tree_util.tree_leaves(data)):
+    if members.data is not None:
+        for a, b in zip(jax.tree_util.tree_leaves(state.data), jax.tree_util.tree_leaves(members.data)):
             if not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True):
                 raise CheckpointError(f"{path}: data differ from the checkpoint's; start afresh or use another output folder")
     state = place(_pad_members(state._replace(step=None), num_padded))._replace(step=step)
     records = {k: np.asarray(_pad_members(v, num_padded)) for k, v in records.items()}
     return state, records
+
+
+__all__ = [
+    "EngineConfigError", "EnsembleResult", "EnsembleState", "Members", "MemoryEstimate", "ResourceError", "Snapshot",
+    "Task", "TrainCall", "TrainSpec", "init_ensemble", "member_keys", "prepare", "run_call", "run_chunk", "train",
+]

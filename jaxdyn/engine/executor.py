@@ -1,9 +1,12 @@
-"""Executors: where the members of one :func:`~jaxdyn.engine.train` call run.
+"""Executors: where the members of one training call run; a layer above :func:`~jaxdyn.engine.train`.
 
-``train(..., executor=RayExecutor(chunk_seeds=K))`` splits the member (seed) axis into chunks of
-``K`` members, runs the ordinary single-machine ``train`` on each chunk as a separate task (a
-Ray task, on whichever machine of the cluster has room, on that machine's own devices), and
-concatenates the chunks' results along the seed axis into one :class:`EnsembleResult`.
+``RayExecutor(chunk_seeds=K).train(learner, task, ...)`` takes exactly ``train``'s arguments,
+validates them into one :class:`~jaxdyn.engine.core.TrainCall`, splits its members (every leaf of
+:class:`~jaxdyn.engine.core.Members` has the seed axis first, so a chunk is a slice) into chunks of
+``K``, runs the ordinary single-machine :func:`~jaxdyn.engine.core.run_call` on each chunk as a
+separate task (a Ray task, on whichever machine of the cluster has room, on that machine's own
+devices), and concatenates the chunks' results along the seed axis into one
+:class:`EnsembleResult`. The engine itself knows nothing of executors.
 
 Why this is exact: every random number of a member comes from its own key (its seed), and
 members never interact, so a member's trajectory does not depend on which other members share
@@ -12,13 +15,13 @@ differently from a vmap of all of them: on CPU the tests found chunks of 2 of 4 
 equal to one call, chunks of 3 and 1 within 1.2e-7.
 
 Everything of a member is sliced with it: its seed (or raw key), hyperparameters given per
-member, ``init_params`` and ``data``. The model, task, optimizer, loss and observables are
-shipped to the workers with cloudpickle (flax modules, closures and lambdas pickle; a
+member, ``init_params`` and ``data``. The specification (learner, task, recording plan) and the
+shared data are shipped to the workers once, with cloudpickle (flax modules, closures and lambdas pickle; a
 function defined at the top of a module is pickled by name, so the module must be importable on
 the workers, as jaxdyn's own are); what does not pickle is named in an
 :class:`~jaxdyn.engine.EngineConfigError` before any task starts.
 
-Checkpoints and resume (``train(..., checkpoint=Checkpointer(...))``): each finished chunk's
+Checkpoints and resume (``executor.train(..., checkpoint=Checkpointer(...))``): each finished chunk's
 result is written by the driver, atomically, as that chunk's final engine checkpoint in
 ``<checkpoint dir>/call_NN/chunk_{first:06d}-{stop:06d}/`` (the engine's own format, so its
 checks apply: a stored chunk whose seeds, hyperparameters or data differ is refused). With
@@ -47,15 +50,11 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 import jax
 import numpy as np
 
+from jaxdyn.engine import core
 from jaxdyn.engine.checkpoint import Checkpointer
+from jaxdyn.engine.core import EngineConfigError, EnsembleResult, TrainCall
 
 INSTALL_HINT = "pip install 'jaxdyn[cluster]'"
-
-
-def _engine():
-    from jaxdyn.engine import core  # core imports this module lazily; avoid the cycle
-
-    return core
 
 
 class Executor:
@@ -77,6 +76,18 @@ class Executor:
         #: What the last ``train`` call did: ``{"chunks": [(first, stop), ...], "submitted": [chunk
         #: indices run], "restored": [chunk indices read from checkpoints]}``.
         self.last_run: dict[str, Any] = {}
+
+    def train(self, learner, task, optimizer=None, **kwargs) -> EnsembleResult:
+        """:func:`jaxdyn.engine.train` with the members split into chunks run by this executor.
+
+        Takes exactly ``train``'s arguments (``on_chunk`` and ``resume_from`` excepted: use
+        ``checkpoint=``). The chunks' results are concatenated along the seed axis.
+        """
+        return self.run(core.prepare(learner, task, optimizer, **kwargs))
+
+    def run(self, call: TrainCall) -> EnsembleResult:
+        """Runs a prepared :class:`~jaxdyn.engine.core.TrainCall` through this executor."""
+        return _run_split(self, call)
 
     def check(self) -> None:
         """Raises EngineConfigError when the executor cannot run here (e.g. Ray missing)."""
@@ -167,7 +178,6 @@ class RayExecutor(Executor):
                  worker_checkpoints: bool = False, runtime_env: Mapping[str, Any] | None = None,
                  init_kwargs: Mapping[str, Any] | None = None):
         super().__init__()
-        EngineConfigError = _engine().EngineConfigError
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise EngineConfigError(f"address: expected a Ray address such as 'auto' or 'ray://host:10001', got {address!r}")
         self.chunk_seeds = _check_chunk_seeds(chunk_seeds, allow_none=False)
@@ -262,7 +272,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise _engine().EngineConfigError(f"executor: the Ray executor needs ray, which is not installed; {INSTALL_HINT}") from None
+        raise EngineConfigError(f"executor: the Ray executor needs ray, which is not installed; {INSTALL_HINT}") from None
     return ray
 
 
@@ -270,7 +280,7 @@ def _check_chunk_seeds(value, allow_none: bool = True):
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise _engine().EngineConfigError(f"chunk_seeds: expected a positive int (members per task), got {value!r}")
+        raise EngineConfigError(f"chunk_seeds: expected a positive int (members per task), got {value!r}")
     return int(value)
 
 
@@ -284,17 +294,21 @@ def _pickle_shared(shared: Mapping[str, Any]) -> bytes:
     except Exception as whole:  # noqa: BLE001 - find and name the culprit
         items = []
         for name, value in shared.items():
-            if isinstance(value, Mapping):
+            if isinstance(value, TrainCall):  # name the part of the specification
+                spec = value.spec
+                items += [("learner", spec.learner), ("task", spec.task), ("shared", value.shared)]
+                items += [(f"observables[{n!r}]", fn) for r in spec.plan for n, fn in r.observables]
+            elif isinstance(value, Mapping):
                 items += [(f"{name}[{k!r}]", v) for k, v in value.items()]
             items.append((name, value))
         for name, value in items:
             try:
                 cloudpickle.dumps(value)
             except Exception as exc:  # noqa: BLE001
-                raise _engine().EngineConfigError(
+                raise EngineConfigError(
                     f"{name}: cannot be sent to the Ray workers, it does not pickle ({type(exc).__name__}: {exc}); "
                     "define it at the top of an importable module or capture only picklable values") from None
-        raise _engine().EngineConfigError(f"executor: the training arguments do not pickle ({type(whole).__name__}: {whole})") from None
+        raise EngineConfigError(f"executor: the training arguments do not pickle ({type(whole).__name__}: {whole})") from None
 
 
 class _Refused(NamedTuple):
@@ -315,119 +329,89 @@ def _run_pickled(fn, handle, payload):
         try:
             cloudpickle.loads(cloudpickle.dumps(exc))
         except Exception:  # noqa: BLE001 - an exception class that does not round-trip
-            exc = _engine().EngineConfigError(f"{type(exc).__name__}: {exc}")
+            exc = EngineConfigError(f"{type(exc).__name__}: {exc}")
         return _Refused(exc)
 
 
-def _slice_members(tree, first: int, stop: int):
-    return None if tree is None else jax.tree_util.tree_map(lambda x: np.asarray(x)[first:stop], tree)
-
-
-def _train_chunk(shared: Mapping[str, Any], payload: Mapping[str, Any]):
-    """Runs the ordinary ``train`` on one chunk, on this process's devices; returns a host
-    :class:`EnsembleResult` whose ``state`` has the chunk's members only (no padding)."""
-    payload = dict(payload)
-    spec = payload.pop("checkpoint", None)
+def _train_chunk(shared: Mapping[str, Any], payload: Mapping[str, Any]) -> EnsembleResult:
+    """Runs the ordinary :func:`~jaxdyn.engine.core.run_call` on one chunk of members, on this
+    process's devices. ``shared``: ``{"call": the TrainCall without members and options,
+    "options": the chunk's engine options}``; ``payload``: ``{"members", "checkpoint"}``."""
+    options = dict(shared["options"])
+    spec = payload.get("checkpoint")
     if spec is not None:
         # resume=True always: the driver cleared the folder when the run itself is not resumed,
         # so what is there was written by an earlier attempt at this very chunk.
-        payload["checkpoint"] = Checkpointer(spec["directory"], every=spec["every"], resume=True, keep=spec["keep"],
+        options["checkpoint"] = Checkpointer(spec["directory"], every=spec["every"], resume=True, keep=spec["keep"],
                                              metadata=spec["metadata"], on_save=spec["on_save"])
-    return _host_result(_engine().train(**shared, **payload))
+    return core.run_call(shared["call"]._replace(members=payload["members"], options=options))
 
 
-def _host_result(result):
-    core = _engine()
-    n = len(result.diverged_at)
-    trim = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], tree)  # noqa: E731
-    state = trim(jax.device_get(result.state._replace(step=None)))._replace(step=int(result.state.step))
-    return core.EnsembleResult(params=result.params, opt_state=result.opt_state, records=result.records,
-                               record_steps=result.record_steps, diverged_at=result.diverged_at, seeds=result.seeds,
-                               state=state)
-
-
-def _concatenate(results: Sequence, seeds) -> Any:
-    core = _engine()
+def _concatenate(results: Sequence[EnsembleResult], seeds) -> EnsembleResult:
     cat = lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=0)  # noqa: E731
     first = results[0]
     state = jax.tree_util.tree_map(cat, *[r.state._replace(step=None) for r in results])._replace(step=first.state.step)
-    return core.EnsembleResult(
+    return first._replace(
         params=jax.tree_util.tree_map(cat, *[r.params for r in results]),
-        opt_state=jax.tree_util.tree_map(cat, *[r.opt_state for r in results]),
         records={k: cat(*[r.records[k] for r in results]) for k in first.records},
-        record_steps=first.record_steps,
         diverged_at=cat(*[r.diverged_at for r in results]),
         seeds=seeds,
         state=state,
     )
 
 
-def run_train(executor: Executor, kwargs: dict[str, Any], keys, seed_array) -> Any:
-    """``train(**kwargs)`` through ``executor``: split, run, gather (called by ``train``).
-
-    Args:
-        executor: an :class:`Executor`.
-        kwargs: the arguments of ``train`` (already validated), without ``executor``.
-        keys: (seed, 2) uint32 member keys; seed_array: the int seeds or None.
+def _run_split(executor: Executor, call: TrainCall) -> EnsembleResult:
+    """Split, run, gather: the members of ``call`` in chunks of ``executor.chunk_seeds``.
 
     Returns:
-        The :class:`EnsembleResult` of all members, seed axis in the order given. Its ``state``
-        holds host arrays of exactly the members (no padding).
+        The :class:`EnsembleResult` of all members, seed axis in the order given.
     """
-    core = _engine()
-    EngineConfigError = core.EngineConfigError
     if not isinstance(executor, Executor):
         raise EngineConfigError(f"executor: expected a jaxdyn.engine.LocalExecutor or RayExecutor, got {type(executor).__name__}")
+    opts = dict(call.options)
     for name in ("on_chunk", "resume_from"):
-        if kwargs.get(name) is not None:
+        if opts.get(name) is not None:
             raise EngineConfigError(f"{name}: not available with an executor (the chunks run as separate train calls); use checkpoint=")
-    if kwargs.get("devices") is not None and not executor.accepts_devices:
+    if opts.get("devices") is not None and not executor.accepts_devices:
         raise EngineConfigError("devices: not available with a RayExecutor (each task uses its worker's own devices)")
     executor.check()
 
-    num_members = int(keys.shape[0])
+    members = call.members
+    num_members = len(members)
     size = executor.chunk_seeds or num_members
     bounds = [(a, min(a + size, num_members)) for a in range(0, num_members, size)]
-    checkpoint = kwargs.pop("checkpoint", None)
-    progress = kwargs.pop("progress", False)
+    checkpoint = opts.pop("checkpoint", None)
+    progress = opts.pop("progress", False)
     executor.last_run = {"chunks": bounds, "submitted": [], "restored": []}
     if len(bounds) == 1 and isinstance(executor, LocalExecutor):  # nothing to split
         executor.last_run["submitted"] = [0]
-        return core.train(**kwargs, checkpoint=checkpoint, progress=progress)
+        return core.run_call(call)
 
-    seeds = np.asarray(kwargs.pop("seeds"))
-    hparams = {k: np.broadcast_to(np.asarray(v), (num_members,)) for k, v in (kwargs.pop("hparams", None) or {}).items()}
-    init_params, data = kwargs.pop("init_params", None), kwargs.pop("data", None)
-    shared = {k: v for k, v in kwargs.items() if k in ("model", "task", "optimizer", "loss", "observables", "num_steps",
-                                                      "record_every", "chunk_steps", "memory_check", "devices")}
-
-    def payload(first, stop):
-        return {"seeds": seeds[first:stop], "hparams": {k: v[first:stop] for k, v in hparams.items()},
-                "init_params": _slice_members(init_params, first, stop), "data": _slice_members(data, first, stop)}
+    chunk_options = {**opts, "progress": False, "checkpoint": None}
+    shared = {"call": call._replace(members=None, options={}), "options": chunk_options}
 
     # ---- checkpoints: one folder per chunk inside this call's folder ----
     chunk_dirs: list[Path | None] = [None] * len(bounds)
     results: list[Any] = [None] * len(bounds)
     if checkpoint is not None:
-        # This train call's folder (numbered like any other call); a folder per chunk inside.
-        call = checkpoint.for_call({"num_steps": int(kwargs["num_steps"]), "record_every": int(kwargs["record_every"]),
-                                    "num_members": num_members, "observables": sorted(kwargs.get("observables") or {})})
-        chunk_dirs = [call.directory / f"chunk_{a:06d}-{b:06d}" for a, b in bounds]
+        # This call's folder (numbered like any other call); a folder per chunk inside.
+        calls = checkpoint.for_call(core._fingerprint(call))
+        chunk_dirs = [calls.directory / f"chunk_{a:06d}-{b:06d}" for a, b in bounds]
         # members: [first, stop) of the chunk in the order of train's seeds
-        where = [{"call": call.index, "chunk": i, "members": [a, b]} for i, (a, b) in enumerate(bounds)]
+        where = [{"call": calls.index, "chunk": i, "members": [a, b]} for i, (a, b) in enumerate(bounds)]
         if not checkpoint.resume:
-            for stale in call.directory.glob("chunk_*"):
+            for stale in calls.directory.glob("chunk_*"):
                 shutil.rmtree(stale, ignore_errors=True)
         else:
             for i, ((a, b), folder) in enumerate(zip(bounds, chunk_dirs)):
-                results[i] = _restore_chunk(core, shared, payload(a, b), folder, checkpoint, where[i])
+                results[i] = _restore_chunk(call, members.slice(a, b), folder, checkpoint, where[i])
                 if results[i] is not None:
                     executor.last_run["restored"].append(i)
 
     todo = [i for i, r in enumerate(results) if r is None]
     payloads = []
     for i in todo:
-        p = payload(*bounds[i])
+        p: dict[str, Any] = {"members": members.slice(*bounds[i])}
         if checkpoint is not None and executor.shared_filesystem:
             p["checkpoint"] = {"directory": str(chunk_dirs[i].resolve()), "every": checkpoint.every, "keep": checkpoint.keep,
                                "metadata": checkpoint.metadata,
@@ -435,12 +419,14 @@ def run_train(executor: Executor, kwargs: dict[str, Any], keys, seed_array) -> A
                                "on_save": _chunk_on_save(checkpoint, where[i]) if isinstance(executor, LocalExecutor) else None}
         payloads.append((i, p))
 
+    # One progress unit with train's: member-steps.
+    steps = int(call.num_steps)
+    done = (num_members - sum(b - a for i, (a, b) in enumerate(bounds) if i in todo)) * steps
     bar = None
-    if progress:
+    if progress is True:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=num_members, initial=num_members - sum(b - a for i, (a, b) in enumerate(bounds) if i in todo),
-                   unit="member", desc="training (chunks)")
+        bar = tqdm(total=num_members * steps, initial=done, unit="member-step", unit_scale=True, desc="training (chunks)")
     with contextlib.ExitStack() as stack:
         if bar is not None:
             stack.callback(bar.close)
@@ -465,11 +451,14 @@ def run_train(executor: Executor, kwargs: dict[str, Any], keys, seed_array) -> A
                     raise
                 results[i] = result
                 if checkpoint is not None:
-                    _save_chunk(result, kwargs["record_every"], chunk_dirs[i], checkpoint, where[i],
-                                notified=isinstance(executor, LocalExecutor))
+                    _save_chunk(call, result, chunk_dirs[i], checkpoint, where[i], notified=isinstance(executor, LocalExecutor))
+                a, b = bounds[i]
                 if bar is not None:
-                    bar.update(bounds[i][1] - bounds[i][0])
-    return _concatenate(results, seed_array)
+                    bar.update((b - a) * steps)
+                elif callable(progress):
+                    done += (b - a) * steps
+                    progress(done, num_members * steps)
+    return _concatenate(results, members.seeds)
 
 
 def _chunk_on_save(checkpoint: Checkpointer, where: Mapping[str, Any]):
@@ -479,24 +468,24 @@ def _chunk_on_save(checkpoint: Checkpointer, where: Mapping[str, Any]):
     return lambda info: checkpoint.on_save({**info, **where})
 
 
-def _save_chunk(result, record_every: int, folder: Path, checkpoint: Checkpointer, where: Mapping[str, Any],
+def _save_chunk(call: TrainCall, result: EnsembleResult, folder: Path, checkpoint: Checkpointer, where: Mapping[str, Any],
                 notified: bool) -> None:
-    """Writes a finished chunk as its own train call's final checkpoint (atomic, engine format),
-    so that train itself can restore it; unless the chunk's train call wrote it already (then
+    """Writes a finished chunk as its own call's final checkpoint (atomic, engine format), so
+    that the engine itself can restore it; unless the chunk's call wrote it already (then
     ``notified`` says whether it called ``on_save`` itself)."""
     step = int(result.state.step)
     chunk = Checkpointer(folder, every=checkpoint.every, resume=True, keep=checkpoint.keep, metadata=checkpoint.metadata,
                          on_save=_chunk_on_save(checkpoint, where))
-    # The fingerprint train gives this chunk's call.
-    saver = chunk.for_call({"num_steps": step, "record_every": int(record_every), "num_members": len(result.diverged_at),
-                            "observables": sorted(result.records)})
+    members = len(result.diverged_at)
+    # The fingerprint the engine gives this chunk's call.
+    saver = chunk.for_call({**core._fingerprint(call), "num_members": members})
     if step not in saver.steps():
         saver.save(step, result.state._replace(step=None), result.records)
     elif not notified and chunk.on_save is not None:  # a worker wrote it (shared filesystem), without the callback
         chunk.on_save({"call": 0, "step": step, "num_steps": step, "path": str(saver.path(step)), "time": time.time()})
 
 
-def _restore_chunk(core, shared, payload, folder: Path, checkpoint: Checkpointer, where: Mapping[str, Any]):
+def _restore_chunk(call: TrainCall, members, folder: Path, checkpoint: Checkpointer, where: Mapping[str, Any]):
     """The stored result of a finished chunk, or None (not finished, or never run).
 
     It is read by the engine itself, restoring the chunk's final checkpoint (the same checks as
@@ -504,10 +493,11 @@ def _restore_chunk(core, shared, payload, folder: Path, checkpoint: Checkpointer
     process's first device.
     """
     latest = Checkpointer(folder).latest()
-    if latest is None or latest["step"] != int(shared["num_steps"]) or latest["call"] != 0:
+    if latest is None or latest["step"] != int(call.num_steps) or latest["call"] != 0:
         return None
     chunk = Checkpointer(folder, resume=True, keep=checkpoint.keep)
-    args = {k: v for k, v in shared.items() if k not in ("devices", "memory_check")}
-    result = core.train(**args, **payload, devices=jax.local_devices()[:1], memory_check=False, checkpoint=chunk)
+    options = {**call.options, "devices": jax.local_devices()[:1], "memory_check": False, "checkpoint": chunk,
+               "progress": False}
+    result = core.run_call(call._replace(members=members, options=options))
     checkpoint.restored.extend({**r, **where} for r in chunk.restored)
-    return _host_result(result)
+    return result

@@ -49,3 +49,12 @@ def binary_cross_entropy(outputs: jax.Array, batch: Mapping[str, jax.Array], eps
 def softmax_cross_entropy(outputs: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
     """Mean softmax cross-entropy of logits ``outputs`` (B, K) against integer labels ``y`` (B,)."""
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch["y"]))
+
+
+#: Losses by the names experiments' configurations use (``loss = "mse"``).
+LOSSES = {
+    "mse": mean_squared_error,
+    "bce": binary_cross_entropy,
+    "half_sse": half_squared_error_sum,
+    "softmax_ce": softmax_cross_entropy,
+}

@@ -1,64 +1,94 @@
-"""Experiments: one module per experiment, and the registry the CLI reads."""
+"""Experiments: one module per experiment, and the registry the CLI reads.
+
+Every module of this package (except ``base`` and names starting with ``_``) declares one
+``EXPERIMENT = Experiment(name=..., work=..., description=..., config=..., run=...)``; a new
+experiment is a new module here, nothing else needs editing to register it.
+
+The registry is read without importing the modules (they import JAX): :func:`index` parses each
+module's source for its ``Experiment(...)`` call and reads the literal ``name``, ``work`` and
+``description``, so ``jaxdyn list`` and ``jaxdyn --help`` answer at once. :func:`get` imports the
+one module asked for.
+"""
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib
 import pkgutil
+from pathlib import Path
+from typing import NamedTuple
 
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
+from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
+
+__all__ = ["Config", "ConfigError", "Entry", "Experiment", "Figure", "Result", "get", "index", "param"]
 
 
-def _discover() -> dict[str, Experiment]:
-    """Collects ``EXPERIMENTS`` (a list of :class:`Experiment`) from every module of this package.
+class Entry(NamedTuple):
+    """An experiment as the registry knows it before importing it.
 
-    A new experiment is a new module here; nothing else needs editing to register it.
+    Attributes:
+        name: the CLI name.
+        work: the source work.
+        description: one line.
+        module: the module that defines it (``jaxdyn.experiments.<module>``).
     """
-    found: dict[str, Experiment] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "base":
+
+    name: str
+    work: str
+    description: str
+    module: str
+
+
+def _declared(path: Path) -> Entry | None:
+    """The literal name, work and description of the module's ``Experiment(...)`` call."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Experiment":
+            fields = {}
+            for kw in node.keywords:
+                if kw.arg in ("name", "work", "description"):
+                    try:
+                        fields[kw.arg] = ast.literal_eval(kw.value)
+                    except ValueError:
+                        raise RuntimeError(f"{path}: Experiment({kw.arg}=...) must be a string literal (the registry reads it "
+                                           "without importing the module)") from None
+            if set(fields) != {"name", "work", "description"}:
+                raise RuntimeError(f"{path}: Experiment(...) needs name=, work= and description= as keyword string literals")
+            return Entry(fields["name"], fields["work"], fields["description"], path.stem)
+    return None
+
+
+def index() -> dict[str, Entry]:
+    """``{name: Entry}`` of every experiment module of this package, in name order."""
+    found: dict[str, Entry] = {}
+    folder = Path(__file__).parent
+    for info in pkgutil.iter_modules([str(folder)]):
+        if info.name.startswith("_") or info.name in ("base", "fields"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for experiment in getattr(module, "EXPERIMENTS", ()):
-            if experiment.name in found:
-                raise RuntimeError(f"experiment {experiment.name!r} registered twice ({info.name})")
-            found[experiment.name] = experiment
-    return found
+        entry = _declared(folder / f"{info.name}.py")
+        if entry is None:
+            continue
+        if entry.name in found:
+            raise RuntimeError(f"experiment {entry.name!r} registered twice ({found[entry.name].module}, {entry.module})")
+        found[entry.name] = entry
+    return dict(sorted(found.items()))
 
 
-REGISTRY: dict[str, Experiment] = _discover()
+def suggest(name: str, names) -> str:
+    """' (did you mean X?)' for a misspelled name, or ''."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def get(name: str) -> Experiment:
-    """The registered experiment ``name``; a ``ConfigError`` listing the names otherwise."""
-    if name not in REGISTRY:
-        raise ConfigError(f"experiment: unknown name {name!r}; available: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-__all__ = ["Claim", "Config", "ConfigError", "Experiment", "REGISTRY", "RunResult", "get", "param", "run"]
-
-
-def run(name: str, config: Config | None = None, *, out: str | None = "runs", progress: bool = False, **options):
-    """Runs experiment ``name`` and, unless ``out`` is None, writes ``out/name/``.
-
-    Args:
-        name: a registered experiment (``jaxdyn list``).
-        config: its Config; default the paper defaults.
-        out: parent folder of the run directory, or None to write nothing (no checkpoints).
-        progress: show a progress bar.
-        **options: with ``out``, the run-directory options of :func:`jaxdyn.store.run_experiment`
-            (``resume``, ``checkpoints``, ``checkpoint_every``, ``memory_check``); without it,
-            the engine options the experiment forwards to ``train`` (``memory_check``).
-
-    Returns:
-        (RunResult, path of the run directory or None).
-    """
-    from jaxdyn.store import run_experiment
-
-    experiment = get(name)
-    config = experiment.config() if config is None else config
-    if not isinstance(config, experiment.config):
-        raise ConfigError(f"config: expected a {experiment.config.__name__} for {name}, got {type(config).__name__}")
-    if out is None:
-        return experiment.execute(config, progress=progress, **options), None
-    return run_experiment(experiment, config, out, progress=progress, **options)
+    """The registered experiment ``name`` (its module imported); a ``ConfigError`` listing the
+    names otherwise."""
+    entries = index()
+    if name not in entries:
+        raise ConfigError(f"experiment: unknown name {name!r}{suggest(name, entries)}; available: {', '.join(entries)}")
+    module = importlib.import_module(f"{__name__}.{entries[name].module}")
+    experiment = getattr(module, "EXPERIMENT", None)
+    if not isinstance(experiment, Experiment) or experiment.name != name:
+        raise RuntimeError(f"jaxdyn.experiments.{entries[name].module}: EXPERIMENT must be the Experiment named {name!r}")
+    return experiment

@@ -1,7 +1,7 @@
 """What every experiment shares: a validated configuration, a result, and a registry.
 
 An experiment is a :class:`Config` dataclass (paper defaults, a ``quick`` preset for tests) and
-a ``run(config) -> RunResult`` function that wires tasks, models, the engine, theory and
+a ``run(config, ctx) -> Result`` function that wires tasks, models, the engine, theory and
 analysis together. Fields declare their constraints with :func:`param`; :meth:`Config.validate`
 checks every field before anything compiles, and :meth:`Config.with_overrides` parses the CLI's
 ``--set field=value`` strings by the field's declared type.
@@ -38,6 +38,13 @@ def param(default: Any, help: str, *, min: float | None = None, max: float | Non
 
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _did_you_mean(name: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _element_type(tp) -> type:
@@ -166,6 +173,7 @@ class Config:
         """
         types = self.field_types()
         values: dict[str, Any] = {}
+        seen: set[str] = set()
         for item in assignments:
             if "=" not in item:
                 raise ConfigError(f"--set {item!r}: expected field=value")
@@ -174,7 +182,10 @@ class Config:
             if not name:
                 raise ConfigError(f"--set {item!r}: expected field=value, the field name is empty")
             if name not in types:
-                raise ConfigError(f"{name}: unknown field; the fields are {', '.join(sorted(types))}")
+                raise ConfigError(f"{name}: unknown field{_did_you_mean(name, types)}; the fields are {', '.join(sorted(types))}")
+            if name in seen:
+                raise ConfigError(f"--set {name}: given twice; give each field once")
+            seen.add(name)
             tp = types[name]
             if _is_tuple_type(tp):
                 parts = [p for p in text.split(",") if p.strip() != ""]
@@ -182,6 +193,40 @@ class Config:
             else:
                 values[name] = _parse_scalar(name, text, tp)
         return dataclasses.replace(self, **values)
+
+    def with_file(self, path: str) -> "Config":
+        """Applies the fields of a JSON or TOML file (a mapping ``{field: value}``), validated as
+        construction validates them. Raises :class:`ConfigError` naming the file (and the field)."""
+        from pathlib import Path
+
+        file = Path(path)
+        try:
+            text = file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--config: cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            if file.suffix.lower() == ".toml":
+                import tomllib
+
+                values = tomllib.loads(text)
+            else:
+                import json
+
+                values = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"--config: {file} is not valid {'TOML' if file.suffix.lower() == '.toml' else 'JSON'}: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"--config: {file} must hold a mapping of field names to values")
+        values.pop("experiment", None)  # a saved config.json: {"experiment": ..., "config": {...}}
+        values = values.get("config", values) if isinstance(values.get("config"), dict) else values
+        types = self.field_types()
+        for key in values:
+            if key not in types:
+                raise ConfigError(f"--config: {file}: {key}: unknown field{_did_you_mean(key, types)}")
+        try:
+            return dataclasses.replace(self, **values)
+        except ConfigError as exc:
+            raise ConfigError(f"--config: {file}: {exc}") from None
 
     @classmethod
     def describe(cls) -> list[str]:
@@ -203,107 +248,53 @@ class Config:
         return lines
 
 
-class Claim(NamedTuple):
-    """A claim of a paper checked against a measured number.
+class Figure(NamedTuple):
+    """A figure of an experiment with its one-line caption (shown under it in the report).
 
     Attributes:
-        claim: the statement, in words.
-        held: whether the measurement supports it.
-        value: the measured number.
-        threshold: the tolerance or bound it was compared with (None if not numeric).
+        figure: a matplotlib Figure.
+        caption: what it shows, in one line.
     """
 
-    claim: str
-    held: bool
-    value: float
-    threshold: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"claim": self.claim, "held": bool(self.held), "value": float(self.value),
-                "threshold": None if self.threshold is None else float(self.threshold)}
+    figure: Any
+    caption: str
 
 
-class RunResult(NamedTuple):
-    """What an experiment's ``run`` returns; :mod:`jaxdyn.store` writes it to a run directory.
+class Result(NamedTuple):
+    """What an experiment's ``run`` returns; the run layer (:mod:`jaxdyn.store`) writes it.
 
     Attributes:
-        dataset: xarray Dataset with named dims (``seed`` for the ensemble); the raw arrays and
-            the parameters needed to recompute every summary number.
-        summary: the headline numbers (JSON-serialisable), including ``claims``.
-        figures: ``{file stem: matplotlib Figure}``.
+        dataset: xarray Dataset with named dims (``seed`` first for the ensemble): every raw
+            array and parameter needed to recompute each claim without jaxdyn.
+        claims: the :class:`jaxdyn.claims.Claim` list (the claim contract).
+        figures: ``{file stem: Figure}``.
+        numbers: headline numbers (JSON-serialisable; NaN is written as null).
     """
 
     dataset: Any
-    summary: dict[str, Any]
-    figures: dict[str, Any]
+    claims: list
+    figures: dict[str, Figure]
+    numbers: dict[str, Any]
 
 
 class Experiment(NamedTuple):
-    """A registered experiment.
+    """A registered experiment: wiring only.
+
+    ``run(config, ctx) -> Result`` wires tasks, models, learners, the engine (through
+    ``ctx.train``, which binds progress, checkpoints, the memory guard and the executor), theory
+    and analysis together; the run layer stamps the experiment's name, serialises the claims,
+    counts the members left out and writes the run folder.
 
     Attributes:
         name: the CLI name, e.g. ``saxe-reduction``.
         work: which source work it reproduces.
         description: one line for ``jaxdyn list``.
         config: its :class:`Config` subclass.
-        run: ``run(config, progress=False, **train_options) -> RunResult``. ``train_options``
-            are execution options of the engine that never change the results (today
-            ``checkpoint=`` a Checkpointer and ``memory_check=``); an experiment forwards them,
-            unchanged, to every ``train`` call it makes::
-
-                def run(config, progress=False, **train_options):
-                    result = train(model, task, opt, ..., progress=progress, **train_options)
-
-            That one forward is all an experiment needs for checkpoints, ``--resume`` and the
-            memory guard; a Checkpointer numbers the train calls of a run itself. A ``run``
-            without ``**train_options`` still works, without checkpoints.
+        run: ``run(config, ctx) -> Result``.
     """
 
     name: str
     work: str
     description: str
     config: type[Config]
-    run: Callable[..., RunResult]
-
-    def unsupported_options(self, options: Mapping[str, Any]) -> set[str]:
-        """The names in ``options`` that :attr:`run` does not accept."""
-        import inspect
-
-        params = inspect.signature(self.run).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return set()
-        return {name for name in options if name not in params}
-
-    def execute(self, config: Config, progress: bool = False, **train_options) -> RunResult:
-        """Calls :attr:`run` with the ``train_options`` it accepts (the others are dropped:
-        see :meth:`unsupported_options`)."""
-        dropped = self.unsupported_options(train_options)
-        return self.run(config, progress=progress, **{k: v for k, v in train_options.items() if k not in dropped})
-
-
-def skipped_members(dataset) -> dict[str, Any]:
-    """Which members a summary leaves out, and why, from a run's Dataset.
-
-    Reads the conventional per-member variables, where present: ``diverged_at`` (seed,) int,
-    the first non-finite step or -1 (from the engine), ``ode_ok`` (seed,) and ``ode_message``
-    (seed,) str (from ``jaxdyn.theory.saxe.solve_batch``).
-
-    Returns:
-        ``{"members": n, "skipped": k, "diverged": [{"member", "step"}], "ode_failed":
-        [{"member", "reason"}]}``; ``members`` is None when the Dataset has no ``seed`` dim.
-    """
-    import numpy as np
-
-    n = int(dataset.sizes["seed"]) if "seed" in getattr(dataset, "sizes", {}) else None
-    ok = np.ones(n or 0, bool)
-    diverged, ode_failed = [], []
-    if "diverged_at" in dataset and dataset["diverged_at"].dims == ("seed",):
-        at = np.asarray(dataset["diverged_at"].values)
-        diverged = [{"member": int(i), "step": int(at[i])} for i in np.flatnonzero(at >= 0)]
-        ok &= at < 0
-    if "ode_ok" in dataset and dataset["ode_ok"].dims == ("seed",):
-        good = np.asarray(dataset["ode_ok"].values).astype(bool)
-        messages = dataset["ode_message"].values if "ode_message" in dataset else None
-        ode_failed = [{"member": int(i), "reason": str(messages[i]) if messages is not None else "failed"} for i in np.flatnonzero(~good)]
-        ok &= good
-    return {"members": n, "skipped": int((~ok).sum()), "diverged": diverged, "ode_failed": ode_failed}
+    run: Callable[..., Result]

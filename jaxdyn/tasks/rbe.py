@@ -27,13 +27,13 @@ a density ratio (Eq. 9, Fig. 5), nested groups within Hamming radii H1, H2 (Eqs.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import dataclasses
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.engine.core import Task
 
 Array = jax.Array
 
@@ -123,21 +123,36 @@ def sample(data: Mapping[str, Array], key: Array, batch_size: int = 1) -> dict[s
     return {"x": data["points"][index], "y": y, "index": index.astype(jnp.int32)}
 
 
-def encoder_task(init, batch_size: int = 1) -> Task:
-    """An engine :class:`Task` that draws ``batch_size`` pairs from p(x, y) at every step.
+@dataclasses.dataclass(frozen=True)
+class EncoderTask:
+    """An engine task that draws ``batch_size`` pairs from p(x, y) at every step (hashable).
 
-    Args:
-        init: ``init(key) -> data`` building the dictionary described in the module docstring.
+    Attributes:
+        init: ``init(key) -> data`` building the dictionary described in the module docstring,
+            or None when the engine is given the members' data.
         batch_size: pairs per step (1 in the paper: one training point per epoch).
     """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
-    def batch(data, key, step):
+    init: Callable[[Array], dict] | None = None
+    batch_size: int = 1
+
+    def batch(self, data, key, step):
         del step
-        return sample(data, key, batch_size)
+        return sample(data, key, self.batch_size)
 
-    return Task(init=init, batch=batch)
+
+def encoder_task(init=None, batch_size: int = 1) -> EncoderTask:
+    """An engine task that draws ``batch_size`` pairs from p(x, y) at every step.
+
+    Args:
+        init: ``init(key) -> data`` building the dictionary described in the module docstring;
+            None when the data are given to the engine (``data=``), which keeps the task
+            comparable by value (one compilation for equal tasks).
+        batch_size: pairs per step (1 in the paper: one training point per epoch).
+    """
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return EncoderTask(init=init, batch_size=int(batch_size))
 
 
 # ---------------------------------------------------------------------------------------------
