@@ -704,7 +704,10 @@ def prepare(
     except TypeError as exc:
         raise EngineConfigError(f"learner, task: must be hashable (frozen dataclasses, module-level functions) so the "
                                 f"compiled program can be reused: {exc}") from None
-    hp = {k: np.broadcast_to(np.asarray(v), (num_members,)) for k, v in (hparams or {}).items()}
+    # Hyperparameters in the dtypes JAX gives them (float32 unless x64 is on), so checkpoints
+    # and chunks see the same arrays as the device.
+    hp = {k: np.broadcast_to(np.asarray(v, dtype=jax.dtypes.canonicalize_dtype(np.asarray(v).dtype)), (num_members,))
+          for k, v in (hparams or {}).items()}
     members = Members(keys=keys, hparams=hp, params=init_params, data=data, seeds=seed_array)
     options = dict(chunk_steps=chunk_steps, devices=devices, progress=progress, checkpoint=checkpoint,
                    memory_check=memory_check, on_chunk=on_chunk, resume_from=resume_from)
