@@ -189,8 +189,13 @@ class Comparison:
 
 
 def _slug(text: Any, max_len: int = 80) -> str:
-    """A fragment-safe id: lower case, runs of other characters as one hyphen."""
-    slug = re.sub(r"[^a-z0-9._-]+", "-", str(text).lower()).strip("-")
+    """A fragment-safe id. One already made of lower-case letters, digits and ``._-`` is kept as
+    it is (claim ids are, by contract); any other text is lower-cased with each run of other
+    characters and hyphens made one hyphen, and cut to ``max_len``."""
+    text = str(text)
+    if re.fullmatch(r"[a-z0-9._-]+", text):
+        return text
+    slug = re.sub(r"(?:[^a-z0-9._]|-)+", "-", text.lower()).strip("-")
     return slug[:max_len].rstrip("-") or "x"
 
 
@@ -392,7 +397,10 @@ def read_run(path: str | Path, *, label: str | None = None, repeated: bool = Fal
     label = label or path.name
     used = used_anchors if used_anchors is not None else set()
     config = _read_json(path / "config.json") or {}
-    status = read_status(path)  # a "running" run whose process is gone reads as interrupted
+    try:
+        status = read_status(path)  # a "running" run whose process is gone reads as interrupted
+    except ValueError:  # status.json is written atomically, so this is damage, not a half-written file
+        status = {"state": "unknown", "error": "status.json is not valid JSON"}
     summary = _read_json(path / "summary.json")
     old_format = summary is not None and "numbers" not in summary
     experiment = str(config.get("experiment") or (summary or {}).get("experiment") or path.name)

@@ -204,7 +204,7 @@ def test_claims_carry_their_contract_and_anchors(runs):
     card = card[:card.index("</article>")]
     assert "“quoted beta-exceeds-sqrt2-alpha” <cite>poster, panel 3</cite>" in card
     assert "t &gt; 0 read as every recorded time after the first" in card
-    assert re.search(r"<b>0.5</b> &gt; 0\s*<span class=\"source\">threshold: the statement itself</span>", card)
+    assert re.search(r"<b>0.5</b> \(needs &gt; 0\)\s*<span class=\"source\">threshold: the statement itself</span>", card)
     assert "7/8 seeds held (needs 75%)" in card and "+3.25 SE" in card
     assert "0 → 0.5 at the end" in card and "1 member: 1 member diverged" in card
     assert card.count('class="dot-held"') == 7 and card.count('class="dot-not-held"') == 1
@@ -246,17 +246,23 @@ def test_comparison_lists_claims_side_by_side_and_what_differs(runs):
     assert "Shared: jax 0.10.2; backend cpu; devices TFRT_CPU_0; python 3.11.7; machine x86_64." in cmp
 
 
-def test_old_format_and_unfinished_runs_render(runs):
+def test_old_format_and_unfinished_runs_render(runs, tmp_path):
     text = runs["text"]
     old = text[text.index('<section class="run" id="run-rbe-response"'):]
     old = old[:old.index("</section>\n<section")]
     assert "Written in the older run format" in old and "kind-unclassified" in old
     assert "Claims: 1 of 2 held" in old and "the response falls with Hamming distance &amp; ages" in old
-    assert "<b>NaN</b> (no numeric threshold)" in old  # the old format writes NaN as NaN
+    assert "<b>NaN</b> (no numeric threshold)" in old and "<b>0.91</b> (threshold 0.5)" in old  # the old format writes NaN as NaN
     assert "member 2: diverged at step 17" in old
     assert "crashed-run" in text and "RuntimeError: device lost" in text and "state-failed" in text
     unfinished = text[text.index('id="run-unfinished-run"'):]
-    assert "state-running" in unfinished[:500] and "did not finish" in unfinished
+    assert "state-running" in unfinished[:500] and "it has not finished" in unfinished
+    # Damaged status.json: shown as unknown with the reason, not a crash of the whole report.
+    damaged = tmp_path / "saxe-reduction"
+    shutil.copytree(runs["out"] / "v1" / "saxe-reduction", damaged)
+    (damaged / "status.json").write_text("{not json")
+    page = render_report([damaged])
+    assert "state-unknown" in page and "status.json is not valid JSON" in page
 
 
 def test_claims_held_that_disagrees_with_the_claims_is_flagged(tmp_path):
@@ -267,6 +273,9 @@ def test_claims_held_that_disagrees_with_the_claims_is_flagged(tmp_path):
     text = render_report([tmp_path / "saxe-reduction"])
     assert "disagrees with its claims (paper: recorded [1, 2], claims list 2/2)" in text
     assert 'id="saxe-reduction-follows-the-ode"' in text  # one run: the bare anchor is the claim itself
+    (tmp_path / "saxe-reduction" / "deviation.png").unlink()
+    text = render_report([tmp_path / "saxe-reduction"])
+    assert "deviation.png is missing." in text and text.count('src="data:image/png;base64,') == 1
     assert "Comparison:" not in text
 
 
