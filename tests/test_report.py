@@ -1,6 +1,7 @@
 """jaxdyn report: the page built from synthetic run folders of both formats, read as HTML and,
 where Chromium is installed, as a reader sees it in a browser."""
 
+import base64
 import html
 import json
 import re
@@ -222,6 +223,8 @@ def test_claims_carry_their_contract_and_anchors(runs):
 def test_figures_are_embedded_with_captions(runs):
     text = runs["text"]
     assert text.count('src="data:image/png;base64,') == 5  # two per new run, one for the old
+    embedded = sorted(base64.b64decode(d) for d in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text))
+    assert embedded == sorted(p.read_bytes() for p in runs["out"].glob("*/*/*.png"))  # whole files, byte for byte
     assert not re.search(r'src="(?!data:)', text) and "<link" not in text  # nothing to fetch
     assert "<figcaption>alpha(t) and beta(t): simulation (dots) against the ODE (lines) <code>alpha_beta.png</code></figcaption>" in text
     assert 'alt="largest |simulation - theory| over members, per time"' in text
