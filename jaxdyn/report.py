@@ -195,7 +195,7 @@ def _slug(text: Any, max_len: int = 80) -> str:
     text = str(text)
     if re.fullmatch(r"[a-z0-9._-]+", text):
         return text
-    slug = re.sub(r"(?:[^a-z0-9._]|-)+", "-", text.lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-")
     return slug[:max_len].rstrip("-") or "x"
 
 
@@ -223,7 +223,7 @@ def fmt_number(value: Any) -> str:
         return "NaN" if math.isnan(value) else f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         shown = ", ".join(fmt_number(v) for v in value[:12])
-        return f"[{shown}{', ...' if len(value) > 12 else ''}]" + (f" ({len(value)} values)" if len(value) > 12 else "")
+        return f"[{shown}, ...] ({len(value)} values)" if len(value) > 12 else f"[{shown}]"
     if isinstance(value, dict):
         return json.dumps(value, default=str, allow_nan=True)
     return str(value)
@@ -263,6 +263,7 @@ def _strip(per_seed: Sequence | None, seed_held: Sequence | None, initial_per_se
         pad = abs(lo) * 0.1 or 1.0
         lo, hi = lo - pad, hi + pad
     margin = 8.0
+
     def x_of(v):
         return margin + (v - lo) / (hi - lo) * (width - 2 * margin)
     # Rows of a few pixels keep the dots of large ensembles from hiding one another.
