@@ -398,10 +398,9 @@ def read_run(path: str | Path, *, label: str | None = None, repeated: bool = Fal
     label = label or path.name
     used = used_anchors if used_anchors is not None else set()
     config = _read_json(path / "config.json") or {}
-    try:
-        status = read_status(path)  # a "running" run whose process is gone reads as interrupted
-    except ValueError:  # status.json is written atomically, so this is damage, not a half-written file
-        status = {"state": "unknown", "error": "status.json is not valid JSON"}
+    # A "running" run whose process is gone reads as interrupted; a damaged status.json (it is
+    # written atomically, so damage, not a half-written file) as unknown, with the reason.
+    status = read_status(path)
     summary = _read_json(path / "summary.json")
     old_format = summary is not None and "numbers" not in summary
     experiment = str(config.get("experiment") or (summary or {}).get("experiment") or path.name)

@@ -152,8 +152,10 @@ def read_status(path: str | os.PathLike) -> dict[str, Any]:
     file = Path(path) / "status.json"
     try:
         status = json.loads(file.read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return {"state": "unknown"}
+    except (OSError, ValueError) as exc:
+        return {"state": "unknown", "error": f"status.json is not valid JSON ({type(exc).__name__})"}
     if status.get("state") == "running" and status.get("host") == socket.gethostname() and isinstance(status.get("pid"), int):
         if not _pid_alive(status["pid"]):
             status = {**status, "state": "interrupted", "detected": "process gone (killed without a chance to record it)"}
