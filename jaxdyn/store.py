@@ -477,6 +477,10 @@ def run(name_or_experiment, config=None, *, out: str | os.PathLike | None = "run
     run_dir.open()
     try:
         status = read_status(run_dir.path)
+        if status["state"] == "running" and status.get("host") != socket.gethostname() and not force:
+            # The lock covers this host; a run on another host of a shared filesystem may not see it.
+            raise RunFolderError(f"--out: {run_dir.path} is marked running by process {status.get('pid')} on host "
+                                 f"{status.get('host')}; wait for it or stop it (--force if you know that run is dead)")
         saved = saved_config(experiment, run_dir.path) if resume else None
         if resume and saved is not None:
             if config is not None and config != saved:

@@ -22,6 +22,7 @@ import pytest
 import xarray as xr
 
 from jaxdyn import experiments
+from jaxdyn.store import run
 from jaxdyn.cli import main
 from jaxdyn.engine import (Checkpointer, CheckpointError, EngineConfigError, LocalExecutor, RayExecutor, ResourceError,
                            losses, train)
@@ -34,11 +35,16 @@ SEEDS = [3, 1, 4, 7]
 LR = np.array([0.05, 0.1, 1e6, 0.2], np.float32)  # member 2 diverges: a flag, not a failure
 
 
-def _run(**kw):
+def _run(executor=None, **kw):
+    """The reference call, in this process or through ``executor.train`` (the layer above train)."""
     args = dict(seeds=SEEDS, num_steps=20, loss=losses.mean_squared_error, observables=OBS, record_every=5,
                 hparams={"lr": LR}, chunk_steps=10)
     args.update(kw)
-    return train(TinyNet(), _task(), lambda h: optax.sgd(h["lr"]), **args)
+    return (train if executor is None else executor.train)(TinyNet(), _task(), optax_sgd, **args)
+
+
+def optax_sgd(h):
+    return optax.sgd(h["lr"])
 
 
 def _max_diff(a, b) -> float:
@@ -165,7 +171,7 @@ def test_what_does_not_pickle_is_named_before_any_task(ray_cluster):
 def test_experiment_on_ray_through_the_cli_equals_one_process(ray_cluster, tmp_path, capsys):
     name = "saxe-reduction"
     config = experiments.get(name).config.quick()  # 4 members -> 2 tasks of 2
-    single, _ = experiments.run(name, config, out=None)
+    single, _, _ = run(name, config, out=None)
     code = main(["run", name, "--quick", "--executor", "ray", "--chunk-seeds", "2", "--out", str(tmp_path), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     status = json.loads((tmp_path / name / "status.json").read_text())
@@ -196,12 +202,16 @@ def test_local_executor_chunks_equal_one_call(reference):
 @pytest.mark.parametrize("kw, field", [
     (dict(on_chunk=lambda s, r: None), "on_chunk"),
     (dict(devices=jax.devices()), "devices"),
-    (dict(executor="ray"), "executor"),
 ])
 def test_bad_executor_arguments_are_rejected_before_anything_runs(kw, field):
-    kw.setdefault("executor", RayExecutor(chunk_seeds=2))
     with pytest.raises(EngineConfigError, match=field):
-        _run(**kw)
+        _run(executor=RayExecutor(chunk_seeds=2), **kw)
+
+
+def test_the_executor_is_a_layer_above_train_not_an_argument():
+    with pytest.raises(EngineConfigError, match=r"executor: .*executor\.train"):
+        train(TinyNet(), _task(), optax_sgd, seeds=SEEDS, num_steps=5, loss=losses.mean_squared_error,
+              executor=RayExecutor(chunk_seeds=2))
 
 
 @pytest.mark.parametrize("kw, field", [(dict(chunk_seeds=0), "chunk_seeds"), (dict(max_retries=-1), "max_retries"),

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -136,11 +137,25 @@ def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path, capsys):
     # The saved configuration must match what is given on resume.
     assert cli.main(["run", "saxe-reduction", "--quick", "--out", str(out), "--resume"]) == 2
     assert "duration 100.0 there, 4.0 here" in capsys.readouterr().err
-    # (Resuming an interrupted run is the SIGKILL test's.) A second process may not run it meanwhile.
-    status["state"], status["pid"] = "running", os.getppid()
+    # (Resuming an interrupted run is the SIGKILL test's.) A second process may not run it meanwhile:
+    # one holding the folder's lock refuses this one, naming it.
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from jaxdyn.store import RunLock
+        lock = RunLock({str(out / 'saxe-reduction')!r}); lock.acquire(); print('locked', flush=True); time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert cli.main(["run", "saxe-reduction", *KILL_ARGS, "--out", str(out), "--resume"]) == 2
+        assert f"is being run by process {holder.pid} on host" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    # A status left "running" by a process of another host (a shared filesystem) is refused too.
+    status["state"], status["host"] = "running", "another-host"
     (out / "saxe-reduction" / "status.json").write_text(json.dumps(status))
     assert cli.main(["run", "saxe-reduction", *KILL_ARGS, "--out", str(out), "--resume"]) == 2
-    assert f"is being run by process {os.getppid()} on this host" in capsys.readouterr().err
+    assert "is marked running by process" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +239,7 @@ def test_torn_and_corrupt_checkpoints_never_break_a_resume(tmp_path, uninterrupt
 
     # One flipped byte in the newest: refused by its checksum, the one before is used instead.
     arrays, _ = read_checkpoint(newest)
-    _flip_byte_inside(newest, arrays, "state.params['Dense_0']['kernel']")
+    _flip_byte_inside(newest, arrays, "state.learner.params['Dense_0']['kernel']")
     with pytest.raises(CheckpointError, match="step_000000040.npz"):
         read_checkpoint(newest)
     ck = Checkpointer(tmp_path, every=10, resume=True)

@@ -223,15 +223,15 @@ class MemoryEstimate(NamedTuple):
     """What :func:`train` expects to hold in memory, in bytes (activations not included).
 
     Attributes:
-        params, opt_state, data, record: bytes per member: the learner state (``params``; with
-            ``opt_state`` 0, kept for the message's layout), per-member data, and one record of
-            every observable (one time point of every group).
+        params, opt_state, data, record: bytes per member: parameters, the rest of the learner's
+            state (optimizer state, batch statistics), per-member data, and one record of every
+            observable (one time point of every group).
         observables: ``{name: bytes of one record of one member}``.
         num_members, num_records: members (padding included) and records per member (time points).
         members_per_device, chunk_records: members on each device; records held on the device
             per chunk.
-        device_bytes: per device: states (learner state, data, plus gradients and updates,
-            2 x state) and one chunk of records.
+        device_bytes: per device: states (params, the rest of the learner state, data, plus
+            gradients and updates, 2 x params) and one chunk of records.
         host_bytes: all records of all members, kept on the host (plus ``device_bytes`` of every
             device when the device is the host's own memory, as on CPU).
         device_available, host_available: free bytes found (None where unknown).
@@ -325,19 +325,22 @@ def _fmt_bytes(n: float) -> str:
 def _estimate_memory(abstract_state, abstract_records, num_padded, num_times, chunk_times, devices) -> MemoryEstimate:
     per = lambda tree: _nbytes(tree) // num_padded  # noqa: E731
     obs = {k: per(v) for k, v in abstract_records.items()}
-    p, d = per(abstract_state.learner), per(abstract_state.data)
-    per_record = {k: obs[k] for k in obs}
-    r = sum(per_record.values())
+    learner = abstract_state.learner
+    # Parameters are held three times (with their gradients and updates); the rest of the
+    # learner's state (optimizer state, batch statistics) once.
+    p = per(learner.params) if hasattr(learner, "params") else per(learner)
+    o, d = per(learner) - p, per(abstract_state.data)
+    r = sum(obs.values())
     members_per_device = num_padded // len(devices)
-    chunk_bytes = sum(per_record[k] * chunk_times[k] for k in per_record)
-    total_bytes = sum(per_record[k] * num_times[k] for k in per_record)
-    device_bytes = members_per_device * (p + d + 2 * p) + members_per_device * chunk_bytes
+    chunk_bytes = sum(obs[k] * chunk_times[k] for k in obs)
+    total_bytes = sum(obs[k] * num_times[k] for k in obs)
+    device_bytes = members_per_device * (3 * p + o + d + chunk_bytes)
     host_bytes = num_padded * total_bytes
     device_available = min((a for a in map(device_available_memory, devices) if a is not None), default=None)
     kind = "device" if device_available is not None else "host"
     if kind == "host":
         host_bytes += len(devices) * device_bytes
-    return MemoryEstimate(params=p, opt_state=0, data=d, record=r, observables=obs, num_members=num_padded,
+    return MemoryEstimate(params=p, opt_state=o, data=d, record=r, observables=obs, num_members=num_padded,
                           num_records=max(num_times.values(), default=1), members_per_device=members_per_device,
                           chunk_records=max(chunk_times.values(), default=0), device_bytes=device_bytes, host_bytes=host_bytes,
                           device_available=device_available, host_available=host_available_memory(), device_kind=kind)
@@ -359,9 +362,9 @@ def _check_memory(est: MemoryEstimate, fraction: float = 0.9) -> None:
         f"memory: this run needs about {_fmt_bytes(need)} of {where} memory but {_fmt_bytes(have)} is free",
         f"records {_fmt_bytes(records_total)} = {est.num_members} members x {est.num_records} records x {_fmt_bytes(est.record)}"
         + (f" (largest observable {largest!r}: {_fmt_bytes(est.observables[largest])} per record)" if largest else ""),
-        f"states {_fmt_bytes(est.members_per_device * (3 * est.params + est.data))} per device = "
-        f"{est.members_per_device} members x (learner state {_fmt_bytes(est.params)} x 3 with gradients and updates"
-        f" + data {_fmt_bytes(est.data)})",
+        f"states {_fmt_bytes(est.members_per_device * (3 * est.params + est.opt_state + est.data))} per device = "
+        f"{est.members_per_device} members x (params {_fmt_bytes(est.params)} x 3 with gradients and updates"
+        f" + optimizer and other state {_fmt_bytes(est.opt_state)} + data {_fmt_bytes(est.data)})",
         "record less often (record_every) or smaller observables, train fewer seeds per call, or use smaller chunk_steps; "
         "memory_check=False (CLI: --no-memory-check) runs anyway",
     ]
@@ -767,6 +770,9 @@ def train(learner: Learner | Any, task: Task | Any, optimizer: Any = None, **kwa
         ResourceError: the estimated memory exceeds what is free (see ``memory_check``).
         CheckpointError: resuming from a checkpoint written by a different run.
     """
+    if "executor" in kwargs:
+        raise EngineConfigError("executor: executors are a layer above train: call executor.train(...) with the same "
+                                "arguments (jaxdyn.engine.LocalExecutor, RayExecutor), or RunContext(executor=...).train")
     return run_call(prepare(learner, task, optimizer, **kwargs))
 
 
