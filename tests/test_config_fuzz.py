@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxdyn import cli
-from jaxdyn.experiments import REGISTRY, ConfigError
+from jaxdyn.experiments import ConfigError, get, index
 from jaxdyn.experiments.base import _element_type, _is_tuple_type
 
-NAMES = sorted(REGISTRY)
+NAMES = sorted(index())
 COUNTS: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 # Deterministic (CI must not flake) and no example database written into the repository.
 FUZZ = settings(max_examples=150, derandomize=True, database=None, deadline=None,
@@ -104,7 +104,7 @@ def _check_rejection(exc: BaseException, cls) -> str:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_config_accepts_or_rejects_cleanly(name):
-    cls = REGISTRY[name].config
+    cls = get(name).config
     base = cls.quick()
     fields = dataclasses.fields(cls)
 
@@ -151,7 +151,7 @@ SET_TEXT = st.one_of(
 
 @pytest.mark.parametrize("name", NAMES)
 def test_cli_set_accepts_or_rejects_cleanly(name, tmp_path, capsys):
-    cls = REGISTRY[name].config
+    cls = get(name).config
     fields = [f.name for f in dataclasses.fields(cls)]
     counts = collections.Counter()
 
