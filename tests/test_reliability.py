@@ -13,8 +13,7 @@ import xarray as xr
 
 from jaxdyn import cli
 from jaxdyn.engine import Task, losses, train
-from jaxdyn.experiments.base import RunResult, skipped_members
-from jaxdyn.store import RunDir, write_dataset, write_json
+from jaxdyn.store import skipped_members, write_dataset, write_json
 from jaxdyn.theory import saxe
 
 
@@ -110,25 +109,29 @@ def test_cli_names_the_members_it_left_out(tmp_path, capsys):
     assert cli.main(["run", "saxe-reduction", "--quick", "--no-progress", "--out", str(tmp_path),
                      "--set", "lr=1.0", "--set", "beta0s=100,1"]) == 0
     out = capsys.readouterr().out
-    assert ("2 of 4 members left out of the summary: member 0 diverged at step 3; member 2 diverged at step 3; "
-            "member 2: ODE max_steps_reached") in out
+    assert ("2 of 4 members left out of the summary: member 0: diverged at step 3; member 2: diverged at step 3; "
+            "ODE max_steps_reached") in out
     run = tmp_path / "saxe-reduction"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["skipped_members"]["skipped"] == 2 and summary["ode_failure_reasons"] == {"2": "max_steps_reached"}
+    assert summary["skipped_members"]["skipped"] == 2
+    assert summary["numbers"]["ode_failure_reasons"] == {"2": "max_steps_reached"}
     ds = xr.load_dataset(run / "results.nc")
     assert list(ds["diverged_at"].values) == [3, -1, 3, -1] and ds["ode_message"].values[2] == "max_steps_reached"
     assert skipped_members(ds) == summary["skipped_members"]
 
 
-def test_summaries_get_the_skipped_members_from_the_dataset(tmp_path):
-    ds = xr.Dataset({"diverged_at": ("seed", np.array([-1, 7, -1, -1])), "ode_ok": ("seed", np.array([1, 1, 0, 1], np.int8)),
-                     "ode_message": ("seed", np.array(["successful"] * 2 + ["nonfinite", "successful"]))})
-    run = RunDir(tmp_path, "fake")
-    run.start({"a": 1})
-    run.finish(RunResult(dataset=ds, summary={"claims": []}, figures={}), 0.1)
-    summary = json.loads((tmp_path / "fake" / "summary.json").read_text())
-    assert summary["skipped_members"] == {"members": 4, "skipped": 2, "diverged": [{"member": 1, "step": 7}],
-                                          "ode_failed": [{"member": 2, "reason": "nonfinite"}]}
+def test_skipped_members_read_any_dims_with_a_seed_axis():
+    # diverged_at of (seed, encoding), as rbe-response stores it, is counted too; and the
+    # experiment's own reasons (excluded_reason) are listed beside the engine's.
+    ds = xr.Dataset({"diverged_at": (("seed", "encoding"), np.array([[-1, -1], [-1, 7], [-1, -1], [-1, -1]])),
+                     "ode_ok": ("seed", np.array([1, 1, 0, 1], np.int8)),
+                     "ode_message": ("seed", np.array(["successful"] * 2 + ["nonfinite", "successful"])),
+                     "excluded_reason": ("seed", np.array(["", "", "", "outputs saturated: response undefined"]))})
+    assert skipped_members(ds) == {"members": 4, "skipped": 3, "reasons": [
+        {"member": 1, "reason": "diverged at step 7 (1 of its 2 conditions)"},
+        {"member": 2, "reason": "ODE nonfinite"},
+        {"member": 3, "reason": "outputs saturated: response undefined"}]}
+    assert skipped_members(xr.Dataset({"a": ("x", np.zeros(2))})) == {"members": None, "skipped": 0, "reasons": []}
 
 
 def test_results_and_summary_are_replaced_atomically(tmp_path, monkeypatch):
