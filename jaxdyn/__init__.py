@@ -9,6 +9,32 @@ as the CLI runs it), and the subpackages ``engine``, ``models``, ``tasks``, ``th
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+
+
+def _use_every_cpu_core() -> None:
+    """One XLA host device per CPU core, so the engine shards members over every core by default.
+
+    XLA:CPU runs one small-op program on about one core; with one host device per core the engine
+    gives each device whole blocks of members (results do not depend on the device count). Set
+    before JAX is imported, and only when the user set no device count: ``JAXDYN_HOST_DEVICES=N``
+    chooses N (1 turns it off); a process that imported JAX first keeps its devices.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "jax" in sys.modules or "xla_force_host_platform_device_count" in flags:
+        return
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    wanted = os.environ.get("JAXDYN_HOST_DEVICES", "")
+    count = int(wanted) if wanted.strip().isdigit() and int(wanted) >= 1 else cores
+    if count > 1:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+_use_every_cpu_core()
 
 __version__ = "0.2.0"
 

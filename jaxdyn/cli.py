@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(less memory); results do not depend on it")
     run.add_argument("--gpus-per-task", type=float, default=0.0, metavar="G",
                      help="with --executor ray: GPUs Ray gives each task (default 0: CPU; a fraction shares a GPU)")
+    run.add_argument("--block-width", type=int, default=None, metavar="B",
+                     help="members computed together in one block (default: the engine's choice for each model and "
+                          "backend); results depend on it at float rounding, never on devices or chunks")
     run.add_argument("--debug", action="store_true", help="raise unexpected errors with their traceback")
     bench = sub.add_parser("bench", help="run the benchmarks of benchmarks/ (needs a source checkout)",
                            description="Runs benchmarks/bench_{ensemble,ntk,ode}.py; arguments after -- go to the script(s).")
@@ -196,6 +199,8 @@ def _run(args, command: str) -> int:
             return 0
         if args.checkpoint_every is not None and args.checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every: expected a positive number of steps, got {args.checkpoint_every}")
+        if args.block_width is not None and args.block_width < 1:
+            raise ConfigError(f"--block-width: expected a positive number of members, got {args.block_width}")
         config = _configuration(experiment, args)
         if args.dry_run:
             executor = _executor(args)
@@ -222,7 +227,7 @@ def _run(args, command: str) -> int:
             result, summary, path = run_experiment(
                 experiment, config, out=args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
                 checkpoints=not args.no_checkpoint, checkpoint_every=args.checkpoint_every,
-                memory_check=not args.no_memory_check, executor=executor, command=command,
+                memory_check=not args.no_memory_check, executor=executor, command=command, block_width=args.block_width,
                 on_stage=lambda message: print(f"jaxdyn: {message} ...", file=sys.stderr, flush=True))
     except KeyboardInterrupt as exc:
         checkpoints = sorted((run_path / "checkpoints").glob("call_*/step_*.npz"))

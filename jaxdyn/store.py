@@ -344,9 +344,10 @@ def skipped_members(dataset) -> dict[str, Any]:
     return {"members": n, "skipped": len(listed), "reasons": listed}
 
 
-def summarize(experiment, result, *, elapsed_s: float) -> dict[str, Any]:
+def summarize(experiment, result, *, elapsed_s: float, calls: list | None = None) -> dict[str, Any]:
     """summary.json of a run: the experiment, its claims (contract form) and their tally by kind,
-    the headline numbers, figure captions, members left out, elapsed time and environment."""
+    the headline numbers, figure captions, members left out, elapsed time and environment (with
+    what each training call did: block width, devices, padded members)."""
     from jaxdyn import claims as claims_module
 
     claims = [c.to_dict() for c in result.claims]
@@ -364,7 +365,7 @@ def summarize(experiment, result, *, elapsed_s: float) -> dict[str, Any]:
         "figures": {stem: fig.caption for stem, fig in result.figures.items()},
         "skipped_members": skipped_members(result.dataset),
         "elapsed_s": round(elapsed_s, 3),
-        "environment": environment(),
+        "environment": {**environment(), "train_calls": list(calls or [])},
     }
 
 
@@ -427,7 +428,8 @@ def saved_config(experiment, path: Path):
 
 def run(name_or_experiment, config=None, *, out: str | os.PathLike | None = "runs", resume: bool = False,
         force: bool = False, progress: Any = False, checkpoints: bool = True, checkpoint_every: int | None = None,
-        memory_check: bool = True, executor=None, command: str | None = None, on_stage: Callable[[str], None] | None = None):
+        memory_check: bool = True, executor=None, command: str | None = None, on_stage: Callable[[str], None] | None = None,
+        block_width: int | str | None = None):
     """Runs an experiment by name into ``out/NAME/`` (the run layer under ``jaxdyn run``).
 
     Args:
@@ -446,6 +448,9 @@ def run(name_or_experiment, config=None, *, out: str | os.PathLike | None = "run
             ``LocalExecutor``); None: this process. Recorded in status.json.
         command: the command line, recorded in config.json.
         on_stage: told each stage the run enters (``training``, ``theory``, ``figures``...).
+        block_width: members per block of the engine (None: its default for each model); the
+            results depend on it at float rounding, so it is recorded in config.json and a
+            resume with another width is refused.
 
     Returns:
         (the experiment's Result, the summary dict, the run directory or None).
@@ -467,11 +472,11 @@ def run(name_or_experiment, config=None, *, out: str | os.PathLike | None = "run
         executor.check()  # e.g. Ray not installed: before the folder is touched
     stage = on_stage or (lambda message: None)
     if out is None:
-        ctx = RunContext(progress=progress, memory_check=memory_check, executor=executor, on_stage=stage)
+        ctx = RunContext(progress=progress, memory_check=memory_check, executor=executor, on_stage=stage, block_width=block_width)
         config = experiment.config() if config is None else config
         start = time.perf_counter()
         result = execute(experiment, config, ctx)
-        return result, summarize(experiment, result, elapsed_s=time.perf_counter() - start), None
+        return result, summarize(experiment, result, elapsed_s=time.perf_counter() - start, calls=ctx.calls), None
 
     run_dir = RunDir(out, experiment.name)
     run_dir.open()
@@ -485,6 +490,10 @@ def run(name_or_experiment, config=None, *, out: str | os.PathLike | None = "run
         if resume and saved is not None:
             if config is not None and config != saved:
                 raise ConfigError(f"--resume: the configuration differs from the one being resumed ({_config_diff(saved, config)})")
+            saved_width = json.loads((run_dir.path / "config.json").read_text()).get("engine", {}).get("block_width")
+            if saved_width != block_width:
+                raise ConfigError(f"--resume: --block-width {block_width} here, {saved_width} in the run being resumed "
+                                  "(the results depend on it); give the same")
             config = saved
             if status["state"] == "complete":
                 return None, json.loads((run_dir.path / "summary.json").read_text()), run_dir.path
@@ -498,17 +507,19 @@ def run(name_or_experiment, config=None, *, out: str | os.PathLike | None = "run
         if checkpoints or resume:
             checkpointer = run_dir.checkpointer(every=checkpoint_every, resume=resume,
                                                 metadata={"experiment": experiment.name, "config": config.to_dict()})
-        ctx = RunContext(progress=progress, checkpoint=checkpointer, memory_check=memory_check, executor=executor, on_stage=stage)
+        ctx = RunContext(progress=progress, checkpoint=checkpointer, memory_check=memory_check, executor=executor,
+                         on_stage=stage, block_width=block_width)
         run_dir.start({"experiment": experiment.name, "preset": preset_of(config), "command": command,
-                       "config": config.to_dict()}, resume=resume)
+                       "config": config.to_dict(), "engine": {"block_width": block_width}}, resume=resume)
         run_dir._write_status(executor=executor.describe() if executor is not None else {"kind": "local", "chunk_seeds": None})
         start = time.perf_counter()
         try:
             result = execute(experiment, config, ctx)
             if checkpointer is not None:
                 run_dir._status["restored_from"] = checkpointer.restored
+            run_dir._status["train_calls"] = ctx.calls
             stage("writing results and figures")
-            summary = summarize(experiment, result, elapsed_s=time.perf_counter() - start)
+            summary = summarize(experiment, result, elapsed_s=time.perf_counter() - start, calls=ctx.calls)
             run_dir.finish(result, summary, time.perf_counter() - start)
         except BaseException as exc:
             run_dir.fail(exc)

@@ -20,7 +20,7 @@ from jaxdyn.engine import core
 from jaxdyn.engine.checkpoint import Checkpointer
 from jaxdyn.engine.executor import Executor
 
-_OWNED = ("progress", "checkpoint", "memory_check")
+_OWNED = ("progress", "checkpoint", "memory_check", "block_width")
 
 
 @dataclasses.dataclass
@@ -36,6 +36,11 @@ class RunContext:
         executor: where the members of each training call run (None: this process).
         on_stage: called with a short message when the run enters a stage (``"training"``,
             ``"theory"``, ``"analysis"``, ``"figures"``).
+        block_width: members per block of every training call (None: the engine's default for
+            the model and backend). Unlike the other options it is part of what the results
+            depend on (at float rounding), so the run layer records it and a resume checks it.
+        calls: what each training call of the run did (``EnsembleResult.engine``: block width,
+            devices, padded members), appended as they finish.
     """
 
     progress: Any = False
@@ -43,6 +48,8 @@ class RunContext:
     memory_check: bool = True
     executor: Executor | None = None
     on_stage: Callable[[str], None] | None = None
+    block_width: int | str | None = None
+    calls: list = dataclasses.field(default_factory=list)
 
     def train(self, learner, task, optimizer=None, **kwargs) -> core.EnsembleResult:
         """:func:`jaxdyn.engine.train` with this context's options (progress, checkpoint,
@@ -50,11 +57,15 @@ class RunContext:
         for name in _OWNED:
             if name in kwargs:
                 raise core.EngineConfigError(f"{name}: set by the run context; do not pass it to ctx.train")
-        options = {"progress": self.progress, "checkpoint": self.checkpoint, "memory_check": self.memory_check}
+        options = {"progress": self.progress, "checkpoint": self.checkpoint, "memory_check": self.memory_check,
+                   "block_width": self.block_width}
         self.stage("training")
         if self.executor is not None:
-            return self.executor.train(learner, task, optimizer, **kwargs, **options)
-        return core.train(learner, task, optimizer, **kwargs, **options)
+            result = self.executor.train(learner, task, optimizer, **kwargs, **options)
+        else:
+            result = core.train(learner, task, optimizer, **kwargs, **options)
+        self.calls.append(dict(result.engine))
+        return result
 
     def stage(self, message: str) -> None:
         """Reports the stage the run is in (no effect without ``on_stage``)."""

@@ -156,6 +156,8 @@ class EnsembleResult(NamedTuple):
         times: ``{time dim: (time,) steps}`` for every group of the plan.
         dims_of: ``{record name: (time dim, *output dims)}``, the axes after ``seed``.
         attrs_of: ``{record name: attributes}`` declared by the observables.
+        engine: how the members were computed: ``{"block_width", "devices", "padded_members"}``
+            (the block width is part of what the results depend on; see :func:`train`).
     """
 
     params: PyTree
@@ -167,6 +169,7 @@ class EnsembleResult(NamedTuple):
     times: dict[str, np.ndarray]
     dims_of: dict[str, tuple[str, ...]]
     attrs_of: dict[str, dict]
+    engine: dict
 
     @property
     def diverged(self) -> np.ndarray:
@@ -518,30 +521,48 @@ def _member_chunk(spec: TrainSpec, n_ticks: int, lstate, diverged_at, data_m, ke
     return lstate, diverged_at, {**records, **buffers}
 
 
-def _ensemble_map(fn, mesh: Mesh | None, n_per_member: int, n_shared: int):
-    """vmaps ``fn`` over its first ``n_per_member`` arguments; with a mesh the member axis is
-    sharded (shard_map: every member stays on one device, no collectives)."""
+def _ensemble_map(fn, mesh: Mesh | None, n_per_member: int, n_shared: int, block: int | None = None):
+    """Maps ``fn`` over the members of its first ``n_per_member`` arguments (the rest shared).
+
+    With ``block`` the members are computed in blocks of that fixed width: a ``lax.map`` over
+    blocks of a vmap of ``block`` members, so member i is always at position i mod block of a
+    program of the same width, whatever the ensemble's size or the devices; its results do not
+    depend on either (bitwise). With a mesh the member axis is sharded over its devices
+    (shard_map: every member stays on one device, no collectives), each device holding whole
+    blocks.
+    """
     batched = jax.vmap(fn, in_axes=(0,) * n_per_member + (None,) * n_shared)
+    if block is not None:
+        vmapped = batched
+
+        def batched(*args):
+            members, shared = args[:n_per_member], args[n_per_member:]
+            n = jax.tree_util.tree_leaves(members)[0].shape[0]
+            blocks = jax.tree_util.tree_map(lambda x: x.reshape((n // block, block) + x.shape[1:]), members)
+            out = jax.lax.map(lambda b: vmapped(*b, *shared), blocks)
+            return jax.tree_util.tree_map(lambda y: y.reshape((n,) + y.shape[2:]), out)
+
     if mesh is None:
         return batched
     specs = (PartitionSpec("seed"),) * n_per_member + (PartitionSpec(),) * n_shared
     return jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("seed"), check_vma=False)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "mesh"))
-def _init_jit(spec: TrainSpec, keys, hparams, params, data, shared, *, mesh):
-    fn = _ensemble_map(functools.partial(_init_member, spec), mesh, 4, 1)
+@functools.partial(jax.jit, static_argnames=("spec", "mesh", "block"))
+def _init_jit(spec: TrainSpec, keys, hparams, params, data, shared, *, mesh, block=None):
+    fn = _ensemble_map(functools.partial(_init_member, spec), mesh, 4, 1, block)
     return fn(keys, hparams, params, data, shared)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "n_ticks", "mesh"), donate_argnums=(1, 2))
-def _chunk_jit(spec: TrainSpec, lstate, diverged_at, data, keys, hparams, shared, start, *, n_ticks, mesh):
-    fn = _ensemble_map(functools.partial(_member_chunk, spec, n_ticks), mesh, 5, 2)
+@functools.partial(jax.jit, static_argnames=("spec", "n_ticks", "mesh", "block"), donate_argnums=(1, 2))
+def _chunk_jit(spec: TrainSpec, lstate, diverged_at, data, keys, hparams, shared, start, *, n_ticks, mesh, block=None):
+    fn = _ensemble_map(functools.partial(_member_chunk, spec, n_ticks), mesh, 5, 2, block)
     return fn(lstate, diverged_at, data, keys, hparams, shared, start)
 
 
 def init_ensemble(spec: TrainSpec, keys: Array, hparams: Mapping[str, Array], *, params: PyTree | None = None,
-                  data: PyTree | None = None, shared: PyTree | None = None, mesh: Mesh | None = None):
+                  data: PyTree | None = None, shared: PyTree | None = None, mesh: Mesh | None = None,
+                  block: int | None = None):
     """The initial state of every member and its records at step 0 (one jitted program per spec).
 
     Args:
@@ -553,29 +574,33 @@ def init_ensemble(spec: TrainSpec, keys: Array, hparams: Mapping[str, Array], *,
         shared: data every member sees (no seed axis), or None.
         mesh: a 1-D device mesh with axis ``"seed"`` to shard members over (the seed count must
             be a multiple of its size), or None.
+        block: compute members in blocks of this width (the seed count must be a multiple of
+            ``block`` times the mesh's size), or None: one vmap over all.
 
     Returns:
         (:class:`EnsembleState` at step 0, ``{time dim: {record: (seed, ...)}}``).
     """
-    lstate, data_all, records = _init_jit(spec, keys, hparams, params, data, shared or {}, mesh=mesh)
+    lstate, data_all, records = _init_jit(spec, keys, hparams, params, data, shared or {}, mesh=mesh, block=block)
     diverged = jnp.full((keys.shape[0],), -1, dtype=jnp.int32)
     if mesh is not None:
         diverged = jax.device_put(diverged, NamedSharding(mesh, PartitionSpec("seed")))
     return EnsembleState(learner=lstate, data=data_all, keys=keys, hparams=hparams, diverged_at=diverged, step=0), records
 
 
-def run_chunk(spec: TrainSpec, state: EnsembleState, n_ticks: int, *, shared: PyTree | None = None, mesh: Mesh | None = None):
+def run_chunk(spec: TrainSpec, state: EnsembleState, n_ticks: int, *, shared: PyTree | None = None, mesh: Mesh | None = None,
+              block: int | None = None):
     """Advances every member by ``n_ticks`` ticks of the plan (``n_ticks * tick`` steps).
 
     The chunk must start at a multiple of the plan's period (the least common multiple of its
     cadences) and span whole periods, so that every group's records fall inside it. The state's
-    learner and divergence buffers are donated (not usable afterwards).
+    learner and divergence buffers are donated (not usable afterwards). ``mesh`` and ``block``:
+    as for :func:`init_ensemble`.
 
     Returns:
         (the new :class:`EnsembleState`, ``{time dim: {record: (seed, time in chunk, ...)}}``).
     """
     lstate, diverged, records = _chunk_jit(spec, state.learner, state.diverged_at, state.data, state.keys, state.hparams,
-                                           shared or {}, jnp.int32(state.step), n_ticks=n_ticks, mesh=mesh)
+                                           shared or {}, jnp.int32(state.step), n_ticks=n_ticks, mesh=mesh, block=block)
     step = state.step + n_ticks * tick_of(spec.plan)
     return state._replace(learner=lstate, diverged_at=diverged, step=step), records
 
@@ -583,6 +608,23 @@ def run_chunk(spec: TrainSpec, state: EnsembleState, n_ticks: int, *, shared: Py
 # ---------------------------------------------------------------------------------------------
 # train: validate, prepare a call (the executor layer splits its members), run it.
 # ---------------------------------------------------------------------------------------------
+# Per backend: the bytes of member state a block should hold (about a core's share of the cache on
+# CPU, so a block's state stays in cache for the whole chunk; on accelerators, enough members to
+# fill the device) and the widest block. See benchmarks/RESULTS.md for the measurements.
+BLOCK_BUDGET = {"cpu": 1 << 19, "gpu": 1 << 28, "tpu": 1 << 28}
+BLOCK_CAP = {"cpu": 256, "gpu": 16384, "tpu": 16384}
+
+
+def default_block_width(member_bytes: int, backend: str) -> int:
+    """The block width the engine uses by default: the largest power of two of members whose
+    state (learner state and data, ``member_bytes`` each) fits the backend's budget, between 1
+    and the backend's cap. It depends on the model and the backend only, never on the ensemble's
+    size or the device count, so a member's results do not either."""
+    budget, cap = BLOCK_BUDGET.get(backend, BLOCK_BUDGET["gpu"]), BLOCK_CAP.get(backend, BLOCK_CAP["gpu"])
+    fit = max(1, budget // max(1, int(member_bytes)))
+    return int(min(cap, 1 << (fit.bit_length() - 1)))
+
+
 class Members(NamedTuple):
     """Everything that belongs to individual members of one call; leaves have the seed axis
     first, so an executor splits a call by slicing every leaf.
@@ -621,7 +663,7 @@ class TrainCall(NamedTuple):
         members: the :class:`Members`.
         shared: data every member sees (no seed axis), or None.
         options: ``{"chunk_steps", "devices", "progress", "checkpoint", "memory_check",
-            "on_chunk", "resume_from"}``.
+            "on_chunk", "resume_from", "block_width"}``.
     """
 
     spec: TrainSpec
@@ -659,6 +701,7 @@ def prepare(
     resume_from: tuple[EnsembleState, dict[str, np.ndarray]] | None = None,
     checkpoint: Checkpointer | None = None,
     memory_check: bool = True,
+    block_width: int | str | None = None,
 ) -> TrainCall:
     """Validates :func:`train`'s arguments and bundles them as a :class:`TrainCall` (nothing
     compiles). Arguments: as :func:`train`. Raises :class:`EngineConfigError`."""
@@ -699,6 +742,10 @@ def prepare(
         clash = sorted(set(shared) & set(data or {}))
         if clash:
             raise EngineConfigError(f"shared: {clash[0]!r} is also in the per-member data; give each array once")
+    if not (block_width is None or block_width == "ensemble" or (isinstance(block_width, (int, np.integer))
+                                                                 and not isinstance(block_width, bool) and block_width >= 1)):
+        raise EngineConfigError(f"block_width: expected a positive int, None (the default for the model and backend) or "
+                                f"'ensemble' (one vmap over all members), got {block_width!r}")
     if checkpoint is not None and not isinstance(checkpoint, Checkpointer):
         raise EngineConfigError(f"checkpoint: expected a jaxdyn.engine.Checkpointer, got {type(checkpoint).__name__}")
     spec = TrainSpec(learner=learner, task=task, plan=plan)
@@ -713,7 +760,7 @@ def prepare(
           for k, v in (hparams or {}).items()}
     members = Members(keys=keys, hparams=hp, params=init_params, data=data, seeds=seed_array)
     options = dict(chunk_steps=chunk_steps, devices=devices, progress=progress, checkpoint=checkpoint,
-                   memory_check=memory_check, on_chunk=on_chunk, resume_from=resume_from)
+                   memory_check=memory_check, on_chunk=on_chunk, resume_from=resume_from, block_width=block_width)
     return TrainCall(spec=spec, num_steps=num_steps, members=members, shared=shared, options=options)
 
 
@@ -776,15 +823,31 @@ def train(learner: Learner | Any, task: Task | Any, optimizer: Any = None, **kwa
     return run_call(prepare(learner, task, optimizer, **kwargs))
 
 
-def _fingerprint(call: TrainCall) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed by ``call`` (beyond keys, hparams and data)."""
+def _block_width(call: TrainCall, shared, platform: str) -> int | None:
+    """The block width of ``call`` on ``platform``: the one asked for, the default for the model
+    (:func:`default_block_width`, from one member's state size, by tracing only), or None for
+    ``'ensemble'`` (one vmap over all members)."""
+    asked = call.options.get("block_width")
+    if asked == "ensemble":
+        return None
+    if asked is not None:
+        return int(asked)
+    one = call.members.slice(0, 1)
+    state, data, _ = _init_jit.eval_shape(call.spec, jnp.asarray(one.keys), {k: jnp.asarray(v) for k, v in one.hparams.items()},
+                                          one.params, one.data, shared, mesh=None)
+    return default_block_width(_nbytes(state) + _nbytes(data), platform)
+
+
+def _fingerprint(call: TrainCall, block: int | None) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed by ``call`` computed in blocks of ``block``
+    members (None: one vmap), beyond keys, hparams and data."""
     shared_crc = 0
     for leaf in jax.tree_util.tree_leaves(call.shared):
         shared_crc = zlib.crc32(np.ascontiguousarray(np.asarray(leaf)).view(np.uint8).data, shared_crc)
     plan = call.spec.plan
     return {"num_steps": int(call.num_steps), "num_members": len(call.members),
             "record_every": {r.dim: r.every for r in plan}, "observables": sorted(n for r in plan for n in r.names()),
-            "shared_crc32": shared_crc}
+            "shared_crc32": shared_crc, "block_width": "ensemble" if block is None else int(block)}
 
 
 def run_call(call: TrainCall) -> EnsembleResult:
@@ -793,8 +856,19 @@ def run_call(call: TrainCall) -> EnsembleResult:
     plan = spec.plan
     num_members = len(members)
     devices = list(opts["devices"]) if opts["devices"] is not None else jax.local_devices()
+    shared = {} if call.shared is None else jax.tree_util.tree_map(jnp.asarray, dict(call.shared))
+    block = _block_width(call, shared, devices[0].platform)
+    if block is not None and opts["devices"] is None:
+        # No more devices than there are blocks to give them: a member's results do not depend
+        # on the device count, so small ensembles are not padded to fill every core.
+        devices = devices[:max(1, math.ceil(num_members / block))]
     num_devices = len(devices)
-    num_padded = math.ceil(num_members / num_devices) * num_devices
+    group = num_devices * (block or 1)
+    num_padded = math.ceil(num_members / group) * group
+    if block is None:  # one vmap over all the (padded) members of a device
+        block_width = num_padded // num_devices
+    else:
+        block_width = block
     tick, period = tick_of(plan), period_of(plan)
     checkpoint: Checkpointer | None = opts["checkpoint"]
     chunk_steps = opts["chunk_steps"]
@@ -814,10 +888,10 @@ def run_call(call: TrainCall) -> EnsembleResult:
     keys = place(pad(jnp.asarray(members.keys)))
     hparams = place(pad({k: jnp.asarray(v) for k, v in members.hparams.items()}))
     params, data = place(pad(members.params)), place(pad(members.data))
-    shared = {} if call.shared is None else jax.tree_util.tree_map(jnp.asarray, dict(call.shared))
 
     # Shapes of everything the run will hold, by tracing only (cached per spec and shapes).
-    abstract_state, abstract_data, abstract_nested = _init_jit.eval_shape(spec, keys, hparams, params, data, shared, mesh=mesh)
+    abstract_state, abstract_data, abstract_nested = _init_jit.eval_shape(spec, keys, hparams, params, data, shared, mesh=mesh,
+                                                                          block=block)
     records_of = _records_of(plan, abstract_nested)  # {record: (group, observable, from a mapping)}
     dims_of = {name: group.dim for name, (group, _, _) in records_of.items()}
     every_of = {name: group.every for name, (group, _, _) in records_of.items()}
@@ -832,7 +906,7 @@ def run_call(call: TrainCall) -> EnsembleResult:
     saver = None
     resume_from = opts["resume_from"]
     if checkpoint is not None:
-        saver = checkpoint.for_call(_fingerprint(call))
+        saver = checkpoint.for_call(_fingerprint(call, block))
         if resume_from is None and checkpoint.resume:
             resume_from = _restore(saver, (abstract_state, abstract_data), flat_abstract, every_of, members,
                                    num_members, num_padded, place)
@@ -842,7 +916,7 @@ def run_call(call: TrainCall) -> EnsembleResult:
         state, records_so_far = resume_from
         records_so_far = {k: np.asarray(v) for k, v in records_so_far.items()}
     else:
-        state, records0 = init_ensemble(spec, keys, hparams, params=params, data=data, shared=shared, mesh=mesh)
+        state, records0 = init_ensemble(spec, keys, hparams, params=params, data=data, shared=shared, mesh=mesh, block=block)
         records0 = jax.device_get(records0)
         flat0 = {name: a for r in plan for name, a in _flatten_records(records0[r.dim]).items()}
         records_so_far = {name: np.asarray(v)[:, None] for name, v in flat0.items()}
@@ -872,7 +946,7 @@ def run_call(call: TrainCall) -> EnsembleResult:
         first_chunk = True
         while state.step < num_steps:
             n_steps = min(chunk_steps, num_steps - state.step)
-            state, records = run_chunk(spec, state, n_steps // tick, shared=shared, mesh=mesh)
+            state, records = run_chunk(spec, state, n_steps // tick, shared=shared, mesh=mesh, block=block)
             records = jax.device_get(records)
             flat = {name: a for r in plan for name, a in _flatten_records(records[r.dim]).items()}
             for name, values in flat.items():
@@ -910,6 +984,8 @@ def run_call(call: TrainCall) -> EnsembleResult:
         times=times,
         dims_of=full_dims,
         attrs_of=attrs_of,
+        engine={"block_width": int(block_width), "blocked": block is not None, "devices": num_devices,
+                "padded_members": num_padded},
     )
 
 

@@ -378,11 +378,18 @@ def _run_split(executor: Executor, call: TrainCall) -> EnsembleResult:
 
     members = call.members
     num_members = len(members)
+    # Chunks hold whole blocks of members, computed at the block width this process would use,
+    # so a member's results do not depend on the chunking (chunk_seeds is rounded up to it).
+    shared_arrays = {} if call.shared is None else jax.tree_util.tree_map(np.asarray, dict(call.shared))
+    block = core._block_width(call, shared_arrays, jax.local_devices()[0].platform)
     size = executor.chunk_seeds or num_members
+    if block is not None:
+        size = -(-size // block) * block
+        opts["block_width"] = block
     bounds = [(a, min(a + size, num_members)) for a in range(0, num_members, size)]
     checkpoint = opts.pop("checkpoint", None)
     progress = opts.pop("progress", False)
-    executor.last_run = {"chunks": bounds, "submitted": [], "restored": []}
+    executor.last_run = {"chunks": bounds, "submitted": [], "restored": [], "block_width": block}
     if len(bounds) == 1 and isinstance(executor, LocalExecutor):  # nothing to split
         executor.last_run["submitted"] = [0]
         return core.run_call(call)
@@ -395,7 +402,7 @@ def _run_split(executor: Executor, call: TrainCall) -> EnsembleResult:
     results: list[Any] = [None] * len(bounds)
     if checkpoint is not None:
         # This call's folder (numbered like any other call); a folder per chunk inside.
-        calls = checkpoint.for_call(core._fingerprint(call))
+        calls = checkpoint.for_call(core._fingerprint(call, block))
         chunk_dirs = [calls.directory / f"chunk_{a:06d}-{b:06d}" for a, b in bounds]
         # members: [first, stop) of the chunk in the order of train's seeds
         where = [{"call": calls.index, "chunk": i, "members": [a, b]} for i, (a, b) in enumerate(bounds)]
@@ -404,7 +411,7 @@ def _run_split(executor: Executor, call: TrainCall) -> EnsembleResult:
                 shutil.rmtree(stale, ignore_errors=True)
         else:
             for i, ((a, b), folder) in enumerate(zip(bounds, chunk_dirs)):
-                results[i] = _restore_chunk(call, members.slice(a, b), folder, checkpoint, where[i])
+                results[i] = _restore_chunk(call._replace(options=opts), members.slice(a, b), folder, checkpoint, where[i])
                 if results[i] is not None:
                     executor.last_run["restored"].append(i)
 
@@ -478,7 +485,8 @@ def _save_chunk(call: TrainCall, result: EnsembleResult, folder: Path, checkpoin
                          on_save=_chunk_on_save(checkpoint, where))
     members = len(result.diverged_at)
     # The fingerprint the engine gives this chunk's call.
-    saver = chunk.for_call({**core._fingerprint(call), "num_members": members})
+    block = result.engine["block_width"] if result.engine["blocked"] else None
+    saver = chunk.for_call({**core._fingerprint(call, block), "num_members": members})
     if step not in saver.steps():
         saver.save(step, result.state._replace(step=None), result.records)
     elif not notified and chunk.on_save is not None:  # a worker wrote it (shared filesystem), without the callback
