@@ -2,7 +2,8 @@
 
 Members are independent and draw every random number from their own seed, so chunks of
 members trained in separate processes and concatenated must equal one train call: the data
-order (integers) and the divergence flags exactly, floats up to rounding (measured: none).
+order (integers), the divergence flags and the floats exactly: chunks hold whole blocks of members,
+computed at the block width of one process (tests/test_determinism.py covers devices and widths).
 """
 
 import json
@@ -37,8 +38,10 @@ LR = np.array([0.05, 0.1, 1e6, 0.2], np.float32)  # member 2 diverges: a flag, n
 
 def _run(executor=None, **kw):
     """The reference call, in this process or through ``executor.train`` (the layer above train)."""
+    # Blocks of one member, so chunks of any size are whole blocks (tests/test_determinism.py
+    # covers the rounding of chunks up to wider blocks).
     args = dict(seeds=SEEDS, num_steps=20, loss=losses.mean_squared_error, observables=OBS, record_every=5,
-                hparams={"lr": LR}, chunk_steps=10)
+                hparams={"lr": LR}, chunk_steps=10, block_width=1)
     args.update(kw)
     return (train if executor is None else executor.train)(TinyNet(), _task(), optax_sgd, **args)
 
@@ -70,8 +73,7 @@ def _assert_same(ref, got, what):
     np.testing.assert_array_equal(got.records["first_index"], ref.records["first_index"])  # same data order
     diff = _max_diff(ref, got)
     print(f"{what}: largest difference vs one process {diff:.3g}")
-    # Float32 rounding only (a vmap of 2 members may compile differently from one of 4).
-    assert diff < 1e-5, diff
+    assert diff == 0.0, diff  # bitwise: members are computed in blocks of one width everywhere
     # The gathered state holds exactly the members (no padding), ready to resume from.
     assert got.state.step == 20 and got.state.keys.shape == (len(SEEDS), 2)
     assert got.state.diverged_at.shape == (len(SEEDS),)
@@ -171,8 +173,9 @@ def test_what_does_not_pickle_is_named_before_any_task(ray_cluster):
 def test_experiment_on_ray_through_the_cli_equals_one_process(ray_cluster, tmp_path, capsys):
     name = "saxe-reduction"
     config = experiments.get(name).config.quick()  # 4 members -> 2 tasks of 2
-    single, _, _ = run(name, config, out=None)
-    code = main(["run", name, "--quick", "--executor", "ray", "--chunk-seeds", "2", "--out", str(tmp_path), "--no-progress"])
+    single, _, _ = run(name, config, out=None, block_width=1)
+    code = main(["run", name, "--quick", "--executor", "ray", "--chunk-seeds", "2", "--block-width", "1", "--out", str(tmp_path),
+                 "--no-progress"])
     assert code == 0, capsys.readouterr().err
     status = json.loads((tmp_path / name / "status.json").read_text())
     assert status["state"] == "complete" and status["executor"]["kind"] == "ray" and status["executor"]["chunk_seeds"] == 2
@@ -187,7 +190,7 @@ def test_experiment_on_ray_through_the_cli_equals_one_process(ray_cluster, tmp_p
         else:
             np.testing.assert_array_equal(a, b)
     print(f"{name} on Ray vs one process: largest difference {worst:.3g}")
-    assert worst < 1e-5
+    assert worst == 0.0
     # Ray was already running (this fixture's): the CLI used it and left it up.
     assert ray_cluster.is_initialized()
 

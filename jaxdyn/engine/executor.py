@@ -242,8 +242,11 @@ class RayExecutor(Executor):
                        retry_exceptions=self.retry_exceptions)
         if self.num_gpus_per_task:
             options["max_calls"] = 1  # a fresh process per task: JAX initialises on the GPUs Ray assigned
-        if self.runtime_env:
-            options["runtime_env"] = self.runtime_env
+        # One XLA host device per reserved CPU in each worker (jaxdyn would otherwise give every
+        # worker one per core of its node, oversubscribing it); results do not depend on it.
+        env = dict((self.runtime_env or {}).get("env_vars", {}))
+        env.setdefault("JAXDYN_HOST_DEVICES", str(max(1, int(self.num_cpus_per_task))))
+        options["runtime_env"] = {**(self.runtime_env or {}), "env_vars": env}
         remote = ray.remote(_run_pickled).options(**options)
         pending = {remote.remote(fn, handle, payload): index for index, payload in payloads}
         try:
