@@ -3,6 +3,7 @@ checkpoints from a different run, experiments with several train calls."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -188,7 +189,11 @@ def _train(num_steps=40, **kw):
                 observables={"loss": observables.batch_loss(losses.mean_squared_error)},
                 hparams={"lr": np.array([0.01, 0.02, 0.05], np.float32)})
     args.update(kw)
-    return train(Net(), _task(), lambda h: optax.adam(h["lr"]), **args)
+    return train(Net(), _task(), adam, **args)
+
+
+def adam(h):
+    return optax.adam(h["lr"])
 
 
 def _same(a, b):
@@ -202,13 +207,23 @@ def uninterrupted():
     return _train()
 
 
-def _flip_byte_inside(path, arrays, name):
-    """Flips one byte of array ``name``'s data inside checkpoint file ``path``."""
-    data = bytearray(path.read_bytes())
-    at = data.find(arrays[name].tobytes())
-    assert at > 0
-    data[at + 3] ^= 0xFF
-    path.write_bytes(bytes(data))
+def _corrupt_array_keeping_the_zip_valid(path, arrays, name):
+    """Flips one byte of array ``name``'s data and rewrites the zip around it, so every zip-level
+    CRC is right and only the checkpoint's own per-array checksum can notice."""
+    import zipfile
+
+    target = arrays[name].tobytes()
+    with zipfile.ZipFile(path) as z:
+        members = {info.filename: z.read(info.filename) for info in z.infolist()}
+    hits = [k for k, v in members.items() if target in v]
+    assert len(hits) == 1, hits
+    payload = bytearray(members[hits[0]])
+    at = payload.find(target)
+    payload[at + 3] ^= 0xFF
+    members[hits[0]] = bytes(payload)
+    with zipfile.ZipFile(path, "w") as z:
+        for k, v in members.items():
+            z.writestr(k, v)
 
 
 def test_torn_and_corrupt_checkpoints_never_break_a_resume(tmp_path, uninterrupted, monkeypatch):
@@ -237,13 +252,25 @@ def test_torn_and_corrupt_checkpoints_never_break_a_resume(tmp_path, uninterrupt
     _same(_train(checkpoint=ck), uninterrupted)
     assert [r["step"] for r in ck.restored] == [40]
 
-    # One flipped byte in the newest: refused by its checksum, the one before is used instead.
+    # One flipped byte in the newest, inside a valid zip: refused by the array's own checksum
+    # (the zip layer cannot see it), and the one before is used instead.
     arrays, _ = read_checkpoint(newest)
-    _flip_byte_inside(newest, arrays, "state.learner.params['Dense_0']['kernel']")
-    with pytest.raises(CheckpointError, match="step_000000040.npz"):
+    _corrupt_array_keeping_the_zip_valid(newest, arrays, "state.learner.params['Dense_0']['kernel']")
+    with pytest.raises(CheckpointError, match=r"step_000000040.npz: array .*kernel.* fails its checksum"):
         read_checkpoint(newest)
     ck = Checkpointer(tmp_path, every=10, resume=True)
     with pytest.warns(UserWarning, match="step_000000040.npz"):
+        resumed = _train(checkpoint=ck)
+    assert [r["step"] for r in ck.restored] == [30]
+    _same(resumed, uninterrupted)
+
+    # A readable checkpoint of another run as the newest: skipped like an unreadable one, saying
+    # which, in favour of the older good one.
+    other = tmp_path / "other"
+    _train(seeds=[5, 6, 7], checkpoint=Checkpointer(other, every=10))
+    shutil.copy(other / "call_00" / "step_000000040.npz", newest)
+    ck = Checkpointer(tmp_path, every=10, resume=True)
+    with pytest.warns(UserWarning, match="skipping a checkpoint of another run: .*step_000000040.npz: seeds"):
         resumed = _train(checkpoint=ck)
     assert [r["step"] for r in ck.restored] == [30]
     _same(resumed, uninterrupted)

@@ -191,8 +191,13 @@ class CallCheckpoints:
         return path
 
     def restore(self, target_state: Any, target_records: Mapping[str, jax.ShapeDtypeStruct],
-                every: Mapping[str, int]) -> tuple[int, Any, dict[str, np.ndarray]] | None:
+                every: Mapping[str, int], check: Callable[[Path, Any], None] | None = None
+                ) -> tuple[int, Any, dict[str, np.ndarray]] | None:
         """The newest usable checkpoint, or None when there is none (start afresh).
+
+        A checkpoint that cannot be read (truncated, corrupt) and one written by a different run
+        (fingerprint, array names, shapes or dtypes, or ``check``) are treated alike: skipped,
+        with a warning saying which and why, in favour of an older one.
 
         Args:
             target_state: a pytree of ``jax.ShapeDtypeStruct`` (or arrays) with the structure,
@@ -201,14 +206,17 @@ class CallCheckpoints:
                 (seed, ...); the saved records are (seed, time, ...).
             every: ``{name: steps between records}``, which gives each record's time length at
                 the checkpoint's step.
+            check: ``check(path, state)`` raising :class:`CheckpointError` when the restored
+                state belongs to another run (other seeds, hyperparameters, data).
 
         Returns:
             (step, state as ``target_state``'s structure with numpy leaves, records).
 
         Raises:
-            CheckpointError: the checkpoint was written by a different run (fingerprint, array
-                names, shapes or dtypes differ). Corrupt files are skipped with a warning.
+            CheckpointError: no checkpoint is usable and at least one was written by a different
+                run (its reason): resuming would silently start over beside another run's files.
         """
+        foreign = None
         for step in reversed(self.steps()):
             path = self.path(step)
             try:
@@ -216,9 +224,18 @@ class CallCheckpoints:
             except CheckpointError as exc:
                 warnings.warn(f"skipping a checkpoint that cannot be read: {exc}", stacklevel=2)
                 continue
-            found = self._match(path, arrays, meta, target_state, target_records, every)
+            try:
+                found = self._match(path, arrays, meta, target_state, target_records, every)
+                if check is not None:
+                    check(path, found[1])
+            except CheckpointError as exc:
+                warnings.warn(f"skipping a checkpoint of another run: {exc}", stacklevel=2)
+                foreign = foreign or exc
+                continue
             self.owner.restored.append({"call": self.index, "step": found[0], "path": str(path)})
             return found
+        if foreign is not None:
+            raise foreign
         return None
 
     def _match(self, path, arrays, meta, target_state, target_records, every):

@@ -1025,7 +1025,8 @@ def _restore(saver, abstract, flat_abstract, every_of, members: Members, num_mem
     """This call's newest checkpoint as ``resume_from`` (padding re-added), or None.
 
     The checkpoint must hold the same members (PRNG keys), hyperparameters and, when ``data``
-    was given, the same data, bitwise; otherwise :class:`CheckpointError` names what differs.
+    was given, the same data, bitwise; one that does not is skipped like an unreadable one, and
+    when none is usable :class:`CheckpointError` names what differs.
     """
     lstate, data_all = abstract
     trim = lambda tree: jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct((num_members, *x.shape[1:]), x.dtype), tree)  # noqa: E731
@@ -1036,20 +1037,22 @@ def _restore(saver, abstract, flat_abstract, every_of, members: Members, num_mem
         hparams={k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype) for k, v in members.hparams.items()},
         diverged_at=jax.ShapeDtypeStruct((num_members,), jnp.int32), step=None,
     )
-    found = saver.restore(target, trim(flat_abstract), every_of)
+
+    def same_run(path, state):
+        if not np.array_equal(np.asarray(state.keys), keys):
+            raise CheckpointError(f"{path}: seeds: the checkpoint's members have other seeds; start afresh or use another output folder")
+        for name, value in members.hparams.items():
+            if not np.array_equal(np.asarray(state.hparams[name]), np.asarray(value), equal_nan=True):
+                raise CheckpointError(f"{path}: hparams[{name!r}] differ from the checkpoint's; start afresh or use another output folder")
+        if members.data is not None:
+            for a, b in zip(jax.tree_util.tree_leaves(state.data), jax.tree_util.tree_leaves(members.data)):
+                if not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True):
+                    raise CheckpointError(f"{path}: data differ from the checkpoint's; start afresh or use another output folder")
+
+    found = saver.restore(target, trim(flat_abstract), every_of, check=same_run)
     if found is None:
         return None
     step, state, records = found
-    path = saver.path(step)
-    if not np.array_equal(np.asarray(state.keys), keys):
-        raise CheckpointError(f"{path}: seeds: the checkpoint's members have other seeds; start afresh or use another output folder")
-    for name, value in members.hparams.items():
-        if not np.array_equal(np.asarray(state.hparams[name]), np.asarray(value), equal_nan=True):
-            raise CheckpointError(f"{path}: hparams[{name!r}] differ from the checkpoint's; start afresh or use another output folder")
-    if members.data is not None:
-        for a, b in zip(jax.tree_util.tree_leaves(state.data), jax.tree_util.tree_leaves(members.data)):
-            if not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True):
-                raise CheckpointError(f"{path}: data differ from the checkpoint's; start afresh or use another output folder")
     state = place(_pad_members(state._replace(step=None), num_padded))._replace(step=step)
     records = {k: np.asarray(_pad_members(v, num_padded)) for k, v in records.items()}
     return state, records
