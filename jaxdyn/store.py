@@ -42,6 +42,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from jaxdyn.faults import kill_point
+
 NETCDF_ENGINE = "h5netcdf"
 
 
@@ -73,9 +75,10 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None], point: str | None = None) -> None:
     """Writes through ``write(tmp_path)`` then renames onto ``path`` (atomic on POSIX); the
-    temporary name is unique, so concurrent writers never collide."""
+    temporary name is unique, so concurrent writers never collide. ``point``: the kill harness's
+    name for this write (:mod:`jaxdyn.faults`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -85,6 +88,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb+") as f:  # durable before it becomes visible under its name
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        if point is not None:
+            kill_point(point)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -100,19 +105,20 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def write_json(path: Path, obj: Mapping[str, Any]) -> None:
     """Atomically writes ``obj`` as indented strict JSON (numpy converted, NaN and inf as null)."""
     text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
-    atomic_write(Path(path), lambda p: p.write_text(text + "\n"))
+    point = {"summary.json": "summary-write", "status.json": "status-write"}.get(Path(path).name)
+    atomic_write(Path(path), lambda p: p.write_text(text + "\n"), point)
 
 
 def write_dataset(path: Path, dataset) -> None:
     """Atomically writes ``dataset`` as netCDF4 (h5netcdf engine)."""
-    atomic_write(Path(path), lambda p: dataset.to_netcdf(p, engine=NETCDF_ENGINE))
+    atomic_write(Path(path), lambda p: dataset.to_netcdf(p, engine=NETCDF_ENGINE), "results-write")
 
 
 def write_figure(path: Path, figure) -> None:
     """Atomically writes a matplotlib figure as PNG in the jaxdyn style."""
     from jaxdyn import plots
 
-    atomic_write(Path(path), lambda p: plots.savefig(figure, p))
+    atomic_write(Path(path), lambda p: plots.savefig(figure, p), "figure-write")
 
 
 def environment() -> dict[str, Any]:
@@ -223,8 +229,9 @@ class RunDir:
             raise RunFolderError(f"--out: the path contains a NUL character: {str(self.path)!r}")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise RunFolderError(f"--out: {self.path} exists and is not a folder") from None
+        except (FileExistsError, NotADirectoryError):
+            blocker = next((p for p in [self.path, *self.path.parents] if p.exists() and not p.is_dir()), self.path)
+            raise RunFolderError(f"--out: {blocker} exists and is not a folder") from None
         except OSError as exc:
             raise RunFolderError(f"--out: cannot create {self.path}: {exc.strerror or exc}") from None
         if not os.access(self.path, os.W_OK | os.X_OK):

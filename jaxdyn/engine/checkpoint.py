@@ -48,6 +48,8 @@ from typing import Any, Callable, Mapping
 import jax
 import numpy as np
 
+from jaxdyn.faults import kill_point
+
 FORMAT = "jaxdyn-checkpoint/1"
 _NAME = re.compile(r"^step_(\d{9})\.npz$")
 _TARGET_CHECKPOINTS = 10  # checkpoints per train call when ``every`` is not given
@@ -97,12 +99,14 @@ def write_checkpoint(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], 
             np.savez(f, **payload)
             f.flush()
             os.fsync(f.fileno())
+        kill_point("checkpoint-write")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+    kill_point("checkpoint-saved")
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

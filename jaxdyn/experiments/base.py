@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,  # noqa: A002
           choices: Sequence[Any] | None = None, min_len: int = 1, max_len: int | None = None,
-          min_exclusive: bool = False):
+          min_exclusive: bool = False, unique: bool = False):
     """A configuration field with its documentation and constraints.
 
     Args:
@@ -31,9 +31,10 @@ def param(default: Any, help: str, *, min: float | None = None, max: float | Non
         choices: allowed values.
         min_len, max_len: length bounds for tuple fields.
         min_exclusive: make ``min`` exclusive (for strictly positive quantities).
+        unique: a tuple field whose values must be distinct (epochs, conditions).
     """
     meta = dict(help=help, min=min, max=max, choices=None if choices is None else tuple(choices),
-                min_len=min_len, max_len=max_len, min_exclusive=min_exclusive)
+                min_len=min_len, max_len=max_len, min_exclusive=min_exclusive, unique=unique)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -66,12 +67,20 @@ def _check_scalar(name: str, value: Any, tp: type, meta: Mapping[str, Any], wher
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{label}: expected an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:  # stored in results.nc as int64
+            raise ConfigError(f"{label}: must fit in a 64-bit integer, got {value!r}")
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{label}: expected a number, got {value!r}")
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{label}: expected a finite number, got {value!r}")
+        # The engine computes in float32: a value that becomes 0 or infinity there is not the
+        # value asked for.
+        if value != 0.0 and abs(value) < _FLOAT32_SMALLEST:
+            raise ConfigError(f"{label}: {value!r} rounds to 0 in float32 (the engine's precision); use at least {_FLOAT32_SMALLEST:.3g}")
+        if abs(value) > _FLOAT32_MAX:
+            raise ConfigError(f"{label}: {value!r} overflows float32 (the engine's precision); at most {_FLOAT32_MAX:.3g}")
     elif tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{label}: expected a string, got {value!r}")
@@ -89,8 +98,16 @@ def _check_scalar(name: str, value: Any, tp: type, meta: Mapping[str, Any], wher
     return value
 
 
+_FLOAT32_SMALLEST, _FLOAT32_MAX = 1.1754944e-38, 3.4028235e38  # smallest normal, largest finite
+
+
 def _parse_scalar(name: str, text: str, tp: type) -> Any:
     text = text.strip()
+    if tp in (int, float) and not text.isascii():
+        # int() and float() accept other scripts' digits (fullwidth, Arabic-Indic): not here.
+        raise ConfigError(f"{name}: expected {'an integer' if tp is int else 'a number'} in ASCII digits, got {text!r}")
+    if tp is not str and text == "":
+        raise ConfigError(f"{name}: empty value")
     if tp is bool:
         if text.lower() in _TRUE:
             return True
@@ -146,6 +163,9 @@ class Config:
                     raise ConfigError(f"{f.name}: expected between {meta.get('min_len', 1)} and {meta.get('max_len') or 'any number of'} values, got {len(value)}")
                 elem = _element_type(tp)
                 checked = tuple(_check_scalar(f.name, v, elem, meta, f"[{i}]") for i, v in enumerate(value))
+                if meta.get("unique") and len(set(checked)) != len(checked):
+                    repeated = next(v for i, v in enumerate(checked) if v in checked[:i])
+                    raise ConfigError(f"{f.name}: values must be distinct, {repeated!r} is repeated")
                 object.__setattr__(self, f.name, checked)
             else:
                 object.__setattr__(self, f.name, _check_scalar(f.name, value, tp, meta))
@@ -188,7 +208,9 @@ class Config:
             seen.add(name)
             tp = types[name]
             if _is_tuple_type(tp):
-                parts = [p for p in text.split(",") if p.strip() != ""]
+                parts = text.split(",")
+                if len(parts) > 1 and parts[-1].strip() == "":
+                    parts = parts[:-1]  # a trailing comma: "5,10,"
                 values[name] = tuple(_parse_scalar(f"{name}[{i}]", p, _element_type(tp)) for i, p in enumerate(parts))
             else:
                 values[name] = _parse_scalar(name, text, tp)
