@@ -5,17 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jaxdyn.experiments import ConfigError, saxe_depth
-from jaxdyn.experiments.saxe_depth import SaxeDepthConfig, profile_gains
+from jaxdyn.experiments import ConfigError
+from jaxdyn.experiments.saxe_depth import EXPERIMENT, SaxeDepthConfig, profile_gains
+from jaxdyn.store import execute
 
 
 @pytest.fixture(scope="module")
 def run():
-    return saxe_depth.run(SaxeDepthConfig.quick())
-
-
-def _claims(summary):
-    return {c["claim"].split(":")[0]: c for c in summary["claims"]}
+    return execute(EXPERIMENT, SaxeDepthConfig.quick())
 
 
 def test_dataset_layout_and_initial_gains(run):
@@ -35,7 +32,7 @@ def test_dataset_layout_and_initial_gains(run):
 
 
 def test_gradient_descent_follows_the_chain_ode(run):
-    s = run.summary
+    s = run.numbers
     assert s["diverged_members"] == 0 and s["ode_failures"] == []
     # Gradient descent is the Euler step of the flow: deviation O(lr) with an O(1) constant.
     lr = SaxeDepthConfig.quick().lr
@@ -47,7 +44,7 @@ def test_gradient_descent_follows_the_chain_ode(run):
 
 
 def test_reverse_hierarchy_in_every_ordered_member(run):
-    s, ds = run.summary, run.dataset
+    s, ds = run.numbers, run.dataset
     assert s["ordered_members"] == 2 * len(SaxeDepthConfig.quick().depths)
     assert s["reverse_hierarchy_size_members_held"] == s["ordered_members"]
     assert s["reverse_hierarchy_timing_members_held"] == s["ordered_members"]
@@ -67,11 +64,11 @@ def test_reverse_hierarchy_in_every_ordered_member(run):
 
 
 def test_claims_and_random_init_report(run):
-    s = run.summary
-    claims = s["claims"]
+    s = run.numbers
+    claims = [c.to_dict() for c in run.claims]
     assert len(claims) == 12
     for c in claims:
-        assert set(c) == {"claim", "held", "value", "threshold"} and isinstance(c["held"], bool) and np.isfinite(c["value"])
+        assert c["kind"] in ("paper", "extension", "sanity") and isinstance(c["held"], bool) and np.isfinite(c["value"])
     assert all(c["held"] for c in claims[:8]), claims[:8]
     # The matrix conservation law holds from any init; the scalar chain from the measured path
     # gains is reported with its distance (it ignores the misaligned backward directions).

@@ -5,13 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jaxdyn.experiments import ConfigError, saxe_modes
-from jaxdyn.experiments.saxe_modes import SaxeModesConfig
+from jaxdyn.experiments import ConfigError
+from jaxdyn.experiments.saxe_modes import EXPERIMENT, SaxeModesConfig
+from jaxdyn.store import execute
 
 
 @pytest.fixture(scope="module")
 def run():
-    return saxe_modes.run(SaxeModesConfig.quick())
+    return execute(EXPERIMENT, SaxeModesConfig.quick())
 
 
 def test_dataset_layout(run):
@@ -27,7 +28,7 @@ def test_dataset_layout(run):
 
 
 def test_modes_follow_the_closed_form(run):
-    s = run.summary
+    s = run.numbers
     assert s["diverged_members_part1"] == 0
     # Each mode follows u(t) with u0 its growing component off the stronger modes; the residual
     # is the O(lr s) Euler error of gradient descent.
@@ -40,7 +41,7 @@ def test_modes_follow_the_closed_form(run):
 
 
 def test_depth_dependence(run):
-    s = run.summary
+    s = run.numbers
     assert s["diverged_members_part2"] == 0 and s["ode_failures_part2"] == []
     assert s["max_rel_error_balanced_learning_time"] < 0.05
     ratio = s["learning_steps_ratio_max_min"]
@@ -50,10 +51,10 @@ def test_depth_dependence(run):
 
 
 def test_claims(run):
-    claims = run.summary["claims"]
+    claims = [c.to_dict() for c in run.claims]
     assert len(claims) == 8
     for c in claims:
-        assert set(c) == {"claim", "held", "value", "threshold"} and isinstance(c["held"], bool)
+        assert c["kind"] in ("paper", "extension", "sanity") and isinstance(c["held"], bool)
     assert all(c["held"] for c in claims), [c for c in claims if not c["held"]]
 
 

@@ -5,18 +5,19 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jaxdyn.experiments import ConfigError, saxe_precision
-from jaxdyn.experiments.saxe_precision import SaxePrecisionConfig
+from jaxdyn.experiments import ConfigError
+from jaxdyn.experiments.saxe_precision import EXPERIMENT, SaxePrecisionConfig
 from jaxdyn.tasks.perceptual import orientation_distance, steepest_flank_offset
+from jaxdyn.store import execute
 
 
 @pytest.fixture(scope="module")
 def run():
-    return saxe_precision.run(SaxePrecisionConfig.quick())
+    return execute(EXPERIMENT, SaxePrecisionConfig.quick())
 
 
 def test_simulation_matches_theory(run):
-    s, ds = run.summary, run.dataset
+    s, ds = run.numbers, run.dataset
     assert s["diverged_members"] == 0 and s["ode_failures"] == []
     assert s["max_rel_deviation"] < 0.01
     assert float(ds["off_manifold_residual"].max()) < 1e-3
@@ -25,7 +26,7 @@ def test_simulation_matches_theory(run):
 
 
 def test_precision_decides_which_layers_change(run):
-    s = run.summary
+    s = run.numbers
     deltas = np.asarray(s["deltas"])
     ratio = np.asarray(s["change_ratio_dW1_over_dW2_sim"])
     coarse, fine = np.argmax(deltas), np.argmin(deltas)
@@ -36,7 +37,7 @@ def test_precision_decides_which_layers_change(run):
 
 
 def test_most_informative_neurons_change_most(run):
-    s, ds, q = run.summary, run.dataset, SaxePrecisionConfig.quick()
+    s, ds, q = run.numbers, run.dataset, SaxePrecisionConfig.quick()
     deltas = np.asarray(s["deltas"])
     spacing = 180.0 / q.num_neurons
     fine, coarse = int(np.argmin(deltas)), int(np.argmax(deltas))
@@ -53,7 +54,7 @@ def test_most_informative_neurons_change_most(run):
 
 
 def test_claims(run):
-    claims = run.summary["claims"]
+    claims = [c.to_dict() for c in run.claims]
     assert len(claims) == 9
     assert all(c["held"] for c in claims), [c for c in claims if not c["held"]]
 

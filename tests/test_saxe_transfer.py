@@ -5,18 +5,19 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jaxdyn.experiments import ConfigError, saxe_transfer
-from jaxdyn.experiments.saxe_transfer import SaxeTransferConfig
+from jaxdyn.experiments import ConfigError
+from jaxdyn.experiments.saxe_transfer import EXPERIMENT, SaxeTransferConfig
 from jaxdyn.tasks.perceptual import pooling_profiles
+from jaxdyn.store import execute
 
 
 @pytest.fixture(scope="module")
 def run():
-    return saxe_transfer.run(SaxeTransferConfig.quick())
+    return execute(EXPERIMENT, SaxeTransferConfig.quick())
 
 
 def test_trained_and_untrained_positions_follow_the_theory(run):
-    s, ds, q = run.summary, run.dataset, SaxeTransferConfig.quick()
+    s, ds, q = run.numbers, run.dataset, SaxeTransferConfig.quick()
     assert s["diverged_members"] == 0 and s["ode_failures"] == []
     assert s["max_rel_deviation_trained"] < 0.01
     assert s["max_rel_deviation_untrained_beta"] < 0.01
@@ -45,7 +46,7 @@ def test_coarse_tasks_transfer_better(run):
 
 
 def test_claims(run):
-    claims = run.summary["claims"]
+    claims = [c.to_dict() for c in run.claims]
     assert len(claims) == 6
     assert all(c["held"] for c in claims), [c for c in claims if not c["held"]]
 

@@ -26,13 +26,12 @@ import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.stats
 import xarray as xr
 
-from jaxdyn import plots
-from jaxdyn.engine import Task, losses, train
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
+from jaxdyn import claims, plots
+from jaxdyn.engine import Task, hparam, losses, optimizer
+from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
 from jaxdyn.models.deep_linear import DeepLinear, params_from_matrices
 from jaxdyn.tasks import full_batch
 from jaxdyn.tasks.perceptual import mode_task
@@ -85,11 +84,20 @@ class SaxeModesConfig(Config):
             raise ConfigError(f"duration: {self.duration} / lr {self.lr} asks for over 2,000,000 steps; raise lr or shorten duration")
 
 
-def mode_observable(three_layer: bool):
-    """Observable: mode strengths diag(U^T W_tot V) (K,), the relative error, and for three-layer
-    nets the mode components p_k, m_k. Output (K,) rows stacked: (3, K) or (1 + 2, K)."""
+@dataclasses.dataclass(frozen=True)
+class ModeObservable:
+    """Observable (4, K): mode strengths diag(U^T W_tot V), for three-layer nets the mode
+    components p_k, m_k (zeros otherwise), and the relative error ||W_tot - Sigma_yx|| / ||Sigma_yx||
+    broadcast over modes. A frozen dataclass, so equal observables share one compiled program.
 
-    def fn(snap):
+    Attributes:
+        three_layer: whether the net has two weight layers (then p, m are computed).
+    """
+
+    three_layer: bool
+
+    def __call__(self, snap):
+        three_layer = self.three_layer
         names = sorted(snap.params, key=lambda k: int(k.split("_")[1]))
         mats = [snap.params[n]["kernel"].T for n in names]
         total = mats[0]
@@ -104,8 +112,6 @@ def mode_observable(three_layer: bool):
             p = m = jnp.zeros_like(strengths)
         return jnp.stack([strengths, p, m, jnp.full_like(strengths, rel_error)])
 
-    return fn
-
 
 def _data(task_list):
     n = task_list[0].x.shape[0]
@@ -118,22 +124,20 @@ def _data(task_list):
     }, n
 
 
-def _train(widths, weights, data, lr, num_steps, record_every, three_layer, progress, train_options):
+def _train(ctx, widths, weights, data, lr, num_steps, record_every, three_layer):
     num_members = weights[0].shape[0]
-    return train(
+    return ctx.train(
         DeepLinear(widths=widths),
         Task(init=None, batch=full_batch),
-        lambda h: optax.sgd(h["lr"]),
+        optimizer("sgd", learning_rate=hparam("lr")),
         seeds=list(range(num_members)),
         num_steps=num_steps,
         loss=losses.half_squared_error_sum,
-        observables={"modes": mode_observable(three_layer)},
+        observables={"modes": ModeObservable(three_layer)},
         record_every=record_every,
         hparams={"lr": np.full(num_members, lr, np.float32)},
         init_params=params_from_matrices(weights),
         data=data,
-        progress=progress,
-        **train_options,  # checkpoints and the memory guard, from the runner
     )
 
 
@@ -165,14 +169,14 @@ def first_crossing(time: np.ndarray, values: np.ndarray, level, above: bool) -> 
     return out.reshape(values.shape[:-1])
 
 
-def _part1(config: SaxeModesConfig, progress: bool, train_options: dict):
+def _part1(config: SaxeModesConfig, ctx):
     s = np.asarray(config.strengths)
     tasks = [mode_task(s, seed=1000 + i) for i in range(config.seeds)]
     data, n = _data(tasks)
     rng = np.random.default_rng(0)
     w1 = rng.standard_normal((config.seeds, config.hidden, n)) * config.init_scale
     w2 = rng.standard_normal((config.seeds, n, config.hidden)) * config.init_scale
-    result = _train((n, config.hidden, n), [w1.astype(np.float32), w2.astype(np.float32)], data, config.lr, config.num_steps, config.record_every, True, progress, train_options)
+    result = _train(ctx, (n, config.hidden, n), [w1.astype(np.float32), w2.astype(np.float32)], data, config.lr, config.num_steps, config.record_every, True)
     rec = result.records["modes"].astype(np.float64)  # (seed, time, 4, K)
     time = result.record_steps * config.lr
     u_sim = rec[:, :, 0]
@@ -219,7 +223,7 @@ def _depth_weights(init: str, widths: tuple[int, ...], s: np.ndarray, task, conf
     return [bases[l + 1] @ np.diag(gains) @ bases[l].T for l in range(depth)]
 
 
-def _part2(config: SaxeModesConfig, progress: bool, train_options: dict):
+def _part2(config: SaxeModesConfig, ctx):
     s = np.asarray(config.strengths)
     per = max(1, config.seeds // 2)
     rows = []
@@ -237,7 +241,7 @@ def _part2(config: SaxeModesConfig, progress: bool, train_options: dict):
                 mats.append(_depth_weights(init, widths, s, task, config, rng))
         data, n = _data(tasks)
         weights = [np.stack([m[l] for m in mats]).astype(np.float32) for l in range(depth)]
-        result = _train(widths, weights, data, lr, config.depth_num_steps, config.record_every, False, progress, train_options)
+        result = _train(ctx, widths, weights, data, lr, config.depth_num_steps, config.record_every, False)
         rec = result.records["modes"].astype(np.float64)
         steps = result.record_steps.astype(np.float64)
         rel_error = rec[:, :, 3, 0]
@@ -259,14 +263,17 @@ def _part2(config: SaxeModesConfig, progress: bool, train_options: dict):
     return rows
 
 
-def run(config: SaxeModesConfig, progress: bool = False, **train_options) -> RunResult:
+def run(config: SaxeModesConfig, ctx) -> Result:
     """Part 1 (three-layer mode trajectories vs the closed form) and part 2 (learning time vs depth)."""
-    p1 = _part1(config, progress, train_options)
-    p2 = _part2(config, progress, train_options)
-    return _analyse(config, p1, p2)
+    p1 = _part1(config, ctx)
+    p2 = _part2(config, ctx)
+    ctx.stage("analysis")
+    dataset, found, numbers = _analyse(config, p1, p2)
+    ctx.stage("figures")
+    return Result(dataset=dataset, claims=found, figures=_figures(config, dataset), numbers=numbers)
 
 
-def _analyse(config: SaxeModesConfig, p1: dict, p2: list) -> RunResult:
+def _analyse(config: SaxeModesConfig, p1: dict, p2: list):
     s = p1["s"]
     ok = p1["diverged_at"] < 0
 
@@ -299,18 +306,42 @@ def _analyse(config: SaxeModesConfig, p1: dict, p2: list) -> RunResult:
     growth_random = float(mean_steps["small_random"][-1] / mean_steps["small_random"][0])
 
     tol, flat = config.tolerance, config.flat_ratio
-    claims = [
-        Claim("three-layer nets from small random init: every mode follows u(t) = s e^{2st}/(e^{2st} - 1 + s/u0), u0 = the mode's growing component off the stronger modes (max |u_sim - u_theory| / s over modes, seeds, times)", max_dev_closed < tol, max_dev_closed, tol),
-        Claim("every mode's learning time to s/2 matches (tau/2s) ln(u_f (s - u0) / (u0 (s - u_f))) (largest relative error)", max_rel_time < tol, max_rel_time, tol),
-        Claim(f"stronger modes are learned first, in every seed ({int(ordered[ok].sum())}/{int(ok.sum())})", bool(ok.any()) and bool(ordered[ok].all()), float(ordered[ok].mean()) if ok.any() else float("nan"), 1.0),
-        Claim("the exact single-mode solution from the unaligned start (p0, m0) follows the simulation (max |u_sim - u_theory| / s)", max_dev_exact < tol, max_dev_exact, tol),
-        Claim("balanced mode-aligned init (u0 = O(1)): learning time in steps at lr0/D matches the chain theory tau du/dt = D u^{2-2/D}(s-u) at every depth (largest relative error)", bal_rel < tol, bal_rel, tol),
-        Claim(f"balanced init, u0 = O(1): learning time in steps stays flat over depth {depths.min()}-{depths.max()} (max/min of the mean over depths, simulation; theory {ratio_theory:.3g})", ratio["balanced"] <= flat and never["balanced"] == 0, ratio["balanced"], flat),
-        Claim(f"random orthogonal init: learning time in steps stays flat over depth {depths.min()}-{depths.max()} (max/min of the mean over depths)", ratio["orthogonal"] <= flat and never["orthogonal"] == 0, ratio["orthogonal"], flat),
-        Claim(f"small random init: learning time in steps grows with depth (mean at D = {depths[-1]} over mean at D = {depths[0]}; {never['small_random']} members not learnt in {int(budget)} steps count as {int(budget)})", growth_random >= 2 * flat, growth_random, 2 * flat),
+    tol_source = "config.tolerance: gradient descent departs from gradient flow at first order in lr"
+    closed = claims.source("u(t) = s e^{2st/tau} / (e^{2st/tau} - 1 + s/u0); learning time ~ (tau/s) ln(s/eps)",
+                           "Saxe, McClelland & Ganguli 2014, section 2 (three-layer closed form)")
+    depth_src = claims.source("deep nets can learn in a time independent of depth from suitable (balanced, orthogonal) initial conditions",
+                              "Saxe, McClelland & Ganguli 2014, sections 3-4")
+    n_ok = int(ok.sum())
+    found = [
+        claims.check("closed-form-effective-u0", "three-layer nets from small random init: every mode follows u(t) = s e^{2st}/(e^{2st} - 1 + s/u0), u0 = the mode's "
+                     "growing component off the stronger modes (max |u_sim - u_theory| / s over modes, seeds, times)", max_dev_closed, "<", tol,
+                     kind="extension", why="the closed form from random starts needs the project's effective u0", threshold_source=tol_source),
+        claims.check("learning-time-effective-u0", "every mode's learning time to s/2 matches (tau/2s) ln(u_f (s - u0) / (u0 (s - u_f))) (largest relative error)",
+                     max_rel_time, "<", tol, kind="extension", why="the learning time from random starts with the project's effective u0",
+                     threshold_source=tol_source),
+        claims.check("stronger-first", f"stronger modes are learned first, in every seed ({int(ordered[ok].sum())}/{n_ok})",
+                     float(ordered[ok].mean()) if ok.any() else float("nan"), ">=", 1.0, kind="paper", source=closed,
+                     threshold_source="every seed"),
+        claims.check("unaligned-exact", "the exact single-mode solution from the unaligned start (p0, m0) follows the simulation (max |u_sim - u_theory| / s)",
+                     max_dev_exact, "<", tol, kind="extension", why="the project's single-mode solution from unaligned starts", threshold_source=tol_source),
+        claims.check("balanced-depth-theory", "balanced mode-aligned init (u0 = O(1)): learning time in steps at lr0/D matches the chain theory "
+                     "tau du/dt = D u^{2-2/D}(s-u) at every depth (largest relative error)", bal_rel, "<", tol, kind="extension",
+                     why="the balanced deep chain's mode equation", threshold_source=tol_source),
+        claims.check("balanced-flat-over-depth", f"balanced init, u0 = O(1): learning time in steps stays flat over depth {depths.min()}-{depths.max()} "
+                     f"(max/min of the mean over depths, simulation; theory {ratio_theory:.3g}; {never['balanced']} not learnt)",
+                     ratio["balanced"] if never["balanced"] == 0 else float("nan"), "<=", flat, kind="paper", source=depth_src,
+                     threshold_source="config.flat_ratio"),
+        claims.check("orthogonal-flat-over-depth", f"random orthogonal init: learning time in steps stays flat over depth {depths.min()}-{depths.max()} "
+                     f"(max/min of the mean over depths; {never['orthogonal']} not learnt)",
+                     ratio["orthogonal"] if never["orthogonal"] == 0 else float("nan"), "<=", flat, kind="paper", source=depth_src,
+                     threshold_source="config.flat_ratio"),
+        claims.check("small-random-grows-with-depth", f"small random init: learning time in steps grows with depth (mean at D = {depths[-1]} over mean at "
+                     f"D = {depths[0]}; {never['small_random']} members not learnt in {int(budget)} steps count as {int(budget)})",
+                     growth_random, ">=", 2 * flat, kind="paper", source=claims.source(
+                         "learning time grows with depth from small random initial conditions", "Saxe, McClelland & Ganguli 2014, section 3"),
+                     threshold_source="2 x config.flat_ratio"),
     ]
-    summary = {
-        "experiment": "saxe-modes",
+    numbers = {
         "diverged_members_part1": int((~ok).sum()),
         "diverged_members_part2": int(sum((r["diverged_at"] >= 0).sum() for r in p2)),
         "ode_failures_part2": [int(d) for d, r in zip(depths, p2) if not r["ode_ok"]],
@@ -333,7 +364,6 @@ def _analyse(config: SaxeModesConfig, p1: dict, p2: list) -> RunResult:
         "members_not_learnt_within_budget": never,
         "depth_step_budget": int(budget),
         "max_rel_error_balanced_learning_time": bal_rel,
-        "claims": [c.to_dict() for c in claims],
     }
 
     per = t_by_init["orthogonal"].shape[1]
@@ -373,7 +403,6 @@ def _analyse(config: SaxeModesConfig, p1: dict, p2: list) -> RunResult:
         },
         coords={"seed": np.arange(len(ok)), "time": p1["time"], "mode": np.arange(len(s)), "depth": depths, "init": list(INITS), "replica": np.arange(per)},
         attrs={
-            "experiment": "saxe-modes",
             "time_units": "part 1: tau = 1/lr (time = step * lr); part 2: steps",
             "lr_part1": config.lr,
             "lr0_part2": config.lr0,
@@ -388,7 +417,7 @@ def _analyse(config: SaxeModesConfig, p1: dict, p2: list) -> RunResult:
             "loss": "1/2 sum_mu |y_mu - W_tot x_mu|^2, x_mu one-hot (whitened), y = U diag(s) V^T x",
         },
     )
-    return RunResult(dataset=ds, summary=summary, figures=_figures(config, ds))
+    return ds, found, numbers
 
 
 def _figures(config: SaxeModesConfig, ds: xr.Dataset) -> dict:
@@ -426,15 +455,14 @@ def _figures(config: SaxeModesConfig, ds: xr.Dataset) -> dict:
     ax.set_ylabel(f"steps to relative error {config.criterion:g} (lr = {config.lr0:g}/D)")
     ax.set_title("learning time vs depth")
     ax.legend(loc="upper left", fontsize=7)
-    return {"modes": fig}
+    return {"modes": Figure(fig, "left: mode strengths u_k(t) of seed 0 (closed form lines, gradient descent markers); middle: learning "
+                                 "time per mode and seed, simulation against the closed form; right: steps to the criterion against depth")}
 
 
-EXPERIMENTS = [
-    Experiment(
-        name="saxe-modes",
-        work="Saxe 2014",
-        description="closed-form sigmoidal mode strength u(t) and learning time vs simulation; learning time over depth (orthogonal, balanced, small random)",
-        config=SaxeModesConfig,
-        run=run,
-    )
-]
+EXPERIMENT = Experiment(
+    name="saxe-modes",
+    work="Saxe 2014",
+    description="closed-form sigmoidal mode strength u(t) and learning time vs simulation; learning time over depth (orthogonal, balanced, small random)",
+    config=SaxeModesConfig,
+    run=run,
+)

@@ -26,14 +26,12 @@ import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.stats
 import xarray as xr
 
-from jaxdyn import plots
-from jaxdyn.engine import Task, losses, train
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
-from jaxdyn.experiments.saxe_reduction import alpha_beta_from_weights
+from jaxdyn import claims, plots
+from jaxdyn.engine import Task, hparam, losses, optimizer
+from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
 from jaxdyn.models.deep_linear import DeepLinear, params_from_matrices
 from jaxdyn.tasks import full_batch
 from jaxdyn.tasks.perceptual import discrimination_task, orientation_distance, steepest_flank_offset
@@ -80,7 +78,7 @@ def input_neuron_changes(snap):
     return jnp.linalg.norm(w1 - w1_0, axis=-1)
 
 
-def run(config: SaxePrecisionConfig, progress: bool = False, **train_options) -> RunResult:
+def run(config: SaxePrecisionConfig, ctx) -> Result:
     """Trains every precision, integrates the alpha/beta ODE, and compares layers and neurons."""
     deltas = np.asarray(config.deltas, dtype=np.float64)
     num_members = len(deltas)
@@ -97,21 +95,20 @@ def run(config: SaxePrecisionConfig, progress: bool = False, **train_options) ->
         "g_plus": g_plus.astype(np.float32),
         "g_minus": g_minus.astype(np.float32),
     }
-    result = train(
+    result = ctx.train(
         DeepLinear(widths=(2, config.num_neurons, 1)),
         Task(init=None, batch=full_batch),
-        lambda h: optax.sgd(h["lr"]),
+        optimizer("sgd", learning_rate=hparam("lr")),
         seeds=list(range(num_members)),
         num_steps=config.num_steps,
         loss=losses.half_squared_error_sum,
-        observables={"alpha_beta": alpha_beta_from_weights, "neuron_change": input_neuron_changes},
+        observables={"alpha_beta": saxe.alpha_beta_observable, "neuron_change": input_neuron_changes},
         record_every=config.record_every,
         hparams={"lr": np.full(num_members, config.lr, np.float32)},
         init_params=params_from_matrices([w1.astype(np.float32), w2.astype(np.float32)]),
         data=data,
-        progress=progress,
-        **train_options,  # checkpoints and the memory guard, from the runner
     )
+    ctx.stage("theory")
     rec = result.records["alpha_beta"].astype(np.float64)
     alpha_sim, beta_sim = rec[..., 0], rec[..., 1]
     profile_sim = result.records["neuron_change"].astype(np.float64)  # (member, time, N)
@@ -119,14 +116,17 @@ def run(config: SaxePrecisionConfig, progress: bool = False, **train_options) ->
     ode = saxe.solve_alpha_beta(np.full(num_members, config.beta0), np.full(num_members, config.c), v, time, rtol=config.rtol, atol=config.rtol * 1e-2)
     alpha_th, beta_th = (np.asarray(y, dtype=np.float64) for y in ode.ys)
     profile_th = np.asarray(saxe.input_change_profile(d[:, None, :], alpha_th), dtype=np.float64)  # (member, time, N)
-    return _analyse(config, dict(
+    ctx.stage("analysis")
+    dataset, found, numbers = _analyse(config, dict(
         deltas=deltas, v=v, d=d, g_plus=g_plus, g_minus=g_minus, preferred=tasks[0].preferred, time=time,
         alpha_sim=alpha_sim, beta_sim=beta_sim, alpha_th=alpha_th, beta_th=beta_th, residual=rec[..., 2],
         profile_sim=profile_sim, profile_th=profile_th, diverged_at=result.diverged_at, ode_ok=np.asarray(ode.ok),
     ))
+    ctx.stage("figures")
+    return Result(dataset=dataset, claims=found, figures=_figures(config, dataset), numbers=numbers)
 
 
-def _analyse(config: SaxePrecisionConfig, r: dict) -> RunResult:
+def _analyse(config: SaxePrecisionConfig, r: dict):
     deltas, v, time = r["deltas"], r["v"], r["time"]
     num_members = len(deltas)
     ok = (r["diverged_at"] < 0) & r["ode_ok"]
@@ -166,19 +166,38 @@ def _analyse(config: SaxePrecisionConfig, r: dict) -> RunResult:
     min_corr = float(np.min(corr[ok])) if ok.any() else float("nan")
 
     tol = config.tolerance
-    claims = [
-        Claim("gradient descent follows the alpha/beta ODE at every precision (max |sim - theory| / max(1, beta_final))", max_dev < tol, max_dev, tol),
-        Claim(f"low precision (delta = {deltas[coarse]:g} deg) changes mostly the decision layer: ||dW1|| / ||dW2|| (simulation; theory {ratio_th[coarse]:.3g})", bool(ok[coarse]) and ratio_sim[coarse] < config.coarse_ratio, float(ratio_sim[coarse]), config.coarse_ratio),
-        Claim(f"high precision (delta = {deltas[fine]:g} deg) changes both layers: ||dW1|| / ||dW2|| (simulation; theory {ratio_th[fine]:.3g}; limit 1)", bool(ok[fine]) and ratio_sim[fine] > config.fine_ratio, float(ratio_sim[fine]), config.fine_ratio),
-        Claim("the finer the task, the larger the input layer's share: Spearman rho of v vs ||dW1|| / ||dW2|| (simulation)", rho < -0.99, rho, -0.99),
-        Claim("across layers, simulation matches theory: largest |ratio_sim - ratio_theory|", max_ratio_dev < tol, max_ratio_dev, tol),
-        Claim("within the input layer, each neuron changes by sqrt(2) alpha |g+_i - g-_i| (largest |sim - theory| over neurons and times / the largest theory change)", profile_dev < tol, profile_dev, tol),
-        Claim(f"fine task: the most changed neuron is on the flank, {flank:.3g} deg from the stimuli (|offset - flank| in deg, allowed: spacing + delta/2 = {fine_tol:.3g})", bool(ok[fine]) and fine_flank_err <= fine_tol, fine_flank_err, fine_tol),
-        Claim(f"coarse task: the most changed neuron is at a stimulus orientation, the tuning peak (distance in deg, allowed: one spacing {spacing:.3g})", bool(ok[coarse]) and coarse_peak_err <= spacing, coarse_peak_err, spacing),
-        Claim("every task: the change profile follows the informativeness |g+_i - g-_i| (smallest Pearson r)", min_corr > 0.999, min_corr, 0.999),
+    tol_source = "config.tolerance: gradient descent departs from gradient flow at first order in lr"
+    precision = claims.source("Low precision tasks change only higher layer; High precision tasks change both layers", "poster, 'Dynamics of learning'")
+    within = claims.source("Within layer: most informative neuron changes most; Task precision determines most informative neuron",
+                           "poster, 'Dynamics of learning'")
+    reduction = claims.source("Here we give an exact reduction to two variables", "poster, panel 'Exact reduction to two variables'")
+    found = [
+        claims.check("follows-ode", "gradient descent follows the alpha/beta ODE at every precision (max |sim - theory| / max(1, beta_final))",
+                     max_dev, "<", tol, kind="paper", source=reduction, threshold_source=tol_source),
+        claims.check("coarse-changes-decision-layer", f"low precision (delta = {deltas[coarse]:g} deg) changes mostly the decision layer: ||dW1|| / ||dW2|| "
+                     f"(simulation; theory {ratio_th[coarse]:.3g})", float(ratio_sim[coarse]) if ok[coarse] else float("nan"), "<", config.coarse_ratio,
+                     kind="paper", source=precision, threshold_source="config.coarse_ratio"),
+        claims.check("fine-changes-both", f"high precision (delta = {deltas[fine]:g} deg) changes both layers: ||dW1|| / ||dW2|| (simulation; theory "
+                     f"{ratio_th[fine]:.3g}; limit 1)", float(ratio_sim[fine]) if ok[fine] else float("nan"), ">", config.fine_ratio,
+                     kind="paper", source=precision, threshold_source="config.fine_ratio"),
+        claims.check("share-grows-with-precision", "the finer the task, the larger the input layer's share: Spearman rho of v vs ||dW1|| / ||dW2|| (simulation)",
+                     rho, "<", -0.99, kind="paper", source=precision, threshold_source="a monotone falling trend"),
+        claims.check("ratio-matches", "across layers, simulation matches theory: largest |ratio_sim - ratio_theory|", max_ratio_dev, "<", tol,
+                     kind="extension", why="the reduction's layer changes beside the simulation's", threshold_source=tol_source),
+        claims.check("profile-matches", "within the input layer, each neuron changes by sqrt(2) alpha |g+_i - g-_i| (largest |sim - theory| over neurons "
+                     "and times / the largest theory change)", profile_dev, "<", tol, kind="sanity",
+                     why="W1 - W1(0) = alpha [d, -d] by construction of the reduction", threshold_source=tol_source),
+        claims.check("fine-flank", f"fine task: the most changed neuron is on the flank, {flank:.3g} deg from the stimuli (|offset - flank| in deg, "
+                     f"allowed: spacing + delta/2 = {fine_tol:.3g})", fine_flank_err if ok[fine] else float("nan"), "<=", fine_tol,
+                     kind="paper", source=within, threshold_source="one neuron spacing plus half the orientation difference"),
+        claims.check("coarse-peak", f"coarse task: the most changed neuron is at a stimulus orientation, the tuning peak (distance in deg, allowed: "
+                     f"one spacing {spacing:.3g})", coarse_peak_err if ok[coarse] else float("nan"), "<=", spacing, kind="paper", source=within,
+                     threshold_source="one neuron spacing"),
+        claims.check("profile-informativeness", "every task: the change profile follows the informativeness |g+_i - g-_i| (smallest Pearson r)",
+                     min_corr, ">", 0.999, kind="sanity", why="the within-layer profile is proportional to |g+ - g-| by construction",
+                     threshold_source="proportional up to float32 rounding"),
     ]
-    summary = {
-        "experiment": "saxe-precision",
+    numbers = {
         "members": num_members,
         "diverged_members": int((r["diverged_at"] >= 0).sum()),
         "ode_failures": [int(i) for i in np.flatnonzero(~r["ode_ok"])],
@@ -200,7 +219,6 @@ def _analyse(config: SaxePrecisionConfig, r: dict) -> RunResult:
         "most_changed_offset_from_nearest_stimulus_deg": offset_stimulus.tolist(),
         "flank_offset_deg": flank,
         "min_profile_vs_informativeness_r": min_corr,
-        "claims": [c.to_dict() for c in claims],
     }
     ds = xr.Dataset(
         {
@@ -228,7 +246,6 @@ def _analyse(config: SaxePrecisionConfig, r: dict) -> RunResult:
         coords={"seed": np.arange(num_members), "time": time, "step": ("time", np.round(time / config.lr).astype(np.int64)),
                 "neuron": np.arange(config.num_neurons), "preferred_deg": ("neuron", r["preferred"])},
         attrs={
-            "experiment": "saxe-precision",
             "time_units": "tau = 1/lr (time = step * lr)",
             "kappa": config.kappa,
             "theta0_deg": config.theta0,
@@ -238,7 +255,7 @@ def _analyse(config: SaxePrecisionConfig, r: dict) -> RunResult:
             "loss": "1/2 sum_mu (y_mu - W2 W1 x_mu)^2, full batch",
         },
     )
-    return RunResult(dataset=ds, summary=summary, figures=_figures(config, ds))
+    return ds, found, numbers
 
 
 def _figures(config: SaxePrecisionConfig, ds: xr.Dataset) -> dict:
@@ -284,15 +301,14 @@ def _figures(config: SaxePrecisionConfig, ds: xr.Dataset) -> dict:
     ax.set_ylabel("||dW1[i, :]|| / max (theory)")
     ax.set_title("within the input layer\n(dotted: stimulus orientations)")
     ax.legend(loc="upper right", fontsize=7)
-    return {"precision": fig}
+    return {"precision": Figure(fig, "left: final alpha and beta against v; middle: ||dW1|| / ||dW2|| against v; right: per-neuron "
+                                     "input-layer change against preferred orientation (theory lines, simulation markers)")}
 
 
-EXPERIMENTS = [
-    Experiment(
-        name="saxe-precision",
-        work="Saxe",
-        description="task precision: final alpha, beta vs v (which layers change); within-layer change vs preferred orientation",
-        config=SaxePrecisionConfig,
-        run=run,
-    )
-]
+EXPERIMENT = Experiment(
+    name="saxe-precision",
+    work="Saxe",
+    description="task precision: final alpha, beta vs v (which layers change); within-layer change vs preferred orientation",
+    config=SaxePrecisionConfig,
+    run=run,
+)

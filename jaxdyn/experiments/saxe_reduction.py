@@ -85,26 +85,6 @@ def _conditions(config: SaxeReductionConfig):
     return deltas, beta0s, v, params, data
 
 
-def alpha_beta_from_weights(snap):
-    """Observable: (alpha, beta, off-manifold residual) read from the weights by projection on d.
-
-    alpha = (W1[:, 0] - g+) . d / |d|^2,  beta = W2 . d / |d|^2; the residual is the norm of what
-    the two-parameter family does not explain, ||W1 - [g+ g-] - alpha [d, -d]|| + ||W2 - beta d^T||.
-    """
-    import jax.numpy as jnp
-
-    g_plus, g_minus = snap.data["g_plus"], snap.data["g_minus"]
-    d = g_plus - g_minus
-    dd = d @ d
-    w1 = snap.params["layer_0"]["kernel"].T  # (N, 2)
-    w2 = snap.params["layer_1"]["kernel"].T  # (1, N)
-    alpha = (w1[:, 0] - g_plus) @ d / dd
-    beta = w2[0] @ d / dd
-    reduced_w1 = jnp.stack([g_plus + alpha * d, g_minus - alpha * d], axis=-1)
-    residual = jnp.linalg.norm(w1 - reduced_w1) + jnp.linalg.norm(w2[0] - beta * d)
-    return jnp.stack([alpha, beta, residual])
-
-
 def run(config: SaxeReductionConfig, ctx) -> Result:
     """Trains every condition, integrates the ODE, and measures the distance between them."""
     deltas, beta0s, v, init_params, data = _conditions(config)
@@ -118,7 +98,7 @@ def run(config: SaxeReductionConfig, ctx) -> Result:
         seeds=list(range(num_members)),
         num_steps=config.num_steps,
         loss=losses.half_squared_error_sum,
-        observables={"alpha_beta": alpha_beta_from_weights},
+        observables={"alpha_beta": saxe.alpha_beta_observable},
         record_every=config.record_every,
         hparams={"lr": np.full(num_members, config.lr, np.float32)},
         init_params=init_params,

@@ -60,6 +60,39 @@ def fixed_point_output(alpha, beta, v):
     return v * beta * (1.0 + 2.0 * alpha)
 
 
+def project_alpha_beta(w1, w2, g_plus, g_minus):
+    """(alpha, beta, off-family residual) of three-layer weights, by projection on d = g+ - g-.
+
+    alpha = (W1[:, 0] - g+) . d / |d|^2 and beta = W2 . d / |d|^2; the residual is the norm of what
+    the two-parameter family does not explain, ||W1 - [g+ g-] - alpha [d, -d]|| + ||W2 - beta d^T||
+    (0 in exact arithmetic for the poster's initialisation).
+
+    Args:
+        w1: (N, 2) input layer in math layout (out, in).
+        w2: (1, N) decision layer.
+        g_plus, g_minus: (N,) the tuning curves W1 started from.
+
+    Returns:
+        (3,) array: alpha, beta, residual.
+    """
+    d = g_plus - g_minus
+    dd = d @ d
+    alpha = (w1[:, 0] - g_plus) @ d / dd
+    beta = w2[0] @ d / dd
+    reduced_w1 = jnp.stack([g_plus + alpha * d, g_minus - alpha * d], axis=-1)
+    residual = jnp.linalg.norm(w1 - reduced_w1) + jnp.linalg.norm(w2[0] - beta * d)
+    return jnp.stack([alpha, beta, residual])
+
+
+def alpha_beta_observable(snap):
+    """Engine observable (3,): :func:`project_alpha_beta` of a :class:`~jaxdyn.models.deep_linear.DeepLinear`
+    of widths (2, N, 1), with the tuning curves read from ``snap.data["g_plus"]`` and ``["g_minus"]``
+    (N,). A module-level function, so every experiment using it shares one compiled program."""
+    w1 = snap.params["layer_0"]["kernel"].T  # (N, 2)
+    w2 = snap.params["layer_1"]["kernel"].T  # (1, N)
+    return project_alpha_beta(w1, w2, snap.data["g_plus"], snap.data["g_minus"])
+
+
 # diffrax's result codes by index (its Enumeration exposes no public index -> name map).
 _RESULT_NAMES = {int(item._value): name for name, item in diffrax.RESULTS._name_to_item.items()}
 
