@@ -94,3 +94,39 @@ def savefig(fig, path: str | Path) -> None:
     atomically through this: ``jaxdyn.store.write_figure``)."""
     with plt.rc_context(STYLE):
         fig.savefig(path, format="png")
+
+
+# --- deep linear ---------------------------------------------------------------------------------
+
+
+def group_linestyle(i: int) -> str | tuple:
+    """The i-th of four line styles (solid, dashed, dotted, dash-dot; cycling), to tell groups of
+    members apart when colour already codes another condition."""
+    return ("-", "--", ":", "-.")[i % 4]
+
+
+def legend_groups(ax, labels: Sequence[str], *, colors: Sequence[str] | None = None, linestyles: Sequence | None = None,
+                  markers: Sequence[str] | None = None, title: str | None = None, loc: str = "best", **kwargs):
+    """A legend of proxy handles, one per group (colour, line style and/or marker), independent of
+    what was drawn; returns it (pass ``ax.add_artist`` for a second legend on the same axes).
+
+    Args:
+        ax: matplotlib Axes.
+        labels: one label per group.
+        colors, linestyles, markers: per-group styles (default: dark grey, solid, none).
+        title, loc, kwargs: passed to ``ax.legend``.
+    """
+    n = len(labels)
+    colors = colors or ["0.3"] * n
+    linestyles = linestyles or ["-"] * n
+    markers = markers or [None] * n
+    handles = [matplotlib.lines.Line2D([], [], color=c, linestyle=ls, marker=mk, markerfacecolor="none", label=lab)
+               for lab, c, ls, mk in zip(labels, colors, linestyles, markers)]
+    with plt.rc_context(STYLE):
+        return ax.legend(handles=handles, title=title, loc=loc, **kwargs)
+
+
+def reference_line(ax, x, y, *, label: str | None = None, color: str = "0.4", linestyle: str = "--"):
+    """A thin reference curve (an asymptote, a threshold) drawn behind the data."""
+    with plt.rc_context(STYLE):
+        ax.plot(x, y, color=color, linestyle=linestyle, linewidth=1.0, zorder=0, label=label)
