@@ -183,7 +183,7 @@ def run(config: SaxeTransferConfig, ctx) -> Result:
         widths=widths, deltas=deltas, v=v, overlap=overlap, beta_init=beta_init, time=time,
         margin_sim=rec[:, :, 0], change_sim=rec[:, :, 1], alpha_sim=rec[:, :, 2], beta_sim=rec[:, :, 3],
         margin_th=margin_th, change_th=change_th, alpha_th=alpha_th, beta_th=beta_th,
-        diverged_at=result.diverged_at, ode_ok=np.asarray(ode.ok), profiles=profiles,
+        diverged_at=result.diverged_at, ode_ok=np.asarray(ode.ok), profiles=profiles, init_params=init_params, data=data,
     ))
     ctx.stage("figures")
     return Result(dataset=dataset, claims=found, figures=_figures(config, dataset), numbers=numbers)
@@ -286,15 +286,21 @@ def _analyse(config: SaxeTransferConfig, r: dict):
             "pooling_profile": (("seed", "position", "pool"), r["profiles"]),
             "margin_gain_transfer_sim": (("seed", "position"), gain_sim),
             "margin_gain_transfer_theory": (("seed", "position"), gain_th),
-            "pool_width": ("seed", widths),
-            "delta_deg": ("seed", deltas),
-            "v": ("seed", v),
-            "c": ("seed", np.full(num_members, config.c)),
-            "lr": ("seed", np.full(num_members, config.lr)),
+            "W1_initial": (("seed", "position", "neuron", "stimulus"), r["init_params"]["input"],
+                           {"long_name": "input layer W1^(p) per position (math layout, out x in)"}),
+            "pooling_stage": (("seed", "pool", "position"), r["init_params"]["pool"], {"long_name": "fixed pooling stage, column p = c_p"}),
+            "W2_initial": (("seed", "neuron", "pool"), r["init_params"]["decision"], {"long_name": "decision layer W2"}),
+            "x": (("seed", "stimulus", "position", "input"), r["data"]["x"], {"long_name": "training inputs: the two stimuli at the trained position"}),
+            "y": (("seed", "stimulus", "output"), r["data"]["y"]),
+            "g_plus": (("seed", "neuron"), r["data"]["g_plus"]),
+            "g_minus": (("seed", "neuron"), r["data"]["g_minus"]),
             "diverged_at": ("seed", r["diverged_at"]),
             "ode_ok": ("seed", r["ode_ok"].astype(np.int8)),
         },
         coords={"seed": np.arange(num_members), "time": time, "step": ("time", np.round(time / config.lr).astype(np.int64)),
+                # The per-member conditions, as coordinates on seed.
+                "pool_width": ("seed", widths), "delta_deg": ("seed", deltas), "v": ("seed", v), "c": ("seed", np.full(num_members, config.c)),
+                "lr": ("seed", np.full(num_members, config.lr)), "beta0": ("seed", np.full(num_members, config.beta0)),
                 "position": np.arange(P), "pool": np.arange(r["profiles"].shape[-1])},
         attrs={
             "time_units": "tau = 1/lr (time = step * lr)",
