@@ -114,90 +114,9 @@ def run(config: SaxeReductionConfig, ctx) -> Result:
     alpha_th, beta_th = (np.asarray(y, dtype=np.float64) for y in ode.ys)
 
     ctx.stage("analysis")
-    # Members that diverged, or whose ODE failed to integrate, are left out of every comparison
-    # (and counted in "skipped_members"); their raw arrays stay in the dataset.
     ode_ok = np.asarray(ode.ok, dtype=bool)
-    ok = (result.diverged_at < 0) & ode_ok
-    dev_alpha = np.abs(alpha_sim - alpha_th)
-    dev_beta = np.abs(beta_sim - beta_th)
-    max_dev = float(np.max(np.maximum(dev_alpha, dev_beta)[ok])) if ok.any() else float("nan")
     q_sim = saxe.conserved_quantity(alpha_sim, beta_sim)
-    q_th = saxe.conserved_quantity(alpha_th, beta_th)
-    drift_sim = float(np.max(np.abs(q_sim - q_sim[:, :1])[ok])) if ok.any() else float("nan")
-    drift_th = float(np.max(np.abs(q_th - q_th[:, :1])[ode_ok])) if ode_ok.any() else float("nan")
-    max_residual = float(np.max(residual[ok])) if ok.any() else float("nan")
-    output = saxe.fixed_point_output(alpha_sim[:, -1], beta_sim[:, -1], v)
-
-    # The strength (sanity: true for any beta0 > 0 by the first integral).
-    strength_margin = np.min(beta_sim[:, 1:] - np.sqrt(2.0) * alpha_sim[:, 1:], axis=1)
-    # The change: beta - beta0 against sqrt(2) alpha, at every t > 0.
-    margin_sim = change_margin(alpha_sim, beta_sim, beta0s)
-    margin_th = change_margin(alpha_th, beta_th, beta0s)
-    near_zero = beta0s <= config.near_zero_beta0
-    change_min = np.min(margin_sim[:, 1:], axis=1)  # (seed,)
-    # For beta0 > 0: the sign the theory gives the ordering, and the measured relative margin signed by it.
-    flip = saxe.change_order_flip_beta0()
-    expected_sign = np.where(beta0s < flip, 1.0, -1.0)
-    rel_margin = margin_sim / (np.abs(beta_sim - beta0s[:, None]) + np.sqrt(2.0) * np.abs(alpha_sim))
-    flip_consistent = np.min(expected_sign[:, None] * rel_margin[:, 1:], axis=1)
-    positive = beta0s > 0
-    flip_sim, flip_th = flip_points(deltas, beta0s, alpha_sim, beta_sim, ok), flip_points(deltas, beta0s, alpha_th, beta_th, ode_ok)
-    flip_dev = np.abs(flip_sim - flip_th)
-    max_flip_dev = float(np.nanmax(flip_dev)) if np.isfinite(flip_dev).any() else float("nan")
-
-    # Asymptotes of beta / alpha, on members that start with no decision strength.
-    small_sim = small_t_distance(alpha_sim, beta_sim, config.small_alpha)
-    small_th = small_t_distance(alpha_th, beta_th, config.small_alpha)
-    large_sim = large_alpha_limit(alpha_sim, beta_sim, config.large_alpha)
-    large_th = large_alpha_limit(alpha_th, beta_th, config.large_alpha)
-    large_dist_sim = np.abs(large_sim / np.sqrt(2.0) - 1.0)
-    final_dist_sim = np.abs(beta_sim[:, -1] / (np.sqrt(2.0) * alpha_sim[:, -1]) - 1.0)
-    reaches_large = np.isfinite(large_sim)
-
-    # Precision in change terms: ||dW1|| / ||dW2|| at the end falls with v within each beta0 group.
-    share = saxe.change_ratio(alpha_sim[:, -1], beta_sim[:, -1], beta0s)
-    # Read on the groups starting without decision strength: above beta0 = 1/sqrt(2) the input
-    # layer changes more and the trend reverses (numbers: spearman_by_beta0).
-    rho_by = {float(b): float(scipy.stats.spearmanr(v[g], share[g]).statistic)
-              for b, g in ((b, np.flatnonzero((beta0s == b) & ok)) for b in np.unique(beta0s)) if len(g) >= 2}
-    rhos = [r for b, r in rho_by.items() if b <= config.near_zero_beta0]
-    rho = max(rhos) if rhos else float("nan")
-
-    found = _claims(config, dict(
-        max_dev=max_dev, max_residual=max_residual, drift_sim=drift_sim, strength_margin=strength_margin, ok=ok,
-        change_min=change_min, near_zero=near_zero, flip_consistent=flip_consistent, positive=positive, flip=flip,
-        flip_sim=flip_sim, flip_th=flip_th, max_flip_dev=max_flip_dev, small_sim=small_sim, small_th=small_th,
-        large_dist_sim=large_dist_sim, large_th=large_th, final_dist_sim=final_dist_sim, reaches_large=reaches_large,
-        alpha_final=alpha_sim[:, -1], rho=rho, beta0s=beta0s, deltas=deltas,
-    ))
-    numbers = {
-        "members": num_members,
-        "diverged_members": int((result.diverged_at >= 0).sum()),
-        "num_steps": config.num_steps,
-        "max_abs_deviation": max_dev,
-        "max_abs_deviation_alpha": float(np.max(dev_alpha[ok])) if ok.any() else float("nan"),
-        "max_abs_deviation_beta": float(np.max(dev_beta[ok])) if ok.any() else float("nan"),
-        "max_conserved_drift_simulation": drift_sim,
-        "max_conserved_drift_theory": drift_th,
-        "min_beta_minus_sqrt2_alpha": float(np.min(strength_margin[ok])) if ok.any() else float("nan"),
-        "min_change_margin_near_zero_beta0": float(np.min(change_min[ok & near_zero])) if (ok & near_zero).any() else float("nan"),
-        "change_margin_min_by_member": change_min.tolist(),
-        "change_order_flip_beta0_exact": flip,
-        "change_order_flip_beta0_sim": flip_sim.tolist(),
-        "change_order_flip_beta0_theory_same_grid": flip_th.tolist(),
-        "small_t_distance_sim": small_sim.tolist(),
-        "small_t_distance_theory": small_th.tolist(),
-        "large_alpha_limit_sim": large_sim.tolist(),
-        "large_alpha_limit_theory": large_th.tolist(),
-        "final_distance_beta_over_alpha_to_sqrt2_sim": final_dist_sim.tolist(),
-        "max_off_manifold_residual": max_residual,
-        "max_final_output_error": float(np.max(np.abs(output - config.c)[ok])) if ok.any() else float("nan"),
-        "spearman_v_vs_change_ratio": rho,
-        "spearman_v_vs_change_ratio_by_beta0": {f"{b:g}": x for b, x in rho_by.items()},
-        "final_change_ratio_dW1_over_dW2": share.tolist(),
-        "ode_failures": [int(i) for i in np.flatnonzero(~ode_ok)],
-        "ode_failure_reasons": {str(i): ode.message[i] for i in np.flatnonzero(~ode_ok)},
-    }
+    found, numbers = analyse(config, deltas, beta0s, v, alpha_sim, beta_sim, residual, alpha_th, beta_th, result.diverged_at, ode_ok, ode.message)
 
     member = np.arange(num_members)
     w1_init = np.swapaxes(init_params["layer_0"]["kernel"], 1, 2)  # (seed, N, 2)
@@ -242,6 +161,109 @@ def run(config: SaxeReductionConfig, ctx) -> Result:
     )
     ctx.stage("figures")
     return Result(dataset=ds, claims=found, figures=_figures(config, ds), numbers=numbers)
+
+
+def analyse(config: SaxeReductionConfig, deltas, beta0s, v, alpha_sim, beta_sim, residual, alpha_th, beta_th, diverged_at, ode_ok,
+            ode_message) -> tuple[list, dict]:
+    """The claims and headline numbers of saxe-reduction from its raw arrays (what results.nc holds).
+
+    Args:
+        config: the configuration (tolerances, readings).
+        deltas, beta0s, v: (seed,) per-member conditions.
+        alpha_sim, beta_sim, residual: (seed, time) the simulation's alpha, beta and off-family residual.
+        alpha_th, beta_th: (seed, time) the ODE on the same grid.
+        diverged_at: (seed,) first non-finite step, -1 where none; ode_ok: (seed,) bool; ode_message: (seed,) str.
+
+    Returns:
+        (claims, numbers).
+    """
+    deltas, beta0s, v = (np.asarray(x, dtype=np.float64) for x in (deltas, beta0s, v))
+    # Members that diverged, or whose ODE failed to integrate, are left out of every comparison
+    # (and counted in "skipped_members"); their raw arrays stay in the dataset.
+    ode_ok = np.asarray(ode_ok, dtype=bool)
+    ok = (np.asarray(diverged_at) < 0) & ode_ok
+    num_members = len(deltas)
+    dev_alpha = np.abs(alpha_sim - alpha_th)
+    dev_beta = np.abs(beta_sim - beta_th)
+    max_dev = float(np.max(np.maximum(dev_alpha, dev_beta)[ok])) if ok.any() else float("nan")
+    q_sim = saxe.conserved_quantity(alpha_sim, beta_sim)
+    q_th = saxe.conserved_quantity(alpha_th, beta_th)
+    drift_sim = float(np.max(np.abs(q_sim - q_sim[:, :1])[ok])) if ok.any() else float("nan")
+    drift_th = float(np.max(np.abs(q_th - q_th[:, :1])[ode_ok])) if ode_ok.any() else float("nan")
+    max_residual = float(np.max(residual[ok])) if ok.any() else float("nan")
+    output = saxe.fixed_point_output(alpha_sim[:, -1], beta_sim[:, -1], v)
+
+    # The strength (sanity: true for any beta0 > 0 by the first integral).
+    strength_margin = np.min(beta_sim[:, 1:] - np.sqrt(2.0) * alpha_sim[:, 1:], axis=1)
+    # The change: beta - beta0 against sqrt(2) alpha, at every t > 0.
+    margin_sim = change_margin(alpha_sim, beta_sim, beta0s)
+    near_zero = beta0s <= config.near_zero_beta0
+    change_min = np.min(margin_sim[:, 1:], axis=1)  # (seed,)
+    # For beta0 > 0: the sign the theory gives the ordering, and the measured relative margin signed by it.
+    flip = saxe.change_order_flip_beta0()
+    expected_sign = np.where(beta0s < flip, 1.0, -1.0)
+    rel_margin = margin_sim / (np.abs(beta_sim - beta0s[:, None]) + np.sqrt(2.0) * np.abs(alpha_sim))
+    flip_consistent = np.min(expected_sign[:, None] * rel_margin[:, 1:], axis=1)
+    positive = beta0s > 0
+    flip_sim, flip_th = flip_points(deltas, beta0s, alpha_sim, beta_sim, ok), flip_points(deltas, beta0s, alpha_th, beta_th, ode_ok)
+    flip_dev = np.abs(flip_sim - flip_th)
+    max_flip_dev = float(np.nanmax(flip_dev)) if np.isfinite(flip_dev).any() else float("nan")
+
+    # Asymptotes of beta / alpha, on members that start with no decision strength.
+    small_sim = small_t_distance(alpha_sim, beta_sim, config.small_alpha)
+    small_th = small_t_distance(alpha_th, beta_th, config.small_alpha)
+    large_sim = large_alpha_limit(alpha_sim, beta_sim, config.large_alpha)
+    large_th = large_alpha_limit(alpha_th, beta_th, config.large_alpha)
+    large_dist_sim = np.abs(large_sim / np.sqrt(2.0) - 1.0)
+    final_dist_sim = np.abs(beta_sim[:, -1] / (np.sqrt(2.0) * alpha_sim[:, -1]) - 1.0)
+    reaches_large = np.isfinite(large_sim)
+
+    # Precision in change terms: ||dW1|| / ||dW2|| at the end falls with v within each beta0 group.
+    share = saxe.change_ratio(alpha_sim[:, -1], beta_sim[:, -1], beta0s)
+    # Read on the groups starting without decision strength: above beta0 = 1/sqrt(2) the input
+    # layer changes more and the trend reverses (numbers: spearman_by_beta0).
+    rho_by = {float(b): float(scipy.stats.spearmanr(v[g], share[g]).statistic)
+              for b, g in ((b, np.flatnonzero((beta0s == b) & ok)) for b in np.unique(beta0s)) if len(g) >= 2}
+    rhos = [r for b, r in rho_by.items() if b <= config.near_zero_beta0]
+    rho = max(rhos) if rhos else float("nan")
+
+    found = _claims(config, dict(
+        max_dev=max_dev, max_residual=max_residual, drift_sim=drift_sim, strength_margin=strength_margin, ok=ok,
+        change_min=change_min, near_zero=near_zero, flip_consistent=flip_consistent, positive=positive, flip=flip,
+        flip_sim=flip_sim, flip_th=flip_th, max_flip_dev=max_flip_dev, small_sim=small_sim, small_th=small_th,
+        large_dist_sim=large_dist_sim, large_th=large_th, final_dist_sim=final_dist_sim, reaches_large=reaches_large,
+        alpha_final=alpha_sim[:, -1], rho=rho, beta0s=beta0s, deltas=deltas,
+    ))
+    numbers = {
+        "members": num_members,
+        "diverged_members": int((np.asarray(diverged_at) >= 0).sum()),
+        "num_steps": config.num_steps,
+        "max_abs_deviation": max_dev,
+        "max_abs_deviation_alpha": float(np.max(dev_alpha[ok])) if ok.any() else float("nan"),
+        "max_abs_deviation_beta": float(np.max(dev_beta[ok])) if ok.any() else float("nan"),
+        "max_conserved_drift_simulation": drift_sim,
+        "max_conserved_drift_theory": drift_th,
+        "min_beta_minus_sqrt2_alpha": float(np.min(strength_margin[ok])) if ok.any() else float("nan"),
+        "min_change_margin_near_zero_beta0": float(np.min(change_min[ok & near_zero])) if (ok & near_zero).any() else float("nan"),
+        "change_margin_min_by_member": change_min.tolist(),
+        "change_order_flip_beta0_exact": flip,
+        "change_order_flip_beta0_sim": flip_sim.tolist(),
+        "change_order_flip_beta0_theory_same_grid": flip_th.tolist(),
+        "small_t_distance_sim": small_sim.tolist(),
+        "small_t_distance_theory": small_th.tolist(),
+        "large_alpha_limit_sim": large_sim.tolist(),
+        "large_alpha_limit_theory": large_th.tolist(),
+        "final_distance_beta_over_alpha_to_sqrt2_sim": final_dist_sim.tolist(),
+        "max_off_manifold_residual": max_residual,
+        "max_final_output_error": float(np.max(np.abs(output - config.c)[ok])) if ok.any() else float("nan"),
+        "spearman_v_vs_change_ratio": rho,
+        "spearman_v_vs_change_ratio_by_beta0": {f"{b:g}": x for b, x in rho_by.items()},
+        "final_change_ratio_dW1_over_dW2": share.tolist(),
+        "ode_failures": [int(i) for i in np.flatnonzero(~ode_ok)],
+        "ode_failure_reasons": {str(i): ode_message[i] for i in np.flatnonzero(~ode_ok)},
+    }
+
+    return found, numbers
 
 
 def change_margin(alpha, beta, beta0):
