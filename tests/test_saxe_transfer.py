@@ -46,9 +46,26 @@ def test_coarse_tasks_transfer_better(run):
 
 
 def test_claims(run):
-    claims = [c.to_dict() for c in run.claims]
+    claims = {c.id: c for c in run.claims}
     assert len(claims) == 6
-    assert all(c["held"] for c in claims), [c for c in claims if not c["held"]]
+    assert all(c.held for c in claims.values()), [c.to_dict() for c in claims.values() if not c.held]
+    # What holds by construction is shown apart from the poster's claims.
+    assert claims["transfer-factor"].kind == claims["untrained-input-unchanged"].kind == "sanity"
+    assert {c.kind for cid, c in claims.items() if cid not in ("transfer-factor", "untrained-input-unchanged")} == {"paper"}
+
+
+def test_dataset_holds_conditions_and_initial_weights(run):
+    ds, q = run.dataset, SaxeTransferConfig.quick()
+    for name in ("pool_width", "delta_deg", "v", "c", "lr", "beta0"):
+        assert name in ds.coords and ds[name].dims == ("seed",)
+    np.testing.assert_allclose(ds["W1_initial"].values, np.broadcast_to(
+        np.stack([ds["g_plus"].values, ds["g_minus"].values], -1)[:, None], ds["W1_initial"].shape))
+    np.testing.assert_allclose(np.swapaxes(ds["pooling_stage"].values, 1, 2), ds["pooling_profile"].values, rtol=1e-6)
+    # beta_p(0) = (W2 c_p) . d / |d|^2 from the stored initial weights.
+    d = ds["g_plus"].values - ds["g_minus"].values
+    w2c = np.einsum("snk,skp->snp", ds["W2_initial"].values, ds["pooling_stage"].values)
+    np.testing.assert_allclose(np.einsum("snp,sn->sp", w2c, d) / np.sum(d * d, -1)[:, None], ds["beta_init"].values, rtol=1e-5, atol=1e-7)
+    assert ds["x"].shape[1:] == (2, q.num_positions, 2)
 
 
 def test_pooling_profiles():
