@@ -57,12 +57,7 @@ class SaxeReductionConfig(GradientFlowTime, TuningCurveTask, Config):
 
     def check(self) -> None:
         self.check_steps(5_000_000)
-        v = self.task_constants(self.deltas)
-        for delta, vk in zip(self.deltas, v):
-            for beta0 in self.beta0s:
-                if not vk * beta0 < self.c:
-                    raise ConfigError(f"beta0s: {beta0} with delta {delta} deg (v = {vk:.3g}) starts at the output v beta0 >= c = {self.c}, "
-                                      f"past the target; use beta0 < c / v = {self.c / vk:.3g}")
+        self.task_constants(self.deltas)  # the stimuli must exist before anything compiles
 
 
 def _conditions(config: SaxeReductionConfig):
@@ -197,15 +192,20 @@ def analyse(config: SaxeReductionConfig, deltas, beta0s, v, alpha_sim, beta_sim,
     strength_margin = np.min(beta_sim[:, 1:] - np.sqrt(2.0) * alpha_sim[:, 1:], axis=1)
     # The change: beta - beta0 against sqrt(2) alpha, at every t > 0.
     margin_sim = change_margin(alpha_sim, beta_sim, beta0s)
-    near_zero = beta0s <= config.near_zero_beta0
+    # Members that start past the target (v beta0 >= c) unlearn: alpha falls below 0 and the
+    # orderings of growing changes do not apply; they are left out of those claims.
+    learning = v * beta0s < config.c
+    near_zero = (beta0s <= config.near_zero_beta0) & learning
     change_min = np.min(margin_sim[:, 1:], axis=1)  # (seed,)
     # For beta0 > 0: the sign the theory gives the ordering, and the measured relative margin signed by it.
     flip = saxe.change_order_flip_beta0()
     expected_sign = np.where(beta0s < flip, 1.0, -1.0)
-    rel_margin = margin_sim / (np.abs(beta_sim - beta0s[:, None]) + np.sqrt(2.0) * np.abs(alpha_sim))
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 at t = 0, which is not used
+        rel_margin = margin_sim / (np.abs(beta_sim - beta0s[:, None]) + np.sqrt(2.0) * np.abs(alpha_sim))
     flip_consistent = np.min(expected_sign[:, None] * rel_margin[:, 1:], axis=1)
-    positive = beta0s > 0
-    flip_sim, flip_th = flip_points(deltas, beta0s, alpha_sim, beta_sim, ok), flip_points(deltas, beta0s, alpha_th, beta_th, ode_ok)
+    positive = (beta0s > 0) & learning
+    flip_sim = flip_points(deltas, beta0s, alpha_sim, beta_sim, ok & learning)
+    flip_th = flip_points(deltas, beta0s, alpha_th, beta_th, ode_ok & learning)
     flip_dev = np.abs(flip_sim - flip_th)
     max_flip_dev = float(np.nanmax(flip_dev)) if np.isfinite(flip_dev).any() else float("nan")
 
@@ -223,7 +223,7 @@ def analyse(config: SaxeReductionConfig, deltas, beta0s, v, alpha_sim, beta_sim,
     # Read on the groups starting without decision strength: above beta0 = 1/sqrt(2) the input
     # layer changes more and the trend reverses (numbers: spearman_by_beta0).
     rho_by = {float(b): float(scipy.stats.spearmanr(v[g], share[g]).statistic)
-              for b, g in ((b, np.flatnonzero((beta0s == b) & ok)) for b in np.unique(beta0s)) if len(g) >= 2}
+              for b, g in ((b, np.flatnonzero((beta0s == b) & ok & learning)) for b in np.unique(beta0s)) if len(g) >= 2}
     rhos = [r for b, r in rho_by.items() if b <= config.near_zero_beta0]
     rho = max(rhos) if rhos else float("nan")
 
@@ -368,11 +368,13 @@ def _claims(config: SaxeReductionConfig, r: dict) -> list:
                         initial=np.zeros(len(ok)), threshold_source="the statement itself (a strict inequality)",
                         reading="beta is the size of the decision layer's change from a start without decision strength; sqrt(2) alpha "
                                 "against beta - beta0 compares the Frobenius changes sqrt(2v)(beta - beta0) and 2 sqrt(v) alpha",
-                        excluded_reason=f"beta0 above {config.near_zero_beta0:g} (the ordering for those is the ordering-flip claim), or not finite"),
+                        excluded_reason=f"beta0 above {config.near_zero_beta0:g} (the ordering for those is the ordering-flip claim), a start past "
+                                        "the target (v beta0 >= c), or not finite"),
         claims.per_seed("ordering-flip", f"for beta0 > 0 the ordering of the changes flips at beta0 = 1/sqrt(2) = {r['flip']:.4g}: below it "
                         "the decision layer changes more at every t > 0, above it the input layer does (per member: smallest "
                         "s ((beta - beta0) - sqrt(2) alpha) / ((beta - beta0) + sqrt(2) alpha) over t > 0, s = +1 below the flip, -1 above)",
                         r["flip_consistent"], ">", 0.0, kind="extension", include=ok & positive,
+                        excluded_reason="beta0 = 0 (nothing to flip), a start past the target (v beta0 >= c), or not finite",
                         why="the first integral gives ((beta - beta0) + beta0)^2 - (sqrt(2) alpha + beta0)^2 = 2 alpha (1 - sqrt(2) beta0), "
                             "which changes sign at beta0 = 1/sqrt(2) whatever c, v and t (jaxdyn.theory.saxe.change_order_flip_beta0); "
                             "the poster's claim holds only below it",
@@ -391,7 +393,7 @@ def _claims(config: SaxeReductionConfig, r: dict) -> list:
                         reading="a small-t asymptote holds only in the window beta0^2 << alpha << 1 (the first integral gives "
                                 "(beta/alpha)^2 alpha = 2 + 2 alpha + beta0^2/alpha) and, for gradient descent, after enough steps "
                                 "(an O(1/steps) error at the first records); read as the closest approach on the early records",
-                        excluded_reason=f"beta0 above {config.near_zero_beta0:g} (no window), or not finite"),
+                        excluded_reason=f"beta0 above {config.near_zero_beta0:g} (no window), a start past the target, or not finite"),
         claims.per_seed("large-alpha-limit", f"beta / alpha -> sqrt(2) for large t, on the members starting with beta0 <= "
                         f"{config.near_zero_beta0:g} that reach alpha >= {2 * config.large_alpha:g} (per member: relative distance "
                         f"to sqrt(2) of the limit extrapolated to 1/alpha -> 0 from the records with alpha >= {config.large_alpha:g}"
@@ -401,7 +403,8 @@ def _claims(config: SaxeReductionConfig, r: dict) -> list:
                         reading="a limit alpha -> infinity is read by extrapolation: (beta/alpha)^2 fitted as L^2 + k/alpha + m/alpha^2 "
                                 "on the large-alpha records, limit sign(beta/alpha) L; the distance at the largest alpha reached is "
                                 "given beside it, since a finite trajectory never reaches the limit",
-                        excluded_reason=f"beta0 above {config.near_zero_beta0:g}, alpha below {2 * config.large_alpha:g} at the end, or not finite"),
+                        excluded_reason=f"beta0 above {config.near_zero_beta0:g}, alpha below {2 * config.large_alpha:g} at the end, a start past "
+                                        "the target, or not finite"),
         claims.check("beta-exceeds-sqrt2-alpha", "the decision strength beta itself exceeds sqrt(2) alpha at every t > 0, every member "
                      "(smallest beta - sqrt(2) alpha)", float(np.min(r["strength_margin"][ok])) if ok.any() else float("nan"), ">", 0.0,
                      kind="sanity", why="holds by construction for any beta0 > 0: the first integral gives beta^2 = beta0^2 + 2 alpha + "
