@@ -99,10 +99,13 @@ def savefig(fig, path: str | Path) -> None:
 # --- deep linear ---------------------------------------------------------------------------------
 
 
+_GROUP_LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 3)))
+
+
 def group_linestyle(i: int) -> str | tuple:
-    """The i-th of four line styles (solid, dashed, dotted, dash-dot; cycling), to tell groups of
-    members apart when colour already codes another condition."""
-    return ("-", "--", ":", "-.")[i % 4]
+    """The i-th of six line styles (solid, dashed, dotted, dash-dot, dash-dot-dot, long dash;
+    cycling), to tell groups of members apart when colour already codes another condition."""
+    return _GROUP_LINESTYLES[i % len(_GROUP_LINESTYLES)]
 
 
 def legend_groups(ax, labels: Sequence[str], *, colors: Sequence[str] | None = None, linestyles: Sequence | None = None,
@@ -111,7 +114,8 @@ def legend_groups(ax, labels: Sequence[str], *, colors: Sequence[str] | None = N
     what was drawn; returns it (pass ``ax.add_artist`` for a second legend on the same axes).
 
     Args:
-        ax: matplotlib Axes.
+        ax: matplotlib Axes, or a Figure (then e.g. ``loc="outside lower center"`` with the
+            constrained layout of :func:`figure` puts the legend below the panels).
         labels: one label per group.
         colors, linestyles, markers: per-group styles (default: dark grey, solid, none).
         title, loc, kwargs: passed to ``ax.legend``.

@@ -444,7 +444,7 @@ def _figures(config: SaxeReductionConfig, ds: xr.Dataset) -> dict:
     plots.legend_groups(axes[1, 0], [f"beta0 = {b:g}" for b in beta0s], colors=[plots.color(k) for k in range(len(beta0s))], fontsize=6)
 
     # Distance to theory and the ordering of the changes, one colour per beta0 group.
-    fig2, ax = plots.figure(1, 2, width=3.9, height=3.4)
+    fig2, ax = plots.figure(1, 2, width=3.9, height=3.9)
     dev = np.maximum(np.abs(ds["alpha_sim"] - ds["alpha_theory"]), np.abs(ds["beta_sim"] - ds["beta_theory"])).values
     margin = change_margin(ds["alpha_sim"].values, ds["beta_sim"].values, b0_of)
     for m in range(dev.shape[0]):
@@ -461,14 +461,15 @@ def _figures(config: SaxeReductionConfig, ds: xr.Dataset) -> dict:
     ax[0, 1].set_xlabel("time (units of tau)")
     ax[0, 1].set_ylabel("(beta - beta0) - sqrt(2) alpha")
     ax[0, 1].set_title(f"decision layer changes more above 0\n(flips at beta0 = 1/sqrt(2) = {saxe.change_order_flip_beta0():.3f})")
-    first = plots.legend_groups(ax[0, 1], [f"{b:g}" for b in beta0s], colors=[plots.color(k) for k in range(len(beta0s))],
-                                title="beta0", loc="upper left", fontsize=6, ncol=2)
-    ax[0, 1].add_artist(first)
-    plots.legend_groups(ax[0, 1], [f"{d:g} deg" for d in deltas], linestyles=[plots.group_linestyle(j) for j in range(len(deltas))],
-                        loc="lower right", fontsize=6)
+    # Legends below the panels: colour is beta0, line style the orientation difference.
+    first = plots.legend_groups(fig2, [f"beta0 = {b:g}" for b in beta0s], colors=[plots.color(k) for k in range(len(beta0s))],
+                                loc="outside lower center", fontsize=7, ncol=min(len(beta0s), 7))
+    fig2.add_artist(first)
+    plots.legend_groups(fig2, [f"{d:g} deg" for d in deltas], linestyles=[plots.group_linestyle(j) for j in range(len(deltas))],
+                        loc="outside right center", fontsize=7, title="delta")
 
     # beta / alpha against alpha, log-log, with both asymptotes.
-    fig3, ax3 = plots.figure(1, 1, width=4.6, height=3.6)
+    fig3, ax3 = plots.figure(1, 1, width=5.0, height=3.8)
     a = ax3[0, 0]
     alpha_all = ds["alpha_theory"].values
     lo = max(float(np.nanmin(np.where(alpha_all > 0, alpha_all, np.nan))), 1e-8)
@@ -491,7 +492,7 @@ def _figures(config: SaxeReductionConfig, ds: xr.Dataset) -> dict:
     a.set_ylim(0.8, 2.0 * top)
     a.set_xlabel("alpha (input-layer change)")
     a.set_ylabel("beta / alpha")
-    a.set_title("beta / alpha: theory lines, gradient descent markers")
+    a.set_title("beta / alpha (lines: ODE, markers: gradient descent)")
     first = a.legend(loc="upper right", fontsize=7)
     a.add_artist(first)
     plots.legend_groups(a, [f"beta0 = {b:g}" for b in beta0s], colors=[plots.color(k) for k in range(len(beta0s))], loc="lower left", fontsize=6)
