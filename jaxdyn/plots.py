@@ -94,3 +94,43 @@ def savefig(fig, path: str | Path) -> None:
     atomically through this: ``jaxdyn.store.write_figure``)."""
     with plt.rc_context(STYLE):
         fig.savefig(path, format="png")
+
+
+# --- deep linear ---------------------------------------------------------------------------------
+
+
+_GROUP_LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 3)))
+
+
+def group_linestyle(i: int) -> str | tuple:
+    """The i-th of six line styles (solid, dashed, dotted, dash-dot, dash-dot-dot, long dash;
+    cycling), to tell groups of members apart when colour already codes another condition."""
+    return _GROUP_LINESTYLES[i % len(_GROUP_LINESTYLES)]
+
+
+def legend_groups(ax, labels: Sequence[str], *, colors: Sequence[str] | None = None, linestyles: Sequence | None = None,
+                  markers: Sequence[str] | None = None, title: str | None = None, loc: str = "best", **kwargs):
+    """A legend of proxy handles, one per group (colour, line style and/or marker), independent of
+    what was drawn; returns it (pass ``ax.add_artist`` for a second legend on the same axes).
+
+    Args:
+        ax: matplotlib Axes, or a Figure (then e.g. ``loc="outside lower center"`` with the
+            constrained layout of :func:`figure` puts the legend below the panels).
+        labels: one label per group.
+        colors, linestyles, markers: per-group styles (default: dark grey, solid, none).
+        title, loc, kwargs: passed to ``ax.legend``.
+    """
+    n = len(labels)
+    colors = colors or ["0.3"] * n
+    linestyles = linestyles or ["-"] * n
+    markers = markers or [None] * n
+    handles = [matplotlib.lines.Line2D([], [], color=c, linestyle=ls, marker=mk, markerfacecolor="none", label=lab)
+               for lab, c, ls, mk in zip(labels, colors, linestyles, markers)]
+    with plt.rc_context(STYLE):
+        return ax.legend(handles=handles, title=title, loc=loc, **kwargs)
+
+
+def reference_line(ax, x, y, *, label: str | None = None, color: str = "0.4", linestyle: str = "--"):
+    """A thin reference curve (an asymptote, a threshold) drawn behind the data."""
+    with plt.rc_context(STYLE):
+        ax.plot(x, y, color=color, linestyle=linestyle, linewidth=1.0, zorder=0, label=label)

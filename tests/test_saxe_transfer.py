@@ -5,18 +5,19 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jaxdyn.experiments import ConfigError, saxe_transfer
-from jaxdyn.experiments.saxe_transfer import SaxeTransferConfig
+from jaxdyn.experiments import ConfigError
+from jaxdyn.experiments.saxe_transfer import EXPERIMENT, SaxeTransferConfig
 from jaxdyn.tasks.perceptual import pooling_profiles
+from jaxdyn.store import execute
 
 
 @pytest.fixture(scope="module")
 def run():
-    return saxe_transfer.run(SaxeTransferConfig.quick())
+    return execute(EXPERIMENT, SaxeTransferConfig.quick())
 
 
 def test_trained_and_untrained_positions_follow_the_theory(run):
-    s, ds, q = run.summary, run.dataset, SaxeTransferConfig.quick()
+    s, ds, q = run.numbers, run.dataset, SaxeTransferConfig.quick()
     assert s["diverged_members"] == 0 and s["ode_failures"] == []
     assert s["max_rel_deviation_trained"] < 0.01
     assert s["max_rel_deviation_untrained_beta"] < 0.01
@@ -45,9 +46,26 @@ def test_coarse_tasks_transfer_better(run):
 
 
 def test_claims(run):
-    claims = run.summary["claims"]
+    claims = {c.id: c for c in run.claims}
     assert len(claims) == 6
-    assert all(c["held"] for c in claims), [c for c in claims if not c["held"]]
+    assert all(c.held for c in claims.values()), [c.to_dict() for c in claims.values() if not c.held]
+    # What holds by construction is shown apart from the poster's claims.
+    assert claims["transfer-factor"].kind == claims["untrained-input-unchanged"].kind == "sanity"
+    assert {c.kind for cid, c in claims.items() if cid not in ("transfer-factor", "untrained-input-unchanged")} == {"paper"}
+
+
+def test_dataset_holds_conditions_and_initial_weights(run):
+    ds, q = run.dataset, SaxeTransferConfig.quick()
+    for name in ("pool_width", "delta_deg", "v", "c", "lr", "beta0"):
+        assert name in ds.coords and ds[name].dims == ("seed",)
+    np.testing.assert_allclose(ds["W1_initial"].values, np.broadcast_to(
+        np.stack([ds["g_plus"].values, ds["g_minus"].values], -1)[:, None], ds["W1_initial"].shape))
+    np.testing.assert_allclose(np.swapaxes(ds["pooling_stage"].values, 1, 2), ds["pooling_profile"].values, rtol=1e-6)
+    # beta_p(0) = (W2 c_p) . d / |d|^2 from the stored initial weights.
+    d = ds["g_plus"].values - ds["g_minus"].values
+    w2c = np.einsum("snk,skp->snp", ds["W2_initial"].values, ds["pooling_stage"].values)
+    np.testing.assert_allclose(np.einsum("snp,sn->sp", w2c, d) / np.sum(d * d, -1)[:, None], ds["beta_init"].values, rtol=1e-5, atol=1e-7)
+    assert ds["x"].shape[1:] == (2, q.num_positions, 2)
 
 
 def test_pooling_profiles():

@@ -175,3 +175,53 @@ def test_layer_changes_and_input_profile():
     # Transfer: the trained position moves by the full change, an orthogonal one not at all.
     assert float(saxe.transferred_beta(2.0, 0.5, 0.3, 1.0)) == pytest.approx(1.8)
     assert float(saxe.transferred_beta(2.0, 0.5, 0.3, 0.0)) == pytest.approx(0.3)
+
+
+# ---- the decision layer's change, the flip, the fixed point, the parallel topology ----------
+
+
+def test_decision_change_and_the_flip_of_the_ordering():
+    beta0 = np.array([0.0, 0.001, 0.3, 0.7, 0.72, 1.0, 2.0])
+    ts = np.linspace(0.0, 6.0, 61)
+    with jax.enable_x64(True):
+        sol = saxe.solve_alpha_beta(beta0, np.ones(7), np.full(7, 0.2), ts, rtol=1e-11, atol=1e-13)
+        alpha, beta = (np.asarray(y) for y in sol.ys)
+        np.testing.assert_allclose(beta - beta0[:, None], np.asarray(saxe.decision_change(alpha, beta0[:, None])), atol=1e-8)
+    flip = saxe.change_order_flip_beta0()
+    assert flip == pytest.approx(1 / np.sqrt(2))
+    margin = (beta - beta0[:, None]) - np.sqrt(2) * alpha
+    # The sign of the ordering at every t > 0 is the sign of 1/sqrt(2) - beta0, whatever t.
+    np.testing.assert_array_equal(np.sign(margin[:, 1:]), np.sign(flip - beta0)[:, None] * np.ones((1, len(ts) - 1)))
+
+
+def test_final_alpha_beta_is_the_flow_s_end_state():
+    c, v, beta0 = np.array([0.01, 0.5, 1.0, 3.0]), np.array([0.9, 0.2, 0.05, 0.6]), np.array([0.0, 0.1, 0.001, 0.5])
+    with jax.enable_x64(True):
+        sol = saxe.solve_alpha_beta(beta0, c, v, np.linspace(0.0, 200.0, 5), rtol=1e-11, atol=1e-13)
+    a_inf, b_inf = saxe.final_alpha_beta(c / v, beta0)
+    np.testing.assert_allclose(np.asarray(sol.ys[0])[:, -1], a_inf, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(sol.ys[1])[:, -1], b_inf, rtol=1e-7)
+    # The ratio of the layers' changes vanishes like c / (sqrt(2) v) for beta0 = 0, tends to 1 for large c/v.
+    ratio = saxe.change_ratio(*saxe.final_alpha_beta(np.array([1e-4, 1e4]), 0.0), 0.0)
+    np.testing.assert_allclose(ratio, [1e-4 / np.sqrt(2), 1.0], rtol=2e-2)
+
+
+def test_parallel_readout_closed_form():
+    g, w0, c = np.array([0.3, 0.8, 1.1]), np.array([0.1, -0.2, 0.0]), 1.5
+    ts = np.linspace(0.0, 5.0, 26)
+    ref = solve_ivp(lambda t, w: (c - w @ g) * g, (0, ts[-1]), w0, t_eval=ts, method="DOP853", rtol=1e-12, atol=1e-14).y.T
+    np.testing.assert_allclose(saxe.parallel_readout(ts, g, w0, c), ref, atol=1e-9)
+    change = saxe.parallel_readout(ts, g, w0, c)[1:] - w0
+    np.testing.assert_allclose(change / g, np.broadcast_to(change[:, :1] / g[0], change.shape), rtol=1e-12)
+
+
+def test_project_alpha_beta_reads_the_family():
+    from jaxdyn.tasks.perceptual import discrimination_task
+
+    task = discrimination_task(24, 10.0)
+    alpha, beta = 0.37, 1.9
+    w1 = np.stack([task.g_plus + alpha * task.d, task.g_minus - alpha * task.d], -1)
+    w2 = (beta * task.d)[None, :]
+    with jax.enable_x64(True):
+        out = np.asarray(saxe.project_alpha_beta(w1, w2, task.g_plus, task.g_minus))
+    np.testing.assert_allclose(out, [alpha, beta, 0.0], atol=1e-12)

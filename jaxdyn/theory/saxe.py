@@ -60,6 +60,96 @@ def fixed_point_output(alpha, beta, v):
     return v * beta * (1.0 + 2.0 * alpha)
 
 
+def decision_change(alpha, beta0):
+    """The decision layer's change beta - beta0 on the alpha/beta flow from alpha(0) = 0, beta0 >= 0.
+
+    The first integral (1 + 2 alpha)^2 / 2 - beta^2 = 1/2 - beta0^2 gives
+    beta^2 = beta0^2 + 2 alpha + 2 alpha^2, so
+
+        beta - beta0 = sqrt(beta0^2 + 2 alpha + 2 alpha^2) - beta0.
+
+    Any broadcastable shapes (alpha > 0 while the stimuli are being learnt).
+    """
+    alpha, beta0 = jnp.asarray(alpha), jnp.asarray(beta0)
+    return jnp.sqrt(beta0**2 + 2.0 * alpha + 2.0 * alpha**2) - beta0
+
+
+def change_order_flip_beta0() -> float:
+    """The initial decision strength above which the input layer changes more than the decision layer.
+
+    "Higher layers change more" compares the Frobenius sizes of the two changes,
+    ||dW2|| = sqrt(2 v) (beta - beta0) and ||dW1|| = 2 sqrt(v) alpha, i.e. beta - beta0 against
+    sqrt(2) alpha. With :func:`decision_change`, (beta - beta0 + beta0)^2 = beta0^2 + 2 alpha + 2 alpha^2
+    against (sqrt(2) alpha + beta0)^2 = 2 alpha^2 + 2 sqrt(2) alpha beta0 + beta0^2 differ by
+    2 alpha (1 - sqrt(2) beta0): for alpha > 0 the decision layer changes more at every t > 0 exactly
+    when beta0 < 1/sqrt(2), whatever c, v and t. Returns 1/sqrt(2).
+    """
+    return float(1.0 / np.sqrt(2.0))
+
+
+def final_alpha_beta(c_over_v, beta0):
+    """The fixed point the alpha/beta flow from alpha(0) = 0 converges to: (alpha_inf, beta_inf).
+
+    At the fixed point v beta (1 + 2 alpha) = c; with the first integral,
+    u = (1 + 2 alpha)^2 solves u/2 - (c/v)^2 / u = 1/2 - beta0^2, the positive root of
+    u^2 - (1 - 2 beta0^2) u - 2 (c/v)^2 = 0. So the end state depends on c/v and beta0 only.
+
+    Args:
+        c_over_v: target size over the task constant, any shape (> 0).
+        beta0: initial decision strength, broadcastable.
+
+    Returns:
+        (alpha_inf, beta_inf), each of the broadcast shape (numpy float64).
+    """
+    r = np.asarray(c_over_v, dtype=np.float64)
+    b0 = np.asarray(beta0, dtype=np.float64)
+    a = 1.0 - 2.0 * b0**2
+    u = (a + np.sqrt(a**2 + 8.0 * r**2)) / 2.0
+    gain = np.sqrt(u)  # 1 + 2 alpha
+    return (gain - 1.0) / 2.0, r / gain
+
+
+def change_ratio(alpha, beta, beta0):
+    """||dW1|| / ||dW2|| = sqrt(2) |alpha| / |beta - beta0|, the input layer's change over the decision
+    layer's (Frobenius sizes, :func:`layer_changes`; v cancels). Any broadcastable shapes; numpy."""
+    alpha, beta, beta0 = (np.asarray(x, dtype=np.float64) for x in (alpha, beta, beta0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(2.0) * np.abs(alpha) / np.abs(beta - beta0)
+
+
+def project_alpha_beta(w1, w2, g_plus, g_minus):
+    """(alpha, beta, off-family residual) of three-layer weights, by projection on d = g+ - g-.
+
+    alpha = (W1[:, 0] - g+) . d / |d|^2 and beta = W2 . d / |d|^2; the residual is the norm of what
+    the two-parameter family does not explain, ||W1 - [g+ g-] - alpha [d, -d]|| + ||W2 - beta d^T||
+    (0 in exact arithmetic for the poster's initialisation).
+
+    Args:
+        w1: (N, 2) input layer in math layout (out, in).
+        w2: (1, N) decision layer.
+        g_plus, g_minus: (N,) the tuning curves W1 started from.
+
+    Returns:
+        (3,) array: alpha, beta, residual.
+    """
+    d = g_plus - g_minus
+    dd = d @ d
+    alpha = (w1[:, 0] - g_plus) @ d / dd
+    beta = w2[0] @ d / dd
+    reduced_w1 = jnp.stack([g_plus + alpha * d, g_minus - alpha * d], axis=-1)
+    residual = jnp.linalg.norm(w1 - reduced_w1) + jnp.linalg.norm(w2[0] - beta * d)
+    return jnp.stack([alpha, beta, residual])
+
+
+def alpha_beta_observable(snap):
+    """Engine observable (3,): :func:`project_alpha_beta` of a :class:`~jaxdyn.models.deep_linear.DeepLinear`
+    of widths (2, N, 1), with the tuning curves read from ``snap.data["g_plus"]`` and ``["g_minus"]``
+    (N,). A module-level function, so every experiment using it shares one compiled program."""
+    w1 = snap.params["layer_0"]["kernel"].T  # (N, 2)
+    w2 = snap.params["layer_1"]["kernel"].T  # (1, N)
+    return project_alpha_beta(w1, w2, snap.data["g_plus"], snap.data["g_minus"])
+
+
 # diffrax's result codes by index (its Enumeration exposes no public index -> name map).
 _RESULT_NAMES = {int(item._value): name for name, item in diffrax.RESULTS._name_to_item.items()}
 
@@ -412,6 +502,34 @@ def input_change_profile(d, alpha):
     """
     d, alpha = jnp.asarray(d), jnp.asarray(alpha)
     return jnp.sqrt(2.0) * jnp.abs(alpha)[..., None] * jnp.abs(d)
+
+
+def parallel_readout(t, g, w0, c):
+    """Closed form of the parallel topology y = sum_j w_j x_j trained on one stimulus x = g, target c.
+
+    With L = 1/2 (c - w . g)^2, gradient flow is tau dw/dt = (c - w . g) g: every weight moves
+    along its own input, so the error e = c - w . g decays as e0 e^{-|g|^2 t/tau} and
+
+        w(t) = w0 + g e0 (1 - e^{-|g|^2 t/tau}) / |g|^2,    e0 = c - w0 . g:
+
+    the change of weight j is proportional to its input's informativeness g_j.
+
+    Args:
+        t: (T,) times in units of tau.
+        g: (..., P) input responses (informativeness profile).
+        w0: (..., P) initial weights.
+        c: target, broadcastable to g[..., 0].
+
+    Returns:
+        (..., T, P) weights (numpy float64).
+    """
+    t = np.asarray(t, dtype=np.float64)
+    g, w0 = np.asarray(g, dtype=np.float64), np.asarray(w0, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    norm2 = np.sum(g**2, -1)
+    e0 = c - np.sum(w0 * g, -1)
+    decay = 1.0 - np.exp(-norm2[..., None] * t)  # (..., T)
+    return w0[..., None, :] + (g * (e0 / norm2)[..., None])[..., None, :] * decay[..., :, None]
 
 
 def transferred_beta(beta_trained, beta_trained0, beta_untrained0, overlap):

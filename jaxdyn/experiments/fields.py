@@ -1,0 +1,74 @@
+"""Configuration field groups shared by several experiments, as frozen dataclass mixins.
+
+An experiment's :class:`~jaxdyn.experiments.base.Config` inherits a group and redeclares a field
+only to change its default (a redeclared field keeps the group's place and validation). The
+registry skips this module (it declares no experiment).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jaxdyn.experiments.base import ConfigError, param
+
+# --- deep linear ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientFlowTime:
+    """Full-batch gradient descent read as gradient flow: time in units of tau = 1/lr.
+
+    Fields: ``lr`` (the learning rate, tau = 1/lr), ``duration`` (training time in units of tau),
+    ``record_every`` (steps between records) and ``rtol`` (the ODE solver's relative tolerance).
+    """
+
+    lr: float = param(0.005, "gradient-descent learning rate (tau = 1/lr)", min=0.0, max=1.0, min_exclusive=True)
+    duration: float = param(10.0, "training time in units of tau (steps = duration / lr)", min=0.0, max=1e4, min_exclusive=True)
+    record_every: int = param(10, "steps between records", min=1, max=1_000_000)
+    rtol: float = param(1e-7, "relative tolerance of the ODE solver", min=0.0, max=1e-2, min_exclusive=True)
+
+    @property
+    def num_steps(self) -> int:
+        """Steps, rounded to a whole number of records (at least one record)."""
+        return self.record_every * max(1, round(self.duration / (self.lr * self.record_every)))
+
+    def check_steps(self, limit: int) -> None:
+        """Raises ConfigError naming ``duration`` when duration / lr asks for more than ``limit`` steps."""
+        if self.duration / self.lr > limit:
+            raise ConfigError(f"duration: {self.duration} / lr {self.lr} asks for over {limit:,} steps; raise lr or shorten duration")
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningCurveTask:
+    """The orientation-discrimination stimuli of Saxe's three-layer net (``jaxdyn.tasks.perceptual``).
+
+    Fields: ``num_neurons`` (tuning-curve neurons N), ``kappa`` (von Mises concentration) and
+    ``theta0`` (the reference orientation the two stimuli straddle, degrees).
+    """
+
+    num_neurons: int = param(64, "hidden (tuning-curve) neurons N", min=2, max=100_000)
+    kappa: float = param(2.0, "von Mises concentration of the tuning curves", min=0.0, max=1e3, min_exclusive=True)
+    theta0: float = param(45.0, "reference orientation the two stimuli straddle (deg)", min=0.0, max=180.0)
+
+    def task_constants(self, deltas, field: str = "deltas"):
+        """(len(deltas),) the task constant v = d . g+ of each orientation difference (numpy; cheap).
+
+        Raises:
+            ConfigError: naming ``field`` when a difference gives identical responses (v ~ 0) or
+                the tuning is so narrow that no neuron responds.
+        """
+        import numpy as np
+
+        from jaxdyn.tasks.perceptual import discrimination_task
+
+        values = []
+        for delta in deltas:
+            try:
+                task = discrimination_task(self.num_neurons, delta, theta0_deg=self.theta0, kappa=self.kappa)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            if not task.v > 1e-12:
+                raise ConfigError(f"{field}: {delta} deg gives identical population responses (v = {task.v:.3g}) with "
+                                  f"{self.num_neurons} neurons and kappa={self.kappa}; the task is undefined")
+            values.append(task.v)
+        return np.asarray(values)
