@@ -717,7 +717,7 @@ def prepare(
     if not callable(getattr(task, "batch", None)):
         raise EngineConfigError(f"task: expected a jaxdyn.engine.Task (init, batch) or an object with a batch method, got {type(task).__name__}")
     if data is None and not callable(getattr(task, "init", None)):
-        raise EngineConfigError("data: the task has no init, so per-member data= must be given")
+        data = {}  # a task without init and no data: the members have no data of their own
     keys, seed_array = member_keys(seeds)
     num_members = int(keys.shape[0])
     period = period_of(plan)
