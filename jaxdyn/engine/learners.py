@@ -151,8 +151,11 @@ def tree_all_finite(tree: PyTree) -> Array:
 @functools.lru_cache(maxsize=None)
 def _call_takes_train(cls: type) -> bool:
     """Whether a flax module class's ``__call__`` takes a ``train`` argument (dropout, batch norm)."""
+    owner = next((c for c in cls.__mro__ if c is not object and "__call__" in vars(c)), None)
+    if owner is None:  # no __call__ of its own (an adapter with init/apply only)
+        return False
     try:
-        params = inspect.signature(cls.__call__).parameters
+        params = inspect.signature(vars(owner)["__call__"]).parameters
     except (TypeError, ValueError):
         return False
     return "train" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
