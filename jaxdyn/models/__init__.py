@@ -2,11 +2,13 @@
 
 Every model is a flax linen Module with a pure ``init``/``apply`` and the
 common contract ``module.apply(variables, x, train=False)`` (or ``train=True,
-rngs={'dropout': key}``); inputs carry a leading batch axis; the only
-variable collection is ``'params'`` (plus the optional, opt-in
-``'intermediates'`` collection from ``sow``).
+rngs={'dropout': key}``; a module whose ``__call__`` takes no ``train`` is
+called without it); inputs carry a leading batch axis. Collections other than
+``'params'`` (batch statistics) are carried by the engine's gradient learner.
+Models that are not linen enter through :mod:`jaxdyn.models.adapters`.
 """
 
+from jaxdyn.models.adapters import EquinoxModel, PureModel
 from jaxdyn.models.deep_linear import (
     DeepLinear,
     deep_linear,
@@ -28,7 +30,9 @@ from jaxdyn.models.vgg import DenseSampleVGG, vgg_abstract, vgg_paper
 __all__ = [
     "DeepLinear",
     "DenseSampleVGG",
+    "EquinoxModel",
     "PatchConv",
+    "PureModel",
     "RBEConvNet",
     "RBEConvNet2D",
     "adaptive_avg_pool2d",
