@@ -29,7 +29,8 @@ from pathlib import Path
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxdyn", description="Seed-ensemble experiments on how deep networks learn, theory beside simulation.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the experiments")
+    listing = sub.add_parser("list", help="list the experiments")
+    listing.add_argument("--markdown", action="store_true", help="as the Markdown table of the README")
     run = sub.add_parser("run", help="run an experiment and write its run directory")
     run.add_argument("name", help="experiment name (see `jaxdyn list`)")
     run.add_argument("--quick", action="store_true", help="the small preset used by the tests")
@@ -170,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         from jaxdyn.experiments import index
 
         entries = index()
+        if args.markdown:
+            print(markdown_table(entries))
+            return 0
         width = max(map(len, entries))
         for name, entry in entries.items():
             print(f"{name:<{width}}  [{entry.work}] {entry.description}")
@@ -257,6 +261,15 @@ def _run(args, command: str) -> int:
         print(f"  {skipped['skipped']} of {skipped['members']} members left out of the summary: {why}")
     print(f"jaxdyn: wrote {path}/ (config.json, results.nc, summary.json, " + ", ".join(f"{k}.png" for k in summary["figures"]) + ")")
     return 0
+
+
+def markdown_table(entries) -> str:
+    """The registry as the README's experiment table (``jaxdyn list --markdown``), by work."""
+    order = ["Saxe", "Saxe 2014", "Nakazato", "Su", "Su, He & Su", "Hanson"]
+    rank = lambda e: (order.index(e.work) if e.work in order else len(order), e.name)  # noqa: E731
+    rows = ["| name | work | theory vs simulation |", "| --- | --- | --- |"]
+    rows += [f"| `{e.name}` | {e.work} | {e.description} |" for e in sorted(entries.values(), key=rank)]
+    return "\n".join(rows)
 
 
 def format_claims(claims: list[dict]) -> str:

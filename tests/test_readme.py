@@ -1,4 +1,5 @@
-"""The README's Python API snippet runs as written."""
+"""The README's Python API snippet runs as written, its Quickstart is what CI runs, and its
+experiment table is the registry's."""
 
 import re
 from pathlib import Path
@@ -24,3 +25,11 @@ def test_quickstart_has_exactly_two_commands():
     assert [c.strip() for c in commands] == ['pip install . && jaxdyn run saxe-reduction', 'pip install -e ".[test]" && python -m pytest']
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1].strip() in ci
+
+
+def test_the_experiment_table_is_the_registry():
+    from jaxdyn.cli import markdown_table
+    from jaxdyn.experiments import index
+
+    text = README.read_text()
+    assert markdown_table(index()) in text, "regenerate the table with: jaxdyn list --markdown"
