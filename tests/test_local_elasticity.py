@@ -5,21 +5,21 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jaxdyn import experiments
 from jaxdyn.experiments import ConfigError
 from jaxdyn.experiments import local_elasticity as le
-from jaxdyn.experiments.local_elasticity import LocalElasticityConfig
+from jaxdyn.experiments.local_elasticity import EXPERIMENT, LocalElasticityConfig
+from jaxdyn.store import execute
 
 
 @pytest.fixture(scope="module")
 def quick():
     config = dataclasses.replace(LocalElasticityConfig.quick(), nets=("rbe", "vgg"))
-    return config, experiments.get("local-elasticity").run(config)
+    return config, execute(EXPERIMENT, config)
 
 
 def test_trained_nets_and_le_separation(quick):
     config, result = quick
-    nets = result.summary["nets"]
+    nets = result.numbers["nets"]
     # The RBE net fits two Hamming balls perfectly and is strongly locally elastic.
     assert min(nets["rbe"]["test_accuracy_per_seed"]) == 1.0
     assert nets["rbe"]["le_auc_95"][0] > 0.9
@@ -30,7 +30,7 @@ def test_trained_nets_and_le_separation(quick):
         assert nets[name]["kernel_vs_ntk_median_rel_error_lr_over_100"] < 1e-3
         assert nets[name]["diverged_members"] == 0
         assert 0.0 <= nets[name]["le_auc"] <= 1.0
-    assert len(result.summary["claims"]) == 8
+    assert len(result.claims) == 8
     ds = result.dataset
     assert ds["le_rbe"].dims == ("seed", "base_rbe", "probe_rbe")
     assert ds["le_rbe"].shape == (1, 2 * config.bases_per_class, 2 * config.probes_per_class)

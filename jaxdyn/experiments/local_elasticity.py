@@ -39,13 +39,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import xarray as xr
 
-from jaxdyn import ntk, plots
+from jaxdyn import claims, ntk, plots
 from jaxdyn.analysis import elasticity as el
-from jaxdyn.engine import Task, losses, train
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
+from jaxdyn.engine import hparam, losses, observables, optimizer
+from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
 from jaxdyn.models import DeepLinear, DenseSampleVGG, RBEConvNet
 
 NETS = ("rbe", "digits_cnn", "vgg")
@@ -153,22 +152,31 @@ def bce_logits(outputs, batch):
     return jnp.mean(jax.nn.softplus(z) - batch["y"] * z)
 
 
-def _minibatch_task(batch_size: int) -> Task:
-    def batch(data, key, step):
+@dataclasses.dataclass(frozen=True)
+class MinibatchTask:
+    """An engine task drawing ``batch_size`` training pairs uniformly with replacement at every
+    step from the shared ``x`` (N, ...) and ``y`` (N,) (hashable: one compilation per size).
+
+    There is no per-member data (``init`` returns ``{}``): every member sees the same training
+    set, passed once as ``shared=``; members differ in their initialisation and batch order.
+    """
+
+    batch_size: int
+
+    def init(self, key):
+        del key
+        return {}
+
+    def batch(self, data, key, step):
         del step
-        idx = jax.random.randint(key, (batch_size,), 0, data["y"].shape[0])
+        idx = jax.random.randint(key, (self.batch_size,), 0, data["y"].shape[0])
         return {"x": data["x"][idx], "y": data["y"][idx]}
 
-    return Task(init=None, batch=batch)
 
-
-def _train(model, x, y, loss, *, seeds, steps, lr, batch_size, momentum, train_options):
-    data = {"x": np.broadcast_to(x, (len(seeds),) + x.shape), "y": np.broadcast_to(y, (len(seeds),) + y.shape)}
-    opt = optax.sgd(lr, momentum=momentum if momentum > 0 else None)
-    res = train(model, _minibatch_task(batch_size), opt, seeds=seeds, num_steps=steps, loss=loss, data=data,
-                record_every=steps, observables={"loss": lambda s: loss(s.apply(s.params, s.batch["x"]), s.batch)},
-                **train_options)
-    return res
+def _train(ctx, model, x, y, loss, *, seeds, steps, lr, batch_size, momentum):
+    return ctx.train(model, MinibatchTask(batch_size), optimizer("sgd", learning_rate=hparam("lr"), momentum=momentum if momentum > 0 else None),
+                     seeds=seeds, num_steps=steps, loss=loss, shared={"x": x, "y": y}, record_every=steps,
+                     observables={"loss": observables.batch_loss(loss)}, hparams={"lr": np.full(len(seeds), lr, np.float32)})
 
 
 def _accuracy(f, params, x, y) -> float:
@@ -237,24 +245,25 @@ def _net_spec(name: str, config: LocalElasticityConfig, rng: np.random.Generator
                 lr=config.vgg_lr, batch=16, momentum=0.9, classes=3, out=3)
 
 
-def run(config: LocalElasticityConfig, progress: bool = False, **train_options) -> RunResult:
+def run(config: LocalElasticityConfig, ctx) -> Result:
     """Trains each network and its linear control, then measures LE and the kernelized similarity."""
-    del progress
     seeds = list(range(config.seeds))
     results = {}
     for name in config.nets:
         spec = _net_spec(name, config, np.random.default_rng(100 + NETS.index(name)))  # data fixed per net
         xtr, ytr, xte, yte = spec["data"]
-        res = _train(spec["model"], xtr, ytr, spec["loss"], seeds=seeds, steps=spec["steps"], lr=spec["lr"],
-                     batch_size=spec["batch"], momentum=spec["momentum"], train_options=train_options)
+        res = _train(ctx, spec["model"], xtr, ytr, spec["loss"], seeds=seeds, steps=spec["steps"], lr=spec["lr"],
+                     batch_size=spec["batch"], momentum=spec["momentum"])
+        ctx.stage("analysis")
         f = ntk.apply_fn(spec["model"])
         acc = [_accuracy(f, jax.tree_util.tree_map(lambda a: a[s], res.params), xte, yte) for s in range(len(seeds))]
         meas, same, limit, (bases, probes) = _measure(f, res.params, spec["loss"], xte, yte, config, spec["lr"], seeds, True)
         # Linear control on the flattened inputs.
         lin = DeepLinear(widths=(int(np.prod(xtr.shape[1:])), spec["out"]))
         flat = lambda a: a.reshape(a.shape[0], -1)  # noqa: E731
-        lres = _train(lin, flat(xtr), ytr, spec["loss"], seeds=seeds, steps=config.linear_steps, lr=config.linear_lr,
-                      batch_size=spec["batch"], momentum=spec["momentum"], train_options=train_options)
+        lres = _train(ctx, lin, flat(xtr), ytr, spec["loss"], seeds=seeds, steps=config.linear_steps, lr=config.linear_lr,
+                      batch_size=spec["batch"], momentum=spec["momentum"])
+        ctx.stage("analysis")
         lf = ntk.apply_fn(lin)
         lacc = [_accuracy(lf, jax.tree_util.tree_map(lambda a: a[s], lres.params), flat(xte), yte) for s in range(len(seeds))]
         lmeas, _, _, _ = _measure(lf, lres.params, spec["loss"], flat(xte), yte, config, config.linear_lr, seeds, False)
@@ -267,7 +276,11 @@ def run(config: LocalElasticityConfig, progress: bool = False, **train_options) 
             diverged=int((res.diverged_at >= 0).sum() + (lres.diverged_at >= 0).sum()),
         )
 
-    claims, summary_nets = [], {}
+    found, summary_nets = [], {}
+    elastic = claims.source("well-trained neural networks are locally elastic in the sense that the value of this measure depends "
+                            "on the semantic similarity between two samples", "section 3, 'Local elasticity', eq. (3.1) and Figure 6")
+    linear = claims.source("local elasticity does not appear in linear classifiers because of the leverage effect",
+                           "section 3, 'Local elasticity'")
     for name, r in results.items():
         s, ls = r["sep"]["le"], r["lsep"]["le"]
         lim = r["limit"]
@@ -288,20 +301,26 @@ def run(config: LocalElasticityConfig, progress: bool = False, **train_options) 
             "bases_total": int(r["meas"]["le"].shape[0] * r["meas"]["le"].shape[1]),
             "diverged_members": r["diverged"],
         }
-        claims.append(Claim(f"{name}: trained network is locally elastic: same-class pairs have larger LE "
-                            "(AUC of LE same vs other; held if its 95% bootstrap interval lies above 0.5)",
-                            bool(s.auc_low > 0.5), s.auc, 0.5))
-        claims.append(Claim(f"{name}: the linear control shows no local elasticity "
-                            f"(|AUC - 0.5| of its LE; held if <= control_band)",
-                            bool(abs(ls.auc - 0.5) <= config.control_band), abs(ls.auc - 0.5), config.control_band))
-        claims.append(Claim(f"{name}: the network separates classes more than the linear control (AUC network - AUC linear; held if > 0)",
-                            bool(s.auc > ls.auc), s.auc - ls.auc, 0.0))
+        found.append(claims.check(
+            f"{name}-locally-elastic", f"{name}: the trained network is locally elastic: same-class pairs have larger LE "
+            "(lower end of the 95% base-bootstrap interval of the AUC of LE same vs other)", s.auc_low, ">", 0.5,
+            kind="paper", source=elastic, threshold_source="0.5: no separation of same-class from other-class pairs"))
+        found.append(claims.check(
+            f"{name}-linear-control", f"{name}: the linear control shows no local elasticity (|AUC - 0.5| of its LE)",
+            abs(ls.auc - 0.5), "<=", config.control_band, kind="paper", source=linear,
+            threshold_source="config.control_band: the project's band around no separation"))
+        found.append(claims.check(
+            f"{name}-beats-linear", f"{name}: the network separates classes more than the linear control (AUC network - AUC linear)",
+            s.auc - ls.auc, ">", 0.0, kind="extension", threshold_source="0: the network no better than the control",
+            why="the text sets networks against linear classifiers; the difference on the same inputs is the direct comparison"))
         errs = [lim[f"median_rel_error_lr_over_{sc}"] for sc in (1, 10, 100)]
-        claims.append(Claim(f"{name}: the kernelized similarity tends to the NTK as lr -> 0 (median relative error over pairs at "
-                            f"lr/100; held if <= 1e-3 and not above the error at lr; errors at lr, lr/10, lr/100: "
-                            f"{errs[0]:.1e}, {errs[1]:.1e}, {errs[2]:.1e})",
-                            bool(errs[2] <= 1e-3 and errs[2] <= errs[0]), errs[2], 1e-3))
-    summary = {"experiment": "local-elasticity", "seeds": config.seeds, "nets": summary_nets, "claims": [c.to_dict() for c in claims]}
+        found.append(claims.check(
+            f"{name}-kernel-to-ntk", f"{name}: the kernelized similarity tends to the NTK as lr -> 0 (median relative error over "
+            f"pairs at lr/100; errors at lr, lr/10, lr/100: {errs[0]:.1e}, {errs[1]:.1e}, {errs[2]:.1e})",
+            errs[2] if errs[2] <= errs[0] else float("inf"), "<=", 1e-3, kind="sanity",
+            threshold_source="float64 first-order Taylor remainder at lr/100 (the error falls in proportion to lr)",
+            why="a first-order identity (z(w - lr g) = z(w) - lr Theta g + O(lr^2)); checks the step and the NTK code agree"))
+    numbers = {"seeds": config.seeds, "nets": summary_nets}
 
     data_vars, coords = {}, {"seed": np.arange(config.seeds)}
     for name, r in results.items():
@@ -319,13 +338,13 @@ def run(config: LocalElasticityConfig, progress: bool = False, **train_options) 
         data_vars[f"test_accuracy_{name}"] = ("seed", np.asarray(r["acc"]))
         data_vars[f"linear_test_accuracy_{name}"] = ("seed", np.asarray(r["lacc"]))
     ds = xr.Dataset(data_vars, coords=coords, attrs={
-        "experiment": "local-elasticity",
         "le": "||z(x', w+) - z(x', w)|| / ||z(x, w+) - z(x, w)||, w+ = w - lr grad L(x, y), eval mode, step not kept",
         "kernel": "-<Delta z(x'), g> / (lr |g|^2), g = dL/dz(x); kernel_rel divides by its value at x' = x",
         "ntk_similarity": "g^T Theta(x', x) g / |g|^2 (jaxdyn.ntk.ntk)",
         "lrs": [float(results[n]["lr"]) for n in results], "nets": list(results), "linear_lr": config.linear_lr,
     })
-    return RunResult(dataset=ds, summary=summary, figures=_figures(results))
+    ctx.stage("figures")
+    return Result(dataset=ds, claims=found, figures=_figures(results), numbers=numbers)
 
 
 def _figures(results) -> dict:
@@ -361,15 +380,14 @@ def _figures(results) -> dict:
         ax.set_ylabel("kernelized similarity")
         ax.set_title(f"{name}: kernel vs NTK, seed 0")
         ax.legend(loc="upper left", fontsize=7)
-    return {"local_elasticity": fig}
+    return {"local_elasticity": Figure(fig, "LE histograms, same class vs other classes, network (top) and linear control "
+                                             "(middle) per net; bottom: kernelized similarity vs its NTK limit")}
 
 
-EXPERIMENTS = [
-    Experiment(
-        name="local-elasticity",
-        work="Su, He & Su",
-        description="LE(x, x') of eq. 3.1 on trained RBE net, digits CNN and dense-sample VGG vs a linear control; kernelized form vs NTK",
-        config=LocalElasticityConfig,
-        run=run,
-    )
-]
+EXPERIMENT = Experiment(
+    name="local-elasticity",
+    work="Su, He & Su",
+    description="LE(x, x') of eq. 3.1 on trained RBE net, digits CNN and dense-sample VGG vs a linear control; kernelized form vs NTK",
+    config=LocalElasticityConfig,
+    run=run,
+)
