@@ -3,7 +3,8 @@
 Source: Su (arXiv 2112.09741), appendix, "Analyses for local elasticity". Graphs of the
 Theorem 1 family (:func:`jaxdyn.theory.neurashed.theorem1_family`: m nodes per level, b1 nodes
 shared by all classes and b2 nodes per class at each of L levels, each class's selected nodes
-joined level to level) are trained by Algorithm 1 with g+(x) = x + c (c > 1), g-(x) = x, one
+joined level to level) are trained by Algorithm 1 (:func:`jaxdyn.models.neurashed.theorem1_learner`, through the
+engine) with g+(x) = x + c (c > 1), g-(x) = x, one
 input per class, batch size 1 and every class once per epoch ("each class has the same number
 of training examples"). eta is held at 1, so Z_j is the product over levels of the class's
 amplification sums, the form of the text's expansion. After t epochs, one more update at class
@@ -23,7 +24,8 @@ relative: |simulation / theory - 1|. Finite m enters through classes that draw t
 "class-specific" node (probability ~ b2^2 / m per level), which makes the classes overlap more.
 
 Sweeps: m (at the first (b1, b2) and L), (b1, b2) pairs (at the largest m), and L (Theorem 2,
-at the largest m). float64 throughout (Z grows like (c t b)^L).
+at the largest m). float64 throughout (Z grows like (c t b)^L): training runs inside
+``jax.enable_x64(True)``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ import numpy as np
 import scipy.stats
 import xarray as xr
 
-from jaxdyn import plots
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
-from jaxdyn.theory import neurashed as nr
+from jaxdyn import claims, plots
+from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
+from jaxdyn.models import neurashed as nm
+from jaxdyn.tasks import neurashed as nt
+from jaxdyn.theory import neurashed as th
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,25 +84,32 @@ class NeurashedElasticityConfig(Config):
         return [(self.b_pairs[i], self.b_pairs[i + 1]) for i in range(0, len(self.b_pairs), 2)]
 
 
-def delta_logits_observable(rules: nr.UpdateRules):
-    """Observable factory: (K, K) Delta Z, row j = one extra update at class j (not kept),
-    column j' = change of logit j' on class j''s input."""
+@dataclasses.dataclass(frozen=True)
+class DeltaLogits:
+    """Observable: the change of every class's own logit after one more update at each class.
 
-    def observe(graph, patterns, params):
-        table = nr.pathways(graph, patterns.first, patterns.label)
-        own = lambda p: jnp.diagonal(nr.logits(graph, p, patterns.first))  # noqa: E731
-        z0 = own(params)
+    Returns ``{"delta_logits": (K, K), "class_counts": (K,)}``: row j is one extra update of
+    ``learner`` at input type j (of class j; not kept), column j' the change of Z_j' on class
+    j''s input; the counts are the updates each class has had so far.
+    """
+
+    learner: nm.NeurashedLearner
+    dims = {"delta_logits": ("update_class", "other_class"), "class_counts": ("class",)}
+
+    def __call__(self, snap):
+        state, patterns = snap.state, snap.data["patterns"]
+        first = jnp.asarray(patterns.first)
+        own = lambda amp: jnp.diagonal(nm.logits(state.graph, amp, first))  # noqa: E731
+        z0 = own(state.amp)
 
         def after(j):
-            fired = nr.batch_firing(graph, table, j[None])
-            return own(nr.apply_update(graph, params, rules, fired)) - z0
+            batch = {"x": first[j][None], "label": jnp.asarray(patterns.label)[j][None]}
+            return own(self.learner.update(state, batch).amp) - z0
 
-        return jax.vmap(after)(jnp.arange(graph.num_classes))
-
-    return observe
+        return {"delta_logits": jax.vmap(after)(jnp.arange(first.shape[0])), "class_counts": state.class_fired}
 
 
-def _condition(config, m, b1, b2, L):
+def _condition(config, ctx, m, b1, b2, L):
     """Trains ``seeds`` random graphs of one condition.
 
     Returns:
@@ -106,18 +117,21 @@ def _condition(config, m, b1, b2, L):
         drew a common "class-specific" node at some level, the finite-m effect).
     """
     K = config.num_classes
-    fams = [nr.theorem1_family(10_000 * m + 100 * L + s, m=m, b1=b1, b2=b2, num_classes=K, num_levels=L) for s in range(config.seeds)]
-    rules = nr.update_rules(fams[0].graph, nr.additive(config.c), nr.identity(), eta_plus=nr.identity(), eta_minus=nr.identity(), dtype=jnp.float64)
-    res = nr.train(nr.stack([f.graph for f in fams]), nr.stack([f.patterns for f in fams]), rules, list(range(config.seeds)),
-                   num_steps=K * config.epochs, batch_size=1, record_every=K, sampling="epoch",
-                   lam_range=(0.0, config.init_high), eta_range=(1.0, 1.0), observe=delta_logits_observable(rules), dtype=jnp.float64)
-    d = np.asarray(res.records)  # (seed, epoch, j, j')
+    fams = [nt.theorem1_family(10_000 * m + 100 * L + s, m=m, b1=b1, b2=b2, num_classes=K, num_levels=L) for s in range(config.seeds)]
+    learner = nm.theorem1_learner(config.c, config.init_high)
+    seeds = list(range(config.seeds))
+    data = nt.sampler_data(seeds, 1, sampling="epoch", graphs=nt.stack([f.graph for f in fams]),
+                           patterns=nt.stack([f.patterns for f in fams]))
+    res = ctx.train(learner, nt.PatternSampler(max_batch=1, sampling="epoch"), seeds=seeds, num_steps=K * config.epochs,
+                    observables={"elasticity": DeltaLogits(learner)}, record_every=K, data=data)
+    d = np.asarray(res.records["delta_logits"])  # (seed, epoch, j, j')
     own = np.diagonal(d, axis1=-2, axis2=-1)[..., :, None]  # Delta Z_j(x_j) after the update at j
     # ratio[j, j'] = Delta Z_j(x_j) / Delta Z_j'(x_j'), both after the update at class j.
-    ratio = own / np.where(np.eye(K, dtype=bool), np.nan, d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = own / np.where(np.eye(K, dtype=bool), np.nan, d)
     overlap = np.array([any(len(set(f.specific[l, a]) & set(f.specific[l, b])) > 0
                             for l in range(L) for a in range(K) for b in range(a + 1, K)) for f in fams])
-    return ratio, res.counts, overlap
+    return ratio, np.asarray(res.records["class_counts"]), overlap
 
 
 def _off_diagonal_mean(r):
@@ -129,27 +143,27 @@ def _off_diagonal_mean(r):
 def _expansion(config, counts, b1, b2, L):
     """(seed, epoch) expansion ratio averaged over (j, j'), from the actual counts per class."""
     K = config.num_classes
-    out = np.stack([nr.theorem1_expansion(counts, c=config.c, b1=b1, b2=b2, num_levels=L, cls=j) for j in range(K)], -2)
+    out = np.stack([th.theorem1_expansion(counts, c=config.c, b1=b1, b2=b2, num_levels=L, cls=j) for j in range(K)], -2)
     with warnings.catch_warnings():  # epoch 0: no update yet, all NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(out.reshape(*out.shape[:-2], -1), -1)
 
 
-def run(config: NeurashedElasticityConfig, progress: bool = False) -> RunResult:
+def run(config: NeurashedElasticityConfig, ctx) -> Result:
     """Runs the m, (b1, b2) and L sweeps and compares with the limit and the expansion."""
-    del progress
     K = config.num_classes
     (b1_0, b2_0), L0, m_big = config.pairs[0], config.num_levels, max(config.ms)
     results = {}
     with jax.enable_x64(True):
         for m in config.ms:
-            results[("m", m, b1_0, b2_0, L0)] = _condition(config, m, b1_0, b2_0, L0)
+            results[("m", m, b1_0, b2_0, L0)] = _condition(config, ctx, m, b1_0, b2_0, L0)
         for b1, b2 in config.pairs[1:]:
-            results[("b", m_big, b1, b2, L0)] = _condition(config, m_big, b1, b2, L0)
+            results[("b", m_big, b1, b2, L0)] = _condition(config, ctx, m_big, b1, b2, L0)
         for L in config.levels_sweep:
             key = ("m", m_big, b1_0, b2_0, L) if L == L0 else ("L", m_big, b1_0, b2_0, L)
             if key not in results:
-                results[key] = _condition(config, m_big, b1_0, b2_0, L)
+                results[key] = _condition(config, ctx, m_big, b1_0, b2_0, L)
+    ctx.stage("analysis")
     epochs = np.arange(config.epochs + 1)
     t_idx = np.arange(1, config.epochs + 1)  # skip epoch 0 (initial factors only)
     T, T2 = config.epochs, config.theorem2_epoch
@@ -195,29 +209,34 @@ def run(config: NeurashedElasticityConfig, progress: bool = False) -> RunResult:
     worst_disjoint = float(np.nanmax(disjoint)) if np.isfinite(disjoint).any() else float("nan")
     n_disjoint = sum(int((~results[k][2]).sum()) for k in results)
     n_graphs = sum(len(results[k][2]) for k in results)
-    claims = [
-        Claim("local elasticity: an update at class j moves class j's logit more than another class's "
-              "(smallest ratio over all conditions, seeds and epochs >= 1; held if > 1)",
-              bool(all_ratios.min() > 1), float(all_ratios.min()), 1.0),
-        Claim(f"Theorem 1: at m = {m_big}, t = {T} epochs, the ratio reaches (b1 + b2)/b1 for every (b1, b2) "
-              "(largest over pairs of the median over graphs of |ratio/limit - 1|; held if <= tolerance)",
-              bool(worst_pair <= tol), float(worst_pair), tol),
-        Claim("Theorem 1: the distance to the limit shrinks as m grows (median |ratio/limit - 1| at the smallest m "
-              "minus at the largest, final epoch; held if > 0)",
-              bool(m_dist[0] > m_dist[-1]), float(m_dist[0] - m_dist[-1]), 0.0),
-        Claim(f"Theorem 1: the distance to the limit shrinks with the number of iterations (Spearman rho of the median "
-              f"distance vs epoch at m = {m_big}; held if < 0)",
-              bool(rho_t < 0), rho_t, 0.0),
-        Claim(f"Theorem 2: at t = {T2} epochs the ratio grows with the number of levels L (held if the median over graphs "
-              "strictly increases over the L sweep; value: median ratio at the largest L over the Theorem 1 limit)",
-              bool(np.all(np.diff(L_ratio) > 0)), float(L_ratio[-1] / limit0), 1.0),
-        Claim(f"the text's expansion is the ratio of graphs whose classes drew disjoint class-specific nodes (the m -> inf "
-              f"structure; {n_disjoint} of {n_graphs} graphs): largest relative error over every condition at t = {T} (L sweep also at t = {T2}); "
-              "held if <= tolerance",
-              bool(worst_disjoint <= tol), worst_disjoint, tol),
+    thm1 = claims.source("a backpropagation at Class j gives Delta Z_j / Delta Z_j' -> (b1 + b2) / b1 > 1", "appendix, Theorem 1")
+    thm1_regime = claims.source("In the regime where the number of iterations tends to infinity and m is sufficiently large",
+                                "appendix, Theorem 1")
+    found = [
+        claims.check("update-moves-own-class-most", "local elasticity: an update at class j moves class j's logit more than another "
+                     "class's (smallest ratio over all conditions, seeds and epochs >= 1)", float(all_ratios.min()), ">", 1.0,
+                     kind="paper", source=thm1, threshold_source="the theorem's '> 1'"),
+        claims.check("theorem1-limit", f"Theorem 1: at m = {m_big}, t = {T} epochs, the ratio reaches (b1 + b2)/b1 for every "
+                     "(b1, b2) (largest over pairs of the median over graphs of |ratio/limit - 1|)", float(worst_pair), "<=", tol,
+                     kind="paper", source=thm1, threshold_source="config.tolerance"),
+        claims.check("theorem1-m-large", "Theorem 1: the distance to the limit shrinks as m grows (median |ratio/limit - 1| at "
+                     "the smallest m minus at the largest, final epoch)", float(m_dist[0] - m_dist[-1]), ">", 0.0,
+                     kind="paper", source=thm1_regime, threshold_source="0: no change with m"),
+        claims.check("theorem1-t-large", f"Theorem 1: the distance to the limit shrinks with the number of iterations "
+                     f"(Spearman rho of the median distance vs epoch at m = {m_big})", rho_t, "<", 0.0,
+                     kind="paper", source=thm1_regime, threshold_source="0: no trend"),
+        claims.check("theorem2-depth", f"Theorem 2: at t = {T2} epochs the ratio grows with the number of levels L (value: median "
+                     "ratio at the largest L over the Theorem 1 limit; held when the median strictly increases over the L sweep)",
+                     float(L_ratio[-1] / limit0), held=bool(np.all(np.diff(L_ratio) > 0)), kind="paper",
+                     source=claims.source("if the number L of layers grow sufficiently quickly, then we have Delta Z_j / Delta Z_j' -> infinity",
+                                          "appendix, Theorem 2")),
+        claims.check("expansion-disjoint-graphs", f"the text's expansion is the ratio of graphs whose classes drew disjoint "
+                     f"class-specific nodes ({n_disjoint} of {n_graphs} graphs): largest relative error over every condition at "
+                     f"t = {T} (L sweep also at t = {T2})", worst_disjoint, "<=", tol, kind="paper",
+                     source=claims.source("Delta Z_j = (1 + o_P(1)) [(c(t+1)b2 + c(Kt+1)b1)^L - (ctb2 + cKtb1)^L]",
+                                          "appendix, after Theorem 2"), threshold_source="config.tolerance"),
     ]
-    summary = {
-        "experiment": "neurashed-elasticity",
+    numbers = {
         "seeds": config.seeds,
         "num_classes": K,
         "epochs": T,
@@ -230,7 +249,6 @@ def run(config: NeurashedElasticityConfig, progress: bool = False) -> RunResult:
         "smallest_ratio": float(all_ratios.min()),
         "expansion_largest_median_error_over_L_all_graphs": float(worst_expansion),
         "expansion_largest_error_disjoint_graphs": worst_disjoint,
-        "claims": [c.to_dict() for c in claims],
     }
 
     data_vars = {}
@@ -243,12 +261,13 @@ def run(config: NeurashedElasticityConfig, progress: bool = False) -> RunResult:
         data_vars[f"overlap_{name}"] = ("seed", overlap.astype(np.int8))
     ds = xr.Dataset(
         data_vars, coords={"seed": np.arange(config.seeds), "epoch": epochs},
-        attrs={"experiment": "neurashed-elasticity", "g_plus": f"x + {config.c}", "g_minus": "x", "eta": "held at 1",
+        attrs={"g_plus": f"x + {config.c}", "g_minus": "x", "eta": "held at 1",
                "init": f"U(0, {config.init_high})", "batch_size": 1, "sampling": "epoch: every class once per epoch",
                "num_classes": K, "ratio": "Delta Z_j(x_j) / Delta Z_j'(x_j') after one update at class j",
                "ms": list(config.ms), "b_pairs": list(config.b_pairs), "levels_sweep": list(config.levels_sweep)},
     )
-    return RunResult(dataset=ds, summary=summary, figures=_figures(config, summary_of, key_of, m_big, b1_0, b2_0, L0))
+    ctx.stage("figures")
+    return Result(dataset=ds, claims=found, figures=_figures(config, summary_of, key_of, m_big, b1_0, b2_0, L0), numbers=numbers)
 
 
 def _figures(config, summary_of, key_of, m_big, b1_0, b2_0, L0) -> dict:
@@ -296,15 +315,14 @@ def _figures(config, summary_of, key_of, m_big, b1_0, b2_0, L0) -> dict:
     ax.set_ylabel("Delta Z_j / Delta Z_j'")
     ax.set_title(f"Theorem 2: growth with depth\n(m = {m_big}; band: min-max over graphs)")
     ax.legend(loc="upper left", fontsize=7)
-    return {"elasticity_ratio": fig}
+    return {"elasticity_ratio": Figure(fig, "Delta Z_j / Delta Z_j' over training: over m (left), over (b1, b2) (middle), over "
+                                            "depth L (right); markers: simulation, lines: the text's expansion, dashed: limits")}
 
 
-EXPERIMENTS = [
-    Experiment(
-        name="neurashed-elasticity",
-        work="Su",
-        description="Theorems 1-2: Delta Z_j / Delta Z_j' after an update at class j vs (b1+b2)/b1 over m, b1, b2, t, and its growth with depth L",
-        config=NeurashedElasticityConfig,
-        run=run,
-    )
-]
+EXPERIMENT = Experiment(
+    name="neurashed-elasticity",
+    work="Su",
+    description="Theorems 1-2: Delta Z_j / Delta Z_j' after an update at class j vs (b1+b2)/b1 over m, b1, b2, t, and its growth with depth L",
+    config=NeurashedElasticityConfig,
+    run=run,
+)

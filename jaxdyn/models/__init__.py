@@ -22,12 +22,16 @@ from jaxdyn.models.layers import (
     count_params,
     extract_patches,
 )
+from jaxdyn.models.neurashed import Neurashed, NeurashedLearner, NeurashedState
 from jaxdyn.models.rbe_conv import RBEConvNet, RBEConvNet2D
 from jaxdyn.models.vgg import DenseSampleVGG, vgg_abstract, vgg_paper
 
 __all__ = [
     "DeepLinear",
     "DenseSampleVGG",
+    "Neurashed",
+    "NeurashedLearner",
+    "NeurashedState",
     "PatchConv",
     "RBEConvNet",
     "RBEConvNet2D",
