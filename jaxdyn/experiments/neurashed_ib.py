@@ -102,9 +102,10 @@ class NeurashedIBConfig(Config):
     def check(self) -> None:
         if self.num_steps % self.record_every:
             raise ConfigError(f"record_every: must divide num_steps ({self.num_steps}), got {self.record_every}")
-        for b in (self.batch_size, *self.sensitivity_batch):
-            if self.sampling == "epoch" and NUM_TYPES % b:
-                raise ConfigError(f"batch_size: must divide the 8 input types with sampling='epoch', got {b}")
+        for name, values in (("batch_size", (self.batch_size,)), ("sensitivity_batch", self.sensitivity_batch)):
+            for b in values:
+                if self.sampling == "epoch" and NUM_TYPES % b:
+                    raise ConfigError(f"{name}: must divide the 8 input types with sampling='epoch', got {b}")
         if 7 not in self.h2_dependents:
             raise ConfigError("h2_dependents: must include the shared node 7 (h2 fires on two or more dependents)")
         if len(set(self.h2_dependents)) != len(self.h2_dependents):
