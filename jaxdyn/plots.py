@@ -94,3 +94,26 @@ def savefig(fig, path: str | Path) -> None:
     atomically through this: ``jaxdyn.store.write_figure``)."""
     with plt.rc_context(STYLE):
         fig.savefig(path, format="png")
+
+
+# --- neurashed ---
+
+
+def median_band(ax, x, values, *, color: str, label: str | None = None, marker: str = "o", band: str = "minmax", **kw):
+    """Simulation over seeds: the median as markers and a band over seeds.
+
+    Args:
+        ax: matplotlib Axes.
+        x: (T,) abscissae.
+        values: (S, T) one row per seed (NaN rows left out).
+        color: marker and band colour.
+        label: legend label of the markers.
+        marker: marker style (open markers, the simulation convention).
+        band: ``"minmax"`` (the range over seeds) or ``"quartiles"``.
+        kw: passed to the markers' ``ax.plot``.
+    """
+    v = np.asarray(values, np.float64)
+    lo, hi = (np.nanmin(v, 0), np.nanmax(v, 0)) if band == "minmax" else (np.nanpercentile(v, 25, 0), np.nanpercentile(v, 75, 0))
+    with plt.rc_context(STYLE):
+        ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
+        ax.plot(x, np.nanmedian(v, 0), marker, color=color, markerfacecolor="none", label=label, **kw)

@@ -592,9 +592,7 @@ def _neurashed_figure(neurashed):
         ax = axes[0, j]
         epochs = v["epochs"]
         for k, name in enumerate(nt.FIGURES12_TYPES[1:], start=1):
-            le = v["le"][:, :, 0, k]
-            ax.fill_between(epochs, le.min(0), le.max(0), color=plots.color(k), alpha=0.2, linewidth=0)
-            ax.plot(epochs, np.median(le, 0), "o-", color=plots.color(k), markersize=2, label=f"LE(1a, {name})")
+            plots.median_band(ax, epochs, v["le"][:, :, 0, k], color=plots.color(k), marker="o-", markersize=2, label=f"LE(1a, {name})")
         ax.set_xlabel("epoch")
         ax.set_ylabel("LE from an update at 1a")
         ax.set_title(f"neurashed, Figures 1-2 graph, {rules} rules\nmedian and min-max over seeds")

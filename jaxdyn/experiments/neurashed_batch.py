@@ -65,6 +65,7 @@ from jaxdyn import claims, plots
 from jaxdyn.analysis.collapse import within_class_variability
 from jaxdyn.engine import Record
 from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
+from jaxdyn.experiments.fields import NeurashedRulesFields
 from jaxdyn.models import neurashed as nm
 from jaxdyn.tasks import neurashed as nt
 from jaxdyn.theory import neurashed as th
@@ -74,7 +75,7 @@ GRAPHS = ("figure5", "family")
 
 
 @dataclasses.dataclass(frozen=True)
-class NeurashedBatchConfig(Config):
+class NeurashedBatchConfig(NeurashedRulesFields, Config):
     """Configuration of neurashed-batch."""
 
     seeds: int = param(8, "seeds per graph (initial factors, batch orders; one random family graph per seed)", min=1, max=4096)
@@ -82,8 +83,6 @@ class NeurashedBatchConfig(Config):
     sampling: str = param("iid", "mini-batches: 'iid' (B types with replacement) or 'epoch' (each type once per epoch; B divides 8)", choices=("iid", "epoch"))
     num_steps: int = param(400, "iterations at equal iterations (a multiple of 8)", min=8, max=20_000)
     record_every: int = param(20, "iterations between records of the top-level scores (equal iterations)", min=1, max=20_000)
-    base: float = param(1.022, "base a of g+ = a^(11/4) x, g- = a^(-1/4) x", min=1.0, max=2.0, min_exclusive=True)
-    init_high: float = param(0.01, "initial lambda ~ U(0, init_high)", min=0.0, max=1.0, min_exclusive=True)
     family_pool: int = param(6, "family graphs: peculiar-node pool per class and level", min=2, max=64)
     family_peculiar: int = param(2, "family graphs: peculiar nodes fired by each sample type", min=1, max=64)
 

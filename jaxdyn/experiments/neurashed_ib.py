@@ -61,6 +61,7 @@ from jaxdyn import claims, plots
 from jaxdyn.analysis.information import longest_stretch_near, noisy_binned_information, plugin_binned_information
 from jaxdyn.engine import observable
 from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
+from jaxdyn.experiments.fields import NeurashedRulesFields
 from jaxdyn.models import neurashed as nm
 from jaxdyn.tasks import neurashed as nt
 from jaxdyn.theory import neurashed as th
@@ -72,7 +73,7 @@ APPENDIX = "appendix, 'Experimental details' (Figure 5, right panel)"
 
 
 @dataclasses.dataclass(frozen=True)
-class NeurashedIBConfig(Config):
+class NeurashedIBConfig(NeurashedRulesFields, Config):
     """Configuration of neurashed-ib."""
 
     seeds: int = param(8, "number of seeds (initial factors and mini-batch orders)", min=1, max=4096)
@@ -80,8 +81,6 @@ class NeurashedIBConfig(Config):
     record_every: int = param(20, "iterations between measurements of the information", min=1, max=20_000)
     batch_size: int = param(1, "mini-batch size B of the default setting (must divide 8 with epoch sampling)", min=1, max=1024)
     sampling: str = param("epoch", "mini-batches: 'epoch' (each input type once per epoch) or 'iid' (with replacement)", choices=("epoch", "iid"))
-    base: float = param(1.022, "the appendix's base a of g+ = a^(11/4) x, g- = a^(-1/4) x (7th node: a^(3/4) x)", min=1.0, max=2.0, min_exclusive=True)
-    init_high: float = param(0.01, "initial lambda and eta ~ U(0, init_high)", min=0.0, max=1.0, min_exclusive=True)
     noise_std: float = param(0.01, "std of the Gaussian noise added to every score before binning (absolute units)", min=0.0, max=1e3)
     num_bins: int = param(30, "equal bins per node over the level's range", min=2, max=10_000)
     num_noise_samples: int = param(128, "Monte Carlo draws of the noisy binned representation per input type", min=8, max=100_000)
@@ -446,9 +445,8 @@ def _figures(ds: xr.Dataset, sensitivity) -> dict:
     for j, (name, label) in enumerate((("I_TX", "I(T; X)"), ("I_TY", "I(T; Y)"))):
         ax = axes[0, j + 1]
         for k, level in enumerate(ds["level"].values):
-            v = d[name].sel(level=level).values
-            ax.fill_between(steps, v.min(0), v.max(0), color=plots.color(k), alpha=0.2, linewidth=0)
-            ax.plot(steps, np.median(v, 0), "o", color=plots.color(k), markerfacecolor="none", markersize=3, label=f"level {level} (exact laws)")
+            plots.median_band(ax, steps, d[name].sel(level=level).values, color=plots.color(k), markersize=3,
+                              label=f"level {level} (exact laws)")
             ax.plot(steps, np.median(ds[f"{name}_plugin"].sel(level=level).values, 0), "-", color=plots.color(k), linewidth=0.8,
                     label=f"level {level} (sklearn plug-in)")
         if name == "I_TX":
