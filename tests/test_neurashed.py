@@ -336,5 +336,10 @@ def test_bad_rules_samplers_and_nodes_rejected():
     # The sampler needs its data given: the engine says so before compiling.
     with pytest.raises(EngineConfigError, match="data: the task has no init"):
         train(nm.figure5_learner(), nt.PatternSampler(max_batch=1), seeds=[0], num_steps=8)
+    # float64 asked for without x64 (a process, or a Ray worker, without the flag) fails loudly.
+    built = nt.figure5()
+    with pytest.raises(ValueError, match="dtype: 'float64' needs jax.enable_x64"):
+        train(nm.figure5_learner(dtype="float64"), nt.PatternSampler(max_batch=1), seeds=[0], num_steps=8,
+              data=nt.sampler_data([0], 1, num_patterns=8), shared={"graph": built.graph, "patterns": built.patterns})
     # Learners compare by value (one compilation for equal rule sets).
     assert nm.figure5_learner() == nm.figure5_learner() and hash(nm.figure5_learner()) == hash(nm.figure5_learner())

@@ -513,9 +513,9 @@ def _neurashed_le(config: LocalElasticityConfig, ctx) -> dict:
     """Trains the Figures 1-2 graph with both rule sets; LE over training (epochs) per seed."""
     built = nt.figures12()
     seeds = list(range(config.neurashed_seeds))
-    learners = {"additive": nm.theorem1_learner(config.neurashed_c),
+    learners = {"additive": nm.theorem1_learner(config.neurashed_c, dtype="float64"),
                 "multiplicative": nm.NeurashedLearner(plus=nm.multiplicative(nt.FIGURE5_BASE ** nt.FIGURE5_PLUS_EXPONENT),
-                                                      minus=nm.multiplicative(nt.FIGURE5_BASE ** nt.FIGURE5_MINUS_EXPONENT))}
+                                                      minus=nm.multiplicative(nt.FIGURE5_BASE ** nt.FIGURE5_MINUS_EXPONENT), dtype="float64")}
     out = {}
     num_types = len(nt.FIGURES12_TYPES)
     with jax.enable_x64(True):

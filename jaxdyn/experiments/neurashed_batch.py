@@ -136,10 +136,10 @@ def _graphs(config: NeurashedBatchConfig):
     fams = [nt.build(nt.pathway_family_description(1000 + s, pool=config.family_pool, peculiar=config.family_peculiar))
             for s in range(config.seeds)]
     return {
-        "figure5": (fig5.graph, fig5.patterns, nm.figure5_learner(config.base, config.init_high), False),
+        "figure5": (fig5.graph, fig5.patterns, nm.figure5_learner(config.base, config.init_high, dtype="float64"), False),
         "family": (nt.stack([f.graph for f in fams]), nt.stack([f.patterns for f in fams]),
                    nm.NeurashedLearner(plus=nm.multiplicative(config.base ** (11 / 4)), minus=nm.multiplicative(config.base ** (-1 / 4)),
-                                       lam_range=(0.0, config.init_high), eta_range=(0.0, config.init_high)),
+                                       lam_range=(0.0, config.init_high), eta_range=(0.0, config.init_high), dtype="float64"),
                    True),
     }
 

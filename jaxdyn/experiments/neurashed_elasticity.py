@@ -142,7 +142,7 @@ def _condition(config, ctx, m, b1, b2, L):
     """
     K = config.num_classes
     fams = [nt.theorem1_family(10_000 * m + 100 * L + s, m=m, b1=b1, b2=b2, num_classes=K, num_levels=L) for s in range(config.seeds)]
-    learner = nm.theorem1_learner(config.c, config.init_high)
+    learner = nm.theorem1_learner(config.c, config.init_high, dtype="float64")
     seeds = list(range(config.seeds))
     data = nt.sampler_data(seeds, 1, sampling="epoch", graphs=nt.stack([f.graph for f in fams]),
                            patterns=nt.stack([f.patterns for f in fams]))
@@ -165,7 +165,7 @@ def _appendix(config, ctx):
     the change after an update at C1, each (seed, time, 3), and the formulas at the same counts."""
     built = nt.appendix_example()
     learner = nm.NeurashedLearner(plus=nm.additive(config.appendix_a), minus=nm.identity(), eta_plus=nm.identity(),
-                                  eta_minus=nm.identity(), lam_range=(0.0, 0.0), eta_range=(1.0, 1.0))
+                                  eta_minus=nm.identity(), lam_range=(0.0, 0.0), eta_range=(1.0, 1.0), dtype="float64")
     seeds = list(range(config.seeds))
     every = max(1, config.appendix_steps // 20) if config.appendix_steps % max(1, config.appendix_steps // 20) == 0 else 1
     res = ctx.train(learner, nt.PatternSampler(max_batch=1, sampling="iid"), seeds=seeds, num_steps=config.appendix_steps,

@@ -217,7 +217,7 @@ def run(config: NeurashedIBConfig, ctx) -> Result:
     graphs = nt.stack([b.graph for b in builts for _ in range(S)])
     batch_sizes = np.repeat([b for _, b, _ in settings], S)
     data = nt.sampler_data(seeds, batch_sizes, sampling=config.sampling, num_patterns=NUM_TYPES, graphs=graphs)
-    learner = nm.figure5_learner(config.base, config.init_high)
+    learner = nm.figure5_learner(config.base, config.init_high, dtype="float64")
     with jax.enable_x64(True):
         res = ctx.train(learner, nt.PatternSampler(max_batch=int(batch_sizes.max()), sampling=config.sampling), seeds=seeds,
                         num_steps=config.num_steps, observables={"scores": level_scores}, record_every=config.record_every,

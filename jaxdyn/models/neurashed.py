@@ -382,6 +382,17 @@ def _default_float():
     return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
+def _float_dtype(requested: str | None):
+    """The learner's float dtype; asking for float64 without x64 raises instead of silently
+    training in float32 (the x64 flag is per process: a Ray worker needs it too)."""
+    if requested is None:
+        return _default_float()
+    if requested == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype: 'float64' needs jax.enable_x64(True) in the process that trains (around train, and in "
+                         "every executor worker); neurashed's scores overflow float32")
+    return jnp.dtype(requested)
+
+
 @dataclasses.dataclass(frozen=True)
 class NeurashedLearner(Learner):
     """Algorithm 1 of neurashed as an engine learner (hashable; compiled once per rule set).
@@ -400,6 +411,8 @@ class NeurashedLearner(Learner):
         eta_plus, eta_minus: g+ and g- of eta (None: ``plus``, ``minus``).
         node_plus, node_minus: per-node exceptions ``((level, index), Rule)`` pairs.
         lam_range, eta_range: the initial uniform ranges.
+        dtype: ``"float64"`` (then training without x64 raises a clear error rather than running
+            in float32), ``"float32"``, or None: float64 when x64 is on, float32 otherwise.
     """
 
     plus: Rule
@@ -410,8 +423,11 @@ class NeurashedLearner(Learner):
     node_minus: tuple = ()
     lam_range: tuple[float, float] = (0.0, 0.01)
     eta_range: tuple[float, float] = (0.0, 0.01)
+    dtype: str | None = None
 
     def __post_init__(self):
+        if self.dtype not in (None, "float32", "float64"):
+            raise GraphError(f"dtype: expected 'float32', 'float64' or None, got {self.dtype!r}")
         for name in ("plus", "minus", "eta_plus", "eta_minus"):
             value = getattr(self, name)
             if value is not None:
@@ -434,7 +450,7 @@ class NeurashedLearner(Learner):
         """The :class:`UpdateRules` arrays of this learner for ``graph`` (its widths only)."""
         return update_rules(graph, self.plus, self.minus, eta_plus=self.eta_plus, eta_minus=self.eta_minus,
                             node_plus=dict(self.node_plus), node_minus=dict(self.node_minus),
-                            dtype=_default_float() if dtype is None else dtype)
+                            dtype=_float_dtype(self.dtype) if dtype is None else dtype)
 
     def check_graph(self, graph: Neurashed) -> None:
         """Raises :class:`GraphError` when a per-node rule names a node ``graph`` lacks (call
@@ -445,7 +461,7 @@ class NeurashedLearner(Learner):
         del hparams
         graph = batch["graph"]
         amp = params if params is not None else init_amplification(
-            graph, key, lam_range=self.lam_range, eta_range=self.eta_range, dtype=_default_float())
+            graph, key, lam_range=self.lam_range, eta_range=self.eta_range, dtype=_float_dtype(self.dtype))
         zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, jnp.int32), amp)
         return NeurashedState(amp=amp, graph=graph, fired=zeros, class_fired=jnp.zeros((graph.num_classes,), jnp.int32))
 
@@ -481,20 +497,20 @@ class NeurashedLearner(Learner):
 
 
 def figure5_learner(base: float = 1.022, init_high: float = 0.01, *, plus_exponent: float = 11 / 4,
-                          minus_exponent: float = -1 / 4, node7_plus_exponent: float = 3 / 4) -> NeurashedLearner:
+                    minus_exponent: float = -1 / 4, node7_plus_exponent: float = 3 / 4, dtype: str | None = None) -> NeurashedLearner:
     """The appendix's Figure 5 learner: g- = base^(-1/4) x, g+ = base^(11/4) x, except the 7th
     first-level node, g+ = base^(3/4) x; lambda and eta ~ U(0, init_high). eta follows the same
     g+ and g- (the appendix does not say)."""
     return NeurashedLearner(plus=multiplicative(base ** plus_exponent), minus=multiplicative(base ** minus_exponent),
                             node_plus=(((0, 6), multiplicative(base ** node7_plus_exponent)),),
-                            lam_range=(0.0, init_high), eta_range=(0.0, init_high))
+                            lam_range=(0.0, init_high), eta_range=(0.0, init_high), dtype=dtype)
 
 
-def theorem1_learner(c: float, init_high: float = 0.01) -> NeurashedLearner:
+def theorem1_learner(c: float, init_high: float = 0.01, *, dtype: str | None = None) -> NeurashedLearner:
     """Theorem 1's learner: g+(x) = x + c, g-(x) = x for every lambda; eta held at 1 (identity
     rules, eta_range (1, 1)), so Z_j is the product over levels of the class's amplification sums."""
     return NeurashedLearner(plus=additive(c), minus=identity(), eta_plus=identity(), eta_minus=identity(),
-                            lam_range=(0.0, init_high), eta_range=(1.0, 1.0))
+                            lam_range=(0.0, init_high), eta_range=(1.0, 1.0), dtype=dtype)
 
 
 __all__ = [
