@@ -24,7 +24,20 @@ relative: |simulation / theory - 1|. Finite m enters through classes that draw t
 "class-specific" node (probability ~ b2^2 / m per level), which makes the classes overlap more.
 
 Sweeps: m (at the first (b1, b2) and L), (b1, b2) pairs (at the largest m), and L (Theorem 2,
-at the largest m). float64 throughout (Z grows like (c t b)^L): training runs inside
+at the largest m). Theorem 2 needs L to grow "sufficiently quickly", which is a joint regime in
+(t, L): with L / t -> infinity (t fixed at ``theorem2_epoch`` while L grows) the expansion's ratio
+grows without bound, about exp(L b2 / (t (b2 + K b1))); along L = r t it tends to the finite
+(e^(r(b1+b2)/s) - 1) / (e^(r b1/s) - 1), s = b2 + K b1
+(:func:`jaxdyn.theory.neurashed.theorem2_limit_proportional`). Both are read from the same runs
+(the pairs (t = L / r, L) of the sweep) and claimed: the first as the paper's, the second as the
+project's reading. At t = 100 the ratio at L = 32 is near 2.68, not the Theorem 1 limit 2.5:
+L / t = 0.32 there.
+
+The agreement of the simulation with the expansion is an identity of the model on this family
+(eta = 1 makes Z_j the product over levels of the class's pathway sums of lambda; the engine
+records both sides), so it is a sanity claim. The appendix's worked three-class example (f_1 =
+a^2 N1 (7 N1 + 5 N2 + 2 N3), ..., and the changes after an update at C1) is simulated on a graph
+reconstructed from those formulas (:func:`jaxdyn.tasks.neurashed.appendix_example`) beside them. float64 throughout (Z grows like (c t b)^L): training runs inside
 ``jax.enable_x64(True)``.
 """
 

@@ -456,7 +456,7 @@ def _figures(ds: xr.Dataset, sensitivity) -> dict:
             ax.axhline(1.0, color="0.3", linewidth=1, label="log2 2 (text)")
         ax.set_xlabel("iteration")
         ax.set_ylabel(f"{label} (bits)")
-        ax.set_title(f"{label}, default setting; band: min-max over seeds")
+        ax.set_title(f"{label}, default setting\nmarkers: median, band: min-max over seeds")
         ax.legend(loc="upper right" if name == "I_TX" else "lower right", fontsize=6)
         ax.set_ylim(-0.05, 3.1 if name == "I_TX" else 1.15)
     names = list(ds["setting"].values)
