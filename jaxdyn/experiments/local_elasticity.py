@@ -640,7 +640,7 @@ def _figures(results) -> dict:
 EXPERIMENT = Experiment(
     name="local-elasticity",
     work="Su, He & Su",
-    description="LE(x, x') of eq. 3.1 on trained RBE net, digits CNN and dense-sample VGG vs a linear control; kernelized form vs NTK",
+    description="LE(x, x') of eq. 3.1 on trained RBE net, digits CNN and dense-sample VGG vs a linear control: Figure 6's tiers, kernel vs NTK, LE inside neurashed",
     config=LocalElasticityConfig,
     run=run,
 )
