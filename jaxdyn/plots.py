@@ -134,3 +134,26 @@ def reference_line(ax, x, y, *, label: str | None = None, color: str = "0.4", li
     """A thin reference curve (an asymptote, a threshold) drawn behind the data."""
     with plt.rc_context(STYLE):
         ax.plot(x, y, color=color, linestyle=linestyle, linewidth=1.0, zorder=0, label=label)
+
+
+# --- neurashed -----------------------------------------------------------------------------------
+
+
+def median_band(ax, x, values, *, color: str, label: str | None = None, marker: str = "o", band: str = "minmax", **kw):
+    """Simulation over seeds: the median as markers and a band over seeds.
+
+    Args:
+        ax: matplotlib Axes.
+        x: (T,) abscissae.
+        values: (S, T) one row per seed (NaN rows left out).
+        color: marker and band colour.
+        label: legend label of the markers.
+        marker: marker style (open markers, the simulation convention).
+        band: ``"minmax"`` (the range over seeds) or ``"quartiles"``.
+        kw: passed to the markers' ``ax.plot``.
+    """
+    v = np.asarray(values, np.float64)
+    lo, hi = (np.nanmin(v, 0), np.nanmax(v, 0)) if band == "minmax" else (np.nanpercentile(v, 25, 0), np.nanpercentile(v, 75, 0))
+    with plt.rc_context(STYLE):
+        ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
+        ax.plot(x, np.nanmedian(v, 0), marker, color=color, markerfacecolor="none", label=label, **kw)

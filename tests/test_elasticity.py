@@ -60,3 +60,22 @@ def test_separation_auc():
     assert el.auc(np.ones(3), np.ones(4)) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="both be \\(B, P\\)"):
         el.separation(values, same[:1])
+
+
+def test_similarity_tiers_from_class_means_and_tier_auc():
+    # Three classes with input means at 0, 1 and 5: class 0's nearest is 1 (similar), farthest 2.
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 20)
+    x = np.array([0.0, 1.0, 5.0])[y][:, None] + 0.01 * rng.normal(size=(60, 1))
+    tiers = el.similarity_tiers(x, y)
+    np.testing.assert_array_equal(tiers.similar, [1, 0, 1])
+    np.testing.assert_array_equal(tiers.dissimilar, [2, 2, 0])
+    pt = el.pair_tiers(tiers, np.array([0, 2]), np.array([0, 1, 2]))
+    np.testing.assert_array_equal(pt, [[el.TIER_SAME, el.TIER_SIMILAR, el.TIER_DISSIMILAR], [el.TIER_DISSIMILAR, el.TIER_SIMILAR, el.TIER_SAME]])
+    # Values ordered by tier give AUC 1 between any two tiers; reversed, 0.
+    values = np.array([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    assert el.tier_separation(values, pt, el.TIER_SAME, el.TIER_SIMILAR, num_bootstrap=20).auc == 1.0
+    assert el.tier_separation(values, pt, el.TIER_SIMILAR, el.TIER_DISSIMILAR, num_bootstrap=20).auc == 1.0
+    assert el.tier_separation(-values, pt, el.TIER_SAME, el.TIER_DISSIMILAR, num_bootstrap=20).auc == 0.0
+    with pytest.raises(ValueError, match="at least three classes"):
+        el.similarity_tiers(x[:40], y[:40])

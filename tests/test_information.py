@@ -73,3 +73,27 @@ def test_information_plane_and_errors():
         inf.noisy_binned_information(np.zeros(3))
     with pytest.raises(ValueError, match="noise_std"):
         inf.noisy_binned_information(np.zeros((2, 1)), noise_std=-1.0)
+
+
+def test_plugin_estimator_agrees_with_the_exact_laws():
+    # Two well separated types per unit (noise << bin width): both give the exact 2 bits; with
+    # noise comparable to the bins the plug-in is biased upward but stays near the exact value.
+    sig = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+    exact = inf.noisy_binned_information(sig, variables={"first": np.array([0, 0, 1, 1])}, num_bins=2, noise_std=0.01,
+                                         num_samples=2000, rng=0)
+    plug = inf.plugin_binned_information(sig, variables={"first": np.array([0, 0, 1, 1])}, num_bins=2, noise_std=0.01,
+                                         num_samples=2000, rng=0)
+    assert plug["x"] == pytest.approx(exact.info["x"], abs=1e-3) == pytest.approx(2.0, abs=1e-3)
+    assert plug["first"] == pytest.approx(1.0, abs=1e-3)
+    noisy_exact = inf.noisy_binned_information(sig, num_bins=2, noise_std=0.4, num_samples=20000, rng=1).info["x"]
+    noisy_plug = inf.plugin_binned_information(sig, num_bins=2, noise_std=0.4, num_samples=20000, rng=1)["x"]
+    assert 0 <= noisy_plug - noisy_exact < 0.01
+    with pytest.raises(ValueError, match="signal: expected shape"):
+        inf.plugin_binned_information(np.zeros(3))
+
+
+def test_longest_stretch_near_a_level():
+    steps = np.arange(0, 100, 10)
+    values = np.array([[0, 1.9, 2.1, 2.0, 0.5, 2.0, 2.0, 1.0, 1.0, 1.0], [0] * 10], float)
+    np.testing.assert_array_equal(inf.longest_stretch_near(values, steps, 2.0, 0.15), [30.0, 0.0])
+    assert inf.longest_stretch_near(values[0], steps, 1.0, 0.01) == 30.0

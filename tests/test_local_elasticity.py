@@ -5,21 +5,21 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jaxdyn import experiments
 from jaxdyn.experiments import ConfigError
 from jaxdyn.experiments import local_elasticity as le
-from jaxdyn.experiments.local_elasticity import LocalElasticityConfig
+from jaxdyn.experiments.local_elasticity import EXPERIMENT, LocalElasticityConfig
+from jaxdyn.store import execute
 
 
 @pytest.fixture(scope="module")
 def quick():
     config = dataclasses.replace(LocalElasticityConfig.quick(), nets=("rbe", "vgg"))
-    return config, experiments.get("local-elasticity").run(config)
+    return config, execute(EXPERIMENT, config)
 
 
 def test_trained_nets_and_le_separation(quick):
     config, result = quick
-    nets = result.summary["nets"]
+    nets = result.numbers["nets"]
     # The RBE net fits two Hamming balls perfectly and is strongly locally elastic.
     assert min(nets["rbe"]["test_accuracy_per_seed"]) == 1.0
     assert nets["rbe"]["le_auc_95"][0] > 0.9
@@ -30,7 +30,9 @@ def test_trained_nets_and_le_separation(quick):
         assert nets[name]["kernel_vs_ntk_median_rel_error_lr_over_100"] < 1e-3
         assert nets[name]["diverged_members"] == 0
         assert 0.0 <= nets[name]["le_auc"] <= 1.0
-    assert len(result.summary["claims"]) == 8
+    # rbe: elastic, linear control, beats linear, kernel -> NTK; vgg (3 classes) adds two tier claims; neurashed 3 x 2 rule sets.
+    assert len(result.claims) == 4 + 6 + 6
+    assert {c.kind for c in result.claims if c.id.startswith("vgg-tiers")} == {"paper"}
     ds = result.dataset
     assert ds["le_rbe"].dims == ("seed", "base_rbe", "probe_rbe")
     assert ds["le_rbe"].shape == (1, 2 * config.bases_per_class, 2 * config.probes_per_class)
@@ -53,6 +55,43 @@ def test_linear_control_is_the_inner_product(quick):
     np.testing.assert_allclose(got[ok], expect[ok], rtol=1e-6)
     same = result.dataset["same_class_rbe"].values.astype(bool)
     np.testing.assert_array_equal(same, yte[bases][:, None] == yte[probes][None, :])
+
+
+def test_raw_logits_recompute_le_and_tiers_come_from_the_inputs(quick):
+    # LE is recomputable from the stored logit changes alone (eq. 3.1), without jaxdyn.
+    config, result = quick
+    ds = result.dataset
+    for name in ("rbe", "vgg"):
+        num = np.linalg.norm(ds[f"logit_change_probe_{name}"].values, axis=-1)
+        den = np.linalg.norm(ds[f"logit_change_base_{name}"].values, axis=-1)[..., None]
+        ok = ds[f"resolved_base_{name}"].values.astype(bool)[..., None] & np.ones_like(num, bool)
+        np.testing.assert_allclose((num / den)[ok], ds[f"le_{name}"].values[ok], rtol=1e-12)
+        np.testing.assert_allclose(ds[f"logits_after_probe_{name}"].values - ds[f"logits_before_probe_{name}"].values[:, None],
+                                   ds[f"logit_change_probe_{name}"].values, atol=1e-9)
+    assert ds["input_probe_vgg"].shape[0] == 3 * config.probes_per_class
+    # Tiers: the similar class of a base class is the nearest class mean of the training inputs.
+    dist = ds["class_mean_distance_vgg"].values
+    tiers = ds["tier_vgg"].values
+    labels_b, labels_p = ds["label_base_vgg"].values, ds["label_probe_vgg"].values
+    for i, c in enumerate(labels_b):
+        nearest = np.argsort(np.where(np.arange(3) == c, np.inf, dist[c]))[0]
+        np.testing.assert_array_equal(tiers[i][labels_p == nearest], 1)
+        np.testing.assert_array_equal(tiers[i][labels_p == c], 0)
+    assert "unresolved_why" in result.numbers["nets"]["vgg"]
+
+
+def test_neurashed_le_ordering(quick):
+    # Theorem 1's rules (g- = identity): class 3 shares no node with 1a, so its logits do not move
+    # at all; 1b shares the most, class 2 some.
+    _, result = quick
+    le = result.dataset["neurashed_le_additive"].values  # (seed, epoch, base, type)
+    end = le[:, -1, 0]
+    np.testing.assert_array_equal(end[:, 3], 0.0)
+    np.testing.assert_allclose(end[:, 0], 1.0)
+    assert (end[:, 1] > end[:, 2]).all() and (end[:, 2] > 0).all()
+    claims = {c.id: c for c in result.claims}
+    assert claims["neurashed-additive-1b-above-2"].held and claims["neurashed-additive-1b-above-2"].kind == "paper"
+    assert claims["neurashed-multiplicative-2-above-3"].kind == "extension"
 
 
 def test_digits_split():

@@ -26,6 +26,11 @@ mode (no dropout), so the measure is a deterministic function of the weights.
 :func:`separation` condenses a matrix of pair values into the same-class and other-class
 medians and one number, the AUC: the probability that a random same-class pair has a larger
 value than a random other-class pair (0.5: no separation; 1: complete).
+
+Figure 6 of Su's text shows tiers: LE is largest for the same class, smaller for a similar class,
+smallest for a dissimilar one. :func:`similarity_tiers` defines class similarity without LE, by the
+distance between class means of the inputs (the nearest other class is "similar", the farthest
+"dissimilar"), and :func:`tier_separation` gives the AUC between two tiers.
 """
 
 from __future__ import annotations
@@ -199,13 +204,18 @@ def resolved(changes: StepChanges, factor: float = 1e6) -> np.ndarray:
 
 
 def pair_measures(f: Callable, params: PyTree, loss: Callable, bases: Array, labels: Array, probes: Array, lr: float,
-                  *, with_ntk: bool = True, batch_size: int | None = None) -> Mapping[str, np.ndarray]:
+                  *, with_ntk: bool = True, batch_size: int | None = None, with_logits: bool = False) -> Mapping[str, np.ndarray]:
     """LE, kernelized similarity and (optionally) its NTK limit for every (base, probe) pair.
 
     Rows of bases whose step is not resolved (:func:`resolved`) are NaN in ``le`` and ``kernel``.
 
+    Args:
+        with_logits: also return the raw logits, so LE can be recomputed from them:
+            ``logits_probe`` (P, K) z(x', w), ``delta_probe`` (B, P, K) z(x', w+) - z(x', w),
+            ``logits_base`` (B, K) z(x, w), ``delta_base`` (B, K), ``grad`` (B, K) dL/dz at the base.
+
     Returns:
-        ``{'le': (B, P), 'kernel': (B, P), 'ntk': (B, P), 'resolved': (B,) bool}`` as numpy.
+        ``{'le': (B, P), 'kernel': (B, P), 'ntk': (B, P), 'resolved': (B,) bool, ...}`` as numpy.
     """
     ch = step_changes(f, params, loss, bases, labels, probes, lr, batch_size=batch_size)
     ok = resolved(ch)
@@ -213,6 +223,68 @@ def pair_measures(f: Callable, params: PyTree, loss: Callable, bases: Array, lab
            "kernel": np.where(ok[:, None], np.asarray(kernelized_similarity(ch, lr)), np.nan)}
     if with_ntk:
         out["ntk"] = ntk_similarity(f, params, ch.grad, bases, probes)
+    if with_logits:
+        out.update(logits_probe=_as_2d(f(params, probes)), delta_probe=ch.probe, logits_base=ch.logits, delta_base=ch.base,
+                   grad=ch.grad)
     out = {k: np.asarray(v, np.float64) for k, v in out.items()}
     out["resolved"] = ok
     return out
+
+
+class Tiers(NamedTuple):
+    """Class similarity from the inputs alone.
+
+    Attributes:
+        distance: (K, K) Euclidean distance between class means of the inputs.
+        similar: (K,) for each class, the nearest other class.
+        dissimilar: (K,) for each class, the farthest other class.
+    """
+
+    distance: np.ndarray
+    similar: np.ndarray
+    dissimilar: np.ndarray
+
+
+#: Tier codes of :func:`pair_tiers`.
+TIER_SAME, TIER_SIMILAR, TIER_DISSIMILAR, TIER_OTHER = 0, 1, 2, 3
+
+
+def similarity_tiers(x: np.ndarray, y: np.ndarray) -> Tiers:
+    """The nearest and farthest other class of every class by the distance between class means.
+
+    Args:
+        x: (N, ...) inputs (flattened per sample), e.g. the training set.
+        y: (N,) integer classes 0..K-1 (at least three classes for distinct tiers).
+
+    Returns:
+        :class:`Tiers`.
+    """
+    x = np.asarray(x, np.float64).reshape(len(y), -1)
+    classes = np.unique(y)
+    if classes.size < 3:
+        raise ValueError(f"y: similarity tiers need at least three classes, got {classes.size}")
+    means = np.stack([x[y == k].mean(0) for k in classes])
+    dist = np.linalg.norm(means[:, None] - means[None], axis=-1)
+    masked = np.where(np.eye(len(classes), dtype=bool), np.inf, dist)
+    far = np.where(np.eye(len(classes), dtype=bool), -np.inf, dist)
+    return Tiers(distance=dist, similar=classes[masked.argmin(1)], dissimilar=classes[far.argmax(1)])
+
+
+def pair_tiers(tiers: Tiers, base_labels: np.ndarray, probe_labels: np.ndarray) -> np.ndarray:
+    """(B, P) int tier of every (base, probe) pair: :data:`TIER_SAME`, :data:`TIER_SIMILAR` (the
+    probe's class is the base class's nearest), :data:`TIER_DISSIMILAR` (its farthest) or
+    :data:`TIER_OTHER`."""
+    b, p = np.asarray(base_labels)[:, None], np.asarray(probe_labels)[None, :]
+    out = np.full(np.broadcast_shapes(b.shape, p.shape), TIER_OTHER, np.int8)
+    out[np.broadcast_to(p == tiers.dissimilar[b], out.shape)] = TIER_DISSIMILAR
+    out[np.broadcast_to(p == tiers.similar[b], out.shape)] = TIER_SIMILAR
+    out[np.broadcast_to(p == b, out.shape)] = TIER_SAME
+    return out
+
+
+def tier_separation(values: np.ndarray, tiers: np.ndarray, higher: int, lower: int, **kwargs) -> Separation:
+    """:func:`separation` of the pairs of tier ``higher`` against those of tier ``lower`` (others
+    left out): AUC = P(value of a ``higher`` pair > value of a ``lower`` pair)."""
+    values, tiers = np.asarray(values, np.float64), np.asarray(tiers)
+    keep = (tiers == higher) | (tiers == lower)
+    return separation(np.where(keep, values, np.nan), tiers == higher, **kwargs)

@@ -13,6 +13,14 @@ Two estimators are provided:
   then binning -- computed from the exact binned conditional distributions p(t | x) (products
   of Gaussian bin masses over units), averaged over Monte Carlo draws of t. It has no plug-in
   bias, which otherwise dominates when noise spreads samples over many joint bins.
+- :func:`plugin_binned_information`: the same noisy binned quantity estimated the way
+  Shwartz-Ziv & Tishby do, by counting: noisy samples of every type are binned and scikit-learn's
+  ``mutual_info_score`` (a maintained plug-in estimator) is applied to the symbols. A second
+  estimator beside the exact-law one: it agrees where the joint bins are well sampled and is
+  biased upward (about occupied cells / (2 N ln 2) bits) where noise spreads samples over many.
+
+:func:`longest_stretch_near` reads a plateau from a curve over training: the longest run of
+consecutive records within a tolerance of a level (the time a representation spends near it).
 
 Binning: ``num_bins`` equal bins over ``value_range`` (default: the min and max over all
 samples and units of the noise-free values, i.e. one range per layer, like Shwartz-Ziv &
@@ -210,3 +218,64 @@ def noisy_binned_information(signal: np.ndarray, *, probs: np.ndarray | None = N
         info[name] = float(max(0.0, (probs * per_type).sum()))
         stderr[name] = float(np.sqrt((probs**2 * terms.var(1, ddof=1) / num_samples).sum()))
     return TypeInformation(info=info, stderr=stderr)
+
+
+def plugin_binned_information(signal: np.ndarray, *, variables: Mapping[str, np.ndarray] | None = None, num_bins: int = 30,
+                              noise_std: float = 0.0, value_range: tuple[float, float] | None = None,
+                              num_samples: int = 256, rng: np.random.Generator | int | None = 0) -> dict:
+    """I(T; X) and I(T; f(X)) of T = bin(signal(X) + noise) by the plug-in estimator on samples.
+
+    Every one of the P equally likely input types contributes ``num_samples`` noisy draws of its
+    representation ``signal[p]`` (d,); each unit is binned into ``num_bins`` equal bins over
+    ``value_range`` (default the min/max of ``signal``, edge bins open), the bin vectors become
+    symbols, and ``sklearn.metrics.mutual_info_score`` counts the joint table of symbols and
+    labels. The same quantity as :func:`noisy_binned_information`, estimated instead of computed.
+
+    Args:
+        signal: (P, d) noise-free representation of each input type.
+        variables: ``{name: (P,) labels}`` of functions of X; "x" (the type itself) is included.
+        num_bins, noise_std, value_range, num_samples, rng: as in :func:`noisy_binned_information`.
+
+    Returns:
+        ``{name: bits}``.
+    """
+    from sklearn.metrics import mutual_info_score
+
+    signal = np.asarray(signal, np.float64)
+    if signal.ndim != 2:
+        raise ValueError(f"signal: expected shape (P, d), got {signal.shape}")
+    if noise_std < 0 or not np.isfinite(noise_std):
+        raise ValueError(f"noise_std: expected a finite number >= 0, got {noise_std}")
+    P = signal.shape[0]
+    variables = {"x": np.arange(P), **{k: np.asarray(v) for k, v in (variables or {}).items()}}
+    edges = bin_edges(signal, num_bins, value_range)
+    rng = np.random.default_rng(rng)
+    draws = signal[:, None, :] + noise_std * rng.standard_normal((P, num_samples, signal.shape[1]))
+    sym = symbols(digitize(draws.reshape(P * num_samples, -1), edges))
+    return {name: float(mutual_info_score(np.repeat(v, num_samples), sym) / LOG2) for name, v in variables.items()}
+
+
+def longest_stretch_near(values: np.ndarray, steps: np.ndarray, target: float, tolerance: float) -> np.ndarray:
+    """The longest run of consecutive records with |value - target| <= tolerance, in steps.
+
+    Args:
+        values: (..., time) a quantity over training (e.g. I(T;X) per seed).
+        steps: (time,) the step of each record (evenly spaced).
+        target, tolerance: the level and how close counts as near it.
+
+    Returns:
+        (...,) the run's length in steps: (records in the run - 1) x the record spacing, plus one
+        spacing (a single record near the level counts as one interval; none: 0).
+    """
+    values = np.asarray(values, np.float64)
+    near = np.abs(values - target) <= tolerance
+    spacing = float(steps[1] - steps[0]) if len(steps) > 1 else 1.0
+    flat = near.reshape(-1, near.shape[-1])
+    out = np.zeros(flat.shape[0])
+    for i, row in enumerate(flat):
+        best = run = 0
+        for v in row:
+            run = run + 1 if v else 0
+            best = max(best, run)
+        out[i] = best * spacing
+    return out.reshape(near.shape[:-1])

@@ -1,8 +1,10 @@
 """Configuration field groups shared by several experiments, as frozen dataclass mixins.
 
-An experiment's :class:`~jaxdyn.experiments.base.Config` inherits a group and redeclares a field
-only to change its default (a redeclared field keeps the group's place and validation). The
-registry skips this module (it declares no experiment).
+An experiment's :class:`~jaxdyn.experiments.base.Config` lists a group among its bases
+(``class MyConfig(GroupFields, Config)``) to take its fields with their defaults, help and
+constraints, and redeclares a field only to change its default (a redeclared field keeps the
+group's place and validation). Each family of experiments has its own section; the registry skips
+this module (it declares no experiment).
 """
 
 from __future__ import annotations
@@ -72,3 +74,17 @@ class TuningCurveTask:
                                   f"{self.num_neurons} neurons and kappa={self.kappa}; the task is undefined")
             values.append(task.v)
         return np.asarray(values)
+
+
+# --- neurashed ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NeurashedRulesFields:
+    """The appendix's multiplicative rules of Figure 5 and its initial factors (neurashed-ib,
+    neurashed-batch): g+ = base^(11/4) x, g- = base^(-1/4) x (the 7th first-level node of the
+    Figure 5 graph: base^(3/4) x), lambda and eta ~ U(0, init_high)."""
+
+    base: float = param(1.022, "the appendix's base a of g+ = a^(11/4) x, g- = a^(-1/4) x (Figure 5's 7th node: a^(3/4) x)",
+                        min=1.0, max=2.0, min_exclusive=True)
+    init_high: float = param(0.01, "initial lambda and eta ~ U(0, init_high)", min=0.0, max=1.0, min_exclusive=True)

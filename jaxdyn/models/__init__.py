@@ -24,6 +24,7 @@ from jaxdyn.models.layers import (
     count_params,
     extract_patches,
 )
+from jaxdyn.models.neurashed import Neurashed, NeurashedLearner, NeurashedState
 from jaxdyn.models.rbe_conv import RBEConvNet, RBEConvNet2D
 from jaxdyn.models.vgg import DenseSampleVGG, vgg_abstract, vgg_paper
 
@@ -31,6 +32,9 @@ __all__ = [
     "DeepLinear",
     "DenseSampleVGG",
     "EquinoxModel",
+    "Neurashed",
+    "NeurashedLearner",
+    "NeurashedState",
     "PatchConv",
     "PureModel",
     "RBEConvNet",
