@@ -15,6 +15,7 @@ import kill_harness  # noqa: E402
 
 CASES = {
     "saxe-reduction": ["checkpoint-write#2", "results-write", "figure-write"],
+    "neurashed-ib": ["checkpoint-saved#2", "summary-write"],
 }
 
 

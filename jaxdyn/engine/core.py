@@ -663,7 +663,7 @@ class TrainCall(NamedTuple):
         members: the :class:`Members`.
         shared: data every member sees (no seed axis), or None.
         options: ``{"chunk_steps", "devices", "progress", "checkpoint", "memory_check",
-            "on_chunk", "resume_from", "block_width"}``.
+            "on_chunk", "resume_from", "block_width", "x64"}``.
     """
 
     spec: TrainSpec
@@ -717,7 +717,9 @@ def prepare(
     if not callable(getattr(task, "batch", None)):
         raise EngineConfigError(f"task: expected a jaxdyn.engine.Task (init, batch) or an object with a batch method, got {type(task).__name__}")
     if data is None and not callable(getattr(task, "init", None)):
-        data = {}  # a task without init and no data: the members have no data of their own
+        if shared is None:
+            raise EngineConfigError("data: the task has no init, so per-member data= (or shared= data) must be given")
+        data = {}  # all the data is shared: the members have none of their own
     keys, seed_array = member_keys(seeds)
     num_members = int(keys.shape[0])
     period = period_of(plan)
@@ -760,7 +762,9 @@ def prepare(
           for k, v in (hparams or {}).items()}
     members = Members(keys=keys, hparams=hp, params=init_params, data=data, seeds=seed_array)
     options = dict(chunk_steps=chunk_steps, devices=devices, progress=progress, checkpoint=checkpoint,
-                   memory_check=memory_check, on_chunk=on_chunk, resume_from=resume_from, block_width=block_width)
+                   memory_check=memory_check, on_chunk=on_chunk, resume_from=resume_from, block_width=block_width,
+                   # The caller's float64 setting travels with the call (an executor's workers re-enter it).
+                   x64=bool(jax.config.read("jax_enable_x64")))
     return TrainCall(spec=spec, num_steps=num_steps, members=members, shared=shared, options=options)
 
 

@@ -347,7 +347,8 @@ def _train_chunk(shared: Mapping[str, Any], payload: Mapping[str, Any]) -> Ensem
         # so what is there was written by an earlier attempt at this very chunk.
         options["checkpoint"] = Checkpointer(spec["directory"], every=spec["every"], resume=True, keep=spec["keep"],
                                              metadata=spec["metadata"], on_save=spec["on_save"])
-    return core.run_call(shared["call"]._replace(members=payload["members"], options=options))
+    with jax.enable_x64(bool(options.get("x64", False))):  # the driver's float64 setting, in this worker
+        return core.run_call(shared["call"]._replace(members=payload["members"], options=options))
 
 
 def _concatenate(results: Sequence[EnsembleResult], seeds) -> EnsembleResult:
