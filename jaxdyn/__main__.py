@@ -1,7 +1,5 @@
 """``python -m jaxdyn ...``: the ``jaxdyn`` command (see :mod:`jaxdyn.cli`)."""
 
-import sys
+from jaxdyn.cli import console
 
-from jaxdyn.cli import main
-
-sys.exit(main())
+console()

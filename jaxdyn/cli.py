@@ -18,8 +18,8 @@ directory is the same as a single-process run's, and status.json records the exe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import os
 import shlex
 import signal
 import sys
@@ -83,24 +83,34 @@ def _error(message: str) -> int:
     return 2
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM (what schedulers send before killing) raises RunInterrupted in the main thread,
-    so the run is marked interrupted and its checkpoints are kept."""
-    from jaxdyn.store import RunInterrupted
+class _Interrupts:
+    """SIGINT (Ctrl-C) and SIGTERM (what schedulers send before killing) raise RunInterrupted in
+    the main thread, so the run is marked interrupted and its checkpoints are kept. Each is also
+    remembered: Python drops an exception raised inside a garbage-collection callback, so a run
+    that finishes after such a lost interrupt still ends as interrupted, with a true message."""
 
-    def handler(signum, frame):
-        raise RunInterrupted(f"signal {signal.Signals(signum).name}")
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def _handler(self, signum, frame):
+        from jaxdyn.store import RunInterrupted
+
+        self.received = "Ctrl-C" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"
+        raise RunInterrupted(self.received)
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def _executor(args):
@@ -155,8 +165,29 @@ def _configuration(experiment, args):
     return config.with_overrides(assignments)
 
 
+def console() -> None:
+    """The ``jaxdyn`` console script: :func:`main`, and after an interrupt an immediate exit with
+    code 130 (the interpreter's shutdown is skipped: with XLA threads still compiling it could
+    crash and replace 130 by a signal)."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``jaxdyn`` console script. Returns the exit code."""
+    """Entry point of the ``jaxdyn`` command. Returns the exit code (130 after an interrupt)."""
+    with _Interrupts() as interrupts:
+        try:
+            return _main(argv, interrupts)
+        except KeyboardInterrupt as exc:  # before a run started (importing, parsing a configuration)
+            print(f"jaxdyn: interrupted ({str(exc) or 'Ctrl-C'}) before any run started; nothing was written", file=sys.stderr)
+            return 130
+
+
+def _main(argv, interrupts) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
         from jaxdyn import bench
@@ -189,10 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxdyn: wrote {path}")
         return 0
 
-    return _run(args, " ".join(shlex.quote(a) for a in (["jaxdyn"] + list(sys.argv[1:] if argv is None else argv))))
+    return _run(args, " ".join(shlex.quote(a) for a in (["jaxdyn"] + list(sys.argv[1:] if argv is None else argv))), interrupts)
 
 
-def _run(args, command: str) -> int:
+def _run(args, command: str, interrupts: _Interrupts) -> int:
     from jaxdyn import experiments
     from jaxdyn.experiments import ConfigError
 
@@ -227,17 +258,16 @@ def _run(args, command: str) -> int:
     verb = "resuming" if args.resume else "running"
     print(f"jaxdyn: {verb} {args.name} -> {run_path}/", file=sys.stderr)
     try:
-        with _sigterm_interrupts():
-            result, summary, path = run_experiment(
-                experiment, config, out=args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
-                checkpoints=not args.no_checkpoint, checkpoint_every=args.checkpoint_every,
-                memory_check=not args.no_memory_check, executor=executor, command=command, block_width=args.block_width,
-                on_stage=lambda message: print(f"jaxdyn: {message} ...", file=sys.stderr, flush=True))
+        result, summary, path = run_experiment(
+            experiment, config, out=args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
+            checkpoints=not args.no_checkpoint, checkpoint_every=args.checkpoint_every,
+            memory_check=not args.no_memory_check, executor=executor, command=command, block_width=args.block_width,
+            on_stage=lambda message: print(f"jaxdyn: {message} ...", file=sys.stderr, flush=True))
     except KeyboardInterrupt as exc:
         checkpoints = sorted((run_path / "checkpoints").glob("call_*/step_*.npz"))
         kept = (f"{len(checkpoints)} checkpoint(s) kept in {run_path}/checkpoints/; continue with: "
                 f"jaxdyn run {args.name} --out {args.out} --resume") if checkpoints else "no checkpoint had been written yet"
-        print(f"jaxdyn: interrupted ({exc or 'Ctrl-C'}); {kept}", file=sys.stderr)
+        print(f"jaxdyn: interrupted ({str(exc) or 'Ctrl-C'}); {kept}", file=sys.stderr)
         return 130
     except (ConfigError, EngineConfigError, CheckpointError, RunFolderError) as exc:
         return _error(str(exc))
@@ -251,6 +281,10 @@ def _run(args, command: str) -> int:
         if executor is not None and hasattr(executor, "shutdown"):
             executor.shutdown()  # only a Ray this command started
 
+    if interrupts.received is not None:  # an interrupt Python dropped (see _Interrupts): the run finished anyway
+        print(f"jaxdyn: interrupted ({interrupts.received}), but the run had completed before it took effect: "
+              f"{path}/ is complete", file=sys.stderr)
+        return 130
     if result is None:
         print(f"jaxdyn: {path}/ is already complete; nothing to resume", file=sys.stderr)
         return 0
@@ -296,4 +330,4 @@ def format_claims(claims: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
