@@ -43,7 +43,8 @@ log = logging.getLogger("mkdocs.plugins.jaxdyn")  # under "mkdocs": counted by -
 
 def load_package(root: Path = ROOT, extensions: griffe.Extensions | None = None) -> griffe.Module:
     """The package's source tree as griffe objects, read from ``root`` without importing it."""
-    return griffe.load(PACKAGE, search_paths=[str(root)], allow_inspection=False, resolve_aliases=True,
+    # try_relative_path=False: a ./jaxdyn folder in the working directory must not win over root.
+    return griffe.load(PACKAGE, search_paths=[str(root)], try_relative_path=False, allow_inspection=False, resolve_aliases=True,
                        resolve_external=False, docstring_parser="google", extensions=extensions)
 
 
@@ -264,11 +265,6 @@ def resolve_reference(scope: griffe.Object, target: str, collection: griffe.Modu
     return _lookup(collection, target)
 
 
-def _is_private(obj: griffe.Object) -> bool:
-    """True for an object the reference never shows: a component of its path is ``_name``."""
-    return any(part.startswith("_") and not (part.startswith("__") and part.endswith("__")) for part in obj.path.split("."))
-
-
 def convert_roles(text: str, scope: griffe.Object, collection: griffe.ModulesCollection, layout: Layout,
                   by_name: dict[str, list[str]], unresolved: list[str]) -> str:
     """``text`` with each Sphinx role replaced by an autorefs link (``[`train`][jaxdyn.engine.train]``).
@@ -307,7 +303,9 @@ def convert_package_roles(package: griffe.Module, layout: Layout) -> list[str]:
     by_name = _names_index(documented_objects(package, layout))
     unresolved: list[str] = []
     for obj in list(_walk(package)):
-        if obj.docstring and not _is_private(obj):
+        # Only what the reference shows: a documented object, or an __init__ merged into its class.
+        owner = obj.parent if obj.name == "__init__" and obj.parent is not None else obj
+        if obj.docstring and layout.anchor(owner) is not None:
             obj.docstring.value = convert_roles(obj.docstring.value, obj, package.modules_collection, layout, by_name, unresolved)
     return unresolved
 
@@ -350,9 +348,66 @@ def docstring_problems(package: griffe.Module | None = None) -> dict[str, list[s
             "unknown_parameters": unknown_parameters(package, layout)}
 
 
-def _literal(expr) -> object:
-    """The Python value of a griffe expression of literals (str(expr) is its source)."""
-    return ast.literal_eval(str(expr))
+class _Opaque:
+    """A value static evaluation cannot know (a function, a call); shown by its source."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __repr__(self) -> str:
+        return self.source
+
+
+_OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+              ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Pow: lambda a, b: a ** b,
+              ast.USub: lambda a: -a, ast.UAdd: lambda a: +a}
+_CALLS = {"tuple": tuple, "list": list, "sorted": sorted, "set": set, "len": len, "float": float, "int": int}
+
+
+def static_value(expr, scope: griffe.Object | None = None, depth: int = 0) -> object:
+    """The value of a griffe expression, computed from the source without importing it.
+
+    Literals, arithmetic, ``tuple``/``list``/``sorted``/``len`` of a value, and names of module
+    constants (followed through imports, e.g. ``meanfield.SPACES`` or ``tuple(LOSSES)`` of a dict)
+    are evaluated; a dict's values that are not (functions) become opaque, its keys stay usable.
+
+    Raises:
+        ValueError: the expression needs more than that (a call of jaxdyn code, a comprehension).
+    """
+    if depth > 8:
+        raise ValueError(f"{expr}: constants nested too deeply")
+
+    def evaluate(node):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            items = [evaluate(e) for e in node.elts]
+            return {ast.Tuple: tuple, ast.List: list, ast.Set: set}[type(node)](items)
+        if isinstance(node, ast.Dict):
+            values = {}
+            for key, value in zip(node.keys, node.values):
+                try:
+                    values[evaluate(key)] = evaluate(value)
+                except ValueError:
+                    values[evaluate(key)] = _Opaque(ast.unparse(value))
+            return values
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](evaluate(node.left), evaluate(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](evaluate(node.operand))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS and len(node.args) == 1 and not node.keywords:
+            return _CALLS[node.func.id](evaluate(node.args[0]))
+        if isinstance(node, (ast.Name, ast.Attribute)) and scope is not None:
+            target = resolve_reference(scope, ast.unparse(node), scope.modules_collection)
+            if target is not None and target.is_attribute and target.value is not None:
+                return static_value(target.value, target.parent, depth + 1)
+        raise ValueError(f"{ast.unparse(node)}: not a constant of the source")
+
+    try:
+        tree = ast.parse(str(expr), mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"{expr}: not an expression") from exc
+    return evaluate(tree.body)
 
 
 def _cell(text: str) -> str:
@@ -409,11 +464,14 @@ def config_fields_table(cls: griffe.Class) -> str | None:
         positional = [a for a in value.arguments if not isinstance(a, griffe.ExprKeyword)]
         keywords = {a.name: a.value for a in value.arguments if isinstance(a, griffe.ExprKeyword)}
         try:
-            meta = {k: _literal(v) for k, v in keywords.items()}
+            meta = {k: static_value(v, cls) for k, v in keywords.items()}
             default = str(positional[0]) if positional else str(keywords.get("default", ""))
-            help_text = _literal(positional[1]) if len(positional) > 1 else meta.get("help", "")
-        except (ValueError, SyntaxError, IndexError):
-            continue  # a computed default or help: the field keeps its own entry instead
+            if any(isinstance(node, ast.Name) for node in ast.walk(ast.parse(default, mode="eval"))):
+                default = repr(static_value(default, cls))  # a named constant: show its value
+            help_text = static_value(positional[1], cls) if len(positional) > 1 else meta.get("help", "")
+        except (ValueError, TypeError, ZeroDivisionError, IndexError):
+            log.warning("%s.%s: its param(...) is not readable from the source; it is left out of the field table", cls.path, name)
+            continue
         allowed = _allowed(meta)
         if str(member.annotation).startswith("tuple"):
             lo, hi = meta.get("min_len", 1), meta.get("max_len")
@@ -446,8 +504,8 @@ def registered_experiments(module: griffe.Module) -> list[dict[str, str]]:
             for argument in call.arguments:
                 if isinstance(argument, griffe.ExprKeyword):
                     try:
-                        entry[argument.name] = _literal(argument.value)
-                    except (ValueError, SyntaxError):
+                        entry[argument.name] = static_value(argument.value, module)
+                    except (ValueError, TypeError):
                         entry[argument.name] = str(argument.value)
             if "name" in entry:
                 found.append(entry)
@@ -589,13 +647,13 @@ def _nav(layout: Layout) -> list:
     """The navigation of the reference: packages as sections (their page first), modules inside."""
     pages = {p.module: p for p in layout.pages}
 
-    def entry(page: ModulePage):
-        if not page.is_package:  # a module: its own name under its package's section
-            return {page.module.rsplit(".", 1)[-1]: page.src_uri}
-        return {page.module: [page.src_uri, *(entry(pages[s]) for s in page.submodules)]}
+    def entry(page: ModulePage, full_name: bool):
+        if not page.is_package:  # inside a package's section, a module goes by its own name
+            return {page.module if full_name else page.module.rsplit(".", 1)[-1]: page.src_uri}
+        return {page.module: [page.src_uri, *(entry(pages[s], False) for s in page.submodules)]}
 
     root = pages[PACKAGE]
-    return [NAV_PLACEHOLDER, {PACKAGE: root.src_uri}, *(entry(pages[s]) for s in root.submodules)]
+    return [NAV_PLACEHOLDER, {PACKAGE: root.src_uri}, *(entry(pages[s], True) for s in root.submodules)]
 
 
 def _replace_placeholder(nav, generated):
@@ -616,8 +674,9 @@ def on_config(config):
     for page in layout.pages:
         for name in page.broken:
             log.warning("%s.__all__ lists %r, which the module does not define or import", page.module, name)
+    prepare_package(package)  # docstrings as the reference shows them
     missing = missing_docstrings(package, layout)
-    if missing:  # a test's concern (tests/test_docs.py), not the build's: see the module docstring
+    if missing:  # the tests' concern (tests/test_docs.py), not the build's
         log.info("%d documented names have no docstring: %s", len(missing), ", ".join(missing))
     return config
 
