@@ -533,6 +533,13 @@ def _pyproject_version() -> str:
     return re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
 
 
+def test_readme_says_how_to_build_and_open_the_docs():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Documentation\n", 1)[1].split("\n## ", 1)[0]
+    assert 'pip install -e ".[docs]"' in section and "mkdocs build --strict" in section  # what the site fixture runs
+    assert "build/site/index.html" in section and "site_dir: build/site" in (ROOT / "mkdocs.yml").read_text()
+
+
 def test_release_files_agree_with_pyproject():
     import yaml
 
