@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python docs/gen_claims.py RUNS_DIR [RUNS_DIR ...] [--out docs/works/claims]
+    python docs/gen_claims.py RUNS_DIR [RUNS_DIR ...] [--out docs/works/claims] [--assume-preset quick]
     python docs/gen_claims.py --placeholder saxe-reduction [...]   # "not generated yet"
 
 Each ``RUNS_DIR`` is a folder of run folders (``RUNS_DIR/NAME/`` as ``jaxdyn run NAME --out
@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "works" / "claims"
 KINDS = ("paper", "extension", "sanity", "unclassified")
+PRESETS = ("quick", "default", "paper")
 #: Claim keys of the 0.2.0 contract, with the value an older claim gets for each.
 CLAIM_KEYS = {
     "id": None, "statement": None, "kind": "unclassified", "source": None, "why": None, "reading": None,
@@ -248,13 +249,15 @@ def _claim_details(experiment: str, claim: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _run_header(run: dict[str, Any], runs_root: Path | None) -> list[str]:
+def _run_header(run: dict[str, Any], runs_root: Path | None, assumed_preset: str | None = None) -> list[str]:
     config, status, summary = run["config"], run["status"], run["summary"] or {}
     env = summary.get("environment") or {k: status.get(k) for k in ("jaxdyn", "jax", "backend") if status.get(k)}
     command, preset = config.get("command"), config.get("preset")
     where = run["path"].relative_to(runs_root) if runs_root and run["path"].is_relative_to(runs_root) else run["path"].name
     facts = [code(command) if command else "command not recorded",
-             f"preset {preset}" if preset else "preset not recorded (a run folder from before jaxdyn 0.2.0)",
+             f"preset {preset}" if preset else
+             f"preset {assumed_preset} (as stated to gen_claims.py; the run folder, from before jaxdyn 0.2.0, does not record it)"
+             if assumed_preset else "preset not recorded (a run folder from before jaxdyn 0.2.0)",
              f"state {status.get('state', 'unknown')}", _when(status)]
     elapsed = summary.get("elapsed_s", status.get("elapsed_s"))
     if isinstance(elapsed, (int, float)):
@@ -265,11 +268,15 @@ def _run_header(run: dict[str, Any], runs_root: Path | None) -> list[str]:
     return [f'!!! info "{html.escape(title)}"', "", "    " + " · ".join(facts), ""]
 
 
-def claims_markdown(run: dict[str, Any], runs_root: Path | None = None) -> str:
+def claims_markdown(run: dict[str, Any], runs_root: Path | None = None, assumed_preset: str | None = None) -> str:
     """The include of one experiment: the run it comes from, the claims held by kind, the table
-    of claims (linking to each claim's details) and the details (quote, reading, per-seed values)."""
+    of claims (linking to each claim's details) and the details (quote, reading, per-seed values).
+
+    ``assumed_preset`` names the preset of a run folder that does not record one (before 0.2.0),
+    and is shown as stated, not as recorded.
+    """
     experiment, status, summary = run["experiment"], run["status"], run["summary"]
-    lines = [GENERATED.format(experiment=experiment), "", *_run_header(run, runs_root)]
+    lines = [GENERATED.format(experiment=experiment), "", *_run_header(run, runs_root, assumed_preset)]
     if status.get("state") != "complete" or summary is None:
         error = status.get("error")
         lines += [f"The run did not complete (state: {status.get('state', 'unknown')}"
@@ -308,8 +315,15 @@ def placeholder_markdown(experiment: str) -> str:
             f"`jaxdyn run {experiment} --out runs` and then `python docs/gen_claims.py runs`.\n")
 
 
-def write_includes(paths: Iterable[str | Path], out: str | Path = DEFAULT_OUT) -> list[Path]:
-    """Writes ``out/<experiment>.md`` for every experiment with a run under ``paths``; returns them."""
+def write_includes(paths: Iterable[str | Path], out: str | Path = DEFAULT_OUT, assumed_preset: str | None = None) -> list[Path]:
+    """Writes ``out/<experiment>.md`` for every experiment with a run under ``paths``; returns them.
+
+    Raises:
+        RunFolderError: a path that holds no readable run folder.
+        ValueError: ``assumed_preset`` not one of PRESETS.
+    """
+    if assumed_preset is not None and assumed_preset not in PRESETS:
+        raise ValueError(f"assumed_preset: expected one of {', '.join(PRESETS)}, got {assumed_preset!r}")
     paths = [Path(p) for p in paths]
     runs = find_runs(paths)
     out = Path(out)
@@ -318,7 +332,7 @@ def write_includes(paths: Iterable[str | Path], out: str | Path = DEFAULT_OUT) -
     for experiment, run in sorted(runs.items()):
         root = next((p for p in paths if run["path"].is_relative_to(p) and run["path"] != p), None)
         target = out / f"{experiment}.md"
-        target.write_text(claims_markdown(run, root.parent if root else None))
+        target.write_text(claims_markdown(run, root.parent if root else None, assumed_preset))
         written.append(target)
     return written
 
@@ -328,13 +342,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python docs/gen_claims.py", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, help="folders of run folders, or run folders")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the includes (default docs/works/claims)")
+    parser.add_argument("--assume-preset", choices=PRESETS, default=None,
+                        help="the preset of run folders from before jaxdyn 0.2.0, which do not record it (shown as stated)")
     parser.add_argument("--placeholder", nargs="+", default=[], metavar="EXPERIMENT",
                         help="write a 'not generated yet' include for these experiments instead")
     args = parser.parse_args(argv)
     if not args.runs and not args.placeholder:
         parser.error("give RUNS_DIR (folders of run folders) or --placeholder EXPERIMENT")
     try:
-        written = write_includes(args.runs, args.out) if args.runs else []
+        written = write_includes(args.runs, args.out, args.assume_preset) if args.runs else []
     except RunFolderError as exc:
         print(f"gen_claims: error: {exc}", file=sys.stderr)
         return 2

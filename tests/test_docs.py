@@ -492,6 +492,12 @@ def test_claims_include_old_format_failed_run_and_duplicates(runs, tmp_path):
     gen_claims.write_includes([runs, tmp_path / "other"], tmp_path / "out")
     old = (tmp_path / "out" / "rbe-response.md").read_text()
     assert "command not recorded · preset not recorded" in old
+    gen_claims.write_includes([runs], tmp_path / "stated", assumed_preset="quick")
+    stated = (tmp_path / "stated" / "rbe-response.md").read_text()
+    assert "preset quick (as stated to gen_claims.py; the run folder, from before jaxdyn 0.2.0, does not record it)" in stated
+    assert "preset default ·" in (tmp_path / "stated" / "saxe-reduction.md").read_text()  # recorded wins
+    with pytest.raises(ValueError, match="assumed_preset"):
+        gen_claims.write_includes([runs], tmp_path / "stated", assumed_preset="fast")
     assert "Claims held: unclassified 1/2." in old and "Members left out of the summary: 1 of 4 (member 2: diverged at step 7)." in old
     html = _render(old)
     assert 'id="rbe-response--aging-follows-a-power-law"' in html and 'id="rbe-response--aging-follows-a-power-law-2"' in html
