@@ -216,7 +216,7 @@ def _values(values: list[Any]) -> str:
 def _claim_details(experiment: str, claim: dict[str, Any]) -> list[str]:
     anchor = f"{experiment}--{claim['id']}"
     lines = [f'<a id="{anchor}"></a>', "",
-             f"**`{claim['id']}`** · {claim['kind']} · {_verdict(claim['held'])}", "",
+             f"**`{claim['id']}`** · {text(claim['kind'])} · {_verdict(claim['held'])}", "",
              text(claim["statement"] or "(no statement)"), ""]
     source = claim["source"]
     if isinstance(source, dict) and source.get("quote"):
@@ -301,7 +301,7 @@ def claims_markdown(run: dict[str, Any], runs_root: Path | None = None, assumed_
     lines += ["", "| claim | kind | value vs threshold | seeds held | margin (SE) | verdict |",
               "| --- | --- | --- | --- | --- | --- |"]
     for claim in claims:
-        lines.append(f"| [{text(claim['statement'] or claim['id'])}](#{experiment}--{claim['id']}) | {claim['kind']} | {_test(claim)} | "
+        lines.append(f"| [{text(claim['statement'] or claim['id'])}](#{experiment}--{claim['id']}) | {text(claim['kind'])} | {_test(claim)} | "
                      f"{_seeds(claim)} | {fmt(claim['margin_se'])} | {_verdict(claim['held'])} |")
     lines.append("")
     for claim in claims:
