@@ -413,6 +413,14 @@ def static_value(expr, scope: griffe.Object | None = None, depth: int = 0) -> ob
     return evaluate(tree.body)
 
 
+def _value_or_source(expr, scope: griffe.Object) -> object:
+    """:func:`static_value` of ``expr``, or its source text (opaque) when it is not computable."""
+    try:
+        return static_value(expr, scope)
+    except (ValueError, TypeError, ArithmeticError):
+        return _Opaque(str(expr))
+
+
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -427,8 +435,11 @@ def _allowed(meta: dict) -> str:
     """The constraints of a ``param`` field in words: ``0 < x <= 90``, ``one of a, b``, lengths."""
     lo, hi, strict = meta.get("min"), meta.get("max"), meta.get("min_exclusive", False)
     parts = []
-    if meta.get("choices") is not None:
-        parts.append("one of " + ", ".join(f"`{c}`" for c in meta["choices"]))
+    choices = meta.get("choices")
+    if isinstance(choices, _Opaque):  # computed at run time: show the code that computes them
+        parts.append(f"one of `{choices}`")
+    elif choices is not None:
+        parts.append("one of " + ", ".join(f"`{c}`" for c in choices))
     if lo is not None and hi is not None:
         parts.append(f"{lo} {'<' if strict else '≤'} x ≤ {hi}")
     elif lo is not None:
@@ -466,15 +477,11 @@ def config_fields_table(cls: griffe.Class) -> str | None:
             continue
         positional = [a for a in value.arguments if not isinstance(a, griffe.ExprKeyword)]
         keywords = {a.name: a.value for a in value.arguments if isinstance(a, griffe.ExprKeyword)}
-        try:
-            meta = {k: static_value(v, cls) for k, v in keywords.items()}
-            default = str(positional[0]) if positional else str(keywords.get("default", ""))
-            if any(isinstance(node, ast.Name) for node in ast.walk(ast.parse(default, mode="eval"))):
-                default = repr(static_value(default, cls))  # a named constant: show its value
-            help_text = static_value(positional[1], cls) if len(positional) > 1 else meta.get("help", "")
-        except (ValueError, TypeError, ZeroDivisionError, IndexError):
-            log.warning("%s.%s: its param(...) is not readable from the source; it is left out of the field table", cls.path, name)
-            continue
+        meta = {k: _value_or_source(v, cls) for k, v in keywords.items()}
+        default = str(positional[0]) if positional else str(keywords.get("default", ""))
+        if any(isinstance(node, ast.Name) for node in ast.walk(ast.parse(default, mode="eval"))):
+            default = repr(_value_or_source(default, cls))  # a named constant: show its value
+        help_text = _value_or_source(positional[1], cls) if len(positional) > 1 else meta.get("help", "")
         allowed = _allowed(meta)
         if str(member.annotation).startswith("tuple"):
             lo, hi = meta.get("min_len", 1), meta.get("max_len")

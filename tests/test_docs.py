@@ -317,6 +317,13 @@ import dataclasses
 
 from jaxdyn.experiments.base import Config, Experiment, param
 
+NAMES = {"p": print, "q": len}  # values are not constants, keys are
+
+
+def available_kinds():
+    """Computed at run time."""
+    return ("x", "y")
+
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig(Config):
@@ -326,6 +333,8 @@ class DemoConfig(Config):
     lr: float = param(0.1, "rate | step", min=0.0, max=1.0, min_exclusive=True)
     mode: str = param("a", "mode", choices=("a", "b"))
     xs: tuple[float, ...] = param((1.0,), "values", min=0.0, max_len=4)
+    kind: str = param("x", "computed choices", choices=available_kinds())
+    names: tuple[str, ...] = param(tuple(NAMES), "named constant", choices=tuple(NAMES))
 
     @classmethod
     def quick(cls):
@@ -389,6 +398,8 @@ def test_config_fields_table_and_experiment_docstring(fake_package):
     assert rows[3] == "| `lr` | float | `0.1` |  | 0.0 < x ≤ 1.0 | rate \\| step |"
     assert rows[4] == "| `mode` | str | `'a'` | `'b'` | one of `a`, `b` | mode |"
     assert rows[5] == "| `xs` | list of float | `(1.0,)` |  | each x ≥ 0.0; 1 to 4 values | values |"
+    assert rows[6] == "| `kind` | str | `'x'` |  | one of `available_kinds()` | computed choices |"
+    assert rows[7] == "| `names` | list of str | `('p', 'q')` |  | each one of `p`, `q`; at least 1 value | named constant |"
     hooks.prepare_package(fake_package)
     assert "| field | type |" in cls.docstring.value and "n" not in cls.members
     assert fake_package["experiments.demo.EXPERIMENTS"].docstring.value == "Registers `jaxdyn run demo` (work: W): a demo."
