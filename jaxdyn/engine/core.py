@@ -1064,5 +1064,6 @@ def _restore(saver, abstract, flat_abstract, every_of, members: Members, num_mem
 
 __all__ = [
     "EngineConfigError", "EnsembleResult", "EnsembleState", "Members", "MemoryEstimate", "ResourceError", "Snapshot",
-    "Task", "TrainCall", "TrainSpec", "init_ensemble", "member_keys", "prepare", "run_call", "run_chunk", "train",
+    "Task", "TrainCall", "TrainSpec", "default_block_width", "init_ensemble", "member_keys", "prepare", "run_call",
+    "run_chunk", "train",
 ]
