@@ -1,6 +1,42 @@
-"""Reduced theories: ODEs integrated with diffrax, and closed forms."""
+"""Reduced theories: ODEs integrated with diffrax, closed forms, infinite-width kernels and
+linearised dynamics."""
 
-from jaxdyn.theory import saxe
+from jaxdyn.theory import kernels, saxe
+from jaxdyn.theory.kernels import (
+    AdaptiveAvgPool,
+    Conv,
+    Dense,
+    Elementwise,
+    Elu,
+    Erf,
+    Flatten,
+    GlobalAvgPool,
+    Kernels,
+    Relu,
+    Serial,
+    from_model,
+    linear_chain_kernels,
+    serial,
+)
 from jaxdyn.theory.saxe import ODESolution, solve_batch
 
-__all__ = ["ODESolution", "saxe", "solve_batch"]
+__all__ = [
+    "AdaptiveAvgPool",
+    "Conv",
+    "Dense",
+    "Elementwise",
+    "Elu",
+    "Erf",
+    "Flatten",
+    "GlobalAvgPool",
+    "Kernels",
+    "ODESolution",
+    "Relu",
+    "Serial",
+    "from_model",
+    "kernels",
+    "linear_chain_kernels",
+    "saxe",
+    "serial",
+    "solve_batch",
+]
