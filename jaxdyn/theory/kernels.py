@@ -52,8 +52,8 @@ the cheaper form from the description, and computes the ``(N1, N2)`` result in b
 ``block_size`` examples of each side (one jitted function per block shape), so memory stays
 ``block_size^2 * positions`` per layer; with ``x2=None`` only the blocks on and above the
 diagonal are computed. Quadrature layers cost ``order^2`` function evaluations per pair of
-inputs and position; they are evaluated in one fused loop, never materialising the
-``order x order`` grid.
+inputs and position; they are evaluated in a loop over one node axis, holding ``order x
+block_size^2 x positions`` values at a time, never the ``order x order`` grid.
 """
 
 from __future__ import annotations
@@ -286,8 +286,9 @@ def _quadrature_pair(value_and_dot, order, q1, k12, q2, want_dot):
     rule as neural-tangents' ``ElementwiseNumerical``, and the same for f'.
 
     The outer factor f(a x_i) depends on x1 alone (shape of q1), so it is computed once per
-    example; the loop over i runs with the sum over j unrolled inside one elementwise fusion of
-    the (pairs x positions) array, so the order x order grid is never stored.
+    example; the loop over i evaluates all j at once along a leading axis and contracts it with
+    the weights, so at most order x (pairs x positions) values are stored, never the order x
+    order grid, and the compiled size does not grow with the order.
     """
     xs, ws = (np.asarray(v, np.float64) for v in _hermite(order))
     dtype = k12.dtype
@@ -305,19 +306,16 @@ def _quadrature_pair(value_and_dot, order, q1, k12, q2, want_dot):
     xs_j = jnp.asarray(xs, dtype)
     ws_j = jnp.asarray(ws, dtype)
 
+    inner_shape = (order,) + (1,) * b.ndim
+
     def body(i, acc):
         s_f, s_d = acc
-        u = b * xs_j[i]
-        in_f = jnp.zeros_like(u)
-        in_d = jnp.zeros_like(u) if want_dot else None
-        for j in range(order):  # unrolled: one fusion per i
-            fv, dv = value_and_dot(u + c * xs_f[j], want_dot)
-            in_f = in_f + ws_f[j] * fv
-            if want_dot:
-                in_d = in_d + ws_f[j] * dv
-        s_f = s_f + ws_j[i] * fa[i] * in_f
+        # All j at once along a leading axis, reduced by a dot with the weights.
+        v = (b * xs_j[i])[None] + c[None] * xs_j.reshape(inner_shape)
+        fv, dv = value_and_dot(v, want_dot)
+        s_f = s_f + ws_j[i] * fa[i] * jnp.tensordot(ws_j, fv, 1)
         if want_dot:
-            s_d = s_d + ws_j[i] * da[i] * in_d
+            s_d = s_d + ws_j[i] * da[i] * jnp.tensordot(ws_j, dv, 1)
         return s_f, s_d
 
     zero = jnp.zeros(b.shape, dtype)
@@ -326,13 +324,10 @@ def _quadrature_pair(value_and_dot, order, q1, k12, q2, want_dot):
 
 
 def _quadrature_diag(value_and_dot, order, q):
-    xs, ws = _hermite(order)
+    xs, ws = (jnp.asarray(v, q.dtype) for v in _hermite(order))
     a = jnp.sqrt(2.0 * jnp.maximum(q, 0.0))
-    acc = jnp.zeros_like(q)
-    for x_i, w_i in zip(xs.tolist(), ws.tolist()):
-        f, _ = value_and_dot(a * x_i, False)
-        acc = acc + w_i * f * f
-    return acc / math.sqrt(math.pi)
+    f, _ = value_and_dot(a[None] * xs.reshape((order,) + (1,) * q.ndim), False)
+    return jnp.tensordot(ws, f * f, 1) / math.sqrt(math.pi)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -597,6 +592,11 @@ def _block_kernels(layers: tuple, x1: Array, x2: Array, want_ntk: bool, full: bo
 _block_kernels_jit = jax.jit(_block_kernels, static_argnames=("layers", "want_ntk", "full"))
 
 
+def _mirror_upper(k: Array) -> Array:
+    """The upper triangle (diagonal included) of a square kernel, mirrored: exactly symmetric."""
+    return jnp.triu(k) + jnp.triu(k, 1).T
+
+
 # ---------------------------------------------------------------------------------------------
 # The network: init_fn, apply_fn, kernel_fn
 # ---------------------------------------------------------------------------------------------
@@ -755,8 +755,12 @@ class Serial:
         Args:
             x1: ``(N1, features)`` for a fully connected network, ``(N1, *spatial[, C])`` for a
                 convolutional one (a missing channel axis means one channel).
-            x2: ``(N2, ...)`` like x1; None for x1 itself (then only blocks on and above the
-                diagonal are computed, and the result is exactly symmetric).
+            x2: ``(N2, ...)`` like x1; None for x1 itself: then only blocks on and above the
+                diagonal are computed and the upper triangle is mirrored, so the result is
+                exactly symmetric. (The quadrature rule is not symmetric in its two inputs --
+                x1 is the outer variable, as in neural-tangents -- so for quadrature layers
+                ``kernel_fn(x, x)`` differs from ``kernel_fn(x)`` below the diagonal by the
+                quadrature error; closed forms are symmetric anyway.)
             get: ``'nngp'``, ``'ntk'`` or both (the NTK costs about twice the NNGP).
             block_size: examples per block on each side (memory ~ block_size^2 x positions per
                 layer, x positions again if a pool needs all pairs of positions); None: one
@@ -774,7 +778,7 @@ class Serial:
         dtype = jnp.dtype(dtype)
         if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-        if dtype == jnp.float64 and jnp.zeros((), jnp.float64).dtype != jnp.float64:
+        if dtype == jnp.float64 and jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64:
             raise ValueError("dtype float64 needs 64-bit JAX: wrap the call in `with jax.enable_x64(True):`")
         x1 = self._prepare_input(x1, "x1").astype(dtype)
         same = x2 is None
@@ -787,6 +791,8 @@ class Serial:
         n1, n2 = x1.shape[0], x2.shape[0]
         if block_size is None or (n1 <= block_size and n2 <= block_size):
             nngp, ntk = _block_kernels_jit(self.layers, x1, x2, want_ntk, full)
+            if same:
+                nngp, ntk = (None if k is None else _mirror_upper(k) for k in (nngp, ntk))
             return Kernels(nngp if "nngp" in names else None, ntk)
         return self._blocked(x1, x2, same, int(block_size), want_ntk, full, names)
 
@@ -813,11 +819,12 @@ class Serial:
                     out[i * bs:(i + 1) * bs, j * bs:(j + 1) * bs] = v
                     if same and j != i:
                         out[j * bs:(j + 1) * bs, i * bs:(i + 1) * bs] = v.T
-        if same:  # diagonal blocks: symmetrise the float rounding too
+        if same:  # diagonal blocks: upper triangle as computed (x1 the outer variable), mirrored
+            lower = np.tril_indices(bs, -1)
             for out in (out_nngp, out_ntk):
-                if out is not None:
-                    out += out.T
-                    out *= 0.5
+                for i in range(nb1 if out is not None else 0):
+                    blk = out[i * bs:(i + 1) * bs, i * bs:(i + 1) * bs]
+                    blk[lower] = blk.T[lower]
         nngp = jnp.asarray(out_nngp[:n1, :n2]) if "nngp" in names else None
         ntk = jnp.asarray(out_ntk[:n1, :n2]) if want_ntk else None
         return Kernels(nngp, ntk)
