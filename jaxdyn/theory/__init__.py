@@ -1,7 +1,7 @@
 """Reduced theories: ODEs integrated with diffrax, closed forms, infinite-width kernels and
 linearised dynamics."""
 
-from jaxdyn.theory import kernels, saxe
+from jaxdyn.theory import kernels, linearized, saxe
 from jaxdyn.theory.kernels import (
     AdaptiveAvgPool,
     Conv,
@@ -18,6 +18,14 @@ from jaxdyn.theory.kernels import (
     linear_chain_kernels,
     serial,
 )
+from jaxdyn.theory.linearized import (
+    Prediction,
+    linearize,
+    linearized_apply,
+    predict_loss,
+    predict_mse,
+    trajectory_gap,
+)
 from jaxdyn.theory.saxe import ODESolution, solve_batch
 
 __all__ = [
@@ -31,12 +39,19 @@ __all__ = [
     "GlobalAvgPool",
     "Kernels",
     "ODESolution",
+    "Prediction",
     "Relu",
     "Serial",
     "from_model",
     "kernels",
     "linear_chain_kernels",
+    "linearize",
+    "linearized",
+    "linearized_apply",
+    "predict_loss",
+    "predict_mse",
     "saxe",
     "serial",
     "solve_batch",
+    "trajectory_gap",
 ]
