@@ -15,7 +15,7 @@ into ``stax.serial``: ``dense`` -> ``stax.Dense``, ``conv`` -> ``stax.Conv`` (ch
 documented way to bound memory: neural-tangents' quadrature holds deg^2 x block x positions
 values at once), called as ``kernel_fn(x, None, get)``; N must be a multiple of the batch size.
 
-Requests (``op``): ``hello`` -> environment; ``prepare`` {npz, spec, get, batch_size, out} ->
+Requests (``op``): ``hello`` -> environment; ``prepare`` {npz, spec, get, batch_size, out[, dtype]} ->
 builds the kernel function, runs it once (compile + first call, peak RSS measured as in
 _common.measure_peak_rss) and saves the (nngp, ntk) result to ``out`` (.npz); ``time`` -> one
 warm call {s}; ``quit``. Any exception answers {error: one line}.
@@ -99,7 +99,7 @@ def main() -> None:
             elif op == "prepare":
                 live.clear()
                 with np.load(req["npz"]) as z:
-                    x = jax.device_put(np.asarray(z["x"], np.float32))
+                    x = jax.device_put(np.asarray(z["x"], req.get("dtype", "float32")))
                 get = tuple(req["get"])
                 _, _, kernel_fn = build_stax(req["spec"])
                 bs = int(req["batch_size"])

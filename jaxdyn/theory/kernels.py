@@ -557,7 +557,16 @@ def _input_state(x1: Array, x2: Array, full: bool, want_ntk: bool) -> _State:
     return _State(nngp, ntk, cov1, cov2, spatial, c, bool(full and s))
 
 
-def _block_kernels(layers: tuple, x1: Array, x2: Array, want_ntk: bool, full: bool) -> tuple[Array, Array | None]:
+def _mirror_upper(k: Array) -> Array:
+    """The upper triangle (diagonal included) of a square kernel, mirrored: exactly symmetric."""
+    return jnp.triu(k) + jnp.triu(k, 1).T
+
+
+def _block_kernels(layers: tuple, x1: Array, x2: Array, want_ntk: bool, full: bool,
+                   mirror: bool = False) -> tuple[Array, Array | None]:
+    if mirror:  # x2 is x1: the upper triangle, mirrored
+        nngp, ntk = _block_kernels(layers, x1, x1, want_ntk, full)
+        return _mirror_upper(nngp), None if ntk is None else _mirror_upper(ntk)
     st = _input_state(x1, x2, full, want_ntk)
     for layer in layers:
         nb_ = len(st.spatial)
@@ -589,12 +598,7 @@ def _block_kernels(layers: tuple, x1: Array, x2: Array, want_ntk: bool, full: bo
     return st.nngp, st.ntk
 
 
-_block_kernels_jit = jax.jit(_block_kernels, static_argnames=("layers", "want_ntk", "full"))
-
-
-def _mirror_upper(k: Array) -> Array:
-    """The upper triangle (diagonal included) of a square kernel, mirrored: exactly symmetric."""
-    return jnp.triu(k) + jnp.triu(k, 1).T
+_block_kernels_jit = jax.jit(_block_kernels, static_argnames=("layers", "want_ntk", "full", "mirror"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -790,9 +794,7 @@ class Serial:
         full = self.needs_all_position_pairs
         n1, n2 = x1.shape[0], x2.shape[0]
         if block_size is None or (n1 <= block_size and n2 <= block_size):
-            nngp, ntk = _block_kernels_jit(self.layers, x1, x2, want_ntk, full)
-            if same:
-                nngp, ntk = (None if k is None else _mirror_upper(k) for k in (nngp, ntk))
+            nngp, ntk = _block_kernels_jit(self.layers, x1, x2, want_ntk, full, same)
             return Kernels(nngp if "nngp" in names else None, ntk)
         return self._blocked(x1, x2, same, int(block_size), want_ntk, full, names)
 
