@@ -377,8 +377,11 @@ class Elementwise(_Activation):
 @dataclasses.dataclass(frozen=True)
 class Elu(_Activation):
     """ELU, ``x`` for x > 0 else ``alpha (exp(x) - 1)`` (flax's ``nn.elu``), kernels by the same
-    Gauss-Hermite rule as :class:`Elementwise` (see there for its accuracy). The value and the
-    derivative share one exponential per node.
+    Gauss-Hermite rule as :class:`Elementwise` (see there for its accuracy). The exponential of
+    each node's argument factorises, ``exp(b x_i + c x_j) = exp(b x_i) exp(c x_j)``, so up to
+    order 64 a pair and position costs ``order + 1`` exponentials and ``order^2`` products
+    (about 3x faster than evaluating ELU at every node; the plain rule runs where the
+    factors could overflow float32, i.e. variances above ~3200 / max|node|^2).
 
     Attributes:
         alpha: the negative-side scale.
@@ -404,11 +407,61 @@ class Elu(_Activation):
         return jnp.where(v > 0, v, self.alpha * (e - 1.0)), jnp.where(v > 0, 1.0, self.alpha * e)
 
     def pair(self, q1, k12, q2, want_dot):
-        return _quadrature_pair(self.value_and_dot, self.order, q1, k12, q2, want_dot)
+        if self.order > _ELU_FACTORISED_MAX_ORDER:
+            return _quadrature_pair(self.value_and_dot, self.order, q1, k12, q2, want_dot)
+        # exp(b x_i + c x_j) = exp(b x_i) exp(c x_j): order + 1 exponentials per pair and position
+        # instead of order^2 (the same rule, ~3x faster). Both exponents are at most
+        # sqrt(2 q2) max|x| in size; where that could overflow float32, the plain rule runs.
+        x_max = float(np.max(np.abs(_hermite(self.order)[0])))
+        safe = jnp.max(q2) * 2.0 * x_max ** 2 < 80.0 ** 2
+        args = (q1, k12, q2)
+        return jax.lax.cond(safe, lambda a: self._pair_factorised(*a, want_dot),
+                            lambda a: _quadrature_pair(self.value_and_dot, self.order, *a, want_dot), args)
+
+    def _pair_factorised(self, q1, k12, q2, want_dot):
+        xs, ws = _hermite(self.order)
+        xs_f, ws_f = xs.tolist(), ws.tolist()
+        dtype = k12.dtype
+        q1 = jnp.maximum(q1, 0.0)
+        pos = q1 > 0
+        safe = jnp.where(pos, q1, 1.0)
+        b = jnp.where(pos, k12 * jnp.sqrt(2.0 / safe), 0.0)
+        c = jnp.sqrt(jnp.maximum(2.0 * (q2 - jnp.where(pos, k12 * k12 / safe, 0.0)), 0.0))
+        b, c = jnp.broadcast_arrays(b, c)
+        a = jnp.sqrt(2.0 * q1)
+        outer = [self.value_and_dot(a * x, want_dot) for x in xs_f]
+        fa = jnp.stack([o[0] for o in outer])
+        da = jnp.stack([o[1] for o in outer]) if want_dot else None
+        exp_c = jnp.stack([jnp.exp(c * x) for x in xs_f])  # (order, *block)
+        xs_j, ws_j = jnp.asarray(xs, dtype), jnp.asarray(ws, dtype)
+        alpha = float(self.alpha)
+
+        def body(i, acc):
+            s_f, s_d = acc
+            u = b * xs_j[i]
+            e_u = jnp.exp(u)
+            in_f = jnp.zeros_like(u)
+            in_d = jnp.zeros_like(u) if want_dot else None
+            for j in range(self.order):  # unrolled: one elementwise fusion per i
+                v = u + c * xs_f[j]
+                p = e_u * exp_c[j]  # exp(v)
+                in_f = in_f + ws_f[j] * jnp.where(v > 0, v, alpha * (p - 1.0))
+                if want_dot:
+                    in_d = in_d + ws_f[j] * jnp.where(v > 0, 1.0, alpha * p)
+            s_f = s_f + ws_j[i] * fa[i] * in_f
+            if want_dot:
+                s_d = s_d + ws_j[i] * da[i] * in_d
+            return s_f, s_d
+
+        zero = jnp.zeros(b.shape, dtype)
+        s_f, s_d = jax.lax.fori_loop(0, self.order, body, (zero, zero if want_dot else None))
+        return s_f / jnp.pi, (s_d / jnp.pi if want_dot else None)
 
     def diag(self, q):
         return _quadrature_diag(self.value_and_dot, self.order, q)
 
+
+_ELU_FACTORISED_MAX_ORDER = 64  # the inner sum is unrolled: keep the compiled size bounded
 
 LAYER_TYPES = (Dense, Conv, Flatten, GlobalAvgPool, AdaptiveAvgPool, Relu, Erf, Elu, Elementwise)
 _POOLS = (GlobalAvgPool, AdaptiveAvgPool)
