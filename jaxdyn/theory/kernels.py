@@ -52,8 +52,12 @@ the cheaper form from the description, and computes the ``(N1, N2)`` result in b
 ``block_size`` examples of each side (one jitted function per block shape), so memory stays
 ``block_size^2 * positions`` per layer; with ``x2=None`` only the blocks on and above the
 diagonal are computed. Quadrature layers cost ``order^2`` function evaluations per pair of
-inputs and position; they are evaluated in a loop over one node axis, holding ``order x
-block_size^2 x positions`` values at a time, never the ``order x order`` grid.
+inputs and position (:class:`Elu`: ``order + 1`` exponentials and ``order^2`` products); they
+are evaluated in a loop over one node axis, holding at most ``order x block_size^2 x
+positions`` values at a time, never the ``order x order`` grid. Measured against
+neural-tangents 0.6.5 (benchmarks/RESULTS.md, section 5): the same numbers to float32 rounding;
+RBE-like ELU nets 5-7x faster, closed-form (ReLU/erf) nets up to 1.5-3.7x slower at
+N = 256-1024.
 """
 
 from __future__ import annotations
@@ -292,7 +296,7 @@ def _quadrature_pair(value_and_dot, order, q1, k12, q2, want_dot):
     """
     xs, ws = (np.asarray(v, np.float64) for v in _hermite(order))
     dtype = k12.dtype
-    xs_f, ws_f = [float(v) for v in xs], [float(v) for v in ws]  # weak-typed: keep k12's dtype
+    xs_f = [float(v) for v in xs]  # weak-typed: keep k12's dtype
     q1 = jnp.maximum(q1, 0.0)
     pos = q1 > 0
     safe = jnp.where(pos, q1, 1.0)
@@ -627,21 +631,21 @@ def _block_kernels(layers: tuple, x1: Array, x2: Array, want_ntk: bool, full: bo
             st = _linear_layer(layer, st, lambda k, nb: k, st.channels)
         elif isinstance(layer, Conv):
             ks, pad, full_ = layer.kernel_size, layer.padding, st.full
-            st = _linear_layer(layer, st, lambda k, nb: _conv_positions(k, nb, ks, pad, full_),
+            st = _linear_layer(layer, st, lambda k, nb, ks=ks, pad=pad, full_=full_: _conv_positions(k, nb, ks, pad, full_),
                                st.channels * math.prod(ks))
         elif isinstance(layer, _Activation):
             st = _activation_layer(layer, st)
         elif isinstance(layer, Flatten):
-            m = lambda k, nb: _mean_positions(k, nb, nb_, st.full, True)  # noqa: E731
+            m = lambda k, nb, s_=nb_, f_=st.full: _mean_positions(k, nb, s_, f_, True)  # noqa: E731
             st = _State(m(st.nngp, 2), None if st.ntk is None else m(st.ntk, 2), m(st.cov1, 1), m(st.cov2, 1),
                         (), st.channels * math.prod(st.spatial), False)
         elif isinstance(layer, GlobalAvgPool):
-            m = lambda k, nb: _mean_positions(k, nb, nb_, st.full, False)  # noqa: E731
+            m = lambda k, nb, s_=nb_, f_=st.full: _mean_positions(k, nb, s_, f_, False)  # noqa: E731
             st = _State(m(st.nngp, 2), None if st.ntk is None else m(st.ntk, 2), m(st.cov1, 1), m(st.cov2, 1),
                         (), st.channels, False)
         elif isinstance(layer, AdaptiveAvgPool):
             mats = _pool_matrices(layer, st.spatial)
-            p = lambda k, nb: _adaptive_pool(k, nb, mats, st.full)  # noqa: E731
+            p = lambda k, nb, m_=mats, f_=st.full: _adaptive_pool(k, nb, m_, f_)  # noqa: E731
             st = _State(p(st.nngp, 2), None if st.ntk is None else p(st.ntk, 2), p(st.cov1, 1), p(st.cov2, 1),
                         tuple(m.shape[0] for m in mats), st.channels, st.full)
         else:  # pragma: no cover - serial() validated the layers
@@ -1053,7 +1057,23 @@ def from_model(model, *, output: str = "logits", train: bool = False, order: int
 
 
 __all__ = [
-    "AdaptiveAvgPool", "Conv", "DEFAULT_ORDER", "Dense", "Elementwise", "Elu", "Erf", "Flatten", "GlobalAvgPool",
-    "KERNEL_NAMES", "Kernels", "LAYER_TYPES", "PADDINGS", "PARAMETRIZATIONS", "Relu", "Serial", "from_model",
-    "linear_chain_kernels", "serial",
+    "DEFAULT_ORDER",
+    "KERNEL_NAMES",
+    "LAYER_TYPES",
+    "PADDINGS",
+    "PARAMETRIZATIONS",
+    "AdaptiveAvgPool",
+    "Conv",
+    "Dense",
+    "Elementwise",
+    "Elu",
+    "Erf",
+    "Flatten",
+    "GlobalAvgPool",
+    "Kernels",
+    "Relu",
+    "Serial",
+    "from_model",
+    "linear_chain_kernels",
+    "serial",
 ]
