@@ -143,3 +143,45 @@ def test_bad_arguments_raise_one_line(call, match):
     with pytest.raises(ValueError, match=match) as e:
         call()
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The linearised model trained by the engine itself (jaxdyn.engine.LinearizedLearner)
+# ---------------------------------------------------------------------------------------------
+def test_the_engine_trains_the_taylor_model_exactly_as_its_ntk_predicts():
+    import flax.linen as nn
+
+    from jaxdyn import ntk as ntk_module
+    from jaxdyn.engine import LinearizedLearner, Task, hparam, losses, optimizer, train
+    from jaxdyn.tasks import full_batch
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            return nn.Dense(1)(jnp.tanh(nn.Dense(32)(x)))[:, 0]
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 10, 2)).astype(np.float32)
+    y = np.sin(x[..., 0]).astype(np.float32)
+    steps, lr = 60, 0.1
+    learners = {"linearised": LinearizedLearner(Net(), losses.mean_squared_error, optimizer("sgd", learning_rate=hparam("lr"))),
+                "network": Net()}
+    runs = {}
+    for name, learner in learners.items():
+        kwargs = {} if name == "linearised" else {"optimizer": optimizer("sgd", learning_rate=hparam("lr")),
+                                                  "loss": losses.mean_squared_error}
+        runs[name] = train(learner, Task(None, full_batch), seeds=range(3), num_steps=steps, record_every=steps // 3,
+                           hparams={"lr": lr}, data={"x": x, "y": y}, block_width=1,
+                           observables={"f": lambda s: s.apply(s.params, s.data["x"])}, **kwargs)
+    f_lin = runs["linearised"].records["f"]  # (seed, time, n)
+    np.testing.assert_array_equal(f_lin[:, 0], runs["network"].records["f"][:, 0])  # same start, same p0
+    params0 = jax.tree_util.tree_map(lambda a: a[:, ...], runs["linearised"].state.learner.params0)
+    f = ntk_module.apply_fn(Net())
+    for member in range(3):
+        p0 = jax.tree_util.tree_map(lambda a: a[member], params0)
+        theta = ntk_module.ntk(f, p0, x[member])
+        pred = L.predict_mse(theta, y[member], f_lin[member, 0], np.arange(0, steps + 1, steps // 3), lr=lr,
+                              normalisation="mean", gradient_descent=True)
+        np.testing.assert_allclose(f_lin[member], np.asarray(pred.train), atol=2e-5)
+    # The network itself moves away from its linearisation (a narrow net: the kernel changes).
+    assert np.abs(runs["network"].records["f"][:, -1] - f_lin[:, -1]).max() > 1e-4

@@ -29,7 +29,8 @@ from jaxdyn.engine.core import (
     train,
 )
 from jaxdyn.engine.executor import Executor, LocalExecutor, RayExecutor
-from jaxdyn.engine.learners import GradientLearner, GradientState, Learner, Optimizer, hparam, optimizer
+from jaxdyn.engine.learners import (GradientLearner, GradientState, Learner, LinearizedLearner, LinearizedState, Optimizer,
+                                    hparam, optimizer)
 from jaxdyn.engine.recording import Record, observable
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "GradientLearner",
     "GradientState",
     "Learner",
+    "LinearizedLearner",
+    "LinearizedState",
     "LocalExecutor",
     "Members",
     "MemoryEstimate",

@@ -266,3 +266,72 @@ def as_learner(learner_or_model: Any, optimizer: Any = None, loss: Callable | No
         raise ValueError(f"model: expected a flax linen Module (with init and apply), got {type(learner_or_model).__name__}; "
                          "for a pure (init, apply) pair or an equinox module use jaxdyn.models.adapters")
     return GradientLearner(learner_or_model, loss, optimizer)
+
+
+class LinearizedState(NamedTuple):
+    """The state of a :class:`LinearizedLearner` member.
+
+    Attributes:
+        params: the parameters p being trained.
+        opt_state: the optimizer's state.
+        params0: the expansion point p0 (the member's initial parameters), fixed.
+    """
+
+    params: PyTree
+    opt_state: PyTree
+    params0: PyTree
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearizedLearner(Learner):
+    """Gradient training of the first-order Taylor model of a flax model around each member's
+    initial parameters p0: ``f_lin(p, x) = f(p0, x) + J(p0) (p - p0)``, evaluated with one
+    ``jax.jvp`` (the Jacobian is never formed).
+
+    Trained by the same engine and optimizer as the network itself (:class:`GradientLearner`),
+    it is the model whose function-space dynamics the empirical NTK at initialisation predicts
+    exactly (``jaxdyn.theory.linearized``). The expansion is in evaluation mode: no dropout, and
+    models with batch statistics are refused.
+
+    Attributes:
+        model, loss, optimizer: as for :class:`GradientLearner`.
+    """
+
+    model: Any
+    loss: Callable[[Array, Mapping[str, Array]], Array]
+    optimizer: Any
+
+    def _f(self, params, x):
+        return self.model.apply({"params": params}, x, **call_kwargs(self.model, False))
+
+    def init(self, key, batch, hparams, params=None):
+        init = functools.partial(self.model.init, **call_kwargs(self.model, False))
+        if params is None:
+            variables = dict(init({"params": key}, batch["x"]))
+            variables.pop("intermediates", None)
+            params = variables.pop("params")
+            if variables:
+                raise ValueError(f"LinearizedLearner: the model has collections {sorted(variables)} besides params; "
+                                 "the linearised model is taken in evaluation mode, without batch statistics")
+        opt_state = build_optimizer(self.optimizer, hparams).init(params)
+        return LinearizedState(params=params, opt_state=opt_state, params0=params)
+
+    def apply(self, state, x, params=None):
+        p = state.params if params is None else params
+        delta = jax.tree_util.tree_map(lambda a, b: a - b, p, state.params0)
+        y0, dy = jax.jvp(lambda q: self._f(q, x), (state.params0,), (delta,))
+        return y0 + dy
+
+    def step(self, state, batch, key, hparams):
+        opt = build_optimizer(self.optimizer, hparams)
+        value, grads = jax.value_and_grad(lambda p: self.loss(self.apply(state, batch["x"], params=p), batch))(state.params)
+        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(value) & tree_all_finite(grads)
+        return state._replace(params=params, opt_state=opt_state), finite
+
+    def params(self, state):
+        return state.params
+
+    def with_params(self, state, params):
+        return state._replace(params=params)
