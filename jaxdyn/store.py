@@ -312,7 +312,8 @@ def skipped_members(dataset) -> dict[str, Any]:
 
     Reads the conventional per-member variables, where present, with ``seed`` as one of their
     dims (any others are reduced: a member is left out if any of its entries is):
-    ``diverged_at`` int, the first non-finite step or -1 (from the engine); ``ode_ok`` bool-like
+    ``diverged_at`` int, the first non-finite step or -1 (from the engine); ``nonfinite_at`` int,
+    the first recorded step with a non-finite record (engine); ``ode_ok`` bool-like
     and ``ode_message`` str (from ``jaxdyn.theory.saxe.solve_batch``); ``excluded_reason`` str
     ("" where the member is included), set by an experiment for members whose records make a
     claim's input undefined (saturated outputs, non-finite records).
@@ -338,6 +339,11 @@ def skipped_members(dataset) -> dict[str, Any]:
             if steps.size:
                 where = "" if at.shape[1] == 1 else f" ({steps.size} of its {at.shape[1]} conditions)"
                 reasons.setdefault(i, []).append(f"diverged at step {int(steps.min())}{where}")
+    if "nonfinite_at" in dataset and (at := per_member("nonfinite_at")) is not None:
+        for i in range(n):
+            steps = at[i][at[i] >= 0]
+            if steps.size:
+                reasons.setdefault(i, []).append(f"records non-finite from step {int(steps.min())}")
     if "ode_ok" in dataset and (ok := per_member("ode_ok")) is not None:
         messages = per_member("ode_message") if "ode_message" in dataset else None
         for i in np.flatnonzero(~ok.astype(bool).all(axis=1)):

@@ -158,6 +158,9 @@ class EnsembleResult(NamedTuple):
         attrs_of: ``{record name: attributes}`` declared by the observables.
         engine: how the members were computed: ``{"block_width", "devices", "padded_members"}``
             (the block width is part of what the results depend on; see :func:`train`).
+        nonfinite_at: (seed,) int, the first recorded step at which any record of the member is
+            non-finite (NaN or infinite), -1 where none: a member whose training stays finite
+            can still record undefined values (a saturated output, a division by zero).
     """
 
     params: PyTree
@@ -170,6 +173,7 @@ class EnsembleResult(NamedTuple):
     dims_of: dict[str, tuple[str, ...]]
     attrs_of: dict[str, dict]
     engine: dict
+    nonfinite_at: np.ndarray
 
     @property
     def diverged(self) -> np.ndarray:
@@ -210,6 +214,8 @@ class EnsembleResult(NamedTuple):
             variables[name] = xr.Variable(dims, values, attrs=dict(self.attrs_of.get(name) or {}))
         variables["diverged_at"] = xr.Variable(("seed",), self.diverged_at, attrs={
             "long_name": "first step whose update was non-finite (-1: none)", "units": "step"})
+        variables["nonfinite_at"] = xr.Variable(("seed",), self.nonfinite_at, attrs={
+            "long_name": "first recorded step with a non-finite record (-1: none)", "units": "step"})
         coords: dict[str, Any] = {"seed": seed}
         for dim, steps in self.times.items():
             coords[dim] = xr.Variable((dim,), steps, attrs={"units": "step"})
@@ -977,12 +983,14 @@ def run_call(call: TrainCall) -> EnsembleResult:
     unpad = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:num_members], tree)  # noqa: E731
     final = unpad(jax.device_get(state._replace(step=None)))._replace(step=state.step)
     times = {r.dim: np.arange(0, num_steps + 1, r.every) for r in plan}
+    records = {k: v[:num_members] for k, v in buffers.items()}
     full_dims, attrs_of = _record_dims(records_of, flat_abstract)
     return EnsembleResult(
         params=spec.learner.params(final.learner),
-        records={k: v[:num_members] for k, v in buffers.items()},
+        records=records,
         record_steps=times[plan[0].dim],
         diverged_at=np.asarray(final.diverged_at),
+        nonfinite_at=_first_nonfinite(records, {name: times[dim] for name, dim in dims_of.items()}, num_members),
         seeds=members.seeds,
         state=final,
         times=times,
@@ -991,6 +999,18 @@ def run_call(call: TrainCall) -> EnsembleResult:
         engine={"block_width": int(block_width), "blocked": block is not None, "devices": num_devices,
                 "padded_members": num_padded},
     )
+
+
+def _first_nonfinite(records: Mapping[str, np.ndarray], steps: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """(seed,) the first recorded step with any non-finite record of the member, -1 where none."""
+    first = np.full(n, np.iinfo(np.int64).max)
+    for name, values in records.items():
+        if not np.issubdtype(values.dtype, np.inexact) or values.ndim < 2:
+            continue
+        bad = ~np.isfinite(values.reshape(values.shape[0], values.shape[1], -1)).all(axis=2)  # (seed, time)
+        hit = bad.any(axis=1)
+        first[hit] = np.minimum(first[hit], steps[name][np.argmax(bad[hit], axis=1)])
+    return np.where(first == np.iinfo(np.int64).max, -1, first)
 
 
 def _records_of(plan, nested) -> dict[str, tuple[Record, Callable, bool]]:

@@ -359,6 +359,7 @@ def _concatenate(results: Sequence[EnsembleResult], seeds) -> EnsembleResult:
         params=jax.tree_util.tree_map(cat, *[r.params for r in results]),
         records={k: cat(*[r.records[k] for r in results]) for k in first.records},
         diverged_at=cat(*[r.diverged_at for r in results]),
+        nonfinite_at=cat(*[r.nonfinite_at for r in results]),
         seeds=seeds,
         state=state,
     )
