@@ -1,4 +1,6 @@
-"""Dense-sample faces: the generator's geometry and lighting, the Yale B loader on written PGMs, the split."""
+"""Dense-sample faces: the renderer on known scenes, the head model, the shortcut diagnostics, the Yale B
+loader on written PGMs, the split."""
+
 
 import numpy as np
 import jax
@@ -284,13 +286,13 @@ def test_task_shuffles_each_epoch_without_replacement(small):
 # ---------------------------------------------------------------------------
 # Yale B loader on PGM files written here
 # ---------------------------------------------------------------------------
-def _write_pgm(path, img, binary=True):
+def _write_pgm(path, img, binary=True, maxval=None):
     img = np.asarray(img)
     h, w = img.shape
-    maxval = 255 if img.dtype == np.uint8 else 65535
+    maxval = (255 if img.dtype == np.uint8 else 65535) if maxval is None else maxval
     if binary:
         header = f"P5\n# written by the test\n{w} {h}\n{maxval}\n".encode()
-        body = img.astype(">u2").tobytes() if maxval > 255 else img.tobytes()
+        body = img.astype(">u2").tobytes() if maxval > 255 else img.astype(np.uint8).tobytes()
         path.write_bytes(header + body)
     else:
         path.write_text(f"P2\n{w} {h}\n{maxval}\n" + "\n".join(" ".join(map(str, r)) for r in img) + "\n")
@@ -321,7 +323,9 @@ def test_parse_yale_names():
 @pytest.mark.parametrize("per_folder", [True, False])
 def test_load_yale_b(tmp_path, per_folder):
     _yale_tree(tmp_path, per_folder=per_folder)
-    ds = faces.load_yale_b(tmp_path, subjects=(3, 1), image_size=8)
+    with pytest.warns(UserWarning, match=r"yaleB01_P00A-035E\+20.pgm: image size 16x12 is neither Yale B's 640x480 "
+                                         r"nor the cropped set's 168x192 \(12 file\(s\) of this size\)"):
+        ds = faces.load_yale_b(tmp_path, subjects=(3, 1), image_size=8)
     assert ds.names == ("yaleB01", "yaleB03") and ds.source == "yale_b"
     assert ds.images.shape == (12, 8, 8) and ds.images.dtype == np.uint8
     np.testing.assert_array_equal(ds.identity, np.repeat([0, 1], 6))
@@ -330,9 +334,10 @@ def test_load_yale_b(tmp_path, per_folder):
     # Central 12x12 crop of a constant image resized to 8x8: the constant (away from the corner pixel).
     np.testing.assert_array_equal(ds.images[ds.identity == 1][:3, 4:, 4:], 30)
     np.testing.assert_array_equal(ds.images[ds.identity == 1][3:, 4:, 4:], 31)
-    with_ambient = faces.load_yale_b(tmp_path, subjects=(1,), image_size=8, include_ambient=True)
+    with pytest.warns(UserWarning, match="image size"):
+        with_ambient = faces.load_yale_b(tmp_path, subjects=(1,), image_size=8, include_ambient=True)
+        chosen = faces.load_yale_b(tmp_path, num_subjects=2, image_size=8, seed=0)
     assert len(with_ambient.identity) == 7 and np.isnan(with_ambient.azimuth).sum() == 1
-    chosen = faces.load_yale_b(tmp_path, num_subjects=2, image_size=8, seed=0)
     assert len(chosen.names) == 2 and set(chosen.names) <= {"yaleB01", "yaleB02", "yaleB03"}
 
 
@@ -343,6 +348,79 @@ def test_read_pgm_formats(tmp_path):
     img8 = np.arange(12, dtype=np.uint8).reshape(3, 4)
     _write_pgm(tmp_path / "b.pgm", img8, binary=False)
     np.testing.assert_array_equal(faces.read_pgm(tmp_path / "b.pgm"), img8)
+
+
+def test_duplicates_are_rejected_naming_both_paths(tmp_path):
+    _yale_tree(tmp_path, subjects=(1, 2))
+    name = "yaleB02_P01A-035E+20.pgm"
+    copy = tmp_path / name  # the same image flat beside its subject folder
+    copy.write_bytes((tmp_path / "yaleB02" / name).read_bytes())
+    with pytest.raises(FaceDataError) as err:
+        faces.load_yale_b(tmp_path, subjects=(1,))  # even when the subject is not chosen
+    message = str(err.value)
+    assert str(copy) in message and str(tmp_path / "yaleB02" / name) in message and "found twice" in message
+    copy.unlink()
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / name).write_bytes((tmp_path / "yaleB02" / name).read_bytes())
+    with pytest.raises(FaceDataError, match="found twice"):
+        faces.load_yale_b(tmp_path, subjects=(2,))
+
+
+@pytest.mark.parametrize("maxval", [255, 1023, 4095, 65535])
+def test_pixels_are_scaled_by_maxval(tmp_path, maxval):
+    # 8- and 16-bit files whose white is maxval: each constant image comes out as level * 255 / maxval.
+    folder = tmp_path / "yaleB01"
+    folder.mkdir()
+    levels = (maxval, maxval // 3, 0)
+    for level, light in zip(levels, ("A+000E+00", "A+000E+20", "A+000E+45")):
+        img = np.full((480, 640), level, np.uint16 if maxval > 255 else np.uint8)
+        _write_pgm(folder / f"yaleB01_P00{light}.pgm", img, maxval=maxval)
+    ds = faces.load_yale_b(tmp_path, subjects=(1,), image_size=4)
+    assert ds.images.dtype == np.uint8
+    for img, level in zip(ds.images, levels):
+        np.testing.assert_array_equal(img, np.round(level * 255.0 / maxval))
+
+
+def test_close_crop_from_the_crop_coordinates(tmp_path):
+    # Two poses of subject 1 in 80x120 frames; the face (a bright square of side 2.2 * 20) sits at
+    # a different place in each, given by the .crop files: eyes 20 px apart and the mouth for P00,
+    # the face centre for P01.
+    folder = tmp_path / "yaleB01"
+    folder.mkdir()
+    coords = tmp_path / "CropCoords"
+    coords.mkdir()
+    lights = ("A+000E+00", "A+035E+15")
+    for pose, centre in ((0, (40, 30)), (1, (75, 45))):
+        names = []
+        for light in lights:
+            img = np.full((80, 120), 20, np.uint8)
+            cx, cy = centre
+            img[cy - 22:cy + 22, cx - 22:cx + 22] = 200
+            name = f"yaleB01_P{pose:02d}{light}.pgm"
+            _write_pgm(folder / name, img)
+            names.append(name)
+        (folder / f"yaleB01_P{pose:02d}.info").write_text("\n".join(names) + "\n")
+        if pose == 0:  # left eyes, right eyes, mouths; centre = midway between eye midpoint and mouth
+            rows = [(cx - 10, cy - 6)] * 2 + [(cx + 10, cy - 6)] * 2 + [(cx, cy + 6)] * 2
+        else:
+            rows = [centre] * 2
+        (coords / f"yaleB01_P{pose:02d}.crop").write_text("".join(f"{x} {y}\n" for x, y in rows))
+    with pytest.warns(UserWarning, match="image size 120x80"):
+        ds = faces.load_yale_b(tmp_path, subjects=(1,), image_size=11, crop="close")
+    assert ds.attrs["crop"] == "close"
+    # The 44-px square fills the crop: every pixel bright, in both poses.
+    assert ds.images.min() >= 190, ds.images.min()
+    with pytest.warns(UserWarning):
+        central = faces.load_yale_b(tmp_path, subjects=(1,), image_size=11)
+    assert central.images.min() < 50  # the default central square shows the background
+    (coords / "yaleB01_P01.crop").write_text("75 45\n")  # one row for two images
+    with pytest.raises(FaceDataError, match=r"yaleB01_P01.crop: expected 2 rows"), pytest.warns(UserWarning):
+        faces.load_yale_b(tmp_path, subjects=(1,), crop="close")
+    (coords / "yaleB01_P01.crop").unlink()
+    with pytest.raises(FaceDataError, match=r"crop='close' needs Yale B's yaleB01_P01.crop"), pytest.warns(UserWarning):
+        faces.load_yale_b(tmp_path, subjects=(1,), crop="close")
+    with pytest.raises(FaceDataError, match="crop: expected None, 'close'"):
+        faces.load_yale_b(tmp_path, subjects=(1,), crop="tight")
 
 
 def test_loader_errors_name_the_file(tmp_path):
@@ -372,7 +450,8 @@ def test_loader_errors_name_the_file(tmp_path):
         faces.load_yale_b(tmp_path, num_subjects=3)
     with pytest.raises(FaceDataError, match="subjects \\[5\\] not found"):
         faces.load_yale_b(tmp_path, subjects=(1, 5))
-    with pytest.raises(FaceDataError, match="crop"):
+    with pytest.raises(FaceDataError, match="crop \\(top=0, left=0, height=20, width=20\\) does not fit a 12x16"), \
+            pytest.warns(UserWarning, match="image size 16x12"):
         faces.load_yale_b(tmp_path, subjects=(1,), crop=(0, 0, 20, 20))
     with pytest.raises(FaceDataError, match="not a directory"):
         faces.load_yale_b(tmp_path / "missing")

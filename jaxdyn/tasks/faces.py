@@ -985,13 +985,13 @@ def load_yale_b(
         info = parse_yale_name(path.name)
         if info is None:
             raise FaceDataError(f"{path}: .pgm file name is not a Yale B name (expected yaleBNN_PxxA+aaaE+ee.pgm)")
+        folder = path.parent.name
+        if path.parent != root and re.fullmatch(r"yaleB\d{2}", folder) and int(folder[5:]) != info["subject"]:
+            raise FaceDataError(f"{path}: subject {info['subject']:02d} in the folder of {folder}")
         if path.name in seen:
             raise FaceDataError(f"{seen[path.name]} and {path}: the same Yale B image found twice (a copy could land "
                                 f"in both the training and the test set); keep one")
         seen[path.name] = path
-        folder = path.parent.name
-        if path.parent != root and re.fullmatch(r"yaleB\d{2}", folder) and int(folder[5:]) != info["subject"]:
-            raise FaceDataError(f"{path}: subject {info['subject']:02d} in the folder of {folder}")
         if info["ambient"] and not include_ambient:
             continue
         entries.append((info, path))
