@@ -127,40 +127,38 @@ def test_camera_jitter_is_an_exact_shift():
 
 
 @pytest.fixture(scope="module")
-def template_views():
-    """Coverage of the template head at 24 px in all 9 poses (samples of albedo 1 and zero normal
-    under ambient 1, a black wall), at the generator's sample density and at 3 times it: (2, 9, 24, 24)."""
+def coverage_views():
+    """Coverage of a full-spread identity's head at 48 px in all 9 poses (samples of albedo 1 and
+    zero normal under ambient 1, a black wall), at the generator's sample density and at 2.5
+    times it: (2, 9, 48, 48)."""
+    params = faces.face_parameters(np.random.default_rng(1), 1.0)
     views = []
-    for factor in (1.0, 3.0):
-        cloud = faces.face_cloud(faces.face_parameters(np.random.default_rng(0), 0.0),
-                                 factor * faces._SAMPLES_PER_SUBPIXEL * 48 / (2 * faces.FRAME))
+    for factor in (1.0, 2.5):
+        cloud = faces.face_cloud(params, factor * faces._SAMPLES_PER_SUBPIXEL * 96 / (2 * faces.FRAME))
         white = faces.FaceCloud(*(jnp.asarray(a) for a in (cloud.position, 0 * cloud.normal, np.ones_like(cloud.albedo),
                                                             cloud.caster)))
         rot = np.stack([faces.pose_rotation(*p) for p in faces.YALE_POSES_DEG])
         views.append(np.asarray(faces.render_cloud(white, rot, faces.light_vectors(np.zeros(1), np.zeros(1)),
-                                                   np.zeros((9, 1, 4), np.float32), 1.0, 0.0, size=24, oversample=2,
+                                                   np.zeros((9, 1, 4), np.float32), 1.0, 0.0, size=48, oversample=2,
                                                    margin=1.25, cast_shadows=False))[:, 0])
     return np.stack(views)
 
 
-def test_every_pose_is_hole_free_and_framed(template_views):
-    # Each pixel holds the fraction of its sub-pixels that a head sample reached. A sub-pixel the
-    # splats missed would darken a pixel inside the head, and tripling the samples would fill it;
-    # a true gap (behind an ear, say) stays in both.
-    normal, dense = template_views
+def test_every_pose_is_hole_free_and_framed(coverage_views):
+    # Each pixel holds the fraction of its 4 sub-pixels that a head sample reached. A sub-pixel
+    # the splats missed would darken a pixel inside the head by 1/4, and 2.5 times the samples
+    # would fill it; a true gap (behind an ear, say) stays in both. (At 1.25 samples per
+    # sub-pixel instead of 1.5 this identity shows such holes in poses 4 and 8.)
+    normal, dense = coverage_views
     for p in range(9):
         head = (normal[p] > 0.5) & (dense[p] > 0.5)
         inner = head[1:-1, 1:-1] & head[:-2, 1:-1] & head[2:, 1:-1] & head[1:-1, :-2] & head[1:-1, 2:]
         diff = np.abs(normal[p] - dense[p])[1:-1, 1:-1][inner]
-        assert diff.max() < 1e-6, f"pose {p}: a hole ({diff.max():.2f})"
+        assert diff.max() < 0.01, f"pose {p}: a hole ({diff.max():.2f})"
         # The head fills most of the frame, with wall in the top corners (hair and ears inside).
         cover = normal[p] > 0.5
         assert 0.5 < cover.mean() < 0.95, f"pose {p}: head covers {cover.mean():.2f}"
         assert not cover[0, 0] and not cover[0, -1]
-    # The template is left-right symmetric: P00's silhouette is centred.
-    cols = np.arange(24)
-    cover = normal[0] > 0.5
-    assert abs(cover.sum(0) @ cols / cover.sum() - 11.5) < 0.3
 
 
 def test_turning_left_mirrors_turning_right():
