@@ -148,7 +148,7 @@ def test_every_pose_is_hole_free_and_framed(coverage_views):
     # Each pixel holds the fraction of its 4 sub-pixels that a head sample reached. A sub-pixel
     # the splats missed would darken a pixel inside the head by 1/4, and 2.5 times the samples
     # would fill it; a true gap (behind an ear, say) stays in both. (At 1.25 samples per
-    # sub-pixel instead of 1.5 this identity shows such holes in poses 4 and 8.)
+    # sub-pixel instead of 1.6 this identity shows such holes.)
     normal, dense = coverage_views
     for p in range(9):
         head = (normal[p] > 0.5) & (dense[p] > 0.5)
