@@ -188,9 +188,6 @@ HAIR_ALBEDO = 0.16
 # How many splatted surface samples per sub-pixel side: enough that no surface shows holes in the
 # 24-degree poses (checked by the tests).
 _SAMPLES_PER_SUBPIXEL = 1.6
-LIGHT_BATCH = 1
-
-
 
 # Identity shape parameters: name -> (template value, spread across identities). An identity's
 # value is template + (1 - similarity) * spread * N(0, 1). Lengths are scene units; positions of
@@ -538,7 +535,7 @@ def render_cloud(cloud: FaceCloud, rotations: Array, lights: Array, jitter: Arra
         out = jax.vmap(camera)(radiance, jit)
         return out.reshape(-1, size, oversample, size, oversample).mean((2, 4))
 
-    return jnp.swapaxes(jax.lax.map(shade, (lights, jnp.swapaxes(jitter, 0, 1)), batch_size=LIGHT_BATCH), 0, 1)
+    return jnp.swapaxes(jax.lax.map(shade, (lights, jnp.swapaxes(jitter, 0, 1))), 0, 1)
 
 
 def _check_jitter(jitter) -> tuple[float, float, float]:
