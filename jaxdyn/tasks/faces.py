@@ -753,7 +753,9 @@ def shortcut_diagnostics(dataset: FaceDataset, split: Split | None = None, *, te
     by_subset = [float(correct[subset == s].mean()) if (subset == s).any() else float("nan") for s in range(1, 6)]
     counts = [int((subset == s).sum()) for s in range(1, 6)]
     present = [s for s in range(5) if counts[s] > 0]
-    rho = float(spearmanr(present, [by_subset[s] for s in present])[0]) if len(present) >= 3 else float("nan")
+    present_acc = [by_subset[s] for s in present]
+    # Undefined (NaN) with fewer than 3 subsets or when every subset scores the same.
+    rho = float(spearmanr(present, present_acc)[0]) if len(present) >= 3 and np.ptp(present_acc) > 0 else float("nan")
     standard = (pixels - pixels.mean(1, keepdims=True)) / np.maximum(pixels.std(1, keepdims=True), 1e-6)
     standardised_accuracy = float(np.mean(ridge_classifier(standard)[1]))
 
