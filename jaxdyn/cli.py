@@ -169,7 +169,11 @@ def console() -> None:
     """The ``jaxdyn`` console script: :func:`main`, and after an interrupt an immediate exit with
     code 130 (the interpreter's shutdown is skipped: with XLA threads still compiling it could
     crash and replace 130 by a signal)."""
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # the output was piped into a command that stopped reading (head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     if code == 130:
         sys.stdout.flush()
         sys.stderr.flush()
