@@ -52,12 +52,14 @@ products accumulate in at least float32.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 from flax.linen.linear import canonicalize_padding
@@ -268,16 +270,406 @@ def _find_layers(f: ModelFn, params: PyTree, x: Array) -> tuple[_Layer, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Any JAX function: the dense-like contractions of its jaxpr.
+# ---------------------------------------------------------------------------------------------
+# Primitives that only move or cast a parameter's entries: through them a parameter stays "the
+# weight matrix" up to a fixed permutation of its entries (broadcast_in_dim only where it adds
+# axes of size 1; a true broadcast is followed only as a bias).
+_MOVES = frozenset({"reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "rev", "copy", "copy_p",
+                    "convert_element_type"})
+# Calls whose body is evaluated here equation by equation (their derivatives are their body's).
+# custom_jvp / custom_vjp calls are never entered: their own rules define the derivative, so a
+# parameter entering one falls back to Jacobians (which use those rules).
+_CALLS = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "remat2", "checkpoint"})
+
+
+def _sub_jaxpr(eqn):
+    """(jaxpr, consts) of a call equation's body."""
+    sub = eqn.params["jaxpr"] if "jaxpr" in eqn.params else eqn.params["call_jaxpr"]
+    return getattr(sub, "jaxpr", sub), tuple(getattr(sub, "consts", ()))
+
+
+def _freeze(params: Mapping) -> tuple:
+    """A hashable form of an equation's parameters (to compare the layouts of two sites)."""
+    items = []
+    for name, value in sorted(params.items()):
+        try:
+            hash(value)
+        except TypeError:
+            value = repr(value)
+        items.append((name, value))
+    return tuple(items)
+
+
+class _Src(NamedTuple):
+    """A value computed from one parameter leaf by moves and scalings only."""
+
+    leaf: int
+    chain: tuple  # ((primitive, params, scalar or None, operand position), ...), applied in order
+    bijective: bool  # False once a true broadcast was applied
+    key: tuple  # hashable description of the chain
+
+
+def _apply_chain(chain: tuple, w: Array) -> Array:
+    for prim, params, scalar, pos in chain:
+        if scalar is None:
+            w = prim.bind(w, **params)
+        else:
+            w = prim.bind(*((w, scalar) if pos == 0 else (scalar, w)), **params)
+    return w
+
+
+class _Site(NamedTuple):
+    """One place where a parameter leaf enters f: a dot_general or conv_general_dilated taking
+    it as an operand (``'dot'``, ``'conv'``), or an add (``'add'``, a bias)."""
+
+    kind: str
+    src: _Src
+    eqn: Any  # the equation (primitive, parameters, operand shapes)
+    operand: int  # position of the parameter's operand
+    pert: tuple  # location of the equation whose output is perturbed for this site's cotangent
+    positions: int  # P: rows of X and of G (dot, conv)
+    d_in: int
+    d_out: int
+    out_elems: int  # elements of the (one-example) output the cotangent is taken at
+    layout: tuple  # sites of one leaf with equal layouts multiply the same matrix W (P x d_in @ d_in x d_out)
+
+
+class _Group(NamedTuple):
+    """All the sites of one parameter leaf: ``'weight'`` (dot/conv sites of one layout: factors
+    X, G concatenated over sites), ``'bias'`` (add sites only) or ``'mixed'`` (both kinds or
+    several layouts: per-example gradients, each site's mapped back to the leaf)."""
+
+    leaf: int
+    kind: str
+    sites: tuple[int, ...]
+    positions: int
+    d_in: int
+    d_out: int
+    size: int  # elements of the leaf
+
+
+class _JaxprStructure(NamedTuple):
+    """What the jaxpr of f(params, one example) reveals: its sites, grouped per leaf."""
+
+    jaxpr: Any  # ClosedJaxpr of f(*leaves, x_one)
+    sites: tuple[_Site, ...]
+    groups: tuple[_Group, ...]
+    fallback: tuple[int, ...]  # leaves left to per-example Jacobians
+    perts: dict  # location -> ShapeDtypeStruct of the perturbed output
+    record: dict  # location -> site indices whose other operand (the layer input) is recorded there
+    descend: frozenset  # locations of call equations evaluated equation by equation
+
+
+def _moved(s: _Src, eqn, lit) -> _Src | None:
+    """The source of a move/scaling equation's output, ``None`` if it is not one."""
+    name = eqn.primitive.name
+    if name in _MOVES and len(eqn.invars) == 1:
+        a_in, a_out = eqn.invars[0].aval, eqn.outvars[0].aval
+        if name == "convert_element_type" and not (jnp.issubdtype(a_in.dtype, jnp.floating)
+                                                   and jnp.issubdtype(a_out.dtype, jnp.floating)):
+            return None
+        bij = s.bijective and math.prod(a_out.shape) == math.prod(a_in.shape)
+        step = (eqn.primitive, dict(eqn.params), None, 0)
+        return _Src(s.leaf, s.chain + (step,), bij, s.key + ((name, _freeze(eqn.params)),))
+    if name in ("mul", "div") and lit is not None:
+        pos, scalar = lit
+        if name == "div" and pos != 0:
+            return None
+        step = (eqn.primitive, dict(eqn.params), scalar, pos)
+        return _Src(s.leaf, s.chain + (step,), s.bijective, s.key + ((name, float(scalar), pos),))
+    return None
+
+
+def _scalar_literal(eqn, j: int):
+    """(position of the parameter operand, value) if the other operand is a scalar literal."""
+    if len(eqn.invars) != 2:
+        return None
+    other = eqn.invars[1 - j]
+    if isinstance(other, jax.extend.core.Literal) and np.ndim(other.val) == 0:
+        return j, other.val
+    return None
+
+
+class _Walk:
+    """Follows every parameter leaf through a jaxpr, recording sites and leaves to fall back."""
+
+    def __init__(self):
+        self.sites: list[_Site] = []
+        self.bad: set[int] = set()
+        self.perts: dict = {}
+        self.record: dict = {}
+        self.descend: set = set()
+
+    def run(self, jaxpr, in_srcs, prefix: tuple) -> list:
+        src = {v: s for v, s in zip(jaxpr.invars, in_srcs) if s is not None}
+        uses: dict = {}
+        for e in jaxpr.eqns:
+            for v in e.invars:
+                if not isinstance(v, jax.extend.core.Literal):
+                    uses[v] = uses.get(v, 0) + 1
+        for v in jaxpr.outvars:
+            if not isinstance(v, jax.extend.core.Literal):
+                uses[v] = uses.get(v, 0) + 1
+        site_out: dict = {}  # output var of a dot/conv site -> its location
+        for i, eqn in enumerate(jaxpr.eqns):
+            loc = prefix + (i,)
+            ins = [None if isinstance(v, jax.extend.core.Literal) else src.get(v) for v in eqn.invars]
+            if all(s is None for s in ins):
+                continue
+            name = eqn.primitive.name
+            if name in _CALLS:
+                body, _ = _sub_jaxpr(eqn)
+                outs = self.run(body, ins, loc)
+                self.descend.add(loc)
+                src.update({v: s for v, s in zip(eqn.outvars, outs) if s is not None})
+                continue
+            live = [j for j, s in enumerate(ins) if s is not None]
+            if len(live) == 1 and (name in _MOVES or name in ("mul", "div")):
+                moved = _moved(ins[live[0]], eqn, _scalar_literal(eqn, live[0]))
+                if moved is not None:
+                    src[eqn.outvars[0]] = moved
+                    continue
+            if name == "dot_general":
+                for j in live:
+                    self._dot(eqn, j, ins[j], loc, site_out)
+            elif name == "conv_general_dilated":
+                for j in live:
+                    self._conv(eqn, j, ins[j], loc, site_out)
+            elif name in ("add", "add_any"):
+                for j in live:
+                    self._add(eqn, j, ins, loc, site_out, uses)
+            else:
+                self.bad.update(ins[j].leaf for j in live)
+        return [None if isinstance(v, jax.extend.core.Literal) else src.get(v) for v in jaxpr.outvars]
+
+    def _new_site(self, kind, s, eqn, j, loc, pert, p, c, d, layout):
+        idx = len(self.sites)
+        out = eqn.outvars[0].aval
+        self.sites.append(_Site(kind, s, eqn, j, pert, p, c, d, math.prod(out.shape), layout))
+        if kind != "add":
+            self.record.setdefault(loc, []).append(idx)
+        self.perts[pert] = jax.ShapeDtypeStruct(out.shape, out.dtype)
+
+    def _dot(self, eqn, j, s, loc, site_out):
+        (lc, rc), (lb, _) = eqn.params["dimension_numbers"]
+        own_c, other_c = (lc, rc) if j == 0 else (rc, lc)
+        if lb or not s.bijective:  # batch dimensions: a weight per batch index, not shared
+            self.bad.add(s.leaf)
+            return
+        w_shape, a_shape = eqn.invars[j].aval.shape, eqn.invars[1 - j].aval.shape
+        d_in = math.prod(w_shape[a] for a in own_c)
+        d_out = math.prod(w_shape[a] for a in range(len(w_shape)) if a not in own_c)
+        p = math.prod(a_shape[a] for a in range(len(a_shape)) if a not in other_c)
+        self._new_site("dot", s, eqn, j, loc, loc, p, d_in, d_out, (s.key, "dot", tuple(own_c)))
+        site_out[eqn.outvars[0]] = loc
+
+    def _conv(self, eqn, j, s, loc, site_out):
+        prm = eqn.params
+        if j != 1 or not s.bijective or prm["feature_group_count"] != 1 or prm["batch_group_count"] != 1:
+            self.bad.add(s.leaf)  # the image operand, or grouped convolutions: Jacobians
+            return
+        dn = prm["dimension_numbers"]
+        w_shape, y_shape = eqn.invars[1].aval.shape, eqn.outvars[0].aval.shape
+        d_in = w_shape[dn.rhs_spec[1]] * math.prod(w_shape[a] for a in dn.rhs_spec[2:])
+        p = y_shape[dn.out_spec[0]] * math.prod(y_shape[a] for a in dn.out_spec[2:])
+        self._new_site("conv", s, eqn, j, loc, loc, p, d_in, w_shape[dn.rhs_spec[0]], (s.key, "conv", tuple(dn.rhs_spec)))
+        site_out[eqn.outvars[0]] = loc
+
+    def _add(self, eqn, j, ins, loc, site_out, uses):
+        other = eqn.invars[1 - j]
+        pert = loc
+        # y = X W + b: when the add is the only use of X W, its cotangent is that of X W.
+        if (ins[1 - j] is None and not isinstance(other, jax.extend.core.Literal) and other in site_out
+                and uses.get(other) == 1 and other.aval.shape == eqn.outvars[0].aval.shape):
+            pert = site_out[other]
+        s = ins[j]
+        self._new_site("add", s, eqn, j, loc, pert, 0, 0, 0, (s.key, "add"))
+
+
+def _jaxpr_structure(f: ApplyFn, params: PyTree, x: Array) -> _JaxprStructure:
+    """Trace f on one example and find where each parameter leaf enters (see :class:`_Site`)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    one = jax.ShapeDtypeStruct((1,) + tuple(x.shape[1:]), x.dtype)
+    closed = jax.make_jaxpr(lambda lv, xx: f(jax.tree_util.tree_unflatten(treedef, lv), xx))(_abstract(leaves), one)
+    n = len(leaves)
+    walk = _Walk()
+    srcs = [_Src(i, (), True, ()) for i in range(n)] + [None]
+    outs = walk.run(closed.jaxpr, srcs, ())
+    walk.bad.update(s.leaf for s in outs if s is not None)  # a parameter returned as (part of) the output
+    for i, a in enumerate(leaves):
+        if not jnp.issubdtype(jnp.result_type(a), jnp.inexact):
+            walk.bad.add(i)
+    by_leaf: dict = {}
+    for idx, site in enumerate(walk.sites):
+        by_leaf.setdefault(site.src.leaf, []).append(idx)
+    groups = []
+    for leaf, idxs in sorted(by_leaf.items()):
+        if leaf in walk.bad:
+            continue
+        sites = [walk.sites[i] for i in idxs]
+        size = math.prod(jnp.shape(leaves[leaf]))
+        kinds = {s.kind for s in sites}
+        if kinds == {"add"}:
+            kind = "bias"
+        elif "add" not in kinds and len({s.layout for s in sites}) == 1:
+            kind = "weight"
+        else:
+            kind = "mixed"
+        groups.append(_Group(leaf, kind, tuple(idxs), sum(s.positions for s in sites), sites[0].d_in,
+                             sites[0].d_out, size))
+    covered = {g.leaf for g in groups}
+    # Leaves with no site and not bad do not enter f at all: zero rows, nothing to compute.
+    unused = {i for i in range(n) if i not in covered and i not in walk.bad and i not in by_leaf}
+    fallback = tuple(i for i in range(n) if i not in covered and i not in unused)
+    # Only the perturbations and records of sites still in use.
+    live = {i for g in groups for i in g.sites}
+    perts = {walk.sites[i].pert: walk.perts[walk.sites[i].pert] for i in sorted(live)}
+    record = {}
+    for loc, idxs in walk.record.items():
+        keep = [i for i in idxs if i in live]
+        if keep:
+            record[loc] = tuple(keep)
+    return _JaxprStructure(closed, tuple(walk.sites), tuple(groups), fallback, perts, record,
+                           frozenset(walk.descend))
+
+
+def _eval_jaxpr(st: _JaxprStructure, jaxpr, consts, args, prefix: tuple, perts: Mapping, recorded: dict) -> list:
+    """Evaluate ``jaxpr`` as jax.core.eval_jaxpr does, adding ``perts[loc]`` to the outputs of the
+    perturbed equations and keeping the layer input of every dot/conv site in ``recorded``."""
+    env: dict = {}
+
+    def read(v):
+        return v.val if isinstance(v, jax.extend.core.Literal) else env[v]
+
+    env.update(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    for i, eqn in enumerate(jaxpr.eqns):
+        loc = prefix + (i,)
+        invals = [read(v) for v in eqn.invars]
+        if loc in st.descend:
+            body, body_consts = _sub_jaxpr(eqn)
+            outs = _eval_jaxpr(st, body, body_consts, invals, loc, perts, recorded)
+        else:
+            outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            if not eqn.primitive.multiple_results:
+                outs = [outs]
+        for s in st.record.get(loc, ()):
+            recorded[s] = invals[1 - st.sites[s].operand]
+        if loc in perts:
+            outs = [outs[0] + perts[loc].astype(outs[0].dtype)] + list(outs[1:])
+        for v, o in zip(eqn.outvars, outs):
+            if not isinstance(v, jax.extend.core.DropVar):
+                env[v] = o
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _site_x(site: _Site, a: Array) -> Array:
+    """The layer input of a dot/conv site as X (P, d_in): y = X @ W (W the d_in x d_out matrix of the
+    site's layout) at one example; ``a`` is the site's other operand."""
+    if site.kind == "dot":
+        (lc, rc), _ = site.eqn.params["dimension_numbers"]
+        other_c = rc if site.operand == 0 else lc
+        free = [d for d in range(a.ndim) if d not in other_c]
+        return jnp.transpose(a, free + list(other_c)).reshape(site.positions, site.d_in)
+    # Convolution: patches by strided slices of the padded (and lhs-dilated) image, one slice per
+    # kernel tap, in the order (batch, output spatial...) of the output positions.
+    prm = site.eqn.params
+    dn = prm["dimension_numbers"]
+    w_shape = site.eqn.invars[1].aval.shape
+    ks = [w_shape[d] for d in dn.rhs_spec[2:]]
+    img = jnp.transpose(a, (dn.lhs_spec[0],) + tuple(dn.lhs_spec[2:]) + (dn.lhs_spec[1],))  # (B, *spatial, C)
+    y_shape = site.eqn.outvars[0].aval.shape
+    out = [y_shape[d] for d in dn.out_spec[2:]]
+    lhs_dil = prm["lhs_dilation"] or (1,) * len(ks)
+    rhs_dil = prm["rhs_dilation"] or (1,) * len(ks)
+    cfg = [(0, 0, 0)] + [(lo, hi, dl - 1) for (lo, hi), dl in zip(prm["padding"], lhs_dil)] + [(0, 0, 0)]
+    img = jax.lax.pad(img, jnp.zeros((), img.dtype), cfg)
+    strides = prm["window_strides"]
+    taps = []
+    for offset in itertools.product(*(range(k) for k in ks)):
+        start = [0] + [o * r for o, r in zip(offset, rhs_dil)] + [0]
+        limit = [img.shape[0]] + [s0 + (n - 1) * st + 1 for s0, n, st in zip(start[1:-1], out, strides)] + [img.shape[-1]]
+        taps.append(jax.lax.slice(img, start, limit, [1] + list(strides) + [1]))
+    return jnp.stack(taps, axis=-2).reshape(site.positions, site.d_in)
+
+
+def _site_g(site: _Site, g: Array) -> Array:
+    """Cotangents of a dot/conv site's output, (K, *y) -> (K, P, d_out), rows in X's order."""
+    k = g.shape[0]
+    if site.kind == "dot":
+        if site.operand == 1:  # y = (free axes of X..., free axes of W...)
+            return g.reshape(k, site.positions, site.d_out)
+        return jnp.swapaxes(g.reshape(k, site.d_out, site.positions), 1, 2)
+    dn = site.eqn.params["dimension_numbers"]
+    perm = (0, 1 + dn.out_spec[0]) + tuple(1 + d for d in dn.out_spec[2:]) + (1 + dn.out_spec[1],)
+    return jnp.transpose(g, perm).reshape(k, site.positions, site.d_out)
+
+
+def _site_grad(site: _Site, leaf: Array, other: Array | None, g: Array) -> Array:
+    """Per-output-unit gradient of the leaf through one site alone, (K, *y) -> (K, leaf.size): the
+    transpose of the site's linear map w -> site output applied to the cotangents."""
+    eqn = site.eqn
+    y_shape = eqn.outvars[0].aval.shape
+
+    def linear(w):
+        wv = _apply_chain(site.src.chain, w)
+        if site.kind == "add":
+            return jnp.broadcast_to(wv, y_shape).astype(eqn.outvars[0].aval.dtype)
+        args = (wv, other) if site.operand == 0 else (other, wv)
+        return eqn.primitive.bind(*args, **eqn.primitive.get_bind_params(eqn.params))
+
+    transpose = jax.linear_transpose(linear, jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf)))
+    return jax.vmap(lambda gi: transpose(gi.astype(eqn.outvars[0].aval.dtype))[0])(g).reshape(g.shape[0], -1)
+
+
+def _jaxpr_side_block(st: _JaxprStructure, modes: tuple[str, ...], params: PyTree, x: Array, k: int):
+    """Per-example factors of a chunk of examples from the jaxpr (see :func:`_side_block`):
+    per-example gradient blocks [(N, K, q)] and [(X (N, P, d_in), G (N, K, P, d_out))]."""
+    leaves = jax.tree_util.tree_leaves(params)
+    closed = st.jaxpr
+
+    def one(xi):
+        def run(perts):
+            recorded: dict = {}
+            (out,) = _eval_jaxpr(st, closed.jaxpr, closed.consts, list(leaves) + [xi[None]], (), perts, recorded)
+            return _as_2d(out)[0], recorded
+
+        zeros = {loc: jnp.zeros(a.shape, a.dtype) for loc, a in st.perts.items()}
+        out, pullback, recorded = jax.vjp(run, zeros, has_aux=True)
+        (gs,) = jax.vmap(pullback)(jnp.eye(k, dtype=out.dtype))  # {loc: (K, *y)}
+        parts, grams = [], []
+        for group, mode in zip(st.groups, modes):
+            sites = [st.sites[i] for i in group.sites]
+            if group.kind == "weight":
+                xl = jnp.concatenate([_site_x(s, recorded[i]) for i, s in zip(group.sites, sites)], axis=0)
+                gl = jnp.concatenate([_site_g(s, gs[s.pert]) for s in sites], axis=1)
+                xl = xl.astype(jnp.result_type(xl, gl))
+                if mode == "grad":
+                    parts.append(jnp.einsum("pc,kpd->kcd", xl, gl, preferred_element_type=_acc(xl)).reshape(k, -1))
+                else:
+                    grams.append((xl, gl))
+            else:
+                leaf = leaves[group.leaf]
+                grad = sum(_site_grad(s, leaf, recorded.get(i), gs[s.pert]) for i, s in zip(group.sites, sites))
+                parts.append(grad)
+        return parts, grams
+
+    return jax.vmap(one)(x)
+
+
+# ---------------------------------------------------------------------------------------------
 # Cost estimates and plans
 # ---------------------------------------------------------------------------------------------
 class _Plan(NamedTuple):
     """How the structured method treats each part of the parameters."""
 
-    layers: tuple[_Layer, ...]
+    layers: tuple  # _Layer per flax layer, or _Group per parameter leaf (from the jaxpr)
     modes: tuple[str, ...]  # per layer: 'grad' (X^T G per example), 'gram' or 'gram2' (via X X'^T)
     fallback: tuple[int, ...]  # flat indices of parameter leaves left to per-example Jacobians
     chunk: int  # rows of x1 per contraction chunk
     side_chunk: int  # at most this many examples per pass computing the factors
+    structure: _JaxprStructure | None = None  # the jaxpr path's sites; None: the flax layers
 
 
 class Estimate(NamedTuple):
@@ -298,8 +690,9 @@ MEMORY_PASS_COST = 16.0
 _TANGENT, _BACKWARD, _BACKWARD_PARAMS = 1.0, 1.5, 2.0
 
 
-def _layer_modes(layer: _Layer, n1: int, n2: int, same: bool, k: int) -> dict[str, tuple[float, float]]:
-    """{mode: (cost, elements of intermediates per row of x1)} for one layer's kernel."""
+def _layer_modes(layer: _Layer | _Group, n1: int, n2: int, same: bool, k: int) -> dict[str, tuple[float, float]]:
+    """{mode: (cost, elements of intermediates per row of x1)} for one layer's kernel (a
+    parameter of P positions, d_in inputs, d_out outputs)."""
     p, c, d = layer.positions, layer.d_in, layer.d_out
     nb = n1 + (0 if same else n2)
     pairs = n1 * n2
@@ -406,14 +799,19 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     }
     if not structured:
         return est, None
-    layers = _find_layers(f, params, x1)
-    covered = set()
-    for layer in layers:
-        covered.add(layer.path + ("kernel",))
-        if layer.bias:
-            covered.add(layer.path + ("bias",))
-    paths = _leaf_paths(params)
-    fallback = tuple(i for i, p in enumerate(paths) if p not in covered)
+    structure = None
+    if isinstance(f, ModelFn):
+        layers = _find_layers(f, params, x1)
+        covered = set()
+        for layer in layers:
+            covered.add(layer.path + ("kernel",))
+            if layer.bias:
+                covered.add(layer.path + ("bias",))
+        paths = _leaf_paths(params)
+        fallback = tuple(i for i, p in enumerate(paths) if p not in covered)
+    else:
+        structure = _jaxpr_structure(f, params, x1)
+        layers, fallback = structure.groups, structure.fallback
     n_fallback = sum(math.prod(jnp.shape(leaves[i])) for i in fallback)
     # One forward pass and K activation-only backward passes per example; patches and
     # cotangents written.
@@ -425,6 +823,19 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     row_elems = n2 * k * k  # per row of x1: the output block
     modes = []
     for layer in layers:
+        if getattr(layer, "kind", "weight") != "weight":
+            # A bias or a leaf used in several ways (jaxpr path): per-example gradients of the
+            # leaf from the cotangents of its sites (and their inputs, for mixed ones).
+            modes.append("grad")
+            sites = [structure.sites[i] for i in layer.sites]
+            g_elems = sum(s.out_elems for s in sites)
+            x_elems = sum(s.positions * s.d_in for s in sites)
+            cost += (2.0 * pairs * k * k * layer.size + m * nb * k * (layer.size + g_elems)
+                     + sum(2.0 * nb * k * s.out_elems * s.d_in for s in sites))
+            side_elems += k * g_elems + x_elems
+            transient += 2 * k * g_elems + x_elems + k * layer.size
+            grad_width += layer.size
+            continue
         options = _layer_modes(layer, n1, n2, same, k)
         mode = min(options, key=lambda name: options[name][0])
         modes.append(mode)
@@ -437,7 +848,7 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
             grad_width += layer.d_in * layer.d_out
         else:
             kept_elems += elems
-        if layer.bias:
+        if getattr(layer, "bias", False):
             grad_width += layer.d_out
             cost += 2.0 * pairs * k * k * layer.d_out + m * nb * k * layer.d_out
     if layers:
@@ -453,7 +864,7 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     mem = item * (nb * (kept_elems + k * grad_width) + min(side_chunk, max(n1, n2)) * transient
                   + chunk * row_elems + pairs * k * k)
     est["structured"] = Estimate(cost, mem)
-    return est, _Plan(layers, tuple(modes), fallback, chunk, side_chunk)
+    return est, _Plan(tuple(layers), tuple(modes), fallback, chunk, side_chunk, structure)
 
 
 def choose_method(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, batch_size: int | None = 16,
@@ -479,7 +890,8 @@ def ntk_estimates(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None
 
 
 def _structured_ok(f) -> bool:
-    return isinstance(f, ModelFn) and not f.train
+    # Every evaluation-mode f: a ModelFn's flax layers, any other function's jaxpr.
+    return not (isinstance(f, ModelFn) and f.train)
 
 
 def _pick(est: dict[str, Estimate], budget: int) -> str:
@@ -553,6 +965,13 @@ def _side_block(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: 
     """:func:`_side` for one chunk of examples, the per-example gradients not yet grouped."""
     n = x.shape[0]
     parts, grams = [], []
+    if plan.structure is not None:
+        if plan.layers:
+            parts, grams = _jaxpr_side_block(plan.structure, plan.modes, params, x, k)
+            parts, grams = list(parts), list(grams)
+        if plan.fallback:
+            parts.extend(_per_example_jacobian(f, params, x, plan.fallback))
+        return parts, grams
     if plan.layers:
         perts = {key: jnp.zeros((n,) + tail, layer.dtype)
                  for layer in plan.layers for key, tail in zip(layer.keys, layer.out_tails)}
@@ -606,6 +1025,9 @@ def _contract(side1, side2, modes: tuple[str, ...]) -> Array:
 
 def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int) -> Array:
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    if not plan.layers and not plan.fallback:  # no parameter enters f
+        dtype = jax.eval_shape(f, _abstract(params), jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype)).dtype
+        return jnp.zeros((x1.shape[0], n2, k, k), dtype)
     alone = _alone(x1.shape[0], n2, x2 is None, k)
     side1 = _side(f, params, x1, plan, k, alone)
     side2 = side1 if x2 is None else _side(f, params, x2, plan, k, alone)
@@ -707,9 +1129,9 @@ def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, metho
     """
     if method not in _METHOD_CHOICES:
         raise ValueError(f"method must be one of {_METHOD_CHOICES}, got {method!r}")
-    if method == "structured" and not _structured_ok(f):
-        raise ValueError("method='structured' needs f = jaxdyn.ntk.apply_fn(model) in evaluation mode "
-                         f"(it reads the model's layers); got {type(f).__name__}. Use 'jacobian' or 'implicit'.")
+    if isinstance(f, ModelFn) and f.train:
+        raise ValueError("f must be an evaluation-mode f(params, x); got a training-mode apply_fn(model, train=True), "
+                         "which needs a dropout key")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")

@@ -209,8 +209,8 @@ def test_structured_plan_covers_dense_like_layers_only():
 def test_bad_method_is_rejected():
     with pytest.raises(ValueError, match="method"):
         N.ntk(lambda p, x: x, {}, jnp.zeros((1, 2)), method="exact")
-    with pytest.raises(ValueError, match="structured.*apply_fn"):
-        N.ntk(lambda p, x: x @ p, jnp.ones((2, 1)), jnp.zeros((1, 2)), method="structured")
+    with pytest.raises(ValueError, match="evaluation-mode"):
+        N.ntk(N.apply_fn(DeepLinear((2, 1)), train=True), {}, jnp.zeros((1, 2)))
     with pytest.raises(ValueError, match="batch_size"):
         N.ntk(lambda p, x: x @ p, jnp.ones((2, 1)), jnp.zeros((1, 2)), batch_size=0)
     with pytest.raises(ValueError, match="x2"):
