@@ -83,34 +83,55 @@ class ModelFn:
     """``f(params, x)`` of a flax model; carries the model so :func:`ntk` can see its layers.
 
     Hashable and compared by value (same model, method and mode -> equal), so it can be a static
-    argument of ``jax.jit`` and repeated calls hit the compilation cache.
+    argument of ``jax.jit`` and repeated calls hit the compilation cache. One that carries
+    ``state`` (arrays) is not hashable: :func:`ntk` passes its state as a traced argument and
+    keys its cache by the rest.
 
     Attributes:
         model: the flax module.
         method: model method giving f (e.g. ``'logits'``); ``None``: ``__call__``.
         train: training mode; then the call takes a dropout key: ``f(params, x, key)``.
+        state: the model's other variable collections (e.g. ``{'batch_stats': ...}``), applied
+            beside ``params``; ``None``: none. In training mode they are mutable and their
+            updates are discarded (f stays a function of the parameters).
     """
 
     model: nn.Module
     method: str | None = None
     train: bool = False
+    state: Mapping[str, PyTree] | None = None
 
     def __call__(self, params: PyTree, x: Array, key: Array | None = None) -> Array:
         kw = {} if self.method is None else {"method": self.method}
+        variables = {"params": params, **(self.state or {})}
         if self.train:
             if key is None:
                 raise ValueError("key: a training-mode apply_fn needs a dropout key, f(params, x, key)")
-            return self.model.apply({"params": params}, x, train=True, rngs={"dropout": key}, **kw)
-        return self.model.apply({"params": params}, x, train=False, **kw)
+            if self.state:
+                out, _ = self.model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=list(self.state), **kw)
+                return out
+            return self.model.apply(variables, x, train=True, rngs={"dropout": key}, **kw)
+        return self.model.apply(variables, x, train=False, **kw)
 
 
-def apply_fn(model, *, method: str | None = None, train: bool = False) -> ModelFn:
+def apply_fn(model, *, method: str | None = None, train: bool = False,
+             variables: Mapping[str, PyTree] | None = None) -> ModelFn:
     """``f(params, x)`` for a flax model (``method``: e.g. ``'logits'`` of :class:`RBEConvNet`).
 
     With ``train=True`` the function takes a third argument, the dropout key:
     ``f(params, x, key)``. The returned :class:`ModelFn` lets :func:`ntk` use the structured method.
+
+    ``variables``: the model's variables (``model.init(...)`` or a trained copy); every collection
+    but ``'params'`` (e.g. BatchNorm's ``'batch_stats'``) is kept and applied with the
+    parameters f is called on, so the NTK is taken with respect to ``params`` only, at fixed
+    statistics (evaluation mode: ``nn.BatchNorm(use_running_average=not train)``).
     """
-    return ModelFn(model, method, train)
+    state = None
+    if variables is not None:
+        if not isinstance(variables, Mapping):
+            raise ValueError(f"variables must be a mapping of flax collections (e.g. model.init(...)), got {type(variables).__name__}")
+        state = {name: col for name, col in variables.items() if name != "params"} or None
+    return ModelFn(model, method, train, state)
 
 
 def _as_2d(y: Array) -> Array:
@@ -1080,7 +1101,9 @@ def _ntk_implicit(f, params, x1, x2, batch_size, k) -> Array:
     return jnp.transpose(rows, (0, 2, 1, 3))  # (N1, K, N2, K) -> (N1, N2, K, K)
 
 
-def _ntk(f, params, x1, x2, method, batch_size, memory_limit):
+def _ntk(f, state, params, x1, x2, method, batch_size, memory_limit, trace_axes, diagonal_axes):
+    if state is not None:  # a ModelFn's variable collections, passed traced
+        f = dataclasses.replace(f, state=state)
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     out = jax.eval_shape(f, _abstract(params), jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype))
     k = math.prod(out.shape[1:]) if len(out.shape) > 1 else 1
@@ -1096,14 +1119,61 @@ def _ntk(f, params, x1, x2, method, batch_size, memory_limit):
         theta = _ntk_jacobian(f, params, x1, x2, k)
     else:
         theta = _ntk_implicit(f, params, x1, x2, batch_size, k)
+    if trace_axes is not None:
+        return _trace_and_diagonal(theta, out.shape, trace_axes, diagonal_axes)
     return theta[..., 0, 0] if len(out.shape) == 1 else theta
 
 
-_ntk_jit = jax.jit(_ntk, static_argnames=("f", "method", "batch_size", "memory_limit"))
+_ntk_jit = jax.jit(_ntk, static_argnames=("f", "method", "batch_size", "memory_limit", "trace_axes", "diagonal_axes"))
+
+
+def _canonical_axes(name: str, axes, ndim: int) -> tuple[int, ...]:
+    """Sorted non-negative output axes (neural-tangents' canonicalisation), validated."""
+    items = (axes,) if isinstance(axes, (int, np.integer)) else axes
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise ValueError(f"{name} must be an int or a sequence of ints (axes of f's output), got {axes!r}") from None
+    out = set()
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not -ndim <= a < ndim:
+            raise ValueError(f"{name} must hold axes of f's output, ints in [{-ndim}, {ndim}), got {axes!r}")
+        out.add(int(a) % ndim)
+    return tuple(sorted(out))
+
+
+def _trace_and_diagonal(theta: Array, out_shape: tuple, trace_axes: tuple, diagonal_axes: tuple) -> Array:
+    """neural-tangents' ``trace_axes`` / ``diagonal_axes`` applied to the full kernel.
+
+    theta: (N1, N2, K, K) with K = prod(out_shape[1:]); out_shape: f's output shape (axis 0 the
+    examples). Traced axes are summed over their diagonal and divided by their size (a mean, as
+    neural-tangents); diagonal axes keep only their diagonal. Layout as neural-tangents': the
+    remaining axes in pairs (N1, N2, X, X', ...), each diagonal axis once at its place.
+    """
+    nd = len(out_shape)
+    n1, n2 = theta.shape[:2]
+    dims = tuple(out_shape[1:])
+    full = theta.reshape((n1, n2) + dims + dims)
+    letters = iter("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    left = [next(letters) for _ in range(nd)]  # axis r of f(x1)
+    right = [next(letters) for _ in range(nd)]  # axis r of f(x2)
+    for r in trace_axes + diagonal_axes:
+        right[r] = left[r]
+    ins = left[0] + right[0] + "".join(left[1:]) + "".join(right[1:])
+    paired = [c for r in range(nd) if r not in trace_axes and r not in diagonal_axes for c in (left[r], right[r])]
+    # Where neural-tangents moves each diagonal axis (its _get_res_batch_dims).
+    places = [2 * d - i - 2 * sum(c < d for c in trace_axes) for i, d in enumerate(diagonal_axes)]
+    result: list = [None] * (len(paired) + len(diagonal_axes))
+    for pos, d in zip(places, diagonal_axes):
+        result[pos] = left[d]
+    rest = iter(paired)
+    result = [c if c is not None else next(rest) for c in result]
+    size = math.prod(([n1] if 0 in trace_axes else []) + [dims[r - 1] for r in trace_axes if r > 0])
+    return jnp.einsum(ins + "->" + "".join(result), full) / size
 
 
 def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, method: str = "auto",
-        batch_size: int | None = 16, memory_limit: int | None = None) -> Array:
+        batch_size: int | None = 16, memory_limit: int | None = None, trace_axes=None, diagonal_axes=None) -> Array:
     """The empirical NTK between two batches of inputs.
 
     Jitted once per shapes and ``f``: ``f`` keys the compilation cache by hash and equality, so
@@ -1111,21 +1181,31 @@ def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, metho
     unhashable ``f`` is traced without the cache). Works under ``jit`` and ``vmap``.
 
     Args:
-        f: ``f(params, x) -> (N,)`` or ``(N, K)``; :func:`apply_fn` of a flax model for
-            ``'structured'``. Examples must be independent (f(x)[n] depends on x[n] only).
+        f: ``f(params, x) -> (N,)`` or ``(N, ...)``: any JAX function, or :func:`apply_fn` of a
+            flax model (whose layers the structured method then reads directly). Examples must be
+            independent (f(x)[n] depends on x[n] only).
         params: the parameters (any pytree).
         x1: (N1, ...) inputs.
         x2: (N2, ...) inputs; default ``x1`` (then its factors are computed once).
-        method: ``'auto'`` (:func:`choose_method`), ``'structured'`` (layer structure, see the
-            module docstring), ``'jacobian'`` (per-example Jacobians contracted) or
+        method: ``'auto'`` (:func:`choose_method`), ``'structured'`` (dense-like contractions,
+            see the module docstring), ``'jacobian'`` (per-example Jacobians contracted) or
             ``'implicit'`` (vjp then jvp, no full Jacobian; least memory).
         batch_size: rows of x1 processed together by the implicit method (``None``: all at once).
         memory_limit: bytes ``'auto'`` lets a method hold (default: see :func:`choose_method`);
             the structured method also sizes its chunks of rows of x1 to an eighth of it.
+        trace_axes, diagonal_axes: output axes of f (0 = the example axis; negative from the
+            end, so -1 is the example axis of an (N,) output) to trace over / keep only the
+            diagonal of, with neural-tangents' meaning and layout (``empirical_ntk_fn``): a traced
+            pair of axes is summed over its diagonal and divided by its size. The full kernel is
+            computed and then reduced. ``None`` for both (the default): the layout below, no
+            reduction; giving either (``()`` for none) selects neural-tangents' layout, e.g.
+            ``trace_axes=(), diagonal_axes=()`` on an (N, X, Y) output gives (N1, N2, X, X, Y, Y).
 
     Returns:
-        (N1, N2) for a single-output model (f returns (N,)), else (N1, N2, K, K) with
-        ``[i, j, a, b] = sum_p df_a(x1_i)/dp df_b(x2_j)/dp``.
+        Default: (N1, N2) for a single-output model (f returns (N,)), else (N1, N2, K, K), K the
+        product of f's output axes after the first, with ``[i, j, a, b] = sum_p df_a(x1_i)/dp
+        df_b(x2_j)/dp``. With ``trace_axes`` / ``diagonal_axes``: neural-tangents' shape, e.g.
+        (N1, N2) for ``trace_axes=(-1,)`` on an (N, K) output (the mean over a of [i, j, a, a]).
     """
     if method not in _METHOD_CHOICES:
         raise ValueError(f"method must be one of {_METHOD_CHOICES}, got {method!r}")
@@ -1144,11 +1224,27 @@ def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, metho
     x1 = jnp.asarray(x1)
     x2 = None if x2 is None else jnp.asarray(x2)
     batch_size = None if batch_size is None else int(batch_size)
+    if trace_axes is not None or diagonal_axes is not None:
+        ndim = len(jax.eval_shape(f, params, jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype)).shape)
+        trace_axes = _canonical_axes("trace_axes", () if trace_axes is None else trace_axes, ndim)
+        diagonal_axes = _canonical_axes("diagonal_axes", () if diagonal_axes is None else diagonal_axes, ndim)
+        if set(trace_axes) & set(diagonal_axes):
+            raise ValueError(f"trace_axes {trace_axes} and diagonal_axes {diagonal_axes} must not share an axis")
+        if 0 in trace_axes + diagonal_axes and x2 is not None and x2.shape[0] != x1.shape[0]:
+            raise ValueError(f"trace_axes / diagonal_axes hold the example axis 0: x1 and x2 need as many examples, "
+                             f"got {x1.shape[0]} and {x2.shape[0]}")
+    state = None
+    if isinstance(f, ModelFn) and f.state is not None:  # arrays: traced, not part of the cache key
+        f, state = dataclasses.replace(f, state=None), f.state
+    args = (method, batch_size, memory_limit, trace_axes, diagonal_axes)
     try:
         hash(f)
     except TypeError:  # an unhashable callable cannot key the compilation cache: trace inline
-        return _ntk(f, params, x1, x2, method, batch_size, memory_limit)
-    return _ntk_jit(f, params, x1, x2, method=method, batch_size=batch_size, memory_limit=memory_limit)
+        return _ntk(f, state, params, x1, x2, *args)
+    return _ntk_jit(f, state, params, x1, x2, method=method, batch_size=batch_size, memory_limit=memory_limit,
+                    trace_axes=trace_axes, diagonal_axes=diagonal_axes)
+
+
 def loss_gradient(f: ApplyFn, params: PyTree, loss: Callable, batch: Mapping[str, Array]) -> Array:
     """dL/df at the batch's outputs: the gradient of ``loss(outputs, batch)`` wrt ``outputs``.
 
