@@ -329,6 +329,7 @@ class _Src(NamedTuple):
     chain: tuple  # ((primitive, params, scalar or None, operand position), ...), applied in order
     bijective: bool  # False once a true broadcast was applied
     key: tuple  # hashable description of the chain
+    scale: float = 1.0  # product of the chain's scalings: the chain is scale x (a permutation)
 
 
 def _apply_chain(chain: tuple, w: Array) -> Array:
@@ -392,13 +393,14 @@ def _moved(s: _Src, eqn, lit) -> _Src | None:
             return None
         bij = s.bijective and math.prod(a_out.shape) == math.prod(a_in.shape)
         step = (eqn.primitive, dict(eqn.params), None, 0)
-        return _Src(s.leaf, s.chain + (step,), bij, s.key + ((name, _freeze(eqn.params)),))
+        return _Src(s.leaf, s.chain + (step,), bij, s.key + ((name, _freeze(eqn.params)),), s.scale)
     if name in ("mul", "div") and lit is not None:
         pos, scalar = lit
         if name == "div" and pos != 0:
             return None
         step = (eqn.primitive, dict(eqn.params), scalar, pos)
-        return _Src(s.leaf, s.chain + (step,), s.bijective, s.key + ((name, float(scalar), pos),))
+        factor = float(scalar) if name == "mul" else 1.0 / float(scalar)
+        return _Src(s.leaf, s.chain + (step,), s.bijective, s.key + ((name, float(scalar), pos),), s.scale * factor)
     return None
 
 
@@ -666,6 +668,8 @@ def _jaxpr_side_block(st: _JaxprStructure, modes: tuple[str, ...], params: PyTre
                 xl = jnp.concatenate([_site_x(s, recorded[i]) for i, s in zip(group.sites, sites)], axis=0)
                 gl = jnp.concatenate([_site_g(s, gs[s.pert]) for s in sites], axis=1)
                 xl = xl.astype(jnp.result_type(xl, gl))
+                if sites[0].src.scale != 1.0:  # W' = scale * W: d y / d W = scale * X (one scale per layout)
+                    xl = xl * jnp.asarray(sites[0].src.scale, xl.dtype)
                 if mode == "grad":
                     parts.append(jnp.einsum("pc,kpd->kcd", xl, gl, preferred_element_type=_acc(xl)).reshape(k, -1))
                 else:
