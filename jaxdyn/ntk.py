@@ -13,18 +13,18 @@ training response (Nakazato's Delta, Eq. 2-4)
 For the mean squared error on one output, dL/df = 2 (f - y), so the normalised response
 (Eq. 5) is Delta / (y_o - f(x_o)) = 2 lr Theta(x_o, x) + O(lr^2).
 
-Everything here takes an ``apply_fn(params, x) -> (N,) or (N, K)``; build one for a flax model
-with :func:`apply_fn`, which also lets :func:`ntk` see the model's layers. Three ways to compute
-the NTK (``method=``), all jitted once per shape:
+Everything here takes an ``apply_fn(params, x) -> (N,) or (N, ...)``: any JAX function, or one
+built for a flax model with :func:`apply_fn` (which also carries the model's other variable
+collections, e.g. BatchNorm's statistics, and lets :func:`ntk` see its layers). Three ways to
+compute the NTK (``method=``), all jitted once per shape:
 
 * ``'jacobian'``: per-example Jacobians (``vmap`` of ``jacrev`` over examples; ``jacrev`` of
   the whole batch would run each backward pass through all N examples), contracted with
   matmuls: narrow leaves concatenated into one, wide ones each alone. Memory (N1 + N2) K P for
   P parameters.
-* ``'structured'`` (flax models from :func:`apply_fn` only): every parameter that enters through
-  a dense-like contraction y = X @ W + b (``nn.Dense``, ``nn.Conv``, :class:`PatchConv`) has
-  d y_p / d W = X_p, so its share of the NTK needs only the layer's inputs X (positions x d_in,
-  the patches of a convolution) and the cotangents G_a = d f_a / d y (positions x d_out):
+* ``'structured'``: every parameter that enters through a dense-like contraction y = X @ W + b
+  has d y_p / d W = X_p, so its share of the NTK needs only the layer's inputs X (positions x
+  d_in, the patches of a convolution) and the cotangents G_a = d f_a / d y (positions x d_out):
 
       Theta_W(x, x')_{ab} = sum_{p,q} (X X'^T)_{pq} (G_a G'_b^T)_{pq},
       Theta_b(x, x')_{ab} = sum_{p,q} (G_a G'_b^T)_{pq}.
@@ -34,11 +34,30 @@ the NTK (``method=``), all jitted once per shape:
   Gram matrices X X'^T (cost ~ P^2 (d_in + K d_out) per pair, far cheaper for dense layers and
   for convolutions with few positions): the weight-sharing structure that neural-tangents'
   "structured derivatives" exploit. G comes from one vjp per output unit with respect to zero
-  perturbations added to every layer output (``flax.linen.intercept_methods``); parameters of
-  any other kind (a norm's scale, a custom layer) fall back to per-example Jacobians, leaf by
-  leaf. The factors are computed in chunks of examples and the contraction in chunks of rows
-  of x1, both sized to a memory limit, so the patches of a convolution are never held for all
-  N examples at once. The model must treat examples independently (no batch statistics).
+  perturbations added to every layer output. Where the layers are found:
+
+  - a flax model from :func:`apply_fn`: its ``nn.Dense``, ``nn.Conv`` and :class:`PatchConv`
+    calls (``flax.linen.intercept_methods``);
+  - any other function: its jaxpr on one example. A parameter leaf is covered when every use
+    of it is an operand of a ``dot_general`` (no batch dimensions) or ``conv_general_dilated``
+    (ungrouped, the kernel operand), or an ``add`` (a bias: G-only term), reached directly or
+    through moves of its entries (reshape, transpose, squeeze, rev, broadcast_in_dim adding
+    unit axes, float casts), scalings by literal scalars, and ``jit``/``checkpoint`` calls
+    (whose bodies are evaluated equation by equation). The inputs X of each such contraction
+    (the patches of a convolution: strided slices of its padded input) and the cotangents of
+    its output come from evaluating the jaxpr with a zero perturbation added there. A leaf
+    used at several sites sums over them, cross terms included: sites that multiply the same
+    matrix concatenate their positions, others (W and W^T, a vector used as bias and as
+    weight) contract their per-example gradients, each site's mapped back onto the leaf by the
+    transpose of its linear map. A leaf entering anything else (a product of parameters, a
+    non-linear function, a ``scan``/``while``/``cond`` body, a ``custom_jvp``/``custom_vjp``
+    call, whose own derivative rules then apply) falls back to per-example Jacobians.
+
+  Parameters of any other kind (a norm's scale, a custom layer) fall back to per-example
+  Jacobians, leaf by leaf. The factors are computed in chunks of examples and the contraction
+  in chunks of rows of x1, both sized to a memory limit, so the patches of a convolution are
+  never held for all N examples at once. The model must treat examples independently (no batch
+  statistics: evaluation mode).
 * ``'implicit'``: vjp then jvp, one parameter-space vector per output row of x1 at a time, in
   chunks of ``batch_size`` rows; the Jacobian of x2 is never formed. Least memory, most FLOPs
   (a forward pass through x2 per row of x1).

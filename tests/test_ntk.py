@@ -237,7 +237,7 @@ def test_auto_picks_by_cost_and_falls_back_without_memory():
 # ---------------------------------------------------------------------------------------------
 def _mlp(p, x):
     h = jnp.tanh(x @ p["w1"] + p["b1"])
-    return h @ p["w2"] + p["b2"]
+    return jax.vmap(lambda hi: hi @ p["w2"] + p["b2"])(h)  # a vmap over examples inside f
 
 
 def _convnet(p, x):
@@ -366,6 +366,10 @@ def test_structured_plain_function_equals_jacobian(name):
             if name in FORCED:  # every contraction order of the weight groups
                 for mode in ("grad", "gram", "gram2"):
                     out[mode] = _forced_modes(f, params, x, x2, mode)
+            if name == "mlp":  # under an outer vmap over parameter sets (a seed ensemble)
+                stack = jax.tree_util.tree_map(lambda a: jnp.stack([a, 1.1 * a]), params)
+                out["seeds"] = jax.vmap(lambda p: N.ntk(f, p, x, x2, method="structured"))(stack)
+                out["seeds_ref"] = jax.vmap(lambda p: N.ntk(f, p, x, x2, method="jacobian"))(stack)
             if name in CHUNKED:  # a limit of a few kB: chunks of examples and of rows of x1
                 out["chunked"] = N.ntk(f, params, x, x2, method="structured", memory_limit=4_000)
             return out
@@ -377,8 +381,11 @@ def test_structured_plain_function_equals_jacobian(name):
     assert ref.shape == (6, 4, ref.shape[2], ref.shape[2]) and ref.dtype == np.float64
     tol = dict(rtol=1e-10, atol=1e-12 * np.abs(ref).max())
     assert set(out) >= {"grad", "gram", "gram2"} if name in FORCED else True
-    for key in set(out) - {"jacobian", "structured_same"}:
+    for key in set(out) - {"jacobian", "structured_same", "seeds", "seeds_ref"}:
         np.testing.assert_allclose(out[key], ref, **tol, err_msg=f"{name} {key}")
+    if name == "mlp":
+        np.testing.assert_allclose(out["seeds_ref"][0], ref, **tol)
+        np.testing.assert_allclose(out["seeds"], out["seeds_ref"], **tol)
     np.testing.assert_allclose(out["structured_same"][:, :4], ref, **tol, err_msg=name)
     names = [p[0] for p in N._leaf_paths(params)]
     assert sorted(names[i] for i in st.fallback) == sorted(PLAIN_FALLBACK[name])
