@@ -917,8 +917,9 @@ def choose_method(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None
 
     Among the methods whose estimated peak memory fits ``memory_limit`` (bytes; default half the
     accelerator's memory or a quarter of the host's RAM), the one of least estimated cost;
-    ``'implicit'`` (the least memory) when none fits. ``'structured'`` is a candidate only for
-    an evaluation-mode :class:`ModelFn`.
+    ``'implicit'`` (the least memory) when none fits. ``'structured'`` is a candidate for every
+    f (a :class:`ModelFn`'s flax layers, any other function's jaxpr); its estimate counts the
+    leaves it leaves to per-example Jacobians.
     """
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     budget = _memory_budget() if memory_limit is None else memory_limit

@@ -254,8 +254,9 @@ def _convnet(p, x):
 
 def _shared(p, x):
     # u used twice the same way (one weight group, two sites); w as W and as W^T (two layouts);
-    # b as a bias twice and as a weight vector (mixed).
-    h = jnp.tanh(x @ p["u"])
+    # b as a bias twice and as a weight vector (mixed); m1 @ m2 a product of two parameters (the
+    # same X for every example).
+    h = jnp.tanh(x @ (p["m1"] @ p["m2"]) @ p["u"])
     h = jnp.tanh(h @ p["u"] + p["b"])
     h = jnp.tanh(h @ p["w"] + p["b"])
     h = jnp.tanh(h @ p["w"].T)
@@ -319,7 +320,7 @@ def _plain_case(name):
         p = {"k1": a(3, 3, 2, 4), "c1": a(4), "k2": a(5, 4, 3, 2), "c2": a(5), "k3": a(3, 5, 2, 2), "w": a(96, 2)}
         return _convnet, p, a(6, 9, 9, 2)
     if name == "shared":
-        return _shared, {"u": a(4, 4), "w": a(4, 4), "b": a(4), "v": a(4, 3)}, a(6, 4)
+        return _shared, {"m1": a(4, 2), "m2": a(2, 4), "u": a(4, 4), "w": a(4, 4), "b": a(4), "v": a(4, 3)}, a(6, 4)
     if name == "nonlinear":
         p = {"w": a(3, 4), "log_s": a(4), "gain": a(4), "b": a(4), "r": a(4, 4), "g": a(3, 1, 4), "q": a(8, 5), "v": a(5, 2)}
         return _nonlinear, p, a(6, 3)
@@ -333,7 +334,7 @@ PLAIN_FALLBACK = {"mlp": [], "conv": [], "shared": [], "nonlinear": ["gain", "g"
 PLAIN_KINDS = {
     "mlp": {"w1": "weight", "b1": "bias", "w2": "weight", "b2": "bias"},
     "conv": {"k1": "weight", "c1": "bias", "k2": "weight", "c2": "bias", "k3": "weight", "w": "weight"},
-    "shared": {"u": "weight", "w": "mixed", "b": "mixed", "v": "weight"},
+    "shared": {"m1": "weight", "m2": "weight", "u": "weight", "w": "mixed", "b": "mixed", "v": "weight"},
     "nonlinear": {"b": "bias", "q": "weight", "v": "weight"},
     "custom": {"w1": "weight", "b1": "bias", "w2": "weight", "w3": "weight"},
 }
@@ -401,8 +402,10 @@ def test_structured_plain_function_sites():
     groups = {names[g.leaf]: g for g in st.groups}
     assert len(groups["u"].sites) == 2 and groups["u"].positions == 2  # two calls, one position each
     assert [st.sites[i].kind for i in groups["b"].sites] == ["add", "add", "dot"]
-    # Six matmuls with a parameter, each perturbed once; both bias adds reuse their matmul's cotangent.
-    assert len(st.perts) == 6 and sum(s.kind == "dot" for s in st.sites) == 6
+    # Seven matmuls with a parameter (m1 @ m2 one, with two sites), each perturbed once; both bias
+    # adds reuse their matmul's cotangent.
+    assert len(st.perts) == 7 and sum(s.kind == "dot" for s in st.sites) == 8
+    assert groups["m1"].positions == 4 and groups["m2"].positions == 4  # the columns of m2, the rows of m1
     f, params, x = _plain_case("conv")
     st = N._jaxpr_structure(f, params, x)
     conv = [s for s in st.sites if s.kind == "conv"]
