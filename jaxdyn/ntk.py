@@ -866,18 +866,22 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     grad_width = n_fallback  # columns of the per-example gradients
     row_elems = n2 * k * k  # per row of x1: the output block
     modes = []
+    weight_perts = set() if structure is None else {
+        structure.sites[i].pert for g in layers if g.kind == "weight" for i in g.sites}
     for layer in layers:
         if getattr(layer, "kind", "weight") != "weight":
             # A bias or a leaf used in several ways (jaxpr path): per-example gradients of the
             # leaf from the cotangents of its sites (and their inputs, for mixed ones).
             modes.append("grad")
             sites = [structure.sites[i] for i in layer.sites]
-            g_elems = sum(s.out_elems for s in sites)
+            read = sum(s.out_elems for s in sites)  # cotangent elements read, per output unit
+            # Cotangents not already held for a weight group (a bias after its matmul shares them).
+            own = sum(structure.perts[loc].size for loc in {s.pert for s in sites} - weight_perts)
             x_elems = sum(s.positions * s.d_in for s in sites)
-            cost += (2.0 * pairs * k * k * layer.size + m * nb * k * (layer.size + g_elems)
+            cost += (2.0 * pairs * k * k * layer.size + m * nb * k * (layer.size + read)
                      + sum(2.0 * nb * k * s.out_elems * s.d_in for s in sites))
-            side_elems += k * g_elems + x_elems
-            transient += 2 * k * g_elems + x_elems + k * layer.size
+            side_elems += k * own + x_elems
+            transient += 2 * k * own + x_elems + k * layer.size
             grad_width += layer.size
             continue
         options = _layer_modes(layer, n1, n2, same, k)
