@@ -606,23 +606,16 @@ def _eval_jaxpr(st: _JaxprStructure, jaxpr, consts, args, prefix: tuple, perts: 
     return [read(v) for v in jaxpr.outvars]
 
 
-def _site_x(site: _Site, a: Array) -> Array:
-    """The layer input of a dot/conv site as X (P, d_in): y = X @ W (W the d_in x d_out matrix of the
-    site's layout) at one example; ``a`` is the site's other operand."""
-    if site.kind == "dot":
-        (lc, rc), _ = site.eqn.params["dimension_numbers"]
-        other_c = rc if site.operand == 0 else lc
-        free = [d for d in range(a.ndim) if d not in other_c]
-        return jnp.transpose(a, free + list(other_c)).reshape(site.positions, site.d_in)
-    # Convolution: patches by strided slices of the padded (and lhs-dilated) image, one slice per
-    # kernel tap, in the order (batch, output spatial...) of the output positions.
-    prm = site.eqn.params
+def _conv_patches(eqn, lhs: Array) -> Array:
+    """The patches of a convolution's input, (P, d_in): strided slices of the padded (and
+    lhs-dilated) image, one per kernel tap, rows in the order (batch, output spatial...) of the
+    output positions, columns (taps row-major, then input channel)."""
+    prm = eqn.params
     dn = prm["dimension_numbers"]
-    w_shape = site.eqn.invars[1].aval.shape
+    w_shape, y_shape = eqn.invars[1].aval.shape, eqn.outvars[0].aval.shape
     ks = [w_shape[d] for d in dn.rhs_spec[2:]]
-    img = jnp.transpose(a, (dn.lhs_spec[0],) + tuple(dn.lhs_spec[2:]) + (dn.lhs_spec[1],))  # (B, *spatial, C)
-    y_shape = site.eqn.outvars[0].aval.shape
     out = [y_shape[d] for d in dn.out_spec[2:]]
+    img = jnp.transpose(lhs, (dn.lhs_spec[0],) + tuple(dn.lhs_spec[2:]) + (dn.lhs_spec[1],))  # (B, *spatial, C)
     lhs_dil = prm["lhs_dilation"] or (1,) * len(ks)
     rhs_dil = prm["rhs_dilation"] or (1,) * len(ks)
     cfg = [(0, 0, 0)] + [(lo, hi, dl - 1) for (lo, hi), dl in zip(prm["padding"], lhs_dil)] + [(0, 0, 0)]
@@ -633,7 +626,19 @@ def _site_x(site: _Site, a: Array) -> Array:
         start = [0] + [o * r for o, r in zip(offset, rhs_dil)] + [0]
         limit = [img.shape[0]] + [s0 + (n - 1) * st + 1 for s0, n, st in zip(start[1:-1], out, strides)] + [img.shape[-1]]
         taps.append(jax.lax.slice(img, start, limit, [1] + list(strides) + [1]))
-    return jnp.stack(taps, axis=-2).reshape(site.positions, site.d_in)
+    patches = jnp.stack(taps, axis=-2)  # (B, *out, taps, C)
+    return patches.reshape(-1, patches.shape[-2] * patches.shape[-1])
+
+
+def _site_x(site: _Site, a: Array) -> Array:
+    """The layer input of a dot/conv site as X (P, d_in): y = X @ W (W the d_in x d_out matrix of the
+    site's layout) at one example; ``a`` is the site's other operand (a convolution's input)."""
+    if site.kind == "dot":
+        (lc, rc), _ = site.eqn.params["dimension_numbers"]
+        other_c = rc if site.operand == 0 else lc
+        free = [d for d in range(a.ndim) if d not in other_c]
+        return jnp.transpose(a, free + list(other_c)).reshape(site.positions, site.d_in)
+    return _conv_patches(site.eqn, a)
 
 
 def _site_g(site: _Site, g: Array) -> Array:
