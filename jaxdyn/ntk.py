@@ -352,11 +352,10 @@ class _Src(NamedTuple):
 
 
 def _apply_chain(chain: tuple, w: Array) -> Array:
+    """The value a :class:`_Src` chain computes from its leaf ``w`` (a linear function of w)."""
     for prim, params, scalar, pos in chain:
-        if scalar is None:
-            w = prim.bind(w, **params)
-        else:
-            w = prim.bind(*((w, scalar) if pos == 0 else (scalar, w)), **params)
+        args = (w,) if scalar is None else ((w, scalar) if pos == 0 else (scalar, w))
+        w = prim.bind(*args, **prim.get_bind_params(params))
     return w
 
 
