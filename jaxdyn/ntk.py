@@ -971,12 +971,85 @@ def _acc(a: Array):
     return jnp.promote_types(a.dtype, jnp.float32)
 
 
-def _gram(j1: list[Array], j2: list[Array]) -> Array | None:
+class _Pairs(NamedTuple):
+    """How the output axes of f(x1) and f(x2) pair up in every contraction (einsum letters; i, j
+    the examples; p, q, c, d, the contracted axes, never used here).
+
+    The default, :data:`_FULL`, keeps the flattened K axis on both sides: terms (n1, K, n2, K)
+    (a matmul's natural layout), transposed once at the end. With ``trace_axes`` /
+    ``diagonal_axes`` each side's K axis is unflattened to f's output axes, a traced axis gets
+    one letter on both sides and is summed inside every contraction, a diagonal axis one letter
+    kept once, so no term is ever larger than the reduced kernel: terms (n1, n2, *rest); the end
+    applies the example axis's trace or diagonal, neural-tangents' layout and the division by
+    the traced sizes.
+    """
+
+    a: str  # letters of f(x1)'s output axes after the first
+    b: str  # letters of f(x2)'s
+    out: str  # each term's letters
+    dims: tuple[int, ...] | None  # the output axes K is unflattened to; None: K flat
+    final: str | None  # einsum from ``out`` to the result (None: the transpose of _FULL)
+    traced: tuple[int, ...]  # traced axes of f's output (0: the examples)
+
+
+_FULL = _Pairs("a", "b", "iajb", None, None, ())
+
+
+def _pairs(out_shape: tuple, trace_axes: tuple | None, diagonal_axes: tuple | None) -> _Pairs:
+    """The :class:`_Pairs` of neural-tangents' ``trace_axes`` / ``diagonal_axes`` (canonical,
+    sorted) on an output of shape ``out_shape`` (axis 0 the examples); ``None``: :data:`_FULL`."""
+    if trace_axes is None:
+        return _FULL
+    nd = len(out_shape)
+    pool = iter("ABCDEFGHIJKLMNOPQRSTUVWXYZefghklmnorstuvwxyz")
+    left = ["i"] + [next(pool) for _ in range(nd - 1)]
+    right = ["j"] + [next(pool) for _ in range(nd - 1)]
+    reduced = set(trace_axes) | set(diagonal_axes)
+    for r in reduced:
+        if r > 0:
+            right[r] = left[r]
+    inner = "".join(left[r] + ("" if r in reduced else right[r]) for r in range(1, nd) if r not in trace_axes)
+    out = "ij" + inner
+    # The end: the example axis's own trace/diagonal (i = j), then neural-tangents' layout: the
+    # remaining axes in pairs (N1, N2, X, X', ...), each diagonal axis once at its place
+    # (neural-tangents' _get_res_batch_dims).
+    if 0 in reduced:
+        right[0] = "i"
+    start = left[0] + right[0] + inner
+    paired = [c for r in range(nd) if r not in reduced for c in (left[r], right[r])]
+    places = [2 * d - n - 2 * sum(c < d for c in trace_axes) for n, d in enumerate(diagonal_axes)]
+    result: list = [None] * (len(paired) + len(diagonal_axes))
+    for pos, d in zip(places, diagonal_axes):
+        result[pos] = left[d]
+    rest = iter(paired)
+    result = [c if c is not None else next(rest) for c in result]
+    return _Pairs("".join(left[1:]), "".join(right[1:]), out, tuple(out_shape[1:]), start + "->" + "".join(result),
+                  tuple(trace_axes))
+
+
+def _sides(pairs: _Pairs, a: Array, b: Array, axis: int = 1) -> tuple[Array, Array]:
+    """Both sides' K axis (at ``axis``) unflattened to the output axes (nothing for :data:`_FULL`)."""
+    if pairs.dims is None:
+        return a, b
+    return tuple(t.reshape(t.shape[:axis] + pairs.dims + t.shape[axis + 1:]) for t in (a, b))
+
+
+def _finish(pairs: _Pairs, theta: Array) -> Array:
+    """The contracted kernel (``pairs.out`` layout) as the result: (N1, N2, K, K) for
+    :data:`_FULL`, else neural-tangents' layout with the traces divided by their sizes."""
+    if pairs.final is None:
+        return jnp.transpose(theta, (0, 2, 1, 3))
+    size = math.prod(([theta.shape[0]] if 0 in pairs.traced else []) + [pairs.dims[r - 1] for r in pairs.traced if r > 0])
+    return jnp.einsum(pairs.final, theta) / size
+
+
+def _gram(j1: list[Array], j2: list[Array], pairs: _Pairs = _FULL) -> Array | None:
     """sum over blocks of J1 J2^T: (n1, K, q) x (n2, K, q) -> (n1, K, n2, K), a matmul's natural
-    layout (the result is transposed once, at the end)."""
+    layout (the result is transposed once, at the end); other :class:`_Pairs`: their layout."""
     out = None
     for a, b in zip(j1, j2):
-        term = jnp.einsum("iaq,jbq->iajb", a, b, preferred_element_type=_acc(a))
+        a, b = _sides(pairs, a, b)
+        term = jnp.einsum(f"i{pairs.a}q,j{pairs.b}q->{pairs.out}", a, b, preferred_element_type=_acc(a))
         out = term if out is None else out + term
     return out
 
@@ -1055,39 +1128,43 @@ def _side_block(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: 
     return parts, grams
 
 
-def _contract(side1, side2, modes: tuple[str, ...]) -> Array:
-    """Theta block (n1, K, N2, K) from the factors of rows of x1 and of all of x2."""
+def _contract(side1, side2, modes: tuple[str, ...], pairs: _Pairs = _FULL) -> Array:
+    """Theta block (n1, K, N2, K) (``pairs.out`` layout) from the factors of rows of x1 and of all of x2."""
     j1, grams1 = side1
     j2, grams2 = side2
-    out = _gram(j1, j2)
+    out = _gram(j1, j2, pairs)
+    a, b, o = pairs.a, pairs.b, pairs.out
     for (x1, g1), (x2, g2), mode in zip(grams1, grams2, modes):
+        g1, g2 = _sides(pairs, g1, g2)
         if x1.shape[1] == 1:  # one position (a dense layer): (X X'^T) times (G_a G'_b^T)
             xx = jnp.einsum("ic,jc->ij", x1[:, 0], x2[:, 0], preferred_element_type=_acc(x1))
-            term = jnp.einsum("iad,jbd->iajb", g1[:, :, 0], g2[:, :, 0], preferred_element_type=_acc(g1)) * xx[:, None, :, None]
+            xx = xx[:, None, :, None] if o == "iajb" else xx.reshape(xx.shape + (1,) * (len(o) - 2))
+            term = jnp.einsum(f"i{a}d,j{b}d->{o}", g1[..., 0, :], g2[..., 0, :], preferred_element_type=_acc(g1)) * xx
         elif mode == "gram":
             xx = jnp.einsum("ipc,jqc->ijpq", x1, x2, preferred_element_type=_acc(x1))
-            t = jnp.einsum("ijpq,iapd->iajqd", xx, g1, preferred_element_type=_acc(xx))
-            term = jnp.einsum("iajqd,jbqd->iajb", t, g2, preferred_element_type=_acc(t))
+            t = jnp.einsum(f"ijpq,i{a}pd->i{a}jqd", xx, g1, preferred_element_type=_acc(xx))
+            term = jnp.einsum(f"i{a}jqd,j{b}qd->{o}", t, g2, preferred_element_type=_acc(t))
         else:
             xx = jnp.einsum("ipc,jqc->ijpq", x1, x2, preferred_element_type=_acc(x1))
-            gg = jnp.einsum("iapd,jbqd->iajbpq", g1, g2, preferred_element_type=_acc(g1))
-            term = jnp.einsum("ijpq,iajbpq->iajb", xx, gg, preferred_element_type=_acc(xx))
+            both = "i" + a + "j" + "".join(c for c in b if c not in a) + "pq"
+            gg = jnp.einsum(f"i{a}pd,j{b}qd->{both}", g1, g2, preferred_element_type=_acc(g1))
+            term = jnp.einsum(f"ijpq,{both}->{o}", xx, gg, preferred_element_type=_acc(xx))
         out = term if out is None else out + term
     return out
 
 
-def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int) -> Array:
+def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int, pairs: _Pairs = _FULL) -> Array:
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     if not plan.layers and not plan.fallback:  # no parameter enters f
         dtype = jax.eval_shape(f, _abstract(params), jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype)).dtype
-        return jnp.zeros((x1.shape[0], n2, k, k), dtype)
+        return _finish(pairs, jnp.zeros(_term_shape(pairs, x1.shape[0], n2, k), dtype))
     alone = _alone(x1.shape[0], n2, x2 is None, k)
     side1 = _side(f, params, x1, plan, k, alone)
     side2 = side1 if x2 is None else _side(f, params, x2, plan, k, alone)
     gram_modes = tuple(m for m in plan.modes if m != "grad")
     n1 = x1.shape[0]
     if plan.chunk >= n1:
-        return jnp.transpose(_contract(side1, side2, gram_modes), (0, 2, 1, 3))
+        return _finish(pairs, _contract(side1, side2, gram_modes, pairs))
     # Rows of x1 in chunks, to bound the X X'^T intermediates; the x2 factors are computed once.
     c = plan.chunk
     pad = (-n1) % c
@@ -1096,16 +1173,24 @@ def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int) -> Array:
         a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
         return a.reshape((-1, c) + a.shape[1:])
 
-    blocks = jax.lax.map(lambda s: _contract(s, side2, gram_modes), jax.tree_util.tree_map(split, side1))
-    return jnp.transpose(blocks.reshape((-1,) + blocks.shape[2:])[:n1], (0, 2, 1, 3))
+    blocks = jax.lax.map(lambda s: _contract(s, side2, gram_modes, pairs), jax.tree_util.tree_map(split, side1))
+    return _finish(pairs, blocks.reshape((-1,) + blocks.shape[2:])[:n1])
 
 
-def _ntk_jacobian(f, params, x1, x2, k) -> Array:
+def _term_shape(pairs: _Pairs, n1: int, n2: int, k: int) -> tuple[int, ...]:
+    """The shape of a contraction's result in ``pairs.out`` layout."""
+    if pairs.dims is None:
+        return (n1, k, n2, k)
+    size = dict(zip(pairs.a + pairs.b, pairs.dims + pairs.dims), i=n1, j=n2)
+    return tuple(size[c] for c in pairs.out)
+
+
+def _ntk_jacobian(f, params, x1, x2, k, pairs: _Pairs = _FULL) -> Array:
     idx = tuple(range(len(jax.tree_util.tree_leaves(params))))
     alone = _alone(x1.shape[0], x1.shape[0] if x2 is None else x2.shape[0], x2 is None, k)
     j1 = _group(_per_example_jacobian(f, params, x1, idx), alone)
     j2 = j1 if x2 is None else _group(_per_example_jacobian(f, params, x2, idx), alone)
-    return jnp.transpose(_gram(j1, j2), (0, 2, 1, 3))
+    return _finish(pairs, _gram(j1, j2, pairs))
 
 
 def _alone(n1: int, n2: int, same: bool, k: int) -> float:
@@ -1113,7 +1198,7 @@ def _alone(n1: int, n2: int, same: bool, k: int) -> float:
     return n1 * n2 * k / (n1 + (0 if same else n2))
 
 
-def _ntk_implicit(f, params, x1, x2, batch_size, k) -> Array:
+def _ntk_implicit(f, params, x1, x2, batch_size, k, pairs: _Pairs = _FULL) -> Array:
     x2 = x1 if x2 is None else x2
 
     def f2(p, x):
@@ -1127,10 +1212,15 @@ def _ntk_implicit(f, params, x1, x2, batch_size, k) -> Array:
         # Theta(x, x2): (K, N2, K); one vjp per output of x, each pushed through jvp.
         out, pullback = jax.vjp(lambda p: f2(p, x[None])[0], params)
         tangents = jax.vmap(lambda c: pullback(c)[0])(jnp.eye(k, dtype=out.dtype))
-        return jax.vmap(push)(tangents)
+        block = jax.vmap(push)(tangents)
+        if pairs.dims is None:
+            return block
+        # Reduced at once, row by row: (K, N2, K) -> the row of pairs.out.
+        block = block.reshape(pairs.dims + block.shape[1:2] + pairs.dims)
+        return jnp.einsum(f"{pairs.a}j{pairs.b}->{pairs.out[1:]}", block)
 
     rows = jax.lax.map(row, x1, batch_size=batch_size) if batch_size else jax.vmap(row)(x1)
-    return jnp.transpose(rows, (0, 2, 1, 3))  # (N1, K, N2, K) -> (N1, N2, K, K)
+    return _finish(pairs, rows)  # (N1, K, N2, K) -> (N1, N2, K, K)
 
 
 def _ntk(f, state, params, x1, x2, method, batch_size, memory_limit, trace_axes, diagonal_axes):
@@ -1145,14 +1235,15 @@ def _ntk(f, state, params, x1, x2, method, batch_size, memory_limit, trace_axes,
         est, plan = _analyse(f, params, x1, n2, x2 is None, batch_size, _structured_ok(f), budget)
         if method == "auto":
             method = _pick(est, budget)
+    pairs = _pairs(out.shape, trace_axes, diagonal_axes)
     if method == "structured":
-        theta = _ntk_structured(f, params, x1, x2, plan, k)
+        theta = _ntk_structured(f, params, x1, x2, plan, k, pairs)
     elif method == "jacobian":
-        theta = _ntk_jacobian(f, params, x1, x2, k)
+        theta = _ntk_jacobian(f, params, x1, x2, k, pairs)
     else:
-        theta = _ntk_implicit(f, params, x1, x2, batch_size, k)
-    if trace_axes is not None:
-        return _trace_and_diagonal(theta, out.shape, trace_axes, diagonal_axes)
+        theta = _ntk_implicit(f, params, x1, x2, batch_size, k, pairs)
+    if pairs is not _FULL:
+        return theta
     return theta[..., 0, 0] if len(out.shape) == 1 else theta
 
 
@@ -1172,36 +1263,6 @@ def _canonical_axes(name: str, axes, ndim: int) -> tuple[int, ...]:
             raise ValueError(f"{name} must hold axes of f's output, ints in [{-ndim}, {ndim}), got {axes!r}")
         out.add(int(a) % ndim)
     return tuple(sorted(out))
-
-
-def _trace_and_diagonal(theta: Array, out_shape: tuple, trace_axes: tuple, diagonal_axes: tuple) -> Array:
-    """neural-tangents' ``trace_axes`` / ``diagonal_axes`` applied to the full kernel.
-
-    theta: (N1, N2, K, K) with K = prod(out_shape[1:]); out_shape: f's output shape (axis 0 the
-    examples). Traced axes are summed over their diagonal and divided by their size (a mean, as
-    neural-tangents); diagonal axes keep only their diagonal. Layout as neural-tangents': the
-    remaining axes in pairs (N1, N2, X, X', ...), each diagonal axis once at its place.
-    """
-    nd = len(out_shape)
-    n1, n2 = theta.shape[:2]
-    dims = tuple(out_shape[1:])
-    full = theta.reshape((n1, n2) + dims + dims)
-    letters = iter("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    left = [next(letters) for _ in range(nd)]  # axis r of f(x1)
-    right = [next(letters) for _ in range(nd)]  # axis r of f(x2)
-    for r in trace_axes + diagonal_axes:
-        right[r] = left[r]
-    ins = left[0] + right[0] + "".join(left[1:]) + "".join(right[1:])
-    paired = [c for r in range(nd) if r not in trace_axes and r not in diagonal_axes for c in (left[r], right[r])]
-    # Where neural-tangents moves each diagonal axis (its _get_res_batch_dims).
-    places = [2 * d - i - 2 * sum(c < d for c in trace_axes) for i, d in enumerate(diagonal_axes)]
-    result: list = [None] * (len(paired) + len(diagonal_axes))
-    for pos, d in zip(places, diagonal_axes):
-        result[pos] = left[d]
-    rest = iter(paired)
-    result = [c if c is not None else next(rest) for c in result]
-    size = math.prod(([n1] if 0 in trace_axes else []) + [dims[r - 1] for r in trace_axes if r > 0])
-    return jnp.einsum(ins + "->" + "".join(result), full) / size
 
 
 def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, method: str = "auto",
@@ -1228,8 +1289,10 @@ def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, metho
         trace_axes, diagonal_axes: output axes of f (0 = the example axis; negative from the
             end, so -1 is the example axis of an (N,) output) to trace over / keep only the
             diagonal of, with neural-tangents' meaning and layout (``empirical_ntk_fn``): a traced
-            pair of axes is summed over its diagonal and divided by its size. The full kernel is
-            computed and then reduced. ``None`` for both (the default): the layout below, no
+            pair of axes is summed over its diagonal and divided by its size. Output axes after
+            the first are reduced inside every contraction (the structured and Jacobian methods
+            never form the full kernel; the implicit one reduces each row's (K, N2, K) block);
+            the example axis at the end. ``None`` for both (the default): the layout below, no
             reduction; giving either (``()`` for none) selects neural-tangents' layout, e.g.
             ``trace_axes=(), diagonal_axes=()`` on an (N, X, Y) output gives (N1, N2, X, X, Y, Y).
 

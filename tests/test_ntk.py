@@ -344,12 +344,12 @@ FORCED = ("mlp", "conv", "shared")  # weight groups of dense, conv and shared si
 CHUNKED = ("conv", "shared")
 
 
-def _forced_modes(f, params, x1, x2, mode, **kw):
+def _forced_modes(f, params, x1, x2, mode, pairs=N._FULL):
     """The structured NTK with every weight group contracted in ``mode`` ('grad', 'gram', 'gram2')."""
-    _, plan = N._analyse(f, params, x1, x2.shape[0], False, 16, True, kw.get("memory_limit", 1 << 30))
+    _, plan = N._analyse(f, params, x1, x2.shape[0], False, 16, True, 1 << 30)
     modes = tuple(mode if getattr(g, "kind", "weight") == "weight" else "grad" for g in plan.layers)
     k = int(np.prod(jax.eval_shape(f, params, x1[:1]).shape[1:]))
-    return N._ntk_structured(f, params, x1, x2, plan._replace(modes=modes), k)
+    return N._ntk_structured(f, params, x1, x2, plan._replace(modes=modes), k, pairs)
 
 
 @pytest.mark.parametrize("name", ["mlp", "conv", "shared", "nonlinear", "custom"])
@@ -447,7 +447,8 @@ def test_trace_and_diagonal_axes_against_full_kernel():
         scalar = np.asarray(N.ntk(lambda p, xx: f(p, xx)[:, 0], params, x, x[:4], trace_axes=(), diagonal_axes=()))
         ref_single = np.asarray(N.ntk(f, params, x, x[:4], method="jacobian"))
         ref_scalar = np.asarray(N.ntk(lambda p, xx: f(p, xx)[:, 0], params, x, x[:4], method="jacobian"))
-    # neural-tangents' layout: remaining axes in pairs, a diagonal axis once, traces as means.
+    # neural-tangents' layout: remaining axes in pairs, a diagonal axis once, traces as means
+    # (checked once against neural-tangents 0.6.5 itself on these combinations).
     expected = [np.einsum("ijabcb->ijac", full) / 3, np.einsum("ijabad->ijabd", full), np.einsum("ijabab->ijb", full) / 2,
                 np.einsum("iiabcd->iacbd", full), np.einsum("ijabcd->ijacbd", full), np.einsum("ijabab->ij", full) / 6,
                 np.einsum("iiabcb->acb", full) / 6]
@@ -457,6 +458,22 @@ def test_trace_and_diagonal_axes_against_full_kernel():
             np.testing.assert_allclose(o, e, rtol=1e-10, atol=1e-12 * np.abs(e).max(), err_msg=str((t, d)))
     np.testing.assert_allclose(single, np.einsum("ijaa->ij", ref_single) / 3, rtol=1e-10)
     np.testing.assert_allclose(scalar, ref_scalar, rtol=1e-10)
+    # Traces and diagonals are taken inside every contraction order and chunk (a conv net: P > 1).
+    with jax.enable_x64(True):
+        fc, pc, xc = _plain_case("conv")
+        trace, diag = N._pairs((6, 2), (1,), ()), N._pairs((6, 2), (), (1,))
+
+        @jax.jit
+        def run_conv(p):
+            out = {m: _forced_modes(fc, p, xc, xc[:4], m, trace) for m in ("grad", "gram", "gram2")}
+            out["gram2 diagonal"] = _forced_modes(fc, p, xc, xc[:4], "gram2", diag)
+            out["chunked diagonal"] = N.ntk(fc, p, xc, xc[:4], method="structured", memory_limit=4_000, diagonal_axes=-1)
+            return N.ntk(fc, p, xc, xc[:4], method="jacobian"), out
+
+        full_c, got_c = jax.tree_util.tree_map(np.asarray, run_conv(pc))
+    for key, o in got_c.items():
+        e = np.einsum("ijaa->ija", full_c) if "diagonal" in key else np.einsum("ijaa->ij", full_c) / 2
+        np.testing.assert_allclose(o, e, rtol=1e-10, atol=1e-12 * np.abs(e).max(), err_msg=key)
     with pytest.raises(ValueError, match="trace_axes"):
         N.ntk(g, params, x, trace_axes=(3,))
     with pytest.raises(ValueError, match="must not share"):
