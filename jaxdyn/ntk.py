@@ -37,7 +37,8 @@ compute the NTK (``method=``), all jitted once per shape:
   perturbations added to every layer output. Where the layers are found:
 
   - a flax model from :func:`apply_fn`: its ``nn.Dense``, ``nn.Conv`` and :class:`PatchConv`
-    calls (``flax.linen.intercept_methods``);
+    calls (``flax.linen.intercept_methods``), which also sees layers the jaxpr hides (the RBE
+    nets' PatchConv runs inside a ``custom_jvp``; benchmarks/RESULTS.md compares the two);
   - any other function: its jaxpr on one example. A parameter leaf is covered when every use
     of it is an operand of a ``dot_general`` (no batch dimensions) or ``conv_general_dilated``
     (ungrouped, the kernel operand), or an ``add`` (a bias: G-only term), reached directly or
@@ -65,7 +66,9 @@ compute the NTK (``method=``), all jitted once per shape:
 ``method='auto'`` (the default) picks among them from cost and memory estimates computed from
 the shapes (XLA's cost analysis of one forward pass, its largest intermediate, the layer sizes),
 never by timing: :func:`ntk_estimates` shows them, :func:`choose_method` the choice. Sums of
-products accumulate in at least float32.
+products accumulate in at least float32. ``ntk(..., trace_axes=, diagonal_axes=)`` gives
+neural-tangents' traced / diagonal kernels of multi-output models, reduced inside the
+contractions.
 """
 
 from __future__ import annotations
