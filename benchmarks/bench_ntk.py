@@ -631,8 +631,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small N and 2 repeats: a smoke check of the whole pipeline")
     ap.add_argument("--nt-python", default=DEFAULT_NT_PYTHON, help="python of the neural-tangents environment")
-    ap.add_argument("--fns", default="model,pure,apply",
-                    help="functions jaxdyn and jacrev differentiate: model, pure, apply (jaxdyn only)")
+    ap.add_argument("--fns", default=None,
+                    help="functions jaxdyn and jacrev differentiate: model, pure, apply (jaxdyn only); "
+                         "default all three, model,pure with --quick")
     ap.add_argument("--contenders", default="", help="only contenders whose name starts with one of these (comma list)")
     ap.add_argument("--mem-limit-gib", type=float, default=8.0,
                     help="skip a contender whose estimated peak memory is larger")
@@ -648,6 +649,8 @@ def main(argv=None):
     for m in models:
         if m not in CASES:
             raise SystemExit(f"--models: unknown model {m!r}; models are {list(CASES)}")
+    if args.fns is None:
+        args.fns = "model,pure" if args.quick else ",".join(FNS)
     args.fns = [f for f in args.fns.split(",") if f]
     for f in args.fns:
         if f not in FNS:
