@@ -3,7 +3,7 @@
 
     python benchmarks/bench_ntk.py [--models rbe,rbe2d,vgg] [--sizes 256,1024 | rbe:256,1024/vgg:64]
                                    [--repeats R] [--quick] [--nt-python /work/nt-venv/bin/python]
-                                   [--fns model,pure] [--contenders PREFIX,...]
+                                   [--fns model,pure,apply] [--contenders PREFIX,...]
                                    [--mem-limit-gib G] [--time-limit-s S] [--out benchmarks/out]
 
 The full N x N (x K x K) NTK Theta(x, x) of one model at one parameter point, on the same
@@ -23,10 +23,14 @@ parameters and inputs in every contender, on the same machine in one run:
   worker process (benchmarks/nt_worker.py).
 
 ``fn`` is the function differentiated: ``model`` = the jaxdyn flax model as it ships (its
-convolutions are PatchConv: patches + one matmul), ``pure`` = the same network written with
+convolutions are PatchConv: patches + one matmul), given as ``jaxdyn.ntk.apply_fn(model)``, so
+the structured method reads its flax layers; ``pure`` = the same network written with
 ``lax.conv_general_dilated`` in benchmarks/ntk_models.py, the very function neural-tangents is
-given. Before each problem the pure function is checked against the flax model on the same
-parameters and inputs (float32; the run stops if they differ by more than 1e-5 of max |f|).
+given, a plain function (the structured method reads its jaxpr); ``apply`` = the flax model as a
+plain function, ``lambda p, x: model.apply({'params': p}, x)`` (the jaxpr path on the model's
+PatchConv matmuls; jaxdyn's methods only). Before each problem the pure function is checked
+against the flax model on the same parameters and inputs (float32; the run stops if they
+differ by more than 1e-5 of max |f|).
 
 Every contender runs in a worker process (jaxdyn's in this environment, neural-tangents' in the
 legacy one) that holds the compiled functions of one problem (model, N) and answers one call
@@ -71,6 +75,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+# The jaxdyn of this checkout (beside benchmarks/), not whichever one is installed; then the
+# benchmark's own modules.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
@@ -151,7 +158,7 @@ CASES = {
         (16,),
     ),
 }
-FNS = ("model", "pure")
+FNS = ("model", "pure", "apply")
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,16 +214,18 @@ def worker_main() -> None:
 
     info = _common.machine_info()
     info.update(flax=flax.__version__, jaxdyn=getattr(jaxdyn, "__version__", "?"),
-                ntk_methods=list(ntk.NTK_METHODS))
+                jaxdyn_path=os.path.dirname(os.path.abspath(jaxdyn.__file__)), ntk_methods=list(ntk.NTK_METHODS))
 
     def load(req: dict) -> dict:
         prob = _common.load_npz(req["npz"])
         case = CASES[req["model"]]
         flat = {k: jnp.asarray(v, jnp.float32) for k, v in prob["params"].items()}
         x = jnp.asarray(prob["x"], jnp.float32)
+        model = case.make_model()
         fns = {
-            "model": (ntk.apply_fn(case.make_model()), ntk_models.unflatten_params(flat)),
+            "model": (ntk.apply_fn(model), ntk_models.unflatten_params(flat)),
             "pure": (ntk_models.make_apply(prob["spec"]), flat),
+            "apply": (lambda p, xx: model.apply({"params": p}, xx), ntk_models.unflatten_params(flat)),
         }
         builders = {}
         for fn_name in req["fns"]:
@@ -235,7 +244,8 @@ def worker_main() -> None:
             def build_naive(f=f, params=params, fn_name=fn_name):
                 return _common.Contender(naive_ntk(f), (params, x), {"fn": fn_name})
 
-            builders[f"jacrev+einsum [{fn_name}]"] = build_naive
+            if fn_name != "apply":  # the same computation as on the flax model
+                builders[f"jacrev+einsum [{fn_name}]"] = build_naive
         return builders
 
     _common.serve(load, info)
@@ -514,6 +524,9 @@ def summarize(rows: list[dict]) -> list[dict]:
             if a_fn and best(same):
                 per_fn[fn] = a_fn[0]["warm_s"] / best(same)["warm_s"]
         s["auto_vs_best_same_fn"] = per_fn
+        # The plain-function goal: jaxdyn on the very function neural-tangents differentiates.
+        s["best_pure"] = best([r for r in jd if r["contender"].endswith("[pure]")])
+        s["best_pure_vs_nt"] = s["best_pure"]["warm_s"] / nb["warm_s"] if s["best_pure"] and nb else None
         if bj and nb and bj.get("peak_rss_bytes") and nb.get("peak_rss_bytes"):
             s["best_jaxdyn_mem_vs_nt"] = bj["peak_rss_bytes"] / nb["peak_rss_bytes"]
         out.append(s)
@@ -531,7 +544,8 @@ def render(report: dict) -> str:
                  f"{fmt((m.get('mem_total_bytes') or 0) / 2**30)} GiB, SIMD {'/'.join(m['simd'])}.")
     jd = report.get("jaxdyn_env") or {}
     lines.append(f"jaxdyn environment: jax {m['jax']} (jaxlib {m['jaxlib']}), numpy {m['numpy']}, flax {jd.get('flax', '?')}, "
-                 f"python {m['python']}; jaxdyn.ntk methods: {', '.join(jd.get('ntk_methods', []))}.")
+                 f"python {m['python']}; jaxdyn.ntk methods: {', '.join(jd.get('ntk_methods', []))}"
+                 + (f" (jaxdyn from {jd['jaxdyn_path']})" if jd.get("jaxdyn_path") else "") + ".")
     if ntenv:
         lines.append(f"neural-tangents environment ({report['args']['nt_python']}): neural-tangents {ntenv['neural_tangents']}, "
                      f"jax {ntenv['jax']} (jaxlib {ntenv['jaxlib']}), numpy {ntenv['numpy']}, python {ntenv['python']}.")
@@ -553,25 +567,31 @@ def render(report: dict) -> str:
     lines.append("Contenders: `jaxdyn:<method> [fn]` = jaxdyn.ntk.ntk(f, params, x, None, method); `jacrev+einsum [fn]` = "
                  "vmap over examples of jax.jacrev, einsum per parameter leaf; `nt:<impl>` = nt.empirical_ntk_fn(f, "
                  "trace_axes=(), vmap_axes=0, implementation) in the legacy environment on the `pure` function. fn: `model` "
-                 "= the jaxdyn flax model as shipped (PatchConv convolutions); `pure` = the same network with "
-                 "lax.conv_general_dilated (benchmarks/ntk_models.py), identical to what neural-tangents differentiates.")
+                 "= the jaxdyn flax model as shipped (PatchConv convolutions) as jaxdyn.ntk.apply_fn(model) (structured: its "
+                 "flax layers); `pure` = the same network with lax.conv_general_dilated (benchmarks/ntk_models.py), "
+                 "identical to what neural-tangents differentiates, a plain function (structured: its jaxpr); `apply` = "
+                 "the flax model as a plain function, lambda p, x: model.apply({'params': p}, x) (structured: its jaxpr).")
     lines.append("")
 
     summ = report.get("summary", [])
     if summ:
         lines.append("## Summary (fastest agreeing contender of each kind)")
         lines.append("")
-        lines.append("| model | N | best jaxdyn | s | jaxdyn auto (choice) | s | best neural-tangents | s | naive s | "
-                     "best jaxdyn / NT | auto / NT | auto / best method, same f | mem best jaxdyn / NT |")
-        lines.append("|" + "---|" * 13)
+        lines.append("| model | N | best jaxdyn | s | jaxdyn auto (choice) | s | best jaxdyn [pure] | s | best neural-tangents "
+                     "| s | naive s | best jaxdyn / NT | auto / NT | best [pure] / NT | auto / best method, same f "
+                     "| mem best jaxdyn / NT |")
+        lines.append("|" + "---|" * 16)
         for s in summ:
             bj, au, nb, nv = s["best_jaxdyn"], s["jaxdyn_auto"], s["nt_best"], s["naive_best"]
+            bp = s.get("best_pure")
             choice = (au.get("notes") or {}).get("auto_choice") if au else None
             lines.append("| " + " | ".join([
                 s["model"], str(s["n"]), bj["contender"] if bj else "-", fmt(bj["warm_s"]) if bj else "-",
                 (au["contender"] + (f" ({choice})" if choice else "")) if au else "-", fmt(au["warm_s"]) if au else "-",
+                bp["contender"] if bp else "-", fmt(bp["warm_s"]) if bp else "-",
                 nb["contender"] if nb else (report.get("nt_status") or "-"), fmt(nb["warm_s"]) if nb else "-",
                 fmt(nv["warm_s"]) if nv else "-", fmt(s["best_jaxdyn_vs_nt"]), fmt(s["auto_vs_nt"]),
+                fmt(s.get("best_pure_vs_nt")),
                 ", ".join(f"{fn} {fmt(v)}" for fn, v in s["auto_vs_best_same_fn"].items()) or "-",
                 fmt(s.get("best_jaxdyn_mem_vs_nt")),
             ]) + " |")
@@ -611,7 +631,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small N and 2 repeats: a smoke check of the whole pipeline")
     ap.add_argument("--nt-python", default=DEFAULT_NT_PYTHON, help="python of the neural-tangents environment")
-    ap.add_argument("--fns", default="model,pure", help="functions jaxdyn and jacrev differentiate: model, pure")
+    ap.add_argument("--fns", default=None,
+                    help="functions jaxdyn and jacrev differentiate: model, pure, apply (jaxdyn only); "
+                         "default all three, model,pure with --quick")
     ap.add_argument("--contenders", default="", help="only contenders whose name starts with one of these (comma list)")
     ap.add_argument("--mem-limit-gib", type=float, default=8.0,
                     help="skip a contender whose estimated peak memory is larger")
@@ -627,6 +649,8 @@ def main(argv=None):
     for m in models:
         if m not in CASES:
             raise SystemExit(f"--models: unknown model {m!r}; models are {list(CASES)}")
+    if args.fns is None:
+        args.fns = "model,pure" if args.quick else ",".join(FNS)
     args.fns = [f for f in args.fns.split(",") if f]
     for f in args.fns:
         if f not in FNS:

@@ -13,18 +13,18 @@ training response (Nakazato's Delta, Eq. 2-4)
 For the mean squared error on one output, dL/df = 2 (f - y), so the normalised response
 (Eq. 5) is Delta / (y_o - f(x_o)) = 2 lr Theta(x_o, x) + O(lr^2).
 
-Everything here takes an ``apply_fn(params, x) -> (N,) or (N, K)``; build one for a flax model
-with :func:`apply_fn`, which also lets :func:`ntk` see the model's layers. Three ways to compute
-the NTK (``method=``), all jitted once per shape:
+Everything here takes an ``apply_fn(params, x) -> (N,) or (N, ...)``: any JAX function, or one
+built for a flax model with :func:`apply_fn` (which also carries the model's other variable
+collections, e.g. BatchNorm's statistics, and lets :func:`ntk` see its layers). Three ways to
+compute the NTK (``method=``), all jitted once per shape:
 
 * ``'jacobian'``: per-example Jacobians (``vmap`` of ``jacrev`` over examples; ``jacrev`` of
   the whole batch would run each backward pass through all N examples), contracted with
   matmuls: narrow leaves concatenated into one, wide ones each alone. Memory (N1 + N2) K P for
   P parameters.
-* ``'structured'`` (flax models from :func:`apply_fn` only): every parameter that enters through
-  a dense-like contraction y = X @ W + b (``nn.Dense``, ``nn.Conv``, :class:`PatchConv`) has
-  d y_p / d W = X_p, so its share of the NTK needs only the layer's inputs X (positions x d_in,
-  the patches of a convolution) and the cotangents G_a = d f_a / d y (positions x d_out):
+* ``'structured'``: every parameter that enters through a dense-like contraction y = X @ W + b
+  has d y_p / d W = X_p, so its share of the NTK needs only the layer's inputs X (positions x
+  d_in, the patches of a convolution) and the cotangents G_a = d f_a / d y (positions x d_out):
 
       Theta_W(x, x')_{ab} = sum_{p,q} (X X'^T)_{pq} (G_a G'_b^T)_{pq},
       Theta_b(x, x')_{ab} = sum_{p,q} (G_a G'_b^T)_{pq}.
@@ -34,11 +34,31 @@ the NTK (``method=``), all jitted once per shape:
   Gram matrices X X'^T (cost ~ P^2 (d_in + K d_out) per pair, far cheaper for dense layers and
   for convolutions with few positions): the weight-sharing structure that neural-tangents'
   "structured derivatives" exploit. G comes from one vjp per output unit with respect to zero
-  perturbations added to every layer output (``flax.linen.intercept_methods``); parameters of
-  any other kind (a norm's scale, a custom layer) fall back to per-example Jacobians, leaf by
-  leaf. The factors are computed in chunks of examples and the contraction in chunks of rows
-  of x1, both sized to a memory limit, so the patches of a convolution are never held for all
-  N examples at once. The model must treat examples independently (no batch statistics).
+  perturbations added to every layer output. Where the layers are found:
+
+  - a flax model from :func:`apply_fn`: its ``nn.Dense``, ``nn.Conv`` and :class:`PatchConv`
+    calls (``flax.linen.intercept_methods``), which also sees layers the jaxpr hides (the RBE
+    nets' PatchConv runs inside a ``custom_jvp``; benchmarks/RESULTS.md compares the two);
+  - any other function: its jaxpr on one example. A parameter leaf is covered when every use
+    of it is an operand of a ``dot_general`` (no batch dimensions) or ``conv_general_dilated``
+    (ungrouped, the kernel operand), or an ``add`` (a bias: G-only term), reached directly or
+    through moves of its entries (reshape, transpose, squeeze, rev, broadcast_in_dim adding
+    unit axes, float casts), scalings by literal scalars, and ``jit``/``checkpoint`` calls
+    (whose bodies are evaluated equation by equation). The inputs X of each such contraction
+    (the patches of a convolution: strided slices of its padded input) and the cotangents of
+    its output come from evaluating the jaxpr with a zero perturbation added there. A leaf
+    used at several sites sums over them, cross terms included: sites that multiply the same
+    matrix concatenate their positions, others (W and W^T, a vector used as bias and as
+    weight) contract their per-example gradients, each site's mapped back onto the leaf by the
+    transpose of its linear map. A leaf entering anything else (a product of parameters, a
+    non-linear function, a ``scan``/``while``/``cond`` body, a ``custom_jvp``/``custom_vjp``
+    call, whose own derivative rules then apply) falls back to per-example Jacobians.
+
+  Parameters of any other kind (a norm's scale, a custom layer) fall back to per-example
+  Jacobians, leaf by leaf. The factors are computed in chunks of examples and the contraction
+  in chunks of rows of x1, both sized to a memory limit, so the patches of a convolution are
+  never held for all N examples at once. The model must treat examples independently (no batch
+  statistics: evaluation mode).
 * ``'implicit'``: vjp then jvp, one parameter-space vector per output row of x1 at a time, in
   chunks of ``batch_size`` rows; the Jacobian of x2 is never formed. Least memory, most FLOPs
   (a forward pass through x2 per row of x1).
@@ -46,18 +66,22 @@ the NTK (``method=``), all jitted once per shape:
 ``method='auto'`` (the default) picks among them from cost and memory estimates computed from
 the shapes (XLA's cost analysis of one forward pass, its largest intermediate, the layer sizes),
 never by timing: :func:`ntk_estimates` shows them, :func:`choose_method` the choice. Sums of
-products accumulate in at least float32.
+products accumulate in at least float32. ``ntk(..., trace_axes=, diagonal_axes=)`` gives
+neural-tangents' traced / diagonal kernels of multi-output models, reduced inside the
+contractions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 from flax.linen.linear import canonicalize_padding
@@ -81,34 +105,55 @@ class ModelFn:
     """``f(params, x)`` of a flax model; carries the model so :func:`ntk` can see its layers.
 
     Hashable and compared by value (same model, method and mode -> equal), so it can be a static
-    argument of ``jax.jit`` and repeated calls hit the compilation cache.
+    argument of ``jax.jit`` and repeated calls hit the compilation cache. One that carries
+    ``state`` (arrays) is not hashable: :func:`ntk` passes its state as a traced argument and
+    keys its cache by the rest.
 
     Attributes:
         model: the flax module.
         method: model method giving f (e.g. ``'logits'``); ``None``: ``__call__``.
         train: training mode; then the call takes a dropout key: ``f(params, x, key)``.
+        state: the model's other variable collections (e.g. ``{'batch_stats': ...}``), applied
+            beside ``params``; ``None``: none. In training mode they are mutable and their
+            updates are discarded (f stays a function of the parameters).
     """
 
     model: nn.Module
     method: str | None = None
     train: bool = False
+    state: Mapping[str, PyTree] | None = None
 
     def __call__(self, params: PyTree, x: Array, key: Array | None = None) -> Array:
         kw = {} if self.method is None else {"method": self.method}
+        variables = {"params": params, **(self.state or {})}
         if self.train:
             if key is None:
                 raise ValueError("key: a training-mode apply_fn needs a dropout key, f(params, x, key)")
-            return self.model.apply({"params": params}, x, train=True, rngs={"dropout": key}, **kw)
-        return self.model.apply({"params": params}, x, train=False, **kw)
+            if self.state:
+                out, _ = self.model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=list(self.state), **kw)
+                return out
+            return self.model.apply(variables, x, train=True, rngs={"dropout": key}, **kw)
+        return self.model.apply(variables, x, train=False, **kw)
 
 
-def apply_fn(model, *, method: str | None = None, train: bool = False) -> ModelFn:
+def apply_fn(model, *, method: str | None = None, train: bool = False,
+             variables: Mapping[str, PyTree] | None = None) -> ModelFn:
     """``f(params, x)`` for a flax model (``method``: e.g. ``'logits'`` of :class:`RBEConvNet`).
 
     With ``train=True`` the function takes a third argument, the dropout key:
     ``f(params, x, key)``. The returned :class:`ModelFn` lets :func:`ntk` use the structured method.
+
+    ``variables``: the model's variables (``model.init(...)`` or a trained copy); every collection
+    but ``'params'`` (e.g. BatchNorm's ``'batch_stats'``) is kept and applied with the
+    parameters f is called on, so the NTK is taken with respect to ``params`` only, at fixed
+    statistics (evaluation mode: ``nn.BatchNorm(use_running_average=not train)``).
     """
-    return ModelFn(model, method, train)
+    state = None
+    if variables is not None:
+        if not isinstance(variables, Mapping):
+            raise ValueError(f"variables must be a mapping of flax collections (e.g. model.init(...)), got {type(variables).__name__}")
+        state = {name: col for name, col in variables.items() if name != "params"} or None
+    return ModelFn(model, method, train, state)
 
 
 def _as_2d(y: Array) -> Array:
@@ -268,16 +313,414 @@ def _find_layers(f: ModelFn, params: PyTree, x: Array) -> tuple[_Layer, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Any JAX function: the dense-like contractions of its jaxpr.
+# ---------------------------------------------------------------------------------------------
+# Primitives that only move or cast a parameter's entries: through them a parameter stays "the
+# weight matrix" up to a fixed permutation of its entries (broadcast_in_dim only where it adds
+# axes of size 1; a true broadcast is followed only as a bias).
+_MOVES = frozenset({"reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "rev", "copy", "copy_p",
+                    "convert_element_type"})
+# Calls whose body is evaluated here equation by equation (their derivatives are their body's).
+# custom_jvp / custom_vjp calls are never entered: their own rules define the derivative, so a
+# parameter entering one falls back to Jacobians (which use those rules).
+_CALLS = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "remat2", "checkpoint"})
+
+
+def _sub_jaxpr(eqn):
+    """(jaxpr, consts) of a call equation's body."""
+    sub = eqn.params["jaxpr"] if "jaxpr" in eqn.params else eqn.params["call_jaxpr"]
+    return getattr(sub, "jaxpr", sub), tuple(getattr(sub, "consts", ()))
+
+
+def _freeze(params: Mapping) -> tuple:
+    """A hashable form of an equation's parameters (to compare the layouts of two sites)."""
+    items = []
+    for name, value in sorted(params.items()):
+        try:
+            hash(value)
+        except TypeError:
+            value = repr(value)
+        items.append((name, value))
+    return tuple(items)
+
+
+class _Src(NamedTuple):
+    """A value computed from one parameter leaf by moves and scalings only."""
+
+    leaf: int
+    chain: tuple  # ((primitive, params, scalar or None, operand position), ...), applied in order
+    bijective: bool  # False once a true broadcast was applied
+    key: tuple  # hashable description of the chain
+    scale: float = 1.0  # product of the chain's scalings: the chain is scale x (a permutation)
+
+
+def _apply_chain(chain: tuple, w: Array) -> Array:
+    """The value a :class:`_Src` chain computes from its leaf ``w`` (a linear function of w)."""
+    for prim, params, scalar, pos in chain:
+        args = (w,) if scalar is None else ((w, scalar) if pos == 0 else (scalar, w))
+        w = prim.bind(*args, **prim.get_bind_params(params))
+    return w
+
+
+class _Site(NamedTuple):
+    """One place where a parameter leaf enters f: a dot_general or conv_general_dilated taking
+    it as an operand (``'dot'``, ``'conv'``), or an add (``'add'``, a bias)."""
+
+    kind: str
+    src: _Src
+    eqn: Any  # the equation (primitive, parameters, operand shapes)
+    operand: int  # position of the parameter's operand
+    pert: tuple  # location of the equation whose output is perturbed for this site's cotangent
+    positions: int  # P: rows of X and of G (dot, conv)
+    d_in: int
+    d_out: int
+    out_elems: int  # elements of the (one-example) output the cotangent is taken at
+    layout: tuple  # sites of one leaf with equal layouts multiply the same matrix W (P x d_in @ d_in x d_out)
+
+
+class _Group(NamedTuple):
+    """All the sites of one parameter leaf: ``'weight'`` (dot/conv sites of one layout: factors
+    X, G concatenated over sites), ``'bias'`` (add sites only) or ``'mixed'`` (both kinds or
+    several layouts: per-example gradients, each site's mapped back to the leaf)."""
+
+    leaf: int
+    kind: str
+    sites: tuple[int, ...]
+    positions: int
+    d_in: int
+    d_out: int
+    size: int  # elements of the leaf
+
+
+class _JaxprStructure(NamedTuple):
+    """What the jaxpr of f(params, one example) reveals: its sites, grouped per leaf."""
+
+    jaxpr: Any  # ClosedJaxpr of f(*leaves, x_one)
+    sites: tuple[_Site, ...]
+    groups: tuple[_Group, ...]
+    fallback: tuple[int, ...]  # leaves left to per-example Jacobians
+    perts: dict  # location -> ShapeDtypeStruct of the perturbed output
+    record: dict  # location -> site indices whose other operand (the layer input) is recorded there
+    descend: frozenset  # locations of call equations evaluated equation by equation
+
+
+def _moved(s: _Src, eqn, lit) -> _Src | None:
+    """The source of a move/scaling equation's output, ``None`` if it is not one."""
+    name = eqn.primitive.name
+    if name in _MOVES and len(eqn.invars) == 1:
+        a_in, a_out = eqn.invars[0].aval, eqn.outvars[0].aval
+        if name == "convert_element_type" and not (jnp.issubdtype(a_in.dtype, jnp.floating)
+                                                   and jnp.issubdtype(a_out.dtype, jnp.floating)):
+            return None
+        bij = s.bijective and math.prod(a_out.shape) == math.prod(a_in.shape)
+        step = (eqn.primitive, dict(eqn.params), None, 0)
+        return _Src(s.leaf, s.chain + (step,), bij, s.key + ((name, _freeze(eqn.params)),), s.scale)
+    if name in ("mul", "div") and lit is not None:
+        pos, scalar = lit
+        if name == "div" and pos != 0:
+            return None
+        step = (eqn.primitive, dict(eqn.params), scalar, pos)
+        factor = float(scalar) if name == "mul" else 1.0 / float(scalar)
+        return _Src(s.leaf, s.chain + (step,), s.bijective, s.key + ((name, float(scalar), pos),), s.scale * factor)
+    return None
+
+
+def _scalar_literal(eqn, j: int):
+    """(position of the parameter operand, value) if the other operand is a scalar literal."""
+    if len(eqn.invars) != 2:
+        return None
+    other = eqn.invars[1 - j]
+    if isinstance(other, jax.extend.core.Literal) and np.ndim(other.val) == 0:
+        return j, other.val
+    return None
+
+
+class _Walk:
+    """Follows every parameter leaf through a jaxpr, recording sites and leaves to fall back."""
+
+    def __init__(self):
+        self.sites: list[_Site] = []
+        self.bad: set[int] = set()
+        self.perts: dict = {}
+        self.record: dict = {}
+        self.descend: set = set()
+
+    def run(self, jaxpr, in_srcs, prefix: tuple) -> list:
+        src = {v: s for v, s in zip(jaxpr.invars, in_srcs) if s is not None}
+        uses: dict = {}
+        for e in jaxpr.eqns:
+            for v in e.invars:
+                if not isinstance(v, jax.extend.core.Literal):
+                    uses[v] = uses.get(v, 0) + 1
+        for v in jaxpr.outvars:
+            if not isinstance(v, jax.extend.core.Literal):
+                uses[v] = uses.get(v, 0) + 1
+        site_out: dict = {}  # output var of a dot/conv site -> its location
+        for i, eqn in enumerate(jaxpr.eqns):
+            loc = prefix + (i,)
+            ins = [None if isinstance(v, jax.extend.core.Literal) else src.get(v) for v in eqn.invars]
+            if all(s is None for s in ins):
+                continue
+            name = eqn.primitive.name
+            if name in _CALLS:
+                body, _ = _sub_jaxpr(eqn)
+                outs = self.run(body, ins, loc)
+                self.descend.add(loc)
+                src.update({v: s for v, s in zip(eqn.outvars, outs) if s is not None})
+                continue
+            live = [j for j, s in enumerate(ins) if s is not None]
+            if len(live) == 1 and (name in _MOVES or name in ("mul", "div")):
+                moved = _moved(ins[live[0]], eqn, _scalar_literal(eqn, live[0]))
+                if moved is not None:
+                    src[eqn.outvars[0]] = moved
+                    continue
+            if name == "dot_general":
+                for j in live:
+                    self._dot(eqn, j, ins[j], loc, site_out)
+            elif name == "conv_general_dilated":
+                for j in live:
+                    self._conv(eqn, j, ins[j], loc, site_out)
+            elif name in ("add", "add_any"):
+                for j in live:
+                    self._add(eqn, j, ins, loc, site_out, uses)
+            else:
+                self.bad.update(ins[j].leaf for j in live)
+        return [None if isinstance(v, jax.extend.core.Literal) else src.get(v) for v in jaxpr.outvars]
+
+    def _new_site(self, kind, s, eqn, j, loc, pert, p, c, d, layout):
+        idx = len(self.sites)
+        out = eqn.outvars[0].aval
+        self.sites.append(_Site(kind, s, eqn, j, pert, p, c, d, math.prod(out.shape), layout))
+        if kind != "add":
+            self.record.setdefault(loc, []).append(idx)
+        self.perts[pert] = jax.ShapeDtypeStruct(out.shape, out.dtype)
+
+    def _dot(self, eqn, j, s, loc, site_out):
+        (lc, rc), (lb, _) = eqn.params["dimension_numbers"]
+        own_c, other_c = (lc, rc) if j == 0 else (rc, lc)
+        if lb or not s.bijective:  # batch dimensions: a weight per batch index, not shared
+            self.bad.add(s.leaf)
+            return
+        w_shape, a_shape = eqn.invars[j].aval.shape, eqn.invars[1 - j].aval.shape
+        d_in = math.prod(w_shape[a] for a in own_c)
+        d_out = math.prod(w_shape[a] for a in range(len(w_shape)) if a not in own_c)
+        p = math.prod(a_shape[a] for a in range(len(a_shape)) if a not in other_c)
+        self._new_site("dot", s, eqn, j, loc, loc, p, d_in, d_out, (s.key, "dot", tuple(own_c)))
+        site_out[eqn.outvars[0]] = loc
+
+    def _conv(self, eqn, j, s, loc, site_out):
+        prm = eqn.params
+        if j != 1 or not s.bijective or prm["feature_group_count"] != 1 or prm["batch_group_count"] != 1:
+            self.bad.add(s.leaf)  # the image operand, or grouped convolutions: Jacobians
+            return
+        dn = prm["dimension_numbers"]
+        w_shape, y_shape = eqn.invars[1].aval.shape, eqn.outvars[0].aval.shape
+        d_in = w_shape[dn.rhs_spec[1]] * math.prod(w_shape[a] for a in dn.rhs_spec[2:])
+        p = y_shape[dn.out_spec[0]] * math.prod(y_shape[a] for a in dn.out_spec[2:])
+        self._new_site("conv", s, eqn, j, loc, loc, p, d_in, w_shape[dn.rhs_spec[0]], (s.key, "conv", tuple(dn.rhs_spec)))
+        site_out[eqn.outvars[0]] = loc
+
+    def _add(self, eqn, j, ins, loc, site_out, uses):
+        other = eqn.invars[1 - j]
+        pert = loc
+        # y = X W + b: when the add is the only use of X W, its cotangent is that of X W.
+        if (ins[1 - j] is None and not isinstance(other, jax.extend.core.Literal) and other in site_out
+                and uses.get(other) == 1 and other.aval.shape == eqn.outvars[0].aval.shape):
+            pert = site_out[other]
+        s = ins[j]
+        self._new_site("add", s, eqn, j, loc, pert, 0, 0, 0, (s.key, "add"))
+
+
+def _jaxpr_structure(f: ApplyFn, params: PyTree, x: Array) -> _JaxprStructure:
+    """Trace f on one example and find where each parameter leaf enters (see :class:`_Site`)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    one = jax.ShapeDtypeStruct((1,) + tuple(x.shape[1:]), x.dtype)
+    closed = jax.make_jaxpr(lambda lv, xx: f(jax.tree_util.tree_unflatten(treedef, lv), xx))(_abstract(leaves), one)
+    n = len(leaves)
+    walk = _Walk()
+    srcs = [_Src(i, (), True, ()) for i in range(n)] + [None]
+    outs = walk.run(closed.jaxpr, srcs, ())
+    walk.bad.update(s.leaf for s in outs if s is not None)  # a parameter returned as (part of) the output
+    for i, a in enumerate(leaves):
+        if not jnp.issubdtype(jnp.result_type(a), jnp.inexact):
+            walk.bad.add(i)
+    by_leaf: dict = {}
+    for idx, site in enumerate(walk.sites):
+        by_leaf.setdefault(site.src.leaf, []).append(idx)
+    groups = []
+    for leaf, idxs in sorted(by_leaf.items()):
+        if leaf in walk.bad:
+            continue
+        sites = [walk.sites[i] for i in idxs]
+        size = math.prod(jnp.shape(leaves[leaf]))
+        kinds = {s.kind for s in sites}
+        if kinds == {"add"}:
+            kind = "bias"
+        elif "add" not in kinds and len({s.layout for s in sites}) == 1:
+            kind = "weight"
+        else:
+            kind = "mixed"
+        groups.append(_Group(leaf, kind, tuple(idxs), sum(s.positions for s in sites), sites[0].d_in,
+                             sites[0].d_out, size))
+    covered = {g.leaf for g in groups}
+    # Leaves with no site and not bad do not enter f at all: zero rows, nothing to compute.
+    unused = {i for i in range(n) if i not in covered and i not in walk.bad and i not in by_leaf}
+    fallback = tuple(i for i in range(n) if i not in covered and i not in unused)
+    # Only the perturbations and records of sites still in use.
+    live = {i for g in groups for i in g.sites}
+    perts = {walk.sites[i].pert: walk.perts[walk.sites[i].pert] for i in sorted(live)}
+    record = {}
+    for loc, idxs in walk.record.items():
+        keep = [i for i in idxs if i in live]
+        if keep:
+            record[loc] = tuple(keep)
+    return _JaxprStructure(closed, tuple(walk.sites), tuple(groups), fallback, perts, record,
+                           frozenset(walk.descend))
+
+
+def _eval_jaxpr(st: _JaxprStructure, jaxpr, consts, args, prefix: tuple, perts: Mapping, recorded: dict) -> list:
+    """Evaluate ``jaxpr`` as jax.core.eval_jaxpr does, adding ``perts[loc]`` to the outputs of the
+    perturbed equations and keeping the layer input of every dot/conv site in ``recorded``."""
+    env: dict = {}
+
+    def read(v):
+        return v.val if isinstance(v, jax.extend.core.Literal) else env[v]
+
+    env.update(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    for i, eqn in enumerate(jaxpr.eqns):
+        loc = prefix + (i,)
+        invals = [read(v) for v in eqn.invars]
+        if loc in st.descend:
+            body, body_consts = _sub_jaxpr(eqn)
+            outs = _eval_jaxpr(st, body, body_consts, invals, loc, perts, recorded)
+        else:
+            outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            if not eqn.primitive.multiple_results:
+                outs = [outs]
+        for s in st.record.get(loc, ()):
+            recorded[s] = invals[1 - st.sites[s].operand]
+        if loc in perts:
+            outs = [outs[0] + perts[loc].astype(outs[0].dtype)] + list(outs[1:])
+        for v, o in zip(eqn.outvars, outs):
+            if not isinstance(v, jax.extend.core.DropVar):
+                env[v] = o
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _conv_patches(eqn, lhs: Array) -> Array:
+    """The patches of a convolution's input, (P, d_in): strided slices of the padded (and
+    lhs-dilated) image, one per kernel tap, rows in the order (batch, output spatial...) of the
+    output positions, columns (taps row-major, then input channel)."""
+    prm = eqn.params
+    dn = prm["dimension_numbers"]
+    w_shape, y_shape = eqn.invars[1].aval.shape, eqn.outvars[0].aval.shape
+    ks = [w_shape[d] for d in dn.rhs_spec[2:]]
+    out = [y_shape[d] for d in dn.out_spec[2:]]
+    img = jnp.transpose(lhs, (dn.lhs_spec[0],) + tuple(dn.lhs_spec[2:]) + (dn.lhs_spec[1],))  # (B, *spatial, C)
+    lhs_dil = prm["lhs_dilation"] or (1,) * len(ks)
+    rhs_dil = prm["rhs_dilation"] or (1,) * len(ks)
+    cfg = [(0, 0, 0)] + [(lo, hi, dl - 1) for (lo, hi), dl in zip(prm["padding"], lhs_dil)] + [(0, 0, 0)]
+    img = jax.lax.pad(img, jnp.zeros((), img.dtype), cfg)
+    strides = prm["window_strides"]
+    taps = []
+    for offset in itertools.product(*(range(k) for k in ks)):
+        start = [0] + [o * r for o, r in zip(offset, rhs_dil)] + [0]
+        limit = [img.shape[0]] + [s0 + (n - 1) * st + 1 for s0, n, st in zip(start[1:-1], out, strides)] + [img.shape[-1]]
+        taps.append(jax.lax.slice(img, start, limit, [1] + list(strides) + [1]))
+    patches = jnp.stack(taps, axis=-2)  # (B, *out, taps, C)
+    return patches.reshape(-1, patches.shape[-2] * patches.shape[-1])
+
+
+def _site_x(site: _Site, a: Array) -> Array:
+    """The layer input of a dot/conv site as X (P, d_in): y = X @ W (W the d_in x d_out matrix of the
+    site's layout) at one example; ``a`` is the site's other operand (a convolution's input)."""
+    if site.kind == "dot":
+        (lc, rc), _ = site.eqn.params["dimension_numbers"]
+        other_c = rc if site.operand == 0 else lc
+        free = [d for d in range(a.ndim) if d not in other_c]
+        return jnp.transpose(a, free + list(other_c)).reshape(site.positions, site.d_in)
+    return _conv_patches(site.eqn, a)
+
+
+def _site_g(site: _Site, g: Array) -> Array:
+    """Cotangents of a dot/conv site's output, (K, *y) -> (K, P, d_out), rows in X's order."""
+    k = g.shape[0]
+    if site.kind == "dot":
+        if site.operand == 1:  # y = (free axes of X..., free axes of W...)
+            return g.reshape(k, site.positions, site.d_out)
+        return jnp.swapaxes(g.reshape(k, site.d_out, site.positions), 1, 2)
+    dn = site.eqn.params["dimension_numbers"]
+    perm = (0, 1 + dn.out_spec[0]) + tuple(1 + d for d in dn.out_spec[2:]) + (1 + dn.out_spec[1],)
+    return jnp.transpose(g, perm).reshape(k, site.positions, site.d_out)
+
+
+def _site_grad(site: _Site, leaf: Array, other: Array | None, g: Array) -> Array:
+    """Per-output-unit gradient of the leaf through one site alone, (K, *y) -> (K, leaf.size): the
+    transpose of the site's linear map w -> site output applied to the cotangents."""
+    eqn = site.eqn
+    y_shape = eqn.outvars[0].aval.shape
+
+    def linear(w):
+        wv = _apply_chain(site.src.chain, w)
+        if site.kind == "add":
+            return jnp.broadcast_to(wv, y_shape).astype(eqn.outvars[0].aval.dtype)
+        args = (wv, other) if site.operand == 0 else (other, wv)
+        return eqn.primitive.bind(*args, **eqn.primitive.get_bind_params(eqn.params))
+
+    transpose = jax.linear_transpose(linear, jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf)))
+    return jax.vmap(lambda gi: transpose(gi.astype(eqn.outvars[0].aval.dtype))[0])(g).reshape(g.shape[0], -1)
+
+
+def _jaxpr_side_block(st: _JaxprStructure, modes: tuple[str, ...], params: PyTree, x: Array, k: int):
+    """Per-example factors of a chunk of examples from the jaxpr (see :func:`_side_block`):
+    per-example gradient blocks [(N, K, q)] and [(X (N, P, d_in), G (N, K, P, d_out))]."""
+    leaves = jax.tree_util.tree_leaves(params)
+    closed = st.jaxpr
+
+    def one(xi):
+        def run(perts):
+            recorded: dict = {}
+            (out,) = _eval_jaxpr(st, closed.jaxpr, closed.consts, list(leaves) + [xi[None]], (), perts, recorded)
+            return _as_2d(out)[0], recorded
+
+        zeros = {loc: jnp.zeros(a.shape, a.dtype) for loc, a in st.perts.items()}
+        out, pullback, recorded = jax.vjp(run, zeros, has_aux=True)
+        (gs,) = jax.vmap(pullback)(jnp.eye(k, dtype=out.dtype))  # {loc: (K, *y)}
+        parts, grams = [], []
+        for group, mode in zip(st.groups, modes):
+            sites = [st.sites[i] for i in group.sites]
+            if group.kind == "weight":
+                xl = jnp.concatenate([_site_x(s, recorded[i]) for i, s in zip(group.sites, sites)], axis=0)
+                gl = jnp.concatenate([_site_g(s, gs[s.pert]) for s in sites], axis=1)
+                xl = xl.astype(jnp.result_type(xl, gl))
+                if sites[0].src.scale != 1.0:  # W' = scale * W: d y / d W = scale * X (one scale per layout)
+                    xl = xl * jnp.asarray(sites[0].src.scale, xl.dtype)
+                if mode == "grad":
+                    parts.append(jnp.einsum("pc,kpd->kcd", xl, gl, preferred_element_type=_acc(xl)).reshape(k, -1))
+                else:
+                    grams.append((xl, gl))
+            else:
+                leaf = leaves[group.leaf]
+                grad = sum(_site_grad(s, leaf, recorded.get(i), gs[s.pert]) for i, s in zip(group.sites, sites))
+                parts.append(grad)
+        return parts, grams
+
+    return jax.vmap(one)(x)
+
+
+# ---------------------------------------------------------------------------------------------
 # Cost estimates and plans
 # ---------------------------------------------------------------------------------------------
 class _Plan(NamedTuple):
     """How the structured method treats each part of the parameters."""
 
-    layers: tuple[_Layer, ...]
+    layers: tuple  # _Layer per flax layer, or _Group per parameter leaf (from the jaxpr)
     modes: tuple[str, ...]  # per layer: 'grad' (X^T G per example), 'gram' or 'gram2' (via X X'^T)
     fallback: tuple[int, ...]  # flat indices of parameter leaves left to per-example Jacobians
     chunk: int  # rows of x1 per contraction chunk
     side_chunk: int  # at most this many examples per pass computing the factors
+    structure: _JaxprStructure | None = None  # the jaxpr path's sites; None: the flax layers
 
 
 class Estimate(NamedTuple):
@@ -298,8 +741,9 @@ MEMORY_PASS_COST = 16.0
 _TANGENT, _BACKWARD, _BACKWARD_PARAMS = 1.0, 1.5, 2.0
 
 
-def _layer_modes(layer: _Layer, n1: int, n2: int, same: bool, k: int) -> dict[str, tuple[float, float]]:
-    """{mode: (cost, elements of intermediates per row of x1)} for one layer's kernel."""
+def _layer_modes(layer: _Layer | _Group, n1: int, n2: int, same: bool, k: int) -> dict[str, tuple[float, float]]:
+    """{mode: (cost, elements of intermediates per row of x1)} for one layer's kernel (a
+    parameter of P positions, d_in inputs, d_out outputs)."""
     p, c, d = layer.positions, layer.d_in, layer.d_out
     nb = n1 + (0 if same else n2)
     pairs = n1 * n2
@@ -406,14 +850,19 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     }
     if not structured:
         return est, None
-    layers = _find_layers(f, params, x1)
-    covered = set()
-    for layer in layers:
-        covered.add(layer.path + ("kernel",))
-        if layer.bias:
-            covered.add(layer.path + ("bias",))
-    paths = _leaf_paths(params)
-    fallback = tuple(i for i, p in enumerate(paths) if p not in covered)
+    structure = None
+    if isinstance(f, ModelFn):
+        layers = _find_layers(f, params, x1)
+        covered = set()
+        for layer in layers:
+            covered.add(layer.path + ("kernel",))
+            if layer.bias:
+                covered.add(layer.path + ("bias",))
+        paths = _leaf_paths(params)
+        fallback = tuple(i for i, p in enumerate(paths) if p not in covered)
+    else:
+        structure = _jaxpr_structure(f, params, x1)
+        layers, fallback = structure.groups, structure.fallback
     n_fallback = sum(math.prod(jnp.shape(leaves[i])) for i in fallback)
     # One forward pass and K activation-only backward passes per example; patches and
     # cotangents written.
@@ -424,7 +873,24 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     grad_width = n_fallback  # columns of the per-example gradients
     row_elems = n2 * k * k  # per row of x1: the output block
     modes = []
+    weight_perts = set() if structure is None else {
+        structure.sites[i].pert for g in layers if g.kind == "weight" for i in g.sites}
     for layer in layers:
+        if getattr(layer, "kind", "weight") != "weight":
+            # A bias or a leaf used in several ways (jaxpr path): per-example gradients of the
+            # leaf from the cotangents of its sites (and their inputs, for mixed ones).
+            modes.append("grad")
+            sites = [structure.sites[i] for i in layer.sites]
+            read = sum(s.out_elems for s in sites)  # cotangent elements read, per output unit
+            # Cotangents not already held for a weight group (a bias after its matmul shares them).
+            own = sum(structure.perts[loc].size for loc in {s.pert for s in sites} - weight_perts)
+            x_elems = sum(s.positions * s.d_in for s in sites)
+            cost += (2.0 * pairs * k * k * layer.size + m * nb * k * (layer.size + read)
+                     + sum(2.0 * nb * k * s.out_elems * s.d_in for s in sites))
+            side_elems += k * own + x_elems
+            transient += 2 * k * own + x_elems + k * layer.size
+            grad_width += layer.size
+            continue
         options = _layer_modes(layer, n1, n2, same, k)
         mode = min(options, key=lambda name: options[name][0])
         modes.append(mode)
@@ -437,7 +903,7 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
             grad_width += layer.d_in * layer.d_out
         else:
             kept_elems += elems
-        if layer.bias:
+        if getattr(layer, "bias", False):
             grad_width += layer.d_out
             cost += 2.0 * pairs * k * k * layer.d_out + m * nb * k * layer.d_out
     if layers:
@@ -453,7 +919,7 @@ def _analyse(f: ApplyFn, params: PyTree, x1: Array, n2: int, same: bool, batch_s
     mem = item * (nb * (kept_elems + k * grad_width) + min(side_chunk, max(n1, n2)) * transient
                   + chunk * row_elems + pairs * k * k)
     est["structured"] = Estimate(cost, mem)
-    return est, _Plan(layers, tuple(modes), fallback, chunk, side_chunk)
+    return est, _Plan(tuple(layers), tuple(modes), fallback, chunk, side_chunk, structure)
 
 
 def choose_method(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, batch_size: int | None = 16,
@@ -462,8 +928,9 @@ def choose_method(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None
 
     Among the methods whose estimated peak memory fits ``memory_limit`` (bytes; default half the
     accelerator's memory or a quarter of the host's RAM), the one of least estimated cost;
-    ``'implicit'`` (the least memory) when none fits. ``'structured'`` is a candidate only for
-    an evaluation-mode :class:`ModelFn`.
+    ``'implicit'`` (the least memory) when none fits. ``'structured'`` is a candidate for every
+    f (a :class:`ModelFn`'s flax layers, any other function's jaxpr); its estimate counts the
+    leaves it leaves to per-example Jacobians.
     """
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     budget = _memory_budget() if memory_limit is None else memory_limit
@@ -479,7 +946,8 @@ def ntk_estimates(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None
 
 
 def _structured_ok(f) -> bool:
-    return isinstance(f, ModelFn) and not f.train
+    # Every evaluation-mode f: a ModelFn's flax layers, any other function's jaxpr.
+    return not (isinstance(f, ModelFn) and f.train)
 
 
 def _pick(est: dict[str, Estimate], budget: int) -> str:
@@ -506,12 +974,85 @@ def _acc(a: Array):
     return jnp.promote_types(a.dtype, jnp.float32)
 
 
-def _gram(j1: list[Array], j2: list[Array]) -> Array | None:
+class _Pairs(NamedTuple):
+    """How the output axes of f(x1) and f(x2) pair up in every contraction (einsum letters; i, j
+    the examples; p, q, c, d, the contracted axes, never used here).
+
+    The default, :data:`_FULL`, keeps the flattened K axis on both sides: terms (n1, K, n2, K)
+    (a matmul's natural layout), transposed once at the end. With ``trace_axes`` /
+    ``diagonal_axes`` each side's K axis is unflattened to f's output axes, a traced axis gets
+    one letter on both sides and is summed inside every contraction, a diagonal axis one letter
+    kept once, so no term is ever larger than the reduced kernel: terms (n1, n2, *rest); the end
+    applies the example axis's trace or diagonal, neural-tangents' layout and the division by
+    the traced sizes.
+    """
+
+    a: str  # letters of f(x1)'s output axes after the first
+    b: str  # letters of f(x2)'s
+    out: str  # each term's letters
+    dims: tuple[int, ...] | None  # the output axes K is unflattened to; None: K flat
+    final: str | None  # einsum from ``out`` to the result (None: the transpose of _FULL)
+    traced: tuple[int, ...]  # traced axes of f's output (0: the examples)
+
+
+_FULL = _Pairs("a", "b", "iajb", None, None, ())
+
+
+def _pairs(out_shape: tuple, trace_axes: tuple | None, diagonal_axes: tuple | None) -> _Pairs:
+    """The :class:`_Pairs` of neural-tangents' ``trace_axes`` / ``diagonal_axes`` (canonical,
+    sorted) on an output of shape ``out_shape`` (axis 0 the examples); ``None``: :data:`_FULL`."""
+    if trace_axes is None:
+        return _FULL
+    nd = len(out_shape)
+    pool = iter("ABCDEFGHIJKLMNOPQRSTUVWXYZefghklmnorstuvwxyz")
+    left = ["i"] + [next(pool) for _ in range(nd - 1)]
+    right = ["j"] + [next(pool) for _ in range(nd - 1)]
+    reduced = set(trace_axes) | set(diagonal_axes)
+    for r in reduced:
+        if r > 0:
+            right[r] = left[r]
+    inner = "".join(left[r] + ("" if r in reduced else right[r]) for r in range(1, nd) if r not in trace_axes)
+    out = "ij" + inner
+    # The end: the example axis's own trace/diagonal (i = j), then neural-tangents' layout: the
+    # remaining axes in pairs (N1, N2, X, X', ...), each diagonal axis once at its place
+    # (neural-tangents' _get_res_batch_dims).
+    if 0 in reduced:
+        right[0] = "i"
+    start = left[0] + right[0] + inner
+    paired = [c for r in range(nd) if r not in reduced for c in (left[r], right[r])]
+    places = [2 * d - n - 2 * sum(c < d for c in trace_axes) for n, d in enumerate(diagonal_axes)]
+    result: list = [None] * (len(paired) + len(diagonal_axes))
+    for pos, d in zip(places, diagonal_axes):
+        result[pos] = left[d]
+    rest = iter(paired)
+    result = [c if c is not None else next(rest) for c in result]
+    return _Pairs("".join(left[1:]), "".join(right[1:]), out, tuple(out_shape[1:]), start + "->" + "".join(result),
+                  tuple(trace_axes))
+
+
+def _sides(pairs: _Pairs, a: Array, b: Array, axis: int = 1) -> tuple[Array, Array]:
+    """Both sides' K axis (at ``axis``) unflattened to the output axes (nothing for :data:`_FULL`)."""
+    if pairs.dims is None:
+        return a, b
+    return tuple(t.reshape(t.shape[:axis] + pairs.dims + t.shape[axis + 1:]) for t in (a, b))
+
+
+def _finish(pairs: _Pairs, theta: Array) -> Array:
+    """The contracted kernel (``pairs.out`` layout) as the result: (N1, N2, K, K) for
+    :data:`_FULL`, else neural-tangents' layout with the traces divided by their sizes."""
+    if pairs.final is None:
+        return jnp.transpose(theta, (0, 2, 1, 3))
+    size = math.prod(([theta.shape[0]] if 0 in pairs.traced else []) + [pairs.dims[r - 1] for r in pairs.traced if r > 0])
+    return jnp.einsum(pairs.final, theta) / size
+
+
+def _gram(j1: list[Array], j2: list[Array], pairs: _Pairs = _FULL) -> Array | None:
     """sum over blocks of J1 J2^T: (n1, K, q) x (n2, K, q) -> (n1, K, n2, K), a matmul's natural
-    layout (the result is transposed once, at the end)."""
+    layout (the result is transposed once, at the end); other :class:`_Pairs`: their layout."""
     out = None
     for a, b in zip(j1, j2):
-        term = jnp.einsum("iaq,jbq->iajb", a, b, preferred_element_type=_acc(a))
+        a, b = _sides(pairs, a, b)
+        term = jnp.einsum(f"i{pairs.a}q,j{pairs.b}q->{pairs.out}", a, b, preferred_element_type=_acc(a))
         out = term if out is None else out + term
     return out
 
@@ -553,6 +1094,13 @@ def _side_block(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: 
     """:func:`_side` for one chunk of examples, the per-example gradients not yet grouped."""
     n = x.shape[0]
     parts, grams = [], []
+    if plan.structure is not None:
+        if plan.layers:
+            parts, grams = _jaxpr_side_block(plan.structure, plan.modes, params, x, k)
+            parts, grams = list(parts), list(grams)
+        if plan.fallback:
+            parts.extend(_per_example_jacobian(f, params, x, plan.fallback))
+        return parts, grams
     if plan.layers:
         perts = {key: jnp.zeros((n,) + tail, layer.dtype)
                  for layer in plan.layers for key, tail in zip(layer.keys, layer.out_tails)}
@@ -583,36 +1131,43 @@ def _side_block(f: ModelFn | ApplyFn, params: PyTree, x: Array, plan: _Plan, k: 
     return parts, grams
 
 
-def _contract(side1, side2, modes: tuple[str, ...]) -> Array:
-    """Theta block (n1, K, N2, K) from the factors of rows of x1 and of all of x2."""
+def _contract(side1, side2, modes: tuple[str, ...], pairs: _Pairs = _FULL) -> Array:
+    """Theta block (n1, K, N2, K) (``pairs.out`` layout) from the factors of rows of x1 and of all of x2."""
     j1, grams1 = side1
     j2, grams2 = side2
-    out = _gram(j1, j2)
+    out = _gram(j1, j2, pairs)
+    a, b, o = pairs.a, pairs.b, pairs.out
     for (x1, g1), (x2, g2), mode in zip(grams1, grams2, modes):
+        g1, g2 = _sides(pairs, g1, g2)
         if x1.shape[1] == 1:  # one position (a dense layer): (X X'^T) times (G_a G'_b^T)
             xx = jnp.einsum("ic,jc->ij", x1[:, 0], x2[:, 0], preferred_element_type=_acc(x1))
-            term = jnp.einsum("iad,jbd->iajb", g1[:, :, 0], g2[:, :, 0], preferred_element_type=_acc(g1)) * xx[:, None, :, None]
+            xx = xx[:, None, :, None] if o == "iajb" else xx.reshape(xx.shape + (1,) * (len(o) - 2))
+            term = jnp.einsum(f"i{a}d,j{b}d->{o}", g1[..., 0, :], g2[..., 0, :], preferred_element_type=_acc(g1)) * xx
         elif mode == "gram":
             xx = jnp.einsum("ipc,jqc->ijpq", x1, x2, preferred_element_type=_acc(x1))
-            t = jnp.einsum("ijpq,iapd->iajqd", xx, g1, preferred_element_type=_acc(xx))
-            term = jnp.einsum("iajqd,jbqd->iajb", t, g2, preferred_element_type=_acc(t))
+            t = jnp.einsum(f"ijpq,i{a}pd->i{a}jqd", xx, g1, preferred_element_type=_acc(xx))
+            term = jnp.einsum(f"i{a}jqd,j{b}qd->{o}", t, g2, preferred_element_type=_acc(t))
         else:
             xx = jnp.einsum("ipc,jqc->ijpq", x1, x2, preferred_element_type=_acc(x1))
-            gg = jnp.einsum("iapd,jbqd->iajbpq", g1, g2, preferred_element_type=_acc(g1))
-            term = jnp.einsum("ijpq,iajbpq->iajb", xx, gg, preferred_element_type=_acc(xx))
+            both = "i" + a + "j" + "".join(c for c in b if c not in a) + "pq"
+            gg = jnp.einsum(f"i{a}pd,j{b}qd->{both}", g1, g2, preferred_element_type=_acc(g1))
+            term = jnp.einsum(f"ijpq,{both}->{o}", xx, gg, preferred_element_type=_acc(xx))
         out = term if out is None else out + term
     return out
 
 
-def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int) -> Array:
+def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int, pairs: _Pairs = _FULL) -> Array:
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    if not plan.layers and not plan.fallback:  # no parameter enters f
+        dtype = jax.eval_shape(f, _abstract(params), jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype)).dtype
+        return _finish(pairs, jnp.zeros(_term_shape(pairs, x1.shape[0], n2, k), dtype))
     alone = _alone(x1.shape[0], n2, x2 is None, k)
     side1 = _side(f, params, x1, plan, k, alone)
     side2 = side1 if x2 is None else _side(f, params, x2, plan, k, alone)
     gram_modes = tuple(m for m in plan.modes if m != "grad")
     n1 = x1.shape[0]
     if plan.chunk >= n1:
-        return jnp.transpose(_contract(side1, side2, gram_modes), (0, 2, 1, 3))
+        return _finish(pairs, _contract(side1, side2, gram_modes, pairs))
     # Rows of x1 in chunks, to bound the X X'^T intermediates; the x2 factors are computed once.
     c = plan.chunk
     pad = (-n1) % c
@@ -621,16 +1176,24 @@ def _ntk_structured(f, params, x1, x2, plan: _Plan, k: int) -> Array:
         a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
         return a.reshape((-1, c) + a.shape[1:])
 
-    blocks = jax.lax.map(lambda s: _contract(s, side2, gram_modes), jax.tree_util.tree_map(split, side1))
-    return jnp.transpose(blocks.reshape((-1,) + blocks.shape[2:])[:n1], (0, 2, 1, 3))
+    blocks = jax.lax.map(lambda s: _contract(s, side2, gram_modes, pairs), jax.tree_util.tree_map(split, side1))
+    return _finish(pairs, blocks.reshape((-1,) + blocks.shape[2:])[:n1])
 
 
-def _ntk_jacobian(f, params, x1, x2, k) -> Array:
+def _term_shape(pairs: _Pairs, n1: int, n2: int, k: int) -> tuple[int, ...]:
+    """The shape of a contraction's result in ``pairs.out`` layout."""
+    if pairs.dims is None:
+        return (n1, k, n2, k)
+    size = dict(zip(pairs.a + pairs.b, pairs.dims + pairs.dims), i=n1, j=n2)
+    return tuple(size[c] for c in pairs.out)
+
+
+def _ntk_jacobian(f, params, x1, x2, k, pairs: _Pairs = _FULL) -> Array:
     idx = tuple(range(len(jax.tree_util.tree_leaves(params))))
     alone = _alone(x1.shape[0], x1.shape[0] if x2 is None else x2.shape[0], x2 is None, k)
     j1 = _group(_per_example_jacobian(f, params, x1, idx), alone)
     j2 = j1 if x2 is None else _group(_per_example_jacobian(f, params, x2, idx), alone)
-    return jnp.transpose(_gram(j1, j2), (0, 2, 1, 3))
+    return _finish(pairs, _gram(j1, j2, pairs))
 
 
 def _alone(n1: int, n2: int, same: bool, k: int) -> float:
@@ -638,7 +1201,7 @@ def _alone(n1: int, n2: int, same: bool, k: int) -> float:
     return n1 * n2 * k / (n1 + (0 if same else n2))
 
 
-def _ntk_implicit(f, params, x1, x2, batch_size, k) -> Array:
+def _ntk_implicit(f, params, x1, x2, batch_size, k, pairs: _Pairs = _FULL) -> Array:
     x2 = x1 if x2 is None else x2
 
     def f2(p, x):
@@ -652,13 +1215,20 @@ def _ntk_implicit(f, params, x1, x2, batch_size, k) -> Array:
         # Theta(x, x2): (K, N2, K); one vjp per output of x, each pushed through jvp.
         out, pullback = jax.vjp(lambda p: f2(p, x[None])[0], params)
         tangents = jax.vmap(lambda c: pullback(c)[0])(jnp.eye(k, dtype=out.dtype))
-        return jax.vmap(push)(tangents)
+        block = jax.vmap(push)(tangents)
+        if pairs.dims is None:
+            return block
+        # Reduced at once, row by row: (K, N2, K) -> the row of pairs.out.
+        block = block.reshape(pairs.dims + block.shape[1:2] + pairs.dims)
+        return jnp.einsum(f"{pairs.a}j{pairs.b}->{pairs.out[1:]}", block)
 
     rows = jax.lax.map(row, x1, batch_size=batch_size) if batch_size else jax.vmap(row)(x1)
-    return jnp.transpose(rows, (0, 2, 1, 3))  # (N1, K, N2, K) -> (N1, N2, K, K)
+    return _finish(pairs, rows)  # (N1, K, N2, K) -> (N1, N2, K, K)
 
 
-def _ntk(f, params, x1, x2, method, batch_size, memory_limit):
+def _ntk(f, state, params, x1, x2, method, batch_size, memory_limit, trace_axes, diagonal_axes):
+    if state is not None:  # a ModelFn's variable collections, passed traced
+        f = dataclasses.replace(f, state=state)
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     out = jax.eval_shape(f, _abstract(params), jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype))
     k = math.prod(out.shape[1:]) if len(out.shape) > 1 else 1
@@ -668,20 +1238,38 @@ def _ntk(f, params, x1, x2, method, batch_size, memory_limit):
         est, plan = _analyse(f, params, x1, n2, x2 is None, batch_size, _structured_ok(f), budget)
         if method == "auto":
             method = _pick(est, budget)
+    pairs = _pairs(out.shape, trace_axes, diagonal_axes)
     if method == "structured":
-        theta = _ntk_structured(f, params, x1, x2, plan, k)
+        theta = _ntk_structured(f, params, x1, x2, plan, k, pairs)
     elif method == "jacobian":
-        theta = _ntk_jacobian(f, params, x1, x2, k)
+        theta = _ntk_jacobian(f, params, x1, x2, k, pairs)
     else:
-        theta = _ntk_implicit(f, params, x1, x2, batch_size, k)
+        theta = _ntk_implicit(f, params, x1, x2, batch_size, k, pairs)
+    if pairs is not _FULL:
+        return theta
     return theta[..., 0, 0] if len(out.shape) == 1 else theta
 
 
-_ntk_jit = jax.jit(_ntk, static_argnames=("f", "method", "batch_size", "memory_limit"))
+_ntk_jit = jax.jit(_ntk, static_argnames=("f", "method", "batch_size", "memory_limit", "trace_axes", "diagonal_axes"))
+
+
+def _canonical_axes(name: str, axes, ndim: int) -> tuple[int, ...]:
+    """Sorted non-negative output axes (neural-tangents' canonicalisation), validated."""
+    items = (axes,) if isinstance(axes, (int, np.integer)) else axes
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise ValueError(f"{name} must be an int or a sequence of ints (axes of f's output), got {axes!r}") from None
+    out = set()
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not -ndim <= a < ndim:
+            raise ValueError(f"{name} must hold axes of f's output, ints in [{-ndim}, {ndim}), got {axes!r}")
+        out.add(int(a) % ndim)
+    return tuple(sorted(out))
 
 
 def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, method: str = "auto",
-        batch_size: int | None = 16, memory_limit: int | None = None) -> Array:
+        batch_size: int | None = 16, memory_limit: int | None = None, trace_axes=None, diagonal_axes=None) -> Array:
     """The empirical NTK between two batches of inputs.
 
     Jitted once per shapes and ``f``: ``f`` keys the compilation cache by hash and equality, so
@@ -689,27 +1277,39 @@ def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, metho
     unhashable ``f`` is traced without the cache). Works under ``jit`` and ``vmap``.
 
     Args:
-        f: ``f(params, x) -> (N,)`` or ``(N, K)``; :func:`apply_fn` of a flax model for
-            ``'structured'``. Examples must be independent (f(x)[n] depends on x[n] only).
+        f: ``f(params, x) -> (N,)`` or ``(N, ...)``: any JAX function, or :func:`apply_fn` of a
+            flax model (whose layers the structured method then reads directly). Examples must be
+            independent (f(x)[n] depends on x[n] only).
         params: the parameters (any pytree).
         x1: (N1, ...) inputs.
         x2: (N2, ...) inputs; default ``x1`` (then its factors are computed once).
-        method: ``'auto'`` (:func:`choose_method`), ``'structured'`` (layer structure, see the
-            module docstring), ``'jacobian'`` (per-example Jacobians contracted) or
+        method: ``'auto'`` (:func:`choose_method`), ``'structured'`` (dense-like contractions,
+            see the module docstring), ``'jacobian'`` (per-example Jacobians contracted) or
             ``'implicit'`` (vjp then jvp, no full Jacobian; least memory).
         batch_size: rows of x1 processed together by the implicit method (``None``: all at once).
         memory_limit: bytes ``'auto'`` lets a method hold (default: see :func:`choose_method`);
             the structured method also sizes its chunks of rows of x1 to an eighth of it.
+        trace_axes, diagonal_axes: output axes of f (0 = the example axis; negative from the
+            end, so -1 is the example axis of an (N,) output) to trace over / keep only the
+            diagonal of, with neural-tangents' meaning and layout (``empirical_ntk_fn``): a traced
+            pair of axes is summed over its diagonal and divided by its size. Output axes after
+            the first are reduced inside every contraction (the structured and Jacobian methods
+            never form the full kernel; the implicit one reduces each row's (K, N2, K) block);
+            the example axis at the end. ``None`` for both (the default): the layout below, no
+            reduction; giving either (``()`` for none) selects neural-tangents' layout, e.g.
+            ``trace_axes=(), diagonal_axes=()`` on an (N, X, Y) output gives (N1, N2, X, X, Y, Y).
 
     Returns:
-        (N1, N2) for a single-output model (f returns (N,)), else (N1, N2, K, K) with
-        ``[i, j, a, b] = sum_p df_a(x1_i)/dp df_b(x2_j)/dp``.
+        Default: (N1, N2) for a single-output model (f returns (N,)), else (N1, N2, K, K), K the
+        product of f's output axes after the first, with ``[i, j, a, b] = sum_p df_a(x1_i)/dp
+        df_b(x2_j)/dp``. With ``trace_axes`` / ``diagonal_axes``: neural-tangents' shape, e.g.
+        (N1, N2) for ``trace_axes=(-1,)`` on an (N, K) output (the mean over a of [i, j, a, a]).
     """
     if method not in _METHOD_CHOICES:
         raise ValueError(f"method must be one of {_METHOD_CHOICES}, got {method!r}")
-    if method == "structured" and not _structured_ok(f):
-        raise ValueError("method='structured' needs f = jaxdyn.ntk.apply_fn(model) in evaluation mode "
-                         f"(it reads the model's layers); got {type(f).__name__}. Use 'jacobian' or 'implicit'.")
+    if isinstance(f, ModelFn) and f.train:
+        raise ValueError("f must be an evaluation-mode f(params, x); got a training-mode apply_fn(model, train=True), "
+                         "which needs a dropout key")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
@@ -722,11 +1322,27 @@ def ntk(f: ApplyFn, params: PyTree, x1: Array, x2: Array | None = None, *, metho
     x1 = jnp.asarray(x1)
     x2 = None if x2 is None else jnp.asarray(x2)
     batch_size = None if batch_size is None else int(batch_size)
+    if trace_axes is not None or diagonal_axes is not None:
+        ndim = len(jax.eval_shape(f, params, jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype)).shape)
+        trace_axes = _canonical_axes("trace_axes", () if trace_axes is None else trace_axes, ndim)
+        diagonal_axes = _canonical_axes("diagonal_axes", () if diagonal_axes is None else diagonal_axes, ndim)
+        if set(trace_axes) & set(diagonal_axes):
+            raise ValueError(f"trace_axes {trace_axes} and diagonal_axes {diagonal_axes} must not share an axis")
+        if 0 in trace_axes + diagonal_axes and x2 is not None and x2.shape[0] != x1.shape[0]:
+            raise ValueError(f"trace_axes / diagonal_axes hold the example axis 0: x1 and x2 need as many examples, "
+                             f"got {x1.shape[0]} and {x2.shape[0]}")
+    state = None
+    if isinstance(f, ModelFn) and f.state is not None:  # arrays: traced, not part of the cache key
+        f, state = dataclasses.replace(f, state=None), f.state
+    args = (method, batch_size, memory_limit, trace_axes, diagonal_axes)
     try:
         hash(f)
     except TypeError:  # an unhashable callable cannot key the compilation cache: trace inline
-        return _ntk(f, params, x1, x2, method, batch_size, memory_limit)
-    return _ntk_jit(f, params, x1, x2, method=method, batch_size=batch_size, memory_limit=memory_limit)
+        return _ntk(f, state, params, x1, x2, *args)
+    return _ntk_jit(f, state, params, x1, x2, method=method, batch_size=batch_size, memory_limit=memory_limit,
+                    trace_axes=trace_axes, diagonal_axes=diagonal_axes)
+
+
 def loss_gradient(f: ApplyFn, params: PyTree, loss: Callable, batch: Mapping[str, Array]) -> Array:
     """dL/df at the batch's outputs: the gradient of ``loss(outputs, batch)`` wrt ``outputs``.
 
