@@ -86,6 +86,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen.linear import canonicalize_padding
 
+from jaxdyn.engine.learners import call_kwargs
 from jaxdyn.models.layers import PatchConv, extract_patches, normalize_kernel_size
 
 Array = jax.Array
@@ -133,7 +134,8 @@ class ModelFn:
                 out, _ = self.model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=list(self.state), **kw)
                 return out
             return self.model.apply(variables, x, train=True, rngs={"dropout": key}, **kw)
-        return self.model.apply(variables, x, train=False, **kw)
+        # A module whose __call__ takes no train argument has no training mode (the engine's rule).
+        return self.model.apply(variables, x, **call_kwargs(self.model, False), **kw)
 
 
 def apply_fn(model, *, method: str | None = None, train: bool = False,
