@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from jaxdyn.experiments import ConfigError  # noqa: E402
+from jaxdyn.experiments import ConfigError
+from jaxdyn.store import execute  # noqa: E402
 from jaxdyn.experiments import rbe_images as I  # noqa: E402
 from jaxdyn.tasks import digits  # noqa: E402
 
@@ -28,11 +29,11 @@ def test_digits_task():
 
 @pytest.fixture(scope="module")
 def run():
-    return I.run(I.RBEImagesConfig.quick())
+    return execute(I.EXPERIMENT, I.RBEImagesConfig.quick())
 
 
 def test_the_law_on_images(run):
-    s = run.summary
+    s = run.numbers
     # Measured on this preset: tau 0.25 [0.17, 0.33]; within-seed Spearman -0.51 [-0.63, -0.34].
     assert s["power_law"]["tau_ci"][0] > 0.05
     last = s["kernel"][max(s["kernel"])]

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from jaxdyn.experiments import ConfigError
+from jaxdyn.store import execute
 from jaxdyn.experiments import rbe_meanfield as M
 
 
 @pytest.fixture(scope="module")
 def run():
-    return M.run(M.RBEMeanfieldConfig.quick())
+    return execute(M.EXPERIMENT, M.RBEMeanfieldConfig.quick())
 
 
 def test_layout_and_initial_kernel(run):
@@ -29,7 +30,7 @@ def test_layout_and_initial_kernel(run):
 
 
 def test_majority_first_then_minority_turns(run):
-    for row in run.summary["ratios"]:
+    for row in run.numbers["ratios"]:
         sim = row["simulation"]
         # Measured on this preset: excursions 0.21 (ratio 1/3) and 0.14 (ratio 3), turns at 12-26 epochs.
         assert sim["turn_depth_of_mean"] > 0.07 and 0 < sim["turn_epoch_of_mean"] < 100, row

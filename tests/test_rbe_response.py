@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from jaxdyn.experiments import ConfigError
+from jaxdyn.store import execute
 from jaxdyn.experiments import rbe_response as R
 
 
 @pytest.fixture(scope="module")
 def run():
-    return R.run(R.RBEResponseConfig.quick())
+    return execute(R.EXPERIMENT, R.RBEResponseConfig.quick())
 
 
 def test_dataset_layout(run):
@@ -28,11 +29,11 @@ def test_dataset_layout(run):
 
 
 def noisy(run):
-    return [e for e in run.summary["encodings"] if 0 < e["p1"] < 1]
+    return [e for e in run.numbers["encodings"] if 0 < e["p1"] < 1]
 
 
 def test_size_decays_as_a_power_law(run):
-    for enc in run.summary["encodings"]:
+    for enc in run.numbers["encodings"]:
         pl = enc["power_law"]
         # Measured on this preset: tau 0.45 (unbiased), 0.22 (biased); a response that does not
         # age (tau = 0) or a sign error (negative sizes: no log-log fit) fails these.
@@ -42,7 +43,7 @@ def test_size_decays_as_a_power_law(run):
         first, last = size[min(size)]["size"], size[max(size)]["size"]
         assert 0 < last < 0.4 * first
     # The unbiased response ages faster than the biased one (paired seeds).
-    taus = {e["encoding"]: e["power_law"] for e in run.summary["encodings"]}
+    taus = {e["encoding"]: e["power_law"] for e in run.numbers["encodings"]}
     assert taus["unbiased"]["tau"] > taus["biased p0/p1=0.25"]["tau"] + 0.1
     # Deterministic encoding (paper Fig. 7): a clear power law with a larger exponent (~1.0 here).
     det = taus["deterministic y=0"]
@@ -59,7 +60,7 @@ def test_kernel_decreases_linearly_in_hamming_distance(run):
 
 
 def test_ntk_explains_the_response(run):
-    for enc in run.summary["encodings"]:
+    for enc in run.numbers["encodings"]:
         explained = enc["ntk_explained"]
         assert min(explained.values()) > 0.9
         # First order in lr: the NTK explains more as the response shrinks with age.
@@ -67,8 +68,9 @@ def test_ntk_explains_the_response(run):
 
 
 def test_claims_and_config_errors(run):
-    for c in run.summary["claims"]:
-        assert set(c) == {"claim", "held", "value", "threshold"} and np.isfinite(c["value"])
+    for c in run.claims:
+        assert c.kind in ("paper", "extension", "sanity") and c.threshold_source and np.isfinite(c.value)
+        assert (c.source is not None) == (c.kind == "paper")
     assert "response_law" in run.figures and "ntk_vs_response" in run.figures
     with pytest.raises(ConfigError, match="epochs"):
         dataclasses.replace(R.RBEResponseConfig.quick(), epochs=(0, 15))

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from jaxdyn.experiments import ConfigError
+from jaxdyn.store import execute
 from jaxdyn.experiments import rbe_two_point as T
 
 
 @pytest.fixture(scope="module")
 def run():
-    return T.run(T.RBETwoPointConfig.quick())
+    return execute(T.EXPERIMENT, T.RBETwoPointConfig.quick())
 
 
 def test_layout(run):
@@ -26,14 +27,14 @@ def test_interaction_depends_on_distance(run):
     # Measured on this preset: median |S2 - S1| / S1 at epoch 400 is 0.22 (H = 1) vs 0.84 (H = 12)
     # unbiased, 0.16 vs 1.19 biased; a response that ignored x1's training (no interaction) or a
     # swapped pair of sources would not separate them.
-    for row in run.summary["conditions"]:
+    for row in run.numbers["conditions"]:
         last = row["epochs"][max(row["epochs"])]
         if row["distance"] == 1:
             assert last["abs_rel_diff_median"] < 0.4, row
         else:
             assert last["rel_diff_median"] > 0.5, row
-    assert all(c["held"] for c in run.summary["claims"]), [c for c in run.summary["claims"] if not c["held"]]
-    shares = run.summary["aging_share_median"]
+    assert all(c.held for c in run.claims), [c.to_dict() for c in run.claims if not c.held]
+    shares = run.numbers["aging_share_median"]
     for s in shares.values():
         assert s["near"] > 0.8 and s["near"] > s["far"]
 

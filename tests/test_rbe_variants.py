@@ -5,16 +5,17 @@ import pytest
 
 from jaxdyn.analysis.response import KernelFit
 from jaxdyn.experiments import ConfigError
+from jaxdyn.store import execute
 from jaxdyn.experiments import rbe_variants as V
 
 
 @pytest.fixture(scope="module")
 def run():
-    return V.run(V.RBEVariantsConfig.quick())
+    return execute(V.EXPERIMENT, V.RBEVariantsConfig.quick())
 
 
 def test_the_law_holds_with_dropout(run):
-    (row,) = run.summary["table"]
+    (row,) = run.numbers["table"]
     assert (row["variant"], row["encoding"]) == ("dropout", "unbiased")
     assert run.dataset["size"].dims == ("seed", "condition", "time") and run.dataset["size"].shape[:2] == (12, 1)
     assert row["tau_ci"][0] > 0.1
@@ -37,17 +38,17 @@ def test_comparisons_read_the_right_numbers():
         "relu": [_analysis(0.5, 0.4, 0.97, {0: -0.03, 200: -0.02, 400: -0.01})],
         "dropout": [_analysis(0.5, 0.3, 0.98, {0: -0.05, 200: -0.07, 400: -0.055})],
     }
-    claims = {c.claim.split(" (")[0]: c for c in V._comparisons(results)}
-    relu = claims["aging is a clearer power law with ELU than with ReLU"]
+    claims = {c.id: c for c in V._comparisons(results)}
+    relu = claims["elu-clearer-than-relu"]
     assert relu.held and relu.value == pytest.approx(0.02)
-    drop = claims["dropout 0.2 makes the kernel slopes smaller"]
+    drop = claims["dropout-smaller-slopes"]
     assert drop.held and drop.value == pytest.approx(-0.005)  # largest over epochs 200, 400
-    det = claims["standard: the deterministic encoding ages faster"]
+    det = claims["standard-deterministic-ages-faster"]
     assert det.held and det.value == pytest.approx(0.4)
-    conv = claims["standard: the deterministic kernel does not converge"]
+    conv = claims["standard-deterministic-kernel-diverges"]
     assert conv.held and conv.value == pytest.approx(0.1 / 0.02)
     results["dropout"] = [_analysis(0.5, 0.3, 0.98, {0: -0.05, 200: -0.09, 400: -0.05})]
-    assert not {c.claim.split(" (")[0]: c for c in V._comparisons(results)}["dropout 0.2 makes the kernel slopes smaller"].held
+    assert not {c.id: c for c in V._comparisons(results)}["dropout-smaller-slopes"].held
 
 
 def test_config_errors():

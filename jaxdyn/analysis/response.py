@@ -13,16 +13,170 @@ R[seed, time, probe] with the Hamming distance h of each probe this module gives
 * how much of the measured response the NTK explains (1 - SS_res / SS_tot);
 * turning points of prediction curves (the minority's turn, splits).
 
-Everything is numpy (host-side analysis of recorded arrays); bootstrap draws use an explicit
+The measurement itself is :class:`ResponseObservable`, an engine observable (a frozen dataclass,
+hashable, so the training program compiles once) that computes the one-step response, the
+source's output and label, and the NTK of every source from one setup. Everything else is numpy
+(host-side analysis of recorded arrays); bootstrap draws use an explicit
 ``numpy.random.Generator`` seed.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import dataclasses
+import functools
+from typing import Any, Callable, Mapping, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.stats
+
+from jaxdyn import ntk
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseObservable:
+    """Engine observable: the normalised one-step training response of every source point.
+
+    For each source x_s (``data[sources]``, (S, ...)) one SGD step on (x_s, y_s) is taken from the
+    current parameters (not applied to the training run) and Delta(x_s, probe) / (y_s - f(x_s))
+    (Nakazato Eq. 5) is read on ``data[probes]``: (P, ...) shared by every source, or (S, P, ...)
+    one probe set per source. The label y_s ~ Bernoulli(p1_s) is drawn from the source's encoding
+    (``data['p1'][s]``) with a key derived from ``data['key']`` and the step, so the measurement
+    sees the training distribution's labels; the dropout mask of the step (models with dropout)
+    comes from the same key. Every record comes from one setup (one label draw, one set of keys).
+
+    Attributes:
+        model: the flax model being trained (hashable).
+        loss: the training loss in engine form (a module-level function).
+        lr: learning rate of the probe step; None: the member's ``hparams['lr']``.
+        sources, probes: keys of the member's data.
+        ntk_output: also record ``theta``, the NTK Theta(x_s, probe) of the same f.
+        output: model method giving f (e.g. ``'logits'``); None: the model's output.
+
+    Returns (when called on a :class:`~jaxdyn.engine.Snapshot`):
+        ``{'response': (S, P), 'source': (S, 2) [f(x_s), y_s], 'theta': (S, P)}``.
+    """
+
+    model: Any
+    loss: Callable
+    lr: float | None = None
+    sources: str = "sources"
+    probes: str = "probes"
+    ntk_output: bool = True
+    output: str | None = None
+
+    @property
+    def dims(self) -> dict[str, tuple[str, ...]]:
+        return {"response": ("source", "probe"), "source": ("source", "field"), "theta": ("source", "probe")}
+
+    @property
+    def attrs(self) -> dict[str, dict[str, str]]:
+        return {
+            "response": {"long_name": "normalised one-step response Delta(x_s, probe) / (y_s - f(x_s))"},
+            "source": {"long_name": "[f(x_s), y_s]: the source's output and the label of the probe step"},
+            "theta": {"long_name": "empirical NTK Theta(x_s, probe) of f"},
+        }
+
+    def __call__(self, snap) -> dict[str, jax.Array]:
+        f = ntk.apply_fn(self.model, method=self.output)
+        f_train = ntk.apply_fn(self.model, method=self.output, train=True)
+        data = snap.data
+        xs = data[self.sources]
+        n_src = xs.shape[0]
+        pr = data[self.probes]
+        pr = jnp.broadcast_to(pr, (n_src,) + pr.shape) if pr.ndim == xs.ndim else pr
+        base = jax.random.fold_in(jax.random.wrap_key_data(data["key"]), snap.step)
+        keys = jax.random.split(base, 2 * n_src).reshape((n_src, 2) + base.shape)
+        p1 = data["p1"][:n_src]
+        f_s = f(snap.params, xs)
+        y = jax.vmap(lambda k, p: jax.random.bernoulli(k[0], p))(keys, p1).astype(f_s.dtype)
+        rate = snap.hparams["lr"] if self.lr is None else self.lr
+
+        def one(x_s, y_s, k, probe_set):
+            batch = {"x": x_s[None], "y": jnp.reshape(y_s, (1,))}
+            return ntk.normalised_response(f, snap.params, self.loss, batch, probe_set, rate, f_train=f_train, key=k[1])
+
+        out = {"response": jax.vmap(one)(xs, y, keys, pr), "source": jnp.stack([f_s, y], axis=-1)}
+        if self.ntk_output:
+            out["theta"] = jax.vmap(lambda x_s, probe_set: ntk.ntk(f, snap.params, x_s[None], probe_set, batch_size=None)[0])(xs, pr)
+        return out
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _point_kernels(model, params, x):
+    f_out, f_logit = ntk.apply_fn(model), ntk.apply_fn(model, method="logits")
+    one = lambda p, xx: (ntk.ntk(f_out, p, xx, batch_size=None), ntk.ntk(f_logit, p, xx, batch_size=None))  # noqa: E731
+    return jax.vmap(one)(params, x)
+
+
+def point_kernels(model, params, x) -> tuple[np.ndarray, np.ndarray]:
+    """The NTK of the output f and of the logits z on every member's points.
+
+    Args:
+        model: a flax model with a ``logits`` method (:class:`~jaxdyn.models.rbe_conv.RBEConvNet`).
+        params: parameters with leaves (member, ...).
+        x: (member, n, ...) the points.
+
+    Returns:
+        (Theta_f, Theta_z), each (member, n, n) float64.
+    """
+    theta_f, theta_z = _point_kernels(model, params, jnp.asarray(x))
+    return np.asarray(theta_f, np.float64), np.asarray(theta_z, np.float64)
+
+
+def loss_derivative(loss: Callable, f: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """dL/df of the engine loss ``loss`` for one output, at recorded outputs ``f`` and labels ``y``
+    (any shape, the same for both): the loss gradient of the probe step."""
+    f = jnp.asarray(f)
+    y = jnp.asarray(y)
+    g = jax.vmap(jax.grad(lambda o, t: loss(o[None], {"y": t[None]})))(f.ravel(), y.ravel())
+    return np.asarray(g).reshape(f.shape)
+
+
+def single_point_records(result, num_encodings: int, loss: Callable, probe_h: np.ndarray) -> dict[str, np.ndarray]:
+    """The records of a single-point response run (members encoding-major, as
+    :func:`jaxdyn.tasks.rbe.single_point_members` lays them out) by seed and encoding.
+
+    Args:
+        result: the engine's ``EnsembleResult`` with a :class:`ResponseObservable` recorded.
+        num_encodings: encodings E (members are E x seeds).
+        loss: the training loss (for dL/df of the probe step).
+        probe_h: (probe,) Hamming distance of every probe from x_o.
+
+    Returns:
+        ``response``, ``theta`` (seed, encoding, time, probe); ``f_source``, ``y_source``,
+        ``dl_df`` (seed, encoding, time); ``probe_h`` (probe,); ``steps`` (time,);
+        ``diverged_at`` (seed, encoding).
+    """
+    from jaxdyn.tasks.rbe import split_conditions
+
+    split = lambda a: split_conditions(a, num_encodings)  # noqa: E731
+    src = split(result.records["source"][:, :, 0])  # (seed, enc, time, 2)
+    f_s, y_s = src[..., 0], src[..., 1]
+    return {
+        "response": split(result.records["response"][:, :, 0]),
+        "theta": split(result.records["theta"][:, :, 0]),
+        "f_source": f_s,
+        "y_source": y_s,
+        "dl_df": loss_derivative(loss, f_s, y_s),
+        "probe_h": np.asarray(probe_h),
+        "steps": result.record_steps,
+        "diverged_at": split(result.diverged_at),
+    }
+
+
+def ntk_prediction(theta: np.ndarray, dl_df: np.ndarray, y_source: np.ndarray, f_source: np.ndarray, lr: float) -> np.ndarray:
+    """The NTK's first-order normalised response -lr Theta dL/df / (y_o - f(x_o)).
+
+    Args:
+        theta: (..., probe) NTK Theta(x_o, probe); dl_df, y_source, f_source: (...) at the probe step.
+
+    Returns:
+        (..., probe), comparable with the recorded normalised response.
+    """
+    factor = -lr * dl_df / (y_source - f_source)
+    return theta * factor[..., None]
 
 
 class PowerLawFit(NamedTuple):
@@ -255,3 +409,82 @@ def turning_point(t: np.ndarray, curve: np.ndarray, kind: str = "min", *, after:
     if i == 0 or i == len(cs) - 1 or depth <= margin:
         return float("nan"), float(depth)
     return float(ts[i]), float(depth)
+
+
+# ---------------------------------------------------------------------------------------------
+# The law per encoding, and its claims (rbe-response, rbe-variants)
+# ---------------------------------------------------------------------------------------------
+def analyse_encodings(sim: dict[str, np.ndarray], p1s, *, epochs, fit_start: int, lr: float, n_boot: int) -> list[dict[str, Any]]:
+    """The law's fits per encoding: aging exponent, kernels and slopes, NTK explanation.
+
+    Args:
+        sim: from :func:`single_point_records`.
+        p1s: (encoding,) p(y=1) of each encoding.
+        epochs: epochs at which the kernel is reported.
+        fit_start: first epoch of the power-law fit.
+
+    Returns one dict per encoding with ``power_law`` (:class:`PowerLawFit` as dict), ``kernels``
+    ({epoch: :class:`KernelFit` as dict}), ``ntk_explained`` ({epoch: fraction}),
+    ``ntk_relative_error`` ({epoch: ||R - R_ntk|| / ||R||}) and the raw ``fits`` objects.
+    """
+    from jaxdyn.tasks.rbe import encoding_name
+
+    steps = sim["steps"]
+    ok = sim["diverged_at"] < 0  # (seed, enc)
+    prof = profile(sim["response"], sim["probe_h"])  # (seed, enc, time, H)
+    pred = ntk_prediction(sim["theta"], sim["dl_df"], sim["y_source"], sim["f_source"], lr)
+    out = []
+    for e, p1 in enumerate(p1s):
+        rows = ok[:, e]
+        sizes = prof[rows, e, :, 0]
+        pl = power_law_fit(steps, sizes, fit_start, n_boot=n_boot, seed=e)
+        kernels, explained, rel = {}, {}, {}
+        for ep in epochs:
+            i = int(np.searchsorted(steps, ep))
+            kernels[int(ep)] = kernel_fit(prof[rows, e, i], n_boot=n_boot, seed=100 + e)
+            explained[int(ep)] = explained_fraction(sim["response"][rows, e, i], pred[rows, e, i])
+            rel[int(ep)] = relative_error(sim["response"][rows, e, i], pred[rows, e, i])
+        out.append({
+            "encoding": encoding_name(p1), "p1": float(p1), "members": int(rows.sum()),
+            "diverged": int((~rows).sum()),
+            "power_law": pl.to_dict(), "kernels": {k: v.to_dict() for k, v in kernels.items()},
+            "ntk_explained": explained, "ntk_relative_error": rel,
+            "fits": {"power_law": pl, "kernels": kernels},
+        })
+    return out
+
+
+_AGING = ("After the initial training phase, the size shows the power law like decay", "Sec. III, Fig. 1A and C, Eq. 8")
+_LINEAR = ("The kernel is almost linear against the Hamming distance between the training input, x_o, and the affected one",
+           "Sec. III, Fig. 1B and D, Eq. 8")
+
+
+def law_claims(a: dict[str, Any], label: str, slug: str) -> list:
+    """The law's claims for one encoding (Eq. 8): power-law aging, one exponent, decreasing and
+    linear kernel. ``label`` names the condition in statements, ``slug`` in claim ids."""
+    from jaxdyn import claims
+
+    pl, ks = a["power_law"], a["fits"]["kernels"]
+    worst_upper = max(k.slope_ci[1] for k in ks.values())
+    min_r2 = min(k.r2 for k in ks.values())
+    curvature = abs(pl["tau_local_late"] - pl["tau_local_early"]) / max(abs(pl["tau"]), 1e-12)
+    aging = claims.source(*_AGING)
+    return [
+        claims.check(f"{slug}-aging", f"{label}: the response size decays as a power law e^-tau after the initial phase "
+                     f"(tau of the seed-mean curve, lower end of its {int(pl['ci_level'] * 100)}% seed-bootstrap interval)",
+                     pl["tau_ci"][0], ">", 0.0, kind="paper", source=aging, se=pl["tau_stderr"],
+                     threshold_source="a decay: an exponent above 0"),
+        claims.check(f"{slug}-loglog-r2", f"{label}: the decay is a power law (R^2 of the log-log line over the fit window)",
+                     pl["r2_loglog"], ">=", 0.95, kind="paper", source=aging,
+                     threshold_source="project's reading of 'power law like': a straight log-log line, R^2 >= 0.95"),
+        claims.check(f"{slug}-one-exponent", f"{label}: one exponent over the whole window (|tau_late - tau_early| / tau, "
+                     "first vs second half in log e)", curvature, "<", 0.25, kind="extension",
+                     why="a power law has one exponent at every scale; a drifting local exponent means another form",
+                     threshold_source="project's tolerance on the drift of the local exponent"),
+        claims.check(f"{slug}-kernel-decreases", f"{label}: the kernel decreases with Hamming distance at every reported epoch "
+                     "(largest upper bound of the slope per bit)", worst_upper, "<", 0.0, kind="paper", source=claims.source(*_LINEAR),
+                     threshold_source="a decreasing kernel: slope below 0"),
+        claims.check(f"{slug}-kernel-linear", f"{label}: the kernel is almost linear in Hamming distance (smallest R^2 of a line over epochs)",
+                     min_r2, ">=", 0.9, kind="paper", source=claims.source(*_LINEAR),
+                     threshold_source="project's reading of 'almost linear': R^2 >= 0.9"),
+    ]

@@ -21,26 +21,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import xarray as xr
 
-from jaxdyn import ntk, plots
+from jaxdyn import claims, plots
 from jaxdyn.analysis import response as resp
-from jaxdyn.engine import member_keys, observables, train
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
-from jaxdyn.experiments.rbe_response import LOSSES
-from jaxdyn.models.rbe_conv import RBEConvNet
+from jaxdyn.engine import hparam, observables, optimizer
+from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
+from jaxdyn.experiments.fields import RBETrainingFields
+from jaxdyn.models.rbe_conv import RBEConvNet, init_members
 from jaxdyn.tasks import rbe
 from jaxdyn.theory import meanfield
-
-THEORIES = ("kernel", "meanfield")
+from jaxdyn.theory.meanfield import THEORIES
 
 
 @dataclasses.dataclass(frozen=True)
-class RBEMeanfieldConfig(Config):
+class RBEMeanfieldConfig(RBETrainingFields, Config):
     """Configuration of rbe-meanfield (defaults: paper Fig. 5)."""
 
     seeds: int = param(20, "tests per ratio (the paper averages 20)", min=2, max=100_000)
@@ -48,8 +44,6 @@ class RBEMeanfieldConfig(Config):
     ratios: tuple[float, ...] = param((1 / 3, 2 / 3, 3.0, 1.5), "density ratios rho0/rho1 (group sizes n0 = N r / (1 + r))", min=0.0, max=1e3, min_exclusive=True, max_len=16)
     num_steps: int = param(400, "training epochs (one pair per step)", min=1, max=10_000_000)
     record_every: int = param(2, "epochs between records", min=1, max=1_000_000)
-    lr: float = param(0.1, "SGD learning rate", min=0.0, max=10.0, min_exclusive=True)
-    loss: str = param("mse", "training loss", choices=tuple(LOSSES))
     spaces: tuple[str, ...] = param(meanfield.SPACES, "theory spaces: output (NTK of f, Eq. 10 as written) and/or logit (NTK of the logits)", choices=meanfield.SPACES, max_len=2)
     tolerance: float = param(0.1, "|theory - simulation| of a group mean counted as parting", min=0.0, max=1.0, min_exclusive=True)
     turn_margin: float = param(0.02, "smallest excursion (both ways) that counts as a turn", min=0.0, max=1.0)
@@ -67,8 +61,7 @@ class RBEMeanfieldConfig(Config):
         return [(round(self.num_points * r / (1 + r)), self.num_points - round(self.num_points * r / (1 + r))) for r in self.ratios]
 
     def check(self) -> None:
-        if self.num_steps % self.record_every:
-            raise ConfigError(f"record_every: must divide num_steps ({self.num_steps}), got {self.record_every}")
+        super().check()
         if len(set(self.spaces)) != len(self.spaces):
             raise ConfigError(f"spaces: listed twice in {self.spaces}")
         for r, (n0, n1) in zip(self.ratios, self.group_sizes()):
@@ -77,44 +70,31 @@ class RBEMeanfieldConfig(Config):
                 raise ConfigError(f"ratios: {r:g} does not split {self.num_points} points into whole non-empty groups (n0 = {exact:.3g})")
 
 
-def _group_means(f: np.ndarray, group: np.ndarray, num_groups: int = 2) -> np.ndarray:
-    """(..., n) predictions -> (..., G) group means."""
-    return np.stack([f[..., group == a].mean(-1) for a in range(num_groups)], -1)
-
-
-def simulate_groups(model, inits, *, seeds: int, num_steps: int, record_every: int, lr: float, loss: str,
-                    progress: bool = False, train_options: dict | None = None) -> dict[str, np.ndarray]:
+def simulate_groups(ctx, inits, *, seeds: int, num_steps: int, record_every: int, lr: float, loss) -> dict[str, np.ndarray]:
     """Trains ``len(inits)`` conditions x ``seeds`` members on group tasks; NTKs at start and end.
 
     Args:
-        inits: task generators (``jaxdyn.tasks.rbe.groups`` / ``nested_groups``), one per condition,
-            all with the same number of points. Condition c, seed s is member c * seeds + s; every
-            condition uses the same seeds' keys.
+        inits: task generators (``jaxdyn.tasks.rbe.groups``), one per condition, all with the same
+            number of points. Condition c, seed s is member c * seeds + s; every condition uses the
+            same seeds' keys.
 
     Returns:
         ``f`` (member, time, n) predictions on the training points, ``steps`` (time,), ``group``,
         ``p1``, ``weight`` (member, n), ``theta_f0``, ``theta_z0`` (member, n, n) the NTK of the output
         and of the logits at the start, ``theta_f1``, ``theta_z1`` at the end, ``diverged_at`` (member,).
     """
+    model = RBEConvNet()
     seed_ids = np.arange(seeds)
-    datas = [rbe.ensemble_data(init, seed_ids) for init in inits]
-    data = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, 0), *datas)
-    keys, _ = member_keys(seed_ids)
-    keys = jnp.concatenate([keys] * len(inits), 0)
-    n_members = keys.shape[0]
+    keys, data = rbe.condition_members([rbe.ensemble_data(init, seed_ids) for init in inits], seed_ids)
     # Initial weights made here (not by the engine) so that the theory's kernel is measured on them.
-    x0 = data["points"][0]
-    params0 = jax.jit(jax.vmap(lambda k: model.init(jax.random.fold_in(jax.random.wrap_key_data(k), 11), x0)["params"]))(keys)
-    f_out, f_logit = ntk.apply_fn(model), ntk.apply_fn(model, method="logits")
-    kernels = jax.jit(jax.vmap(lambda p, x: (ntk.ntk(f_out, p, x, batch_size=None), ntk.ntk(f_logit, p, x, batch_size=None))))
-    theta_f0, theta_z0 = (np.asarray(a, np.float64) for a in kernels(params0, data["points"]))
-    result = train(
-        model, rbe.encoder_task(None), lambda h: optax.sgd(h["lr"]), seeds=np.asarray(keys), num_steps=num_steps,
-        loss=LOSSES[loss], observables={"f": observables.predictions("points")}, record_every=record_every,
-        hparams={"lr": np.full(n_members, lr, np.float32)}, init_params=params0, data=data, progress=progress,
-        **(train_options or {}),
+    params0 = init_members(model, keys, data["points"][0])
+    theta_f0, theta_z0 = resp.point_kernels(model, params0, data["points"])
+    result = ctx.train(
+        model, rbe.encoder_task(None), optimizer("sgd", learning_rate=hparam("lr")), seeds=keys, num_steps=num_steps,
+        loss=loss, observables={"f": observables.predictions("points")}, record_every=record_every,
+        hparams={"lr": np.full(len(keys), lr, np.float32)}, init_params=params0, data=data,
     )
-    theta_f1, theta_z1 = (np.asarray(a, np.float64) for a in kernels(result.params, data["points"]))
+    theta_f1, theta_z1 = resp.point_kernels(model, result.params, data["points"])
     return {
         "f": result.records["f"].astype(np.float64), "steps": result.record_steps.astype(np.float64),
         "group": np.asarray(data["group"]), "p1": np.asarray(data["p1"], np.float64),
@@ -123,52 +103,28 @@ def simulate_groups(model, inits, *, seeds: int, num_steps: int, record_every: i
     }
 
 
-def integrate_theories(sim: dict[str, np.ndarray], *, lr: float, loss: str, num_groups: int,
-                       spaces=meanfield.SPACES) -> tuple[dict, dict]:
-    """Kernel (Eq. 10) and G-group mean-field (Eq. 11) curves for every member, from its initial NTK.
-
-    Returns:
-        ({space: {'kernel': (member, time, G), 'meanfield': (member, time, G)}} group-mean
-        predictions, and the matching solver-success flags (member,)).
-    """
-    f_sim, group, p1, weight, steps = sim["f"], sim["group"], sim["p1"], sim["weight"], sim["steps"]
-    n_members = f_sim.shape[0]
-    f0 = f_sim[:, 0]
-    groups = range(num_groups)
-    big_w = np.stack([[weight[m, group[m] == a].sum() for a in groups] for m in range(n_members)])
-    wbar = np.stack([[weight[m, group[m] == a].mean() for a in groups] for m in range(n_members)])
-    y_g = np.stack([[p1[m, group[m] == a].mean() for a in groups] for m in range(n_members)])
-    fg0 = np.stack([_group_means(f0[m], group[m], num_groups) for m in range(n_members)])
-    theory, ok = {}, {}
-    for space in spaces:
-        theta = sim["theta_f0"] if space == "output" else sim["theta_z0"]
-        sol = meanfield.solve_kernel(theta, f0, p1, weight, steps, lr=lr, loss=loss, space=space)
-        g_kernel = np.stack([_group_means(sol.ys[m], group[m], num_groups) for m in range(n_members)])
-        diag, cross = zip(*[meanfield.group_kernel(theta[m], group[m], num_groups) for m in range(n_members)])
-        mf = meanfield.solve_meanfield(np.stack(diag), np.stack(cross), big_w, wbar, fg0, y_g, steps, lr=lr, loss=loss, space=space)
-        theory[space] = {"kernel": g_kernel, "meanfield": np.asarray(mf.ys, np.float64)}
-        ok[space] = {"kernel": np.asarray(sol.ok), "meanfield": np.asarray(mf.ok)}
-    return theory, ok
-
-
-def run(config: RBEMeanfieldConfig, progress: bool = False, **train_options) -> RunResult:
+def run(config: RBEMeanfieldConfig, ctx) -> Result:
     """Trains every ratio on the same seeds; integrates both theories from each member's initial NTK."""
     sizes = config.group_sizes()
     seed_ids = np.arange(config.seeds)
-    sim = simulate_groups(RBEConvNet(), [rbe.groups(s, (0.0, 1.0)) for s in sizes], seeds=config.seeds,
-                          num_steps=config.num_steps, record_every=config.record_every, lr=config.lr, loss=config.loss,
-                          progress=progress, train_options=train_options)
-    theory, ok_theory = integrate_theories(sim, lr=config.lr, loss=config.loss, num_groups=2, spaces=config.spaces)
+    sim = simulate_groups(ctx, [rbe.groups(s, (0.0, 1.0)) for s in sizes], seeds=config.seeds,
+                          num_steps=config.num_steps, record_every=config.record_every, lr=config.lr, loss=config.loss_fn)
+    ctx.stage("theory")
+    thetas = {"output": sim["theta_f0"], "logit": sim["theta_z0"]}
+    theory, ok_theory = meanfield.group_theories(sim["f"][:, 0], sim["group"], sim["p1"], sim["weight"],
+                                                 {sp: thetas[sp] for sp in config.spaces}, sim["steps"], lr=config.lr,
+                                                 loss=config.loss, num_groups=2)
+    ctx.stage("analysis")
     f_sim, group, steps = sim["f"], sim["group"], sim["steps"]
     theta_f0, theta_z0, theta_f1, theta_z1 = (sim[k] for k in ("theta_f0", "theta_z0", "theta_f1", "theta_z1"))
     n_members = f_sim.shape[0]
-    g_sim = np.stack([_group_means(f_sim[m], group[m]) for m in range(n_members)])  # (member, time, 2)
+    g_sim = np.stack([meanfield.group_means(f_sim[m], group[m]) for m in range(n_members)])  # (member, time, 2)
     shape = (len(sizes), config.seeds)
     rs = lambda a: a.reshape(shape + a.shape[1:])  # noqa: E731
     g_sim_r = rs(g_sim)
     diverged = rs(sim["diverged_at"]) >= 0
 
-    rows, claims = [], []
+    rows, found = [], []
     for i, (r, (n0, n1)) in enumerate(zip(config.ratios, sizes)):
         ok = ~diverged[i]
         minority = 1 if n0 > n1 else 0  # g1 (label 1) is the minority when g0 is larger
@@ -207,15 +163,19 @@ def run(config: RBEMeanfieldConfig, progress: bool = False, **train_options) -> 
         }
         rows.append(row)
         label = f"rho0/rho1 = {r:.3g}"
-        claims.append(Claim(f"{label}: majority first, then the minority turns (excursion of the minority's seed-mean prediction towards the majority label; held if > {config.turn_margin} both ways)",
-                            bool(np.isfinite(t_sim)), depth_sim, config.turn_margin))
+        slug = f"ratio-{r:.3g}".replace(".", "_")
+        found.append(claims.check(f"{slug}-minority-turns", f"{label}: majority first, then the minority turns (excursion of the minority's seed-mean prediction towards the majority label, both ways)",
+                                  depth_sim, ">", config.turn_margin, kind="paper", source=claims.source(*_TURN),
+                                  threshold_source="config.turn_margin: the smallest excursion counted as a turn"))
         mf = row["theories"][f"meanfield_{config.space}"]
-        claims.append(Claim(f"{label}: the mean field ({config.space} space) shows the same turn (its excursion)",
-                            bool(np.isfinite(mf["turn_epoch"])), mf["turn_depth"], config.turn_margin))
+        found.append(claims.check(f"{slug}-meanfield-turns", f"{label}: the mean field ({config.space} space) shows the same turn (its excursion)",
+                                  mf["turn_depth"], ">", config.turn_margin, kind="paper", source=claims.source(*_EQ11),
+                                  threshold_source="config.turn_margin: the smallest excursion counted as a turn"))
         if np.isfinite(t_sim) and np.isfinite(mf["turn_epoch"]):
             rel = abs(mf["turn_epoch"] - t_sim) / t_sim
-            claims.append(Claim(f"{label}: the mean field ({config.space} space) times the minority's turn within 50% (|t_theory - t_sim| / t_sim; t_sim = {t_sim:g}, t_theory = {mf['turn_epoch']:g})",
-                                bool(rel < 0.5), rel, 0.5))
+            found.append(claims.check(f"{slug}-meanfield-timing", f"{label}: the mean field ({config.space} space) times the minority's turn within 50% (|t_theory - t_sim| / t_sim; t_sim = {t_sim:g}, t_theory = {mf['turn_epoch']:g})",
+                                      rel, "<", 0.5, kind="extension", why="the paper shows the turn in both, not its timing",
+                                      threshold_source="project's tolerance"))
     # "The dynamics is determined just along the ratio": the minority's excursion grows with imbalance.
     by_ratio = {row["ratio"]: row["simulation"]["turn_depth_of_mean"] for row in rows}
     imbalance = sorted(by_ratio, key=lambda r: abs(np.log(r)))
@@ -223,16 +183,10 @@ def run(config: RBEMeanfieldConfig, progress: bool = False, **train_options) -> 
         lo = [by_ratio[r] for r in imbalance if abs(np.log(r)) == abs(np.log(imbalance[0]))]
         hi = [by_ratio[r] for r in imbalance if abs(np.log(r)) == abs(np.log(imbalance[-1]))]
         gap = float(np.min(hi) - np.max(lo))
-        claims.append(Claim("the more unbalanced the densities, the further the minority is first carried to the majority's label (smallest excursion at the largest imbalance minus largest at the smallest)",
-                            bool(gap > 0), gap, 0.0))
+        found.append(claims.check("imbalance-deepens-turn", "the more unbalanced the densities, the further the minority is first carried to the majority's label (smallest excursion at the largest imbalance minus largest at the smallest)",
+                                  gap, ">", 0.0, kind="paper", source=claims.source(*_RATIO), threshold_source="a comparison: the difference above 0"))
 
-    summary = {
-        "experiment": "rbe-meanfield",
-        "seeds": config.seeds,
-        "ratios": rows,
-        "paper": "Fig. 5: all predictions first go to the majority side, then the minority turns; Eq. 11: the dynamics is set by rho0/rho1",
-        "claims": [c.to_dict() for c in claims],
-    }
+    numbers = {"seeds": config.seeds, "ratios": rows}
     ds = xr.Dataset(
         {
             "f": (("seed", "ratio", "time", "point"), np.swapaxes(rs(f_sim), 0, 1).astype(np.float32)),
@@ -247,32 +201,17 @@ def run(config: RBEMeanfieldConfig, progress: bool = False, **train_options) -> 
         },
         coords={"seed": seed_ids, "ratio": list(config.ratios), "time": steps, "point": np.arange(config.num_points),
                 "point2": np.arange(config.num_points), "group": ["g0", "g1"]},
-        attrs={"experiment": "rbe-meanfield", "lr": config.lr, "loss": config.loss,
+        attrs={"lr": config.lr, "loss": config.loss,
                "theories": "kernel: Eq. 10 with the initial NTK; meanfield: Eq. 11 with its group averages; each in output and logit space",
                "time_units": "epochs = SGD steps, one pair each"},
     )
-    return RunResult(dataset=ds, summary=summary, figures=_figures(config, steps, g_sim_r, rs(f_sim), rs(group), theory, rs, diverged))
+    ctx.stage("figures")
+    return Result(dataset=ds, claims=found, figures=_figures(config, steps, g_sim_r, rs(f_sim), rs(group), theory, rs, diverged), numbers=numbers)
 
 
-def plot_groups(ax, steps, f_points, group, g_mean, theories: dict, colors=None, log_markers: bool = False):
-    """Light lines: every point's seed-mean prediction; markers: group means; lines: theories.
-
-    ``log_markers`` spaces the ~30 markers evenly in log time (for a log time axis)."""
-    colors = colors or {a: plots.color(a) for a in range(g_mean.shape[-1])}
-    styles = {"kernel": "-", "meanfield": "--"}
-    for a in range(g_mean.shape[-1]):
-        for p in np.flatnonzero(group == a):
-            ax.plot(steps, f_points[:, p], color=colors[a], alpha=0.15, linewidth=0.7)
-        if log_markers:
-            pick = np.unique(np.r_[0, np.geomspace(1, len(steps) - 1, 30).astype(int)])
-        else:
-            pick = np.arange(0, len(steps), max(1, len(steps) // 30))
-        ax.plot(steps[pick], g_mean[pick, a], "o", color=colors[a], markerfacecolor="none", label=f"g{a} (simulation)")
-        for name, th in theories.items():
-            ax.plot(steps, th[:, a], styles.get(name, ":"), color=colors[a], linewidth=1.4, label=f"g{a} ({name})")
-    ax.set_xlabel("epoch e")
-    ax.set_ylabel("prediction f")
-    ax.set_ylim(-0.02, 1.02)
+_TURN = ("In the first, all of them go to to the majority side and then the minorities turn its direction into the other side", "Sec. III, Fig. 5")
+_EQ11 = ("We can simplify it with the mean-field approximation under the sparse condition", "Sec. III, Eq. 11")
+_RATIO = ("In other words, the dynamics is determined just along the ratio, rho0/rho1", "Sec. III, Fig. 5")
 
 
 def _figures(config, steps, g_sim_r, f_sim_r, group_r, theory, rs, diverged) -> dict:
@@ -283,20 +222,18 @@ def _figures(config, steps, g_sim_r, f_sim_r, group_r, theory, rs, diverged) -> 
         # As in the paper: light lines are each point's prediction averaged over the seeds (point p
         # of a member is a different string in each seed, but always in the same group).
         ths = {name: rs(theory[config.space][name])[i, ok].mean(0) for name in THEORIES}
-        plot_groups(axes[0, i], steps, f_sim_r[i, ok].mean(0), group_r[i, 0], g_sim_r[i, ok].mean(0), ths)
+        plots.plot_groups(axes[0, i], steps, f_sim_r[i, ok].mean(0), group_r[i, 0], g_sim_r[i, ok].mean(0), ths)
         axes[0, i].set_title(f"({chr(65 + i)}) rho0/rho1 = {r:.3g}")
     axes[0, 0].legend(loc="best", fontsize=6)
     fig.suptitle(f"{config.num_points} points, g0 -> 0, g1 -> 1. Markers: seed-mean simulation; lines: kernel (Eq. 10, solid) and\n"
                  f"mean field (Eq. 11, dashed) from the initial NTK, {config.space} space; light: each point's seed mean", fontsize=8)
-    return {"meanfield": fig}
+    return {"meanfield": Figure(fig, "group-mean predictions per density ratio: seed-mean simulation (markers), kernel ODE (solid) and two-group mean field (dashed)")}
 
 
-EXPERIMENTS = [
-    Experiment(
-        name="rbe-meanfield",
-        work="Nakazato",
-        description="20 points at density ratios 1/3, 2/3, 3, 3/2: network vs linearised kernel and two-group mean-field ODEs (diffrax)",
-        config=RBEMeanfieldConfig,
-        run=run,
-    )
-]
+EXPERIMENT = Experiment(
+    name="rbe-meanfield",
+    work="Nakazato",
+    description="20 points at density ratios 1/3, 2/3, 3, 3/2: network vs linearised kernel and two-group mean-field ODEs (diffrax)",
+    config=RBEMeanfieldConfig,
+    run=run,
+)

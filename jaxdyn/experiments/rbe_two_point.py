@@ -15,35 +15,29 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.stats
 import xarray as xr
 
-from jaxdyn import ntk, plots
+from jaxdyn import claims, plots
 from jaxdyn.analysis import response as resp
-from jaxdyn.engine import member_keys, train
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
-from jaxdyn.experiments.rbe_response import LOSSES, encoding_name
+from jaxdyn.engine import hparam, optimizer
+from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
+from jaxdyn.experiments.fields import RBETrainingFields
 from jaxdyn.models.rbe_conv import RBEConvNet
 from jaxdyn.tasks import rbe
+from jaxdyn.tasks.rbe import encoding_name
 
 
 @dataclasses.dataclass(frozen=True)
-class RBETwoPointConfig(Config):
+class RBETwoPointConfig(RBETrainingFields, Config):
     """Configuration of rbe-two-point (defaults: paper Fig. 4)."""
 
     seeds: int = param(30, "tests per condition (the paper shows 30)", min=3, max=100_000)
     alpha: float = param(0.01, "probability of drawing x2 at a step", min=0.0, max=0.5)
     distances: tuple[int, ...] = param((1, 12), "Hamming distances between x1 and x2", min=0, max=16, max_len=17)
     p1s: tuple[float, ...] = param((0.5, 0.8), "encodings p(y=1): 0.5 unbiased, 0.8 biased p0/p1=1/4", min=0.0, max=1.0, max_len=8)
-    num_steps: int = param(800, "training epochs", min=1, max=10_000_000)
-    record_every: int = param(10, "epochs between measurements", min=1, max=1_000_000)
     epochs: tuple[int, ...] = param((200, 400, 600, 800), "epochs shown in the scatter plots and the summary", min=0, max_len=32)
-    lr: float = param(0.1, "SGD learning rate", min=0.0, max=10.0, min_exclusive=True)
-    loss: str = param("mse", "training loss", choices=tuple(LOSSES))
     probes_per_distance: int = param(2, "probe strings per Hamming distance around each point", min=1, max=1024)
 
     @classmethod
@@ -51,8 +45,7 @@ class RBETwoPointConfig(Config):
         return cls(seeds=16, num_steps=400, record_every=20, epochs=(200, 400), alpha=0.01)
 
     def check(self) -> None:
-        if self.num_steps % self.record_every:
-            raise ConfigError(f"record_every: must divide num_steps ({self.num_steps}), got {self.record_every}")
+        super().check()
         for e in self.epochs:
             if e % self.record_every or e > self.num_steps:
                 raise ConfigError(f"epochs: {e} must be a multiple of record_every and <= num_steps")
@@ -60,26 +53,23 @@ class RBETwoPointConfig(Config):
             raise ConfigError(f"distances: listed twice in {self.distances}")
 
 
-def run(config: RBETwoPointConfig, progress: bool = False, **train_options) -> RunResult:
+def run(config: RBETwoPointConfig, ctx) -> Result:
     """Trains every (distance, encoding) condition on the same seeds; compares S1 and S2."""
     model = RBEConvNet()
     conds = [(d, p1) for d in config.distances for p1 in config.p1s]
     seed_ids = np.arange(config.seeds)
-    datas = []
-    for d, p1 in conds:
-        data = rbe.ensemble_data(rbe.two_points(p1, config.alpha, d, probes_per_distance=config.probes_per_distance), seed_ids)
-        datas.append(data)
-    data = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, 0), *datas)  # member = c * seeds + s
-    keys, _ = member_keys(seed_ids)
-    loss_fn = LOSSES[config.loss]
+    datas = [rbe.ensemble_data(rbe.two_points(p1, config.alpha, d, probes_per_distance=config.probes_per_distance), seed_ids)
+             for d, p1 in conds]
+    keys, data = rbe.condition_members(datas, seed_ids)  # member = c * seeds + s
+    loss_fn = config.loss_fn
     n = len(conds) * config.seeds
-    obs = ntk.response_observables(model, loss_fn, ntk_output=False)
-    result = train(
-        model, rbe.encoder_task(None), lambda h: optax.sgd(h["lr"]),
-        seeds=np.asarray(jnp.concatenate([keys] * len(conds), 0)), num_steps=config.num_steps, loss=loss_fn,
-        observables=obs, record_every=config.record_every, hparams={"lr": np.full(n, config.lr, np.float32)},
-        data=data, progress=progress, **train_options,
+    result = ctx.train(
+        model, rbe.encoder_task(None), optimizer("sgd", learning_rate=hparam("lr")),
+        seeds=keys, num_steps=config.num_steps, loss=loss_fn,
+        observables={"response": resp.ResponseObservable(model, loss_fn, ntk_output=False)}, record_every=config.record_every,
+        hparams={"lr": np.full(n, config.lr, np.float32)}, data=data,
     )
+    ctx.stage("analysis")
     shape = (len(config.distances), len(config.p1s), config.seeds)
     r = result.records["response"].reshape(shape + result.records["response"].shape[1:])  # (d, enc, seed, time, 2, P)
     h = np.asarray(data["probe_h"][0])
@@ -88,7 +78,7 @@ def run(config: RBETwoPointConfig, progress: bool = False, **train_options) -> R
     diverged = result.diverged_at.reshape(shape) >= 0
     steps = result.record_steps
 
-    rows, claims = [], []
+    rows, found = [], []
     for i, d in enumerate(config.distances):
         for j, p1 in enumerate(config.p1s):
             ok = ~diverged[i, j]
@@ -118,32 +108,28 @@ def run(config: RBETwoPointConfig, progress: bool = False, **train_options) -> R
             rn, rf = rel(i_near), rel(i_far)
             # Paired over seeds (same x1 and initial weights): Wilcoxon signed-rank test on |rel diff|.
             p = float(scipy.stats.wilcoxon(np.abs(rf), np.abs(rn), alternative="greater").pvalue)
-            claims.append(Claim(
-                f"{name}: close points age together, distant ones hardly interact: median |S2 - S1| / S1 at epoch {last}, distance {far} minus distance {near} (held if > 0 with paired Wilcoxon p < 0.05; p = {p:.2g})",
-                bool(np.median(np.abs(rf)) > np.median(np.abs(rn)) and p < 0.05), float(np.median(np.abs(rf)) - np.median(np.abs(rn))), 0.0))
+            slug = _slug(name)
+            found.append(claims.check(
+                f"{slug}-distance-separates", f"{name}: close points age together, distant ones hardly interact: median |S2 - S1| / S1 at epoch {last}, distance {far} minus distance {near} (paired Wilcoxon p = {p:.2g})",
+                float(np.median(np.abs(rf)) - np.median(np.abs(rn))), ">", 0.0, kind="paper", source=claims.source(*_FIG4),
+                threshold_source="a comparison: the difference above 0"))
             p_far = float(scipy.stats.wilcoxon(rf, alternative="greater").pvalue)
-            claims.append(Claim(
-                f"{name}: at distance {far} the rarely trained x2 stays younger than x1 (median (S2 - S1) / S1 at epoch {last}; held if > 0 with Wilcoxon p < 0.05; p = {p_far:.2g})",
-                bool(np.median(rf) > 0 and p_far < 0.05), float(np.median(rf)), 0.0))
+            found.append(claims.check(
+                f"{slug}-far-stays-younger", f"{name}: at distance {far} the rarely trained x2 stays younger than x1 (median (S2 - S1) / S1 at epoch {last}; Wilcoxon p = {p_far:.2g})",
+                float(np.median(rf)), ">", 0.0, kind="paper", source=claims.source(*_FIG4_FAR),
+                threshold_source="a comparison: the difference above 0"))
             # The share of x1's aging that x2 takes part in: log(S2(0)/S2(e)) / log(S1(0)/S1(e)),
             # 1 when x2 ages as much as the trained x1, 0 when it does not age at all.
             share = lambda i: np.log(sizes[i, j, ok, 0, 1] / sizes[i, j, ok, k_last, 1]) / np.log(sizes[i, j, ok, 0, 0] / sizes[i, j, ok, k_last, 0])  # noqa: E731
             sn, sf = share(i_near), share(i_far)
             p_share = float(scipy.stats.wilcoxon(sn, sf, alternative="greater").pvalue)
             shares[name] = {"near": float(np.median(sn)), "far": float(np.median(sf)), "p": p_share}
-            claims.append(Claim(
-                f"{name}: x2 shares more of x1's aging when close (median share log(S2(0)/S2)/log(S1(0)/S1) at epoch {last}, distance {near} minus distance {far}; held if > 0 with paired Wilcoxon p < 0.05; p = {p_share:.2g})",
-                bool(np.median(sn) > np.median(sf) and p_share < 0.05), float(np.median(sn) - np.median(sf)), 0.0))
+            found.append(claims.check(
+                f"{slug}-share-near-far", f"{name}: x2 shares more of x1's aging when close (median share log(S2(0)/S2)/log(S1(0)/S1) at epoch {last}, distance {near} minus distance {far}; paired Wilcoxon p = {p_share:.2g})",
+                float(np.median(sn) - np.median(sf)), ">", 0.0, kind="paper", source=claims.source(*_FIG4),
+                threshold_source="a comparison: the difference above 0"))
 
-    summary = {
-        "experiment": "rbe-two-point",
-        "seeds": config.seeds,
-        "alpha": config.alpha,
-        "conditions": rows,
-        "aging_share_median": shares,
-        "paper": "Fig. 4: close points (H = 1) enhance each other's aging; for distant ones (H = 12) the enhancement is very limited",
-        "claims": [c.to_dict() for c in claims],
-    }
+    numbers = {"seeds": config.seeds, "alpha": config.alpha, "conditions": rows, "aging_share_median": shares}
     ds = xr.Dataset(
         {
             "size": (("seed", "distance", "encoding", "time", "point"), np.transpose(sizes, (2, 0, 1, 3, 4))),
@@ -153,10 +139,20 @@ def run(config: RBETwoPointConfig, progress: bool = False, **train_options) -> R
         },
         coords={"seed": seed_ids, "distance": list(config.distances), "encoding": [encoding_name(p) for p in config.p1s],
                 "time": steps, "point": ["x1", "x2"], "hamming": np.arange(prof.shape[-1])},
-        attrs={"experiment": "rbe-two-point", "alpha": config.alpha, "lr": config.lr, "loss": config.loss,
+        attrs={"alpha": config.alpha, "lr": config.lr, "loss": config.loss,
                "size": "normalised self-response Delta(x_i, x_i) / (y - f(x_i)) after one SGD step at x_i (not applied)"},
     )
-    return RunResult(dataset=ds, summary=summary, figures=_figures(config, steps, sizes, diverged))
+    ctx.stage("figures")
+    return Result(dataset=ds, claims=found, figures=_figures(config, steps, sizes, diverged), numbers=numbers)
+
+
+def _slug(encoding: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in encoding).strip("-").replace("--", "-")
+
+
+_FIG4 = ("If the distance between the points is small, the agings are enhanced with each other, but the enhancement is very "
+         "limited in the distant case", "Sec. III, Fig. 4")
+_FIG4_FAR = ("On the other hand, the interaction effect is very limited if the points are distant enough", "Sec. III, Fig. 4")
 
 
 def _figures(config, steps, sizes, diverged) -> dict:
@@ -189,15 +185,13 @@ def _figures(config, steps, sizes, diverged) -> dict:
         ax.set_ylabel("S2 - S1 (mean, +-2 s.e.)")
         ax.set_title(f"S2 - S1, {encoding_name(p1)}")
         ax.legend(loc="best")
-    return {"two_point": fig}
+    return {"two_point": Figure(fig, "S2 against S1 per seed at the reported epochs (scatter, per distance and encoding) and the mean S2 - S1 over epochs")}
 
 
-EXPERIMENTS = [
-    Experiment(
-        name="rbe-two-point",
-        work="Nakazato",
-        description="two points at Hamming distance 1 and 12, alpha = 0.01: difference of their normalised response sizes (Fig. 4)",
-        config=RBETwoPointConfig,
-        run=run,
-    )
-]
+EXPERIMENT = Experiment(
+    name="rbe-two-point",
+    work="Nakazato",
+    description="two points at Hamming distance 1 and 12, alpha = 0.01: difference of their normalised response sizes (Fig. 4)",
+    config=RBETwoPointConfig,
+    run=run,
+)

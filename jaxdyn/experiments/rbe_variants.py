@@ -3,8 +3,8 @@
 The standard setting (N = 3 conv layers, M = 8 filters, ELU) beside one change at a time: layers 1
 and 5, filters 4 and 16, ReLU, dropout 0.2 after each conv layer; each with the unbiased and the
 biased encoding, and the deterministic encoding p0 = 1 for the standard net and ReLU (Fig. 7).
-Every condition goes through rbe-response's :func:`simulate` and :func:`analyse`; the table in
-``summary.json`` lists the aging exponent with its interval and the kernel slopes per epoch.
+Every condition is trained and measured as in rbe-response (``jaxdyn.analysis.response``); the
+table in the numbers lists the aging exponent with its interval and the kernel slopes per epoch.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from jaxdyn import plots
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
-from jaxdyn.experiments.rbe_response import LOSSES, analyse, law_claims, plot_aging, plot_kernels, simulate
+from jaxdyn import claims, plots
+from jaxdyn.analysis import response as resp
+from jaxdyn.engine import hparam, optimizer
+from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
+from jaxdyn.experiments.fields import RBETrainingFields, ResponseMeasurementFields
 from jaxdyn.models.rbe_conv import RBEConvNet
+from jaxdyn.tasks import rbe
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "standard": {},
@@ -32,21 +35,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class RBEVariantsConfig(Config):
+class RBEVariantsConfig(RBETrainingFields, ResponseMeasurementFields, Config):
     """Configuration of rbe-variants."""
 
     seeds: int = param(100, "ensemble size per condition (the paper averages 100 tests)", min=2, max=100_000)
     variants: tuple[str, ...] = param(tuple(VARIANTS), "architectures: changes of the standard net", choices=tuple(VARIANTS), max_len=len(VARIANTS))
     p1s: tuple[float, ...] = param((0.5, 0.8), "noisy encodings p(y=1) run for every variant (0.5 unbiased, 0.8 biased p0/p1=1/4)", min=0.0, max=1.0, max_len=8)
     deterministic: tuple[str, ...] = param(("standard", "relu"), "variants also run with the deterministic encoding p0 = 1 (Fig. 7)", choices=tuple(VARIANTS), min_len=0, max_len=len(VARIANTS))
-    num_steps: int = param(800, "training epochs (one SGD step on one point each)", min=1, max=10_000_000)
-    record_every: int = param(10, "epochs between response measurements", min=1, max=1_000_000)
-    epochs: tuple[int, ...] = param((0, 200, 400, 600, 800), "epochs at which kernels are reported", min=0, max_len=32)
-    fit_start: int = param(50, "first epoch of the power-law fit", min=1)
-    lr: float = param(0.1, "SGD learning rate", min=0.0, max=10.0, min_exclusive=True)
-    loss: str = param("mse", "training loss", choices=tuple(LOSSES))
     probes_per_distance: int = param(8, "probe strings per Hamming distance", min=1, max=1024)
-    n_boot: int = param(1000, "bootstrap resamples of the seeds", min=10, max=100_000)
 
     @classmethod
     def quick(cls) -> "RBEVariantsConfig":
@@ -54,6 +50,7 @@ class RBEVariantsConfig(Config):
                    epochs=(0, 100, 200), fit_start=20, probes_per_distance=2, n_boot=200)
 
     def check(self) -> None:
+        super().check()
         if len(set(self.variants)) != len(self.variants):
             raise ConfigError(f"variants: listed twice in {self.variants}")
         for v in self.deterministic:
@@ -61,29 +58,33 @@ class RBEVariantsConfig(Config):
                 raise ConfigError(f"deterministic: {v!r} is not among variants {self.variants}")
         if 0.0 in self.p1s or 1.0 in self.p1s:
             raise ConfigError("p1s: list only noisy encodings here; the deterministic one is set by `deterministic`")
-        if self.num_steps % self.record_every:
-            raise ConfigError(f"record_every: must divide num_steps ({self.num_steps}), got {self.record_every}")
-        for e in self.epochs:
-            if e % self.record_every or e > self.num_steps:
-                raise ConfigError(f"epochs: {e} must be a multiple of record_every and <= num_steps")
-        if self.fit_start + 2 * self.record_every > self.num_steps:
-            raise ConfigError(f"fit_start: {self.fit_start} leaves fewer than 3 records")
 
 
-def run(config: RBEVariantsConfig, progress: bool = False, **train_options) -> RunResult:
+def simulate(ctx, config: RBEVariantsConfig, model, p1s) -> dict[str, np.ndarray]:
+    """One variant: seeds x encodings members on one point each, the response recorded."""
+    loss = config.loss_fn
+    keys, data = rbe.single_point_members(p1s, np.arange(config.seeds), config.probes_per_distance)
+    result = ctx.train(
+        model, rbe.encoder_task(None), optimizer("sgd", learning_rate=hparam("lr")), seeds=keys,
+        num_steps=config.num_steps, loss=loss, observables={"response": resp.ResponseObservable(model, loss)},
+        record_every=config.record_every, hparams={"lr": np.full(len(keys), config.lr, np.float32)}, data=data,
+    )
+    return resp.single_point_records(result, len(p1s), loss, np.asarray(data["probe_h"][0]))
+
+
+def run(config: RBEVariantsConfig, ctx) -> Result:
     """Every variant x encoding through the same simulation and fits; one table."""
     results: dict[str, list[dict[str, Any]]] = {}
     sims = {}
     for name in config.variants:
         p1s = tuple(config.p1s) + ((0.0,) if name in config.deterministic else ())
-        sim = simulate(RBEConvNet(**VARIANTS[name]), p1s, seeds=config.seeds, num_steps=config.num_steps,
-                       record_every=config.record_every, lr=config.lr, probes_per_distance=config.probes_per_distance,
-                       loss=config.loss, progress=progress, train_options=train_options)
+        sim = simulate(ctx, config, RBEConvNet(**VARIANTS[name]), p1s)
         sims[name] = sim
-        results[name] = analyse(sim, p1s, epochs=config.epochs, fit_start=config.fit_start, lr=config.lr, n_boot=config.n_boot)
-
+        results[name] = resp.analyse_encodings(sim, p1s, epochs=config.epochs, fit_start=config.fit_start, lr=config.lr,
+                                               n_boot=config.n_boot)
+    ctx.stage("analysis")
     table = []
-    claims: list[Claim] = []
+    found: list = []
     for name, analysis in results.items():
         for a in analysis:
             pl = a["power_law"]
@@ -96,21 +97,16 @@ def run(config: RBEVariantsConfig, progress: bool = False, **train_options) -> R
                 "min_kernel_r2": min(k["r2_linear"] for k in a["kernels"].values()),
                 "min_ntk_explained": min(a["ntk_explained"].values()),
             })
-            claims += law_claims(a, f"{name}, {a['encoding']}")
-    claims += _comparisons(results)
+            found += resp.law_claims(a, f"{name}, {a['encoding']}", f"{name}-{_slug(a['encoding'])}")
+    found += _comparisons(results)
+    numbers = {"seeds": config.seeds, "table": table}
+    ds = _dataset(config, sims, results)
+    ctx.stage("figures")
+    return Result(dataset=ds, claims=found, figures=_figures(config, sims, results), numbers=numbers)
 
-    summary = {
-        "experiment": "rbe-variants",
-        "seeds": config.seeds,
-        "table": table,
-        "paper": {
-            "variants": "layers 1/5, filters 4/16, ReLU: the same law for unbiased and biased training (Fig. 2); aging a clearer power law with ELU than ReLU",
-            "dropout": "kernel slopes smaller than without dropout; broader peak around x_o (Fig. 3)",
-            "deterministic": "aging a clear power law with a larger exponent than the noisy encodings; kernels do not converge (Fig. 7)",
-        },
-        "claims": [c.to_dict() for c in claims],
-    }
-    return RunResult(dataset=_dataset(config, sims, results), summary=summary, figures=_figures(config, sims, results))
+
+def _slug(encoding: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in encoding).strip("-").replace("--", "-")
 
 
 def _find(results, variant, p1):
@@ -120,16 +116,24 @@ def _find(results, variant, p1):
     return None
 
 
-def _comparisons(results) -> list[Claim]:
-    claims = []
+_ELU = ("The aging, decay in the size of the response, shows clearer power law like behavior with ELU rather than Relu", "Sec. III, Fig. 2")
+_DROPOUT = ("We should note the slopes of the response kernels are smaller than the cases without dropout", "Sec. III, Fig. 3")
+_DET_TAU = ("In this deterministic case, the aging exponent is larger than non-deterministic ones", "Sec. IV, Fig. 7")
+_DET_LAW = ("Especially, the aging of the response size shows a clear power law", "Sec. IV, Fig. 7")
+_DET_KERNEL = ("The kernels, in (B) and (D), are not converged, but diverged along the training epochs", "Appendix, Fig. 7")
+
+
+def _comparisons(results) -> list:
+    found = []
     std = results.get("standard")
     if std is None:
-        return claims
+        return found
     noisy = [a for a in std if 0.0 < a["p1"] < 1.0]
     if "relu" in results:
         gaps = [a["power_law"]["r2_loglog"] - _find(results, "relu", a["p1"])["power_law"]["r2_loglog"] for a in noisy]
-        claims.append(Claim("aging is a clearer power law with ELU than with ReLU (smallest R^2_ELU - R^2_ReLU of the log-log fit over noisy encodings)",
-                            bool(min(gaps) > 0), min(gaps), 0.0))
+        found.append(claims.check("elu-clearer-than-relu", "aging is a clearer power law with ELU than with ReLU (smallest "
+                                  "R^2_ELU - R^2_ReLU of the log-log fit over noisy encodings)", min(gaps), ">", 0.0,
+                                  kind="paper", source=claims.source(*_ELU), threshold_source="a comparison: the difference above 0"))
     if "dropout" in results:
         diffs = []
         for a in noisy:
@@ -137,31 +141,35 @@ def _comparisons(results) -> list[Claim]:
             for ep, k in a["fits"]["kernels"].items():
                 if ep > 0:
                     diffs.append(abs(d["fits"]["kernels"][ep].slope) - abs(k.slope))
-        claims.append(Claim("dropout 0.2 makes the kernel slopes smaller (largest |slope_dropout| - |slope_standard| over noisy encodings and epochs > 0, per bit)",
-                            bool(max(diffs) < 0), max(diffs), 0.0))
+        found.append(claims.check("dropout-smaller-slopes", "dropout 0.2 makes the kernel slopes smaller (largest "
+                                  "|slope_dropout| - |slope_standard| over noisy encodings and epochs > 0, per bit)", max(diffs), "<", 0.0,
+                                  kind="paper", source=claims.source(*_DROPOUT), threshold_source="a comparison: the difference below 0"))
     for variant in ("standard", "relu"):
         det = _find(results, variant, 0.0)
         if det is None:
             continue
         others = [a["power_law"]["tau"] for a in results[variant] if 0.0 < a["p1"] < 1.0]
         gap = det["power_law"]["tau"] - max(others)
-        claims.append(Claim(f"{variant}: the deterministic encoding ages faster (tau_deterministic - largest noisy tau)",
-                            bool(gap > 0), gap, 0.0))
-        claims.append(Claim(f"{variant}: the deterministic aging is a clear power law (log-log R^2)",
-                            bool(det["power_law"]["r2_loglog"] >= 0.95), det["power_law"]["r2_loglog"], 0.95))
+        found.append(claims.check(f"{variant}-deterministic-ages-faster", f"{variant}: the deterministic encoding ages faster "
+                                  "(tau_deterministic - largest noisy tau)", gap, ">", 0.0, kind="paper", source=claims.source(*_DET_TAU),
+                                  threshold_source="a comparison: the difference above 0"))
+        found.append(claims.check(f"{variant}-deterministic-power-law", f"{variant}: the deterministic aging is a clear power law (log-log R^2)",
+                                  det["power_law"]["r2_loglog"], ">=", 0.95, kind="paper", source=claims.source(*_DET_LAW),
+                                  threshold_source="project's reading of 'clear power law': R^2 >= 0.95"))
         # "The kernels are not converged, but diverged": the slope keeps moving at the end,
         # more than with the noisy encoding, compared over the last two reported epochs.
         eps = sorted(det["fits"]["kernels"])
         if len(eps) >= 2:
             move = lambda a: abs(a["fits"]["kernels"][eps[-1]].slope - a["fits"]["kernels"][eps[-2]].slope)  # noqa: E731
             ratio = move(det) / max(max(move(a) for a in results[variant] if 0.0 < a["p1"] < 1.0), 1e-12)
-            claims.append(Claim(f"{variant}: the deterministic kernel does not converge (|slope change| over the last two reported epochs, relative to the noisy encodings')",
-                                bool(ratio > 1.0), ratio, 1.0))
-    return claims
+            found.append(claims.check(f"{variant}-deterministic-kernel-diverges", f"{variant}: the deterministic kernel does not "
+                                      "converge (|slope change| over the last two reported epochs, relative to the noisy encodings')",
+                                      ratio, ">", 1.0, kind="paper", source=claims.source(*_DET_KERNEL),
+                                      threshold_source="moves more than the noisy encodings' kernels"))
+    return found
 
 
 def _dataset(config, sims, results) -> xr.Dataset:
-    from jaxdyn.analysis import response as resp
 
     steps = next(iter(sims.values()))["steps"]
     names, encs, sizes, profiles = [], [], [], []
@@ -183,7 +191,7 @@ def _dataset(config, sims, results) -> xr.Dataset:
         },
         coords={"seed": np.arange(config.seeds), "condition": cond, "variant": ("condition", names),
                 "encoding": ("condition", encs), "time": steps, "hamming": np.arange(17)},
-        attrs={"experiment": "rbe-variants", "lr": config.lr, "loss": config.loss, "fit_start": config.fit_start,
+        attrs={"lr": config.lr, "loss": config.loss, "fit_start": config.fit_start,
                "profile": "seed's mean normalised response Delta/(y_o - f(x_o)) over the probes at each Hamming distance",
                "time_units": "epochs = SGD steps"},
     )
@@ -191,7 +199,6 @@ def _dataset(config, sims, results) -> xr.Dataset:
 
 
 def _figures(config, sims, results) -> dict:
-    from jaxdyn.analysis import response as resp
 
     names = list(sims)
     ncols = max(len(r) for r in results.values()) + 1
@@ -201,8 +208,8 @@ def _figures(config, sims, results) -> dict:
         prof = resp.profile(sim["response"], sim["probe_h"])
         for e, a in enumerate(results[name]):
             ok = sim["diverged_at"][:, e] < 0
-            plot_aging(axes[i, 0], sim["steps"], prof[ok, e, :, 0], a["power_law"], plots.color(e), label=a["encoding"])
-            plot_kernels(axes[i, e + 1], a)
+            plots.plot_aging(axes[i, 0], sim["steps"], prof[ok, e, :, 0], a["power_law"], plots.color(e), label=a["encoding"])
+            plots.plot_kernels(axes[i, e + 1], a["fits"]["kernels"])
             axes[i, e + 1].set_title(f"{name}: kernel, {a['encoding']}")
             axes[i, e + 1].legend(loc="best", fontsize=6)
         axes[i, 0].set_title(f"{name}: aging")
@@ -221,15 +228,14 @@ def _figures(config, sims, results) -> dict:
     ax[0, 0].invert_yaxis()
     ax[0, 0].set_xlabel(f"aging exponent tau (fit from epoch {config.fit_start}; bars: 95% bootstrap over seeds)")
     ax[0, 0].set_title("response size ~ e^-tau")
-    return {"variants": fig, "aging_exponents": fig2}
+    return {"variants": Figure(fig, "per variant: aging of the response size per encoding (left) and the response kernels per reported epoch"),
+            "aging_exponents": Figure(fig2, "aging exponent tau of every condition with its 95% seed-bootstrap interval")}
 
 
-EXPERIMENTS = [
-    Experiment(
-        name="rbe-variants",
-        work="Nakazato",
-        description="depth 1/5, filters 4/16, ReLU, dropout 0.2, deterministic encoding: aging exponents and kernel slopes in one table",
-        config=RBEVariantsConfig,
-        run=run,
-    )
-]
+EXPERIMENT = Experiment(
+    name="rbe-variants",
+    work="Nakazato",
+    description="depth 1/5, filters 4/16, ReLU, dropout 0.2, deterministic encoding: aging exponents and kernel slopes in one table",
+    config=RBEVariantsConfig,
+    run=run,
+)

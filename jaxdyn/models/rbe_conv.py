@@ -11,7 +11,8 @@ and states no padding): with 16 bits and 3 layers of kernel 3 the lengths go
 
 from __future__ import annotations
 
-from typing import ClassVar
+import functools
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -137,3 +138,24 @@ class RBEConvNet2D(_RBENet):
     """
 
     spatial_dims: ClassVar[int] = 2
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _init_members(model: nn.Module, keys: Array, x: Array, stream: int) -> Any:
+    return jax.vmap(lambda k: model.init(jax.random.fold_in(jax.random.wrap_key_data(k), stream), x)["params"])(keys)
+
+
+def init_members(model: nn.Module, keys, x: Array, stream: int = 11) -> Any:
+    """Initial parameters of every member, drawn outside the engine (so that kernels can be
+    measured on them before training and the engine given them as ``init_params``).
+
+    Args:
+        model: the flax model (hashable: compiled once per model and shapes).
+        keys: (member, 2) uint32 raw root keys.
+        x: (N, ...) an input batch fixing the shapes.
+        stream: the ``fold_in`` tag of the initialisation stream of each member's key.
+
+    Returns:
+        The ``'params'`` tree with leaves (member, ...).
+    """
+    return _init_members(model, jnp.asarray(keys), jnp.asarray(x), int(stream))

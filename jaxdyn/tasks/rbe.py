@@ -273,6 +273,56 @@ def nested_groups(sizes: Sequence[int], labels: Sequence[float], radius1: int, r
     return init
 
 
+def encoding_name(p1: float) -> str:
+    """'unbiased' (p1 = 1/2), 'biased p0/p1=0.25', 'deterministic y=0' ... for an encoding p(y = 1)."""
+    if p1 == 0.5:
+        return "unbiased"
+    if p1 in (0.0, 1.0):
+        return f"deterministic y={int(p1)}"
+    return f"biased p0/p1={(1 - p1) / p1:.3g}"
+
+
+def condition_members(datas: Sequence[Mapping[str, Array]], seeds: Sequence[int]) -> tuple[np.ndarray, dict[str, Array]]:
+    """Members of a paired design: every condition trained on the same seeds.
+
+    Args:
+        datas: one ensemble data dict per condition, leaves (seed, ...) (from :func:`ensemble_data`).
+        seeds: (seed,) the integer seeds shared by every condition.
+
+    Returns:
+        (raw keys (condition * seed, 2) uint32, data with leaves (condition * seed, ...)); member
+        ``c * len(seeds) + s`` is condition c with seed s's root key, so its initial weights,
+        data order and dropout masks are those of seed s in every condition.
+    """
+    from jaxdyn.engine import member_keys
+
+    keys, _ = member_keys(np.asarray(seeds))
+    n = len(datas)
+    data = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *datas)
+    return np.asarray(jnp.concatenate([keys] * n, axis=0)), data
+
+
+def single_point_members(p1s: Sequence[float], seeds: Sequence[int], probes_per_distance: int) -> tuple[np.ndarray, dict[str, Array]]:
+    """Members of the single-point response experiments (Fig. 1-3, 7): every encoding on the
+    same seeds (same x_o, probes and initial weights), member ``e * len(seeds) + s``.
+
+    Returns:
+        (raw keys (encoding * seed, 2) uint32, data of :func:`single_point` with ``p1`` set per
+        member).
+    """
+    seeds = np.asarray(seeds)
+    one = ensemble_data(single_point(0.5, probes_per_distance=probes_per_distance), seeds)
+    keys, data = condition_members([one] * len(p1s), seeds)
+    return keys, with_p1(data, np.repeat(np.asarray(p1s, np.float32), len(seeds)))
+
+
+def split_conditions(a: np.ndarray, num_conditions: int) -> np.ndarray:
+    """(condition * seed, ...) member-major arrays -> (seed, condition, ...)."""
+    a = np.asarray(a)
+    a = a.reshape((num_conditions, a.shape[0] // num_conditions) + a.shape[1:])
+    return np.swapaxes(a, 0, 1)
+
+
 def with_p1(data: Mapping[str, Array], p1: Array) -> dict[str, Array]:
     """A copy of ensemble ``data`` (leaves (seed, ...)) with every point's p1 set per member.
 

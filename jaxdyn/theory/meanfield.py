@@ -175,3 +175,47 @@ def solve_meanfield(diag, cross, group_weight, point_weight, f0, y, ts, *, lr: f
     sol = solve_batch(meanfield_vector_field(loss, space), state0, args, jnp.asarray(ts, jnp.float32), rtol=rtol, atol=atol)
     ys = sol.ys if space == "output" else jax.nn.sigmoid(sol.ys)
     return ODESolution(ys=np.asarray(ys), ok=np.asarray(sol.ok), message=sol.message)
+
+
+THEORIES = ("kernel", "meanfield")
+
+
+def group_means(f: np.ndarray, group: np.ndarray, num_groups: int = 2) -> np.ndarray:
+    """Group means of predictions: f (..., n) with group (n,) -> (..., G)."""
+    f = np.asarray(f)
+    return np.stack([f[..., group == a].mean(-1) for a in range(num_groups)], -1)
+
+
+def group_theories(f0, group, p1, weight, theta_by_space: dict, ts, *, lr: float, loss: str,
+                   num_groups: int) -> tuple[dict, dict]:
+    """Kernel (Eq. 10) and G-group mean-field (Eq. 11, the project's extension) curves for every
+    member, from its kernel at ``ts[0]``.
+
+    Args:
+        f0: (member, n) predictions on the training points at ``ts[0]``.
+        group: (member, n) group index of every point; p1, weight: (member, n) labels p(y=1) and
+            sampling probabilities.
+        theta_by_space: ``{space: (member, n, n)}`` the NTK of f ('output') or of the logits
+            ('logit') at ``ts[0]``.
+        ts: (time,) save times in steps.
+
+    Returns:
+        ({space: {'kernel': (member, time, G), 'meanfield': (member, time, G)}} group-mean
+        predictions, and the matching solver-success flags (member,)).
+    """
+    f0, group, p1, weight = (np.asarray(a) for a in (f0, group, p1, weight))
+    n_members = f0.shape[0]
+    groups = range(num_groups)
+    big_w = np.stack([[weight[m, group[m] == a].sum() for a in groups] for m in range(n_members)])
+    wbar = np.stack([[weight[m, group[m] == a].mean() for a in groups] for m in range(n_members)])
+    y_g = np.stack([[p1[m, group[m] == a].mean() for a in groups] for m in range(n_members)])
+    fg0 = np.stack([group_means(f0[m], group[m], num_groups) for m in range(n_members)])
+    theory, ok = {}, {}
+    for space, theta in theta_by_space.items():
+        sol = solve_kernel(theta, f0, p1, weight, ts, lr=lr, loss=loss, space=space)
+        g_kernel = np.stack([group_means(sol.ys[m], group[m], num_groups) for m in range(n_members)])
+        diag, cross = zip(*[group_kernel(theta[m], group[m], num_groups) for m in range(n_members)])
+        mf = solve_meanfield(np.stack(diag), np.stack(cross), big_w, wbar, fg0, y_g, ts, lr=lr, loss=loss, space=space)
+        theory[space] = {"kernel": g_kernel, "meanfield": np.asarray(mf.ys, np.float64)}
+        ok[space] = {"kernel": np.asarray(sol.ok), "meanfield": np.asarray(mf.ok)}
+    return theory, ok
