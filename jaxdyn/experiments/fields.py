@@ -29,6 +29,8 @@ class RBETrainingFields:
     record_every: int = param(10, "epochs between measurements", min=1, max=1_000_000)
     lr: float = param(0.1, "SGD learning rate (the paper: 0.1)", min=0.0, max=10.0, min_exclusive=True)
     loss: str = param("mse", "training loss: mse (the paper's Eq. 5) or bce", choices=RBE_LOSSES)
+    init: str = param("keras", "weight initialisation: keras (Glorot-uniform kernels, zero biases: the paper's Keras nets) "
+                      "or flax (LeCun-normal kernels, zero biases)", choices=("keras", "flax"))
 
     def check(self) -> None:
         super().check()
