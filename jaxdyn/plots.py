@@ -234,12 +234,13 @@ def plot_groups(ax, steps, f_points, group, g_mean, theories: dict, colors=None,
         f_points: (time, n) predictions of every training point.
         group: (n,) group index of each point.
         g_mean: (time, G) group-mean predictions (markers).
-        theories: ``{name: (time, G)}`` theory curves; 'kernel' solid, 'meanfield' dashed, others dotted.
+        theories: ``{name: (time, G)}`` theory curves; 'kernel' solid, 'meanfield' dashed, 'literal'
+            dash-dotted, 'aging' dotted, 'aging_blocks' long dash-dot, others dotted.
         colors: ``{group: colour}``.
         log_markers: space the ~30 markers evenly in log time (for a log time axis).
     """
     colors = colors or {a: color(a) for a in range(g_mean.shape[-1])}
-    styles = {"kernel": "-", "meanfield": "--"}
+    styles = {"kernel": "-", "meanfield": "--", "literal": "-.", "aging": ":", "aging_blocks": (0, (6, 1, 1, 1))}
     with plt.rc_context(STYLE):
         for a in range(g_mean.shape[-1]):
             for p in np.flatnonzero(group == a):
@@ -250,7 +251,7 @@ def plot_groups(ax, steps, f_points, group, g_mean, theories: dict, colors=None,
                 pick = np.arange(0, len(steps), max(1, len(steps) // 30))
             ax.plot(steps[pick], g_mean[pick, a], "o", color=colors[a], markerfacecolor="none", label=f"g{a} (simulation)")
             for name, th in theories.items():
-                ax.plot(steps, th[:, a], styles.get(name, ":"), color=colors[a], linewidth=1.4, label=f"g{a} ({name})")
+                ax.plot(steps, th[:, a], linestyle=styles.get(name, ":"), color=colors[a], linewidth=1.2, label=f"g{a} ({name})")
         ax.set_xlabel("epoch e")
         ax.set_ylabel("prediction f")
         ax.set_ylim(-0.02, 1.02)

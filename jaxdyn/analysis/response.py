@@ -157,6 +157,50 @@ def point_kernels(model, params, x) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(theta_f, np.float64), np.asarray(theta_z, np.float64)
 
 
+@dataclasses.dataclass(frozen=True)
+class PointKernels:
+    """Engine observable: the NTK of the output f and of the logits z on the member's training
+    points ``data[points]`` (n, ...). Returns ``{"kernel_output": (n, n), "kernel_logit": (n, n)}``.
+
+    Attributes:
+        model: the flax model (with a ``logits`` method).
+        points: key of the points in the member's data.
+    """
+
+    model: Any
+    points: str = "points"
+
+    @property
+    def dims(self) -> dict[str, tuple[str, ...]]:
+        return {"kernel_output": ("point", "point2"), "kernel_logit": ("point", "point2")}
+
+    def __call__(self, snap) -> dict[str, jax.Array]:
+        x = snap.data[self.points]
+        f_out, f_logit = ntk.apply_fn(self.model), ntk.apply_fn(self.model, method="logits")
+        return {"kernel_output": ntk.ntk(f_out, snap.params, x, batch_size=None),
+                "kernel_logit": ntk.ntk(f_logit, snap.params, x, batch_size=None)}
+
+
+def smooth_log_time(t: np.ndarray, curves: np.ndarray, width: float = 0.15) -> np.ndarray:
+    """Gaussian kernel smoothing of curves along time in log(t + dt) (dt the first record
+    spacing), so early fast changes keep their resolution while late noise is averaged.
+
+    Args:
+        t: (time,) epochs, increasing from 0.
+        curves: (..., time) values.
+        width: the kernel's standard deviation in natural-log units (0.15: about 15% of t).
+
+    Returns:
+        (..., time) smoothed curves (NaN-free input assumed).
+    """
+    t = np.asarray(t, np.float64)
+    dt = t[1] - t[0] if t.size > 1 else 1.0
+    u = np.log(t + dt)
+    w = np.exp(-0.5 * ((u[:, None] - u[None, :]) / width) ** 2)
+    w /= w.sum(1, keepdims=True)
+    return np.asarray(curves, np.float64) @ w.T
+
+
 def loss_derivative(loss: Callable, f: np.ndarray, y: np.ndarray) -> np.ndarray:
     """dL/df of the engine loss ``loss`` for one output, at recorded outputs ``f`` and labels ``y``
     (any shape, the same for both): the loss gradient of the probe step."""
