@@ -885,8 +885,10 @@ def law_claims(a: dict[str, Any], label: str, slug: str, *, fit_start: int) -> l
     if "saturation" in a:
         found.append(claims.per_seed(
             f"{slug}-aging-logit", f"{label}: the aging belongs to the network: the logit-space response Delta z / ((y - f) sigma'(z)) "
-            f"decays as a power law (each seed's exponent over epochs {fit_start}..end; output-space tau {a['saturation']['tau_output']:.3g} "
-            f"= logit {a['saturation']['tau_logit']:.3g} + sigmoid factor {a['saturation']['tau_sigmoid_factor']:.3g})",
+            f"decays as a power law (each seed's exponent over epochs {fit_start}..end; seed-mean fits: output space "
+            f"{a['saturation']['tau_output']:.3g}, logit space {a['saturation']['tau_logit']:.3g}, sigmoid factor "
+            f"{a['saturation']['tau_sigmoid_factor']:.3g}; per seed tau_f - tau_z - tau_sigma has median "
+            f"{np.median(ps['tau'] - ps['tau_logit'] - ps['tau_sigmoid']):.2g})",
             ps["tau_logit"], ">", 0.0, kind="paper", source=aging, required_fraction=MAJORITY,
             threshold_source="a decay: an exponent above 0",
             reading="the output passes through a sigmoid, so the output-space response is the logit-space one times "

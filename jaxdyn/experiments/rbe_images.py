@@ -162,7 +162,8 @@ def run(config: RBEImagesConfig, ctx) -> Result:
                      kind="paper", source=law, threshold_source="project's reading of 'power law': R^2 >= 0.95",
                      reading="on the seed-mean curve, as the paper's Fig. 8 shows its tests together"),
         claims.per_seed("aging-logit", f"the aging belongs to the network: the logit-space response decays as a power law (each seed's "
-                        f"exponent; output-space tau {pl.tau:.3g} = logit {pl_z.tau:.3g} + sigmoid factor {pl_sig.tau:.3g})", pl_z.per_seed,
+                        f"exponent; seed-mean fits: output space {pl.tau:.3g}, logit space {pl_z.tau:.3g}, sigmoid factor {pl_sig.tau:.3g}; "
+                        f"per seed tau_f - tau_z - tau_sigma has median {np.median(pl.per_seed - pl_z.per_seed - pl_sig.per_seed):.2g})", pl_z.per_seed,
                         ">", 0.0, kind="paper", source=law, threshold_source="a decay: an exponent above 0",
                         required_fraction=resp.MAJORITY, reading="read on the logit-space response, without the sigmoid's saturation. " + resp._MAJORITY_WHY),
         claims.per_seed("kernel-decreases", f"the response decreases with image distance at epoch {max(per_epoch)} (each seed's Spearman rho "
