@@ -451,7 +451,7 @@ def _figures(config, conds, widths, width_rows) -> dict:
         figs["variants"] = Figure(fig, "per condition: aging of the output-space response size per encoding, the response kernels per reported "
                                        "epoch, and the aging exponent split into its logit-space part and the sigmoid factor")
         rows = [(c, a) for c in conds for a in c["analysis"]]
-        fig2, ax = plots.figure(1, 1, width=6.0, height=0.3 * len(rows) + 1.4)
+        fig2, ax = plots.figure(1, 1, width=8.0, height=0.3 * len(rows) + 1.6)
         encs = list(dict.fromkeys(a["encoding"] for _, a in rows))
         for y, (c, a) in enumerate(rows):
             pl = a["power_law"]
@@ -464,8 +464,8 @@ def _figures(config, conds, widths, width_rows) -> dict:
         ax[0, 0].set_yticks(range(len(rows)), [f"{c['label']}, {a['encoding']}" for c, a in rows], fontsize=7)
         ax[0, 0].invert_yaxis()
         ax[0, 0].axvline(0, color="0.6", linewidth=0.8)
-        ax[0, 0].set_xlabel(f"aging exponent (fit from epoch {config.fit_start}; bars: 95% seed bootstrap)")
-        ax[0, 0].set_title("circles: output-space response; squares: logit-space response (the network's part)")
+        ax[0, 0].set_xlabel(f"aging exponent tau (fit from epoch {config.fit_start})\nbars: 95% seed-bootstrap intervals")
+        ax[0, 0].set_title("circles: output-space response\nsquares: logit-space response (the network's part)")
         figs["aging_exponents"] = Figure(fig2, "aging exponent of every condition in output space (circles) and logit space (squares) with 95% "
                                                "seed-bootstrap intervals")
     if width_rows:
