@@ -232,10 +232,10 @@ def figures(config, sim, early, analysis) -> dict:
     for e, a in enumerate(analysis):
         ok = sim["diverged_at"][:, e] < 0
         plots.plot_aging(axes[e, 0], steps, prof[ok, e, :, 0], a["power_law"], plots.color(e), label="simulation (seed mean)")
-        axes[e, 0].set_title(f"({chr(65 + 4 * e)}) aging, {a['encoding']}")
+        axes[e, 0].set_title(f"({chr(65 + 4 * e)}) aging, {a['encoding']}", fontsize=9)
         axes[e, 0].legend(loc="lower left", fontsize=7)
         plots.plot_kernels(axes[e, 1], a["fits"]["kernels"])
-        axes[e, 1].set_title(f"({chr(66 + 4 * e)}) kernel, {a['encoding']}")
+        axes[e, 1].set_title(f"({chr(66 + 4 * e)}) kernel, {a['encoding']}", fontsize=9)
         sig = resp.sigmoid_factor(joined["f_source"][ok, e])
         h0 = joined["probe_h"] == 0
         thz = joined["theta_logit"][ok, e][..., h0].mean(-1)
@@ -254,7 +254,7 @@ def figures(config, sim, early, analysis) -> dict:
 
     pred = resp.profile(resp.ntk_prediction(sim["theta"], sim["dl_df"], sim["y_source"], sim["f_source"], config.lr), sim["probe_h"])
     prof_s = resp.profile(sim["response"], sim["probe_h"])
-    fig2, ax2 = plots.figure(2, n, width=4.0, height=3.1)
+    fig2, ax2 = plots.figure(2, n, width=4.4, height=3.3)
     h = np.arange(prof_s.shape[-1])
     for e, a in enumerate(analysis):
         ok = sim["diverged_at"][:, e] < 0
@@ -266,15 +266,15 @@ def figures(config, sim, early, analysis) -> dict:
         ax2[0, e].set_yscale("symlog", linthresh=1e-2)
         ax2[0, e].set_xlabel("Hamming distance h from x_o")
         ax2[0, e].set_ylabel("normalised response R(h)")
-        ax2[0, e].set_title(f"{a['encoding']}: one step vs its NTK\n(lines: NTK; markers: measured; % explained)")
+        ax2[0, e].set_title(f"{a['encoding']}:\none step (markers) vs its NTK (lines)", fontsize=9)
         ax2[0, e].legend(loc="lower left", fontsize=7)
         plots.plot_frozen_ntk(ax2[1, e], sim["steps"], a["per_seed"]["frozen_errors"], a["frozen_ntk"])
-        ax2[1, e].set_title(f"{a['encoding']}: the NTK of epoch e0 predicting later responses")
+        ax2[1, e].set_title(f"{a['encoding']}:\nthe NTK frozen at e0 against later responses", fontsize=9)
 
     fig3, ax3 = plots.figure(1, n, width=4.0, height=3.1)
     for e, a in enumerate(analysis):
         plots.plot_exponent_sensitivity(ax3[0, e], a["fit_starts"], a["windows"], a["power_law"])
-        ax3[0, e].set_title(f"{a['encoding']}: tau by fit start and window")
+        ax3[0, e].set_title(f"{a['encoding']}:\ntau by fit start and window", fontsize=9)
     return {"response_law": Figure(fig, "per encoding: aging of the response size (log-log, from epoch 1, fitted power law), the response kernel per "
                                         "reported epoch, the output-space size split into its logit-space part and the sigmoid factor, and the logit-space kernel"),
             "ntk_vs_response": Figure(fig2, "top: seed-mean response profile (markers) against the NTK's first-order prediction (lines); bottom: "
