@@ -157,3 +157,207 @@ def median_band(ax, x, values, *, color: str, label: str | None = None, marker: 
     with plt.rc_context(STYLE):
         ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
         ax.plot(x, np.nanmedian(v, 0), marker, color=color, markerfacecolor="none", label=label, **kw)
+# --- training response ---------------------------------------------------------------------------
+
+
+def log_spaced(steps, count: int = 30) -> np.ndarray:
+    """Indices of about ``count`` records evenly spaced in log time from the first epoch > 0
+    (markers on a log axis; every record where there are fewer)."""
+    steps = np.asarray(steps, np.float64)
+    pos = np.flatnonzero(steps > 0)
+    if pos.size <= count:
+        return pos
+    targets = np.geomspace(steps[pos[0]], steps[pos[-1]], count)
+    return np.unique(pos[np.searchsorted(steps[pos], targets).clip(0, pos.size - 1)])
+
+
+def plot_aging(ax, steps, sizes, pl: dict, color: str, label: str | None = None):
+    """Response size on log-log axes from epoch 1 (seed mean as markers log-spaced in epoch,
+    band: 10-90% of seeds) with the fitted power law.
+
+    Args:
+        ax: matplotlib Axes.
+        steps: (time,) epochs of the records (epoch 0 is left out of the log axis).
+        sizes: (seed, time) response sizes.
+        pl: a power-law fit as ``jaxdyn.analysis.response.PowerLawFit.to_dict()``.
+        color, label: colour of markers and line; legend label of the markers.
+    """
+    steps = np.asarray(steps)
+    pos = steps > 0
+    t = steps[pos]
+    s = np.asarray(sizes)[:, pos]
+    mean = np.nanmean(s, 0)
+    pick = log_spaced(t, 40) if t[0] > 0 else np.arange(len(t))
+    with plt.rc_context(STYLE):
+        ax.fill_between(t, np.nanquantile(s, 0.1, 0), np.nanquantile(s, 0.9, 0), color=color, alpha=0.15, linewidth=0)
+        ax.plot(t[pick], mean[pick], "o", color=color, markerfacecolor="none", label=label)
+        lo, hi = pl["fit_window"]
+        tt = np.geomspace(lo, hi, 50)
+        ax.plot(tt, pl["amplitude"] * tt ** (-pl["tau"]), color=color,
+                label=f"fit: tau = {pl['tau']:.2f} [{pl['tau_ci'][0]:.2f}, {pl['tau_ci'][1]:.2f}]")
+        ax.axvline(lo, color="0.7", linewidth=0.8, linestyle=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(left=max(1.0, float(t[0])) * 0.9)
+        ax.set_xlabel("epoch e")
+        ax.set_ylabel("response size S(e) = R(h=0)")
+
+
+def plot_saturation_split(ax, steps, curves: dict, taus: dict):
+    """Seed means of positive quantities, each divided by its value at the first epoch > 0, on
+    log-log axes from epoch 1: the output-space response, its logit-space part, the sigmoid
+    factor and the logits' self-NTK (``curves``: {label: (seed, time)}, ``taus``: {label: tau})."""
+    steps = np.asarray(steps)
+    pos = steps > 0
+    t = steps[pos]
+    pick = log_spaced(t, 30)
+    styles = ("o-", "s-", "^--", "v:")
+    with plt.rc_context(STYLE):
+        for j, (name, c) in enumerate(curves.items()):
+            m = np.nanmean(np.asarray(c, np.float64)[:, pos], 0)
+            m = m / m[0]
+            ax.plot(t[pick], m[pick], styles[j % len(styles)], color=color(j), markerfacecolor="none", markersize=3, linewidth=1,
+                    label=f"{name}: tau = {taus[name]:.2f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch e")
+        ax.set_ylabel("seed mean / value at epoch 1")
+        ax.legend(loc="best", fontsize=6)
+
+
+def plot_frozen_ntk(ax, steps, errors, info: dict):
+    """Relative error of the NTK frozen at each start epoch against later responses: median over
+    seeds (line) and 25-75% band; ``errors`` (seed, start, time), ``info`` the analysis' dict."""
+    steps = np.asarray(steps, np.float64)
+    with plt.rc_context(STYLE):
+        for j, e0 in enumerate(info["starts"]):
+            sel = steps > e0
+            err = errors[:, j][:, sel]
+            col = color(j)
+            ax.fill_between(steps[sel] - e0, np.nanquantile(err, 0.25, 0), np.nanquantile(err, 0.75, 0), color=col, alpha=0.2, linewidth=0)
+            ax.plot(steps[sel] - e0, np.nanmedian(err, 0), color=col, label=f"e0 = {e0}")
+        ax.axhline(info["tolerance"], color="0.4", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("epochs after e0")
+        ax.set_ylabel("||R - R_NTK(e0)|| / ||R||")
+        ax.legend(loc="best", fontsize=7)
+
+
+def plot_exponent_sensitivity(ax, fit_starts: dict, windows: list, pl: dict):
+    """tau by fit start (markers with intervals, bottom axis) and on doubling windows (horizontal
+    bars over the window, with intervals)."""
+    with plt.rc_context(STYLE):
+        starts = sorted(fit_starts)
+        taus = [fit_starts[s]["tau"] for s in starts]
+        lo = [fit_starts[s]["tau"] - fit_starts[s]["tau_ci"][0] for s in starts]
+        hi = [fit_starts[s]["tau_ci"][1] - fit_starts[s]["tau"] for s in starts]
+        ax.errorbar(starts, taus, yerr=[lo, hi], fmt="o", color=color(0), label="fit from epoch e to the end")
+        for k, w in enumerate(windows):
+            ax.plot(w["window"], [w["tau"]] * 2, color=color(1), linewidth=2, label="window [e, 2e]" if k == 0 else None)
+            mid = np.sqrt(w["window"][0] * w["window"][1])
+            ax.plot([mid, mid], w["tau_ci"], color=color(1), linewidth=1)
+        ax.axhline(pl["tau"], color="0.5", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("aging exponent tau")
+        ax.legend(loc="best", fontsize=7)
+
+
+def plot_kernels(ax, kernels: dict, bits: int = 16):
+    """K(h, e) = R(h) / R(0) per reported epoch, with bootstrap bands and fitted lines.
+
+    Args:
+        ax: matplotlib Axes.
+        kernels: ``{epoch: KernelFit}`` (``jaxdyn.analysis.response.kernel_fit``).
+        bits: string length (distances 0..bits).
+    """
+    from jaxdyn.analysis.response import line_fit
+
+    h = np.arange(bits + 1)
+    with plt.rc_context(STYLE):
+        for j, (ep, k) in enumerate(sorted(kernels.items())):
+            col = color(j)
+            ax.fill_between(h, k.kernel_ci[0], k.kernel_ci[1], color=col, alpha=0.2, linewidth=0)
+            ax.plot(h, k.kernel, "o", color=col, markerfacecolor="none")
+            line = line_fit(h, k.kernel)
+            ax.plot(h, line.intercept + line.slope * h, color=col, linewidth=1, label=f"e = {ep}: slope {k.slope:.3f}/bit")
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        ax.set_xlabel("Hamming distance h from x_o")
+        ax.set_ylabel("kernel K(h) = R(h) / R(0)")
+        ax.legend(loc="best")
+
+
+def plot_groups(ax, steps, f_points, group, g_mean, theories: dict, colors=None, log_markers: bool = False):
+    """Light lines: every point's seed-mean prediction; markers: group means; lines: theories.
+
+    Args:
+        ax: matplotlib Axes.
+        steps: (time,) epochs.
+        f_points: (time, n) predictions of every training point.
+        group: (n,) group index of each point.
+        g_mean: (time, G) group-mean predictions (markers).
+        theories: ``{name: (time, G)}`` theory curves; 'kernel' solid, 'meanfield' dashed, 'literal'
+            dash-dotted, 'aging' dotted, 'aging_blocks' long dash-dot, others dotted.
+        colors: ``{group: colour}``.
+        log_markers: space the ~30 markers evenly in log time (for a log time axis).
+    """
+    colors = colors or {a: color(a) for a in range(g_mean.shape[-1])}
+    styles = {"kernel": "-", "meanfield": "--", "literal": "-.", "aging": ":", "aging_blocks": (0, (6, 1, 1, 1))}
+    with plt.rc_context(STYLE):
+        for a in range(g_mean.shape[-1]):
+            for p in np.flatnonzero(group == a):
+                ax.plot(steps, f_points[:, p], color=colors[a], alpha=0.15, linewidth=0.7)
+            if log_markers:
+                pick = np.unique(np.r_[0, np.geomspace(1, len(steps) - 1, 30).astype(int)])
+            else:
+                pick = np.arange(0, len(steps), max(1, len(steps) // 30))
+            ax.plot(steps[pick], g_mean[pick, a], "o", color=colors[a], markerfacecolor="none", label=f"g{a} (simulation)")
+            for name, th in theories.items():
+                ax.plot(steps, th[:, a], linestyle=styles.get(name, ":"), color=colors[a], linewidth=1.2, label=f"g{a} ({name})")
+        ax.set_xlabel("epoch e")
+        ax.set_ylabel("prediction f")
+        ax.set_ylim(-0.02, 1.02)
+
+
+def plot_tau_split(ax, taus: dict):
+    """Bars per condition: the aging exponent of the output-space response, of its logit-space
+    part and of the sigmoid factor (``taus``: {label: (tau_f, tau_z, tau_sigma)})."""
+    labels = list(taus)
+    x = np.arange(len(labels))
+    names = ("output S_f", "logit S_z", "sigmoid (f(1-f))^2")
+    with plt.rc_context(STYLE):
+        for j, name in enumerate(names):
+            ax.bar(x + (j - 1) * 0.27, [taus[k][j] for k in labels], width=0.27, color=color(j), label=name)
+        ax.axhline(0, color="0.5", linewidth=0.8)
+        ax.set_xticks(x, labels, fontsize=7, rotation=15)
+        ax.set_ylabel("aging exponent tau")
+        ax.legend(loc="best", fontsize=6)
+
+
+def plot_strips(ax, labels, values, *, seed: int = 0):
+    """Per-seed values of several conditions side by side (jittered points) with their medians
+    (bars): ``values`` a list of (seed,) arrays, one per label."""
+    rng = np.random.default_rng(seed)
+    with plt.rc_context(STYLE):
+        for j, v in enumerate(values):
+            v = np.asarray(v, np.float64)
+            v = v[np.isfinite(v)]
+            ax.plot(j + 0.15 * rng.standard_normal(v.size).clip(-2, 2), v, "o", color=color(j), markerfacecolor="none", markersize=3)
+            if v.size:
+                ax.plot([j - 0.3, j + 0.3], [np.median(v)] * 2, color="0.1", linewidth=2)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+
+
+def fit_limits(ax, x, y, pad: float = 0.06):
+    """Sets each axis' limits to its data's range (finite values) with a margin of ``pad`` of the
+    range; returns ((xmin, xmax), (ymin, ymax))."""
+    out = []
+    for values, setter in ((x, ax.set_xlim), (y, ax.set_ylim)):
+        v = np.asarray(values, np.float64)
+        v = v[np.isfinite(v)]
+        lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+        margin = pad * (hi - lo) if hi > lo else max(abs(hi), 1e-12) * pad
+        setter(lo - margin, hi + margin)
+        out.append((lo - margin, hi + margin))
+    return tuple(out)

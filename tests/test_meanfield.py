@@ -78,3 +78,65 @@ def test_invalid_choices_raise():
         mf.kernel_vector_field("hinge", "output")
     with pytest.raises(ValueError, match="space"):
         mf.meanfield_vector_field("mse", "probability")
+
+
+def _two_groups():
+    sizes = (6, 3, 2)
+    d = np.array([1.5, 1.2, 1.0])
+    o = np.array([[0.9, 0.4, 0.3], [0.4, 0.8, 0.6], [0.3, 0.6, 0.7]])
+    theta, group = _block_kernel(sizes, d, o)
+    n = group.size
+    return theta, group, np.array([s / n for s in sizes]), np.full(3, 1.0 / n), n
+
+
+@pytest.mark.parametrize("space", ["output", "logit"])
+def test_literal_eq11_moves_every_group_alike(space):
+    # Eq. 11 as written: one right-hand side for every point, so group differences stay put (in z
+    # for logit space) and the minority never turns; for MSE and two groups it is
+    # 2 lr Theta_bar (-f0 rho0 + (1 - f1) rho1).
+    theta, group, big_w, _, n = _two_groups()
+    tbar = mf.literal_kernel(theta[None], np.full((1, n), 1.0 / n))
+    assert tbar[0] == pytest.approx(theta.mean())
+    f0 = np.array([[0.5, 0.45, 0.55]])
+    ts = np.linspace(0, 300, 11)
+    sol = mf.solve_literal(tbar, big_w[None], f0, np.array([[0.0, 1.0, 0.0]]), ts, lr=0.1, space=space)
+    assert sol.ok.all()
+    state = sol.ys[0] if space == "output" else np.log(sol.ys[0]) - np.log1p(-sol.ys[0])
+    np.testing.assert_allclose(state - state[:, :1], (state - state[:, :1])[:1].repeat(len(ts), 0), atol=2e-4)
+    field = mf.literal_vector_field("mse", "output")
+    f = np.array([0.3, 0.6])
+    w = np.array([0.75, 0.25])
+    got = field(0.0, f, (2.0, w, np.array([0.0, 1.0]), 0.1))
+    np.testing.assert_allclose(got, 2 * 0.1 * 2.0 * (-f[0] * w[0] + (1 - f[1]) * w[1]) * np.ones(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("space", ["output", "logit"])
+def test_aging_mean_field_reduces_to_the_fixed_one_and_to_a_time_change(space):
+    theta, group, big_w, wbar, n = _two_groups()
+    diag, cross = mf.group_kernel(theta[None], group)
+    f0 = np.array([[0.5, 0.45, 0.55]])
+    y = np.array([[0.0, 1.0, 0.0]])
+    ts = np.linspace(0, 300, 11)
+    fixed = mf.solve_meanfield(diag, cross, big_w[None], wbar[None], f0, y, ts, lr=0.1, space=space)
+    tk = np.linspace(0, 300, 7)
+    same = mf.solve_aging(tk, np.repeat(diag[:, None], 7, 1), np.repeat(cross[:, None], 7, 1), big_w[None], wbar[None], f0, y, ts,
+                          lr=0.1, space=space)
+    np.testing.assert_allclose(same.ys, fixed.ys, atol=2e-4)
+    # A constant scale c is the fixed kernel at time c t: the same path through state space, slower.
+    half = mf.solve_aging(tk, 0.5 * np.repeat(diag[:, None], 7, 1), 0.5 * np.repeat(cross[:, None], 7, 1), big_w[None], wbar[None], f0, y,
+                          ts, lr=0.1, space=space)
+    np.testing.assert_allclose(half.ys[0, 10], fixed.ys[0, 5], atol=2e-4)
+    # A decaying cross term between g1 and g2 lets g2 go its own way: block-wise aging changes the path.
+    cross_k = np.repeat(cross[:, None], 7, 1).copy()
+    cross_k[0, :, 1, 2] *= np.linspace(1, 0, 7)
+    cross_k[0, :, 2, 1] *= np.linspace(1, 0, 7)
+    blocks = mf.solve_aging(tk, np.repeat(diag[:, None], 7, 1), cross_k, big_w[None], wbar[None], f0, y, ts, lr=0.1, space=space)
+    assert blocks.ys[0, -1, 2] < fixed.ys[0, -1, 2] - 0.01
+
+
+def test_fit_decay_recovers_the_time_constant_and_exponent():
+    t = np.linspace(0, 800, 41)
+    ratio = np.stack([(1 + t / 30.0) ** -0.7, (1 + t / 100.0) ** 0.4])
+    t0, tau = mf.fit_decay(t, ratio)
+    np.testing.assert_allclose(tau, [0.7, -0.4], rtol=0.1)
+    np.testing.assert_allclose(mf.decay_scale(t, t0, tau), ratio, rtol=0.05)

@@ -1,48 +1,62 @@
-"""rbe-meanfield on its quick preset: majority first, minority's turn; theory beside the network."""
+"""rbe-meanfield on its quick preset: majority first, minority's turn; every theory beside the network."""
 
 import numpy as np
 import pytest
 
 from jaxdyn.experiments import ConfigError
 from jaxdyn.experiments import rbe_meanfield as M
+from jaxdyn.store import execute
+from jaxdyn.tasks import rbe
 
 
 @pytest.fixture(scope="module")
 def run():
-    return M.run(M.RBEMeanfieldConfig.quick())
+    return execute(M.EXPERIMENT, M.RBEMeanfieldConfig.quick())
 
 
-def test_layout_and_initial_kernel(run):
+def test_layout_and_recorded_kernels(run):
     cfg = M.RBEMeanfieldConfig.quick()
     ds = run.dataset
     assert ds["group_mean"].dims == ("seed", "ratio", "time", "group")
     assert ds["group_mean"].shape == (cfg.seeds, 2, cfg.num_steps // cfg.record_every + 1, 2)
-    theta = ds["theta_output_start"].values
-    # An NTK on the training points: symmetric, positive diagonal; group sizes follow the ratio.
-    np.testing.assert_allclose(theta, np.swapaxes(theta, -1, -2), rtol=1e-4, atol=1e-6)
-    assert (np.diagonal(theta, axis1=-2, axis2=-1) > 0).all()
+    np.testing.assert_array_equal(ds["kernel_time"].values, np.arange(0, cfg.num_steps + 1, cfg.kernel_every))
+    for name in ("theta_output", "theta_logit"):
+        theta = ds[name].values  # (seed, ratio, kernel_time, n, n): an NTK: symmetric, positive diagonal
+        np.testing.assert_allclose(theta, np.swapaxes(theta, -1, -2), rtol=1e-3, atol=1e-5)
+        assert (np.diagonal(theta, axis1=-2, axis2=-1) > 0).all()
+    # The output-space kernel is the logit one times sigma'(z_i) sigma'(z_j) (at epoch 0, f from the records).
+    f = ds["f"].values[:, :, 0].astype(np.float64)
+    s = f * (1 - f)
+    np.testing.assert_allclose(ds["theta_output"].values[:, :, 0], ds["theta_logit"].values[:, :, 0] * s[..., :, None] * s[..., None, :],
+                               rtol=2e-3)
     groups = ds["point_group"].values[0]
     assert (groups[0] == 0).sum() == 5 and (groups[1] == 0).sum() == 15
-    # Theory and simulation start from the same group means.
-    for name in ("kernel_output", "meanfield_output"):
-        np.testing.assert_allclose(ds[name].values[:, :, 0], ds["group_mean"].values[:, :, 0], atol=1e-5)
+    dup, _ = rbe.duplicate_stats(ds["points"].values.reshape(-1, cfg.num_points, 16), np.zeros((2 * cfg.seeds, cfg.num_points)))
+    assert not dup.any()
+    # Every theory starts from the simulation's group means.
+    for space in cfg.spaces:
+        for name in M.THEORIES:
+            np.testing.assert_allclose(ds[f"{name}_{space}"].values[:, :, 0], ds["group_mean"].values[:, :, 0], atol=1e-5)
 
 
 def test_majority_first_then_minority_turns(run):
-    for row in run.summary["ratios"]:
+    for row in run.numbers["ratios"]:
         sim = row["simulation"]
-        # Measured on this preset: excursions 0.21 (ratio 1/3) and 0.14 (ratio 3), turns at 12-26 epochs.
         assert sim["turn_depth_of_mean"] > 0.07 and 0 < sim["turn_epoch_of_mean"] < 100, row
         assert sim["fraction_of_seeds_turning"] > 0.7
-        # The minority ends on its own side: g1 -> 1 when g0 is the majority and vice versa.
         final = sim["final_group_means"]
         assert final[1] > 0.55 and final[0] < 0.45
-        for name, th in row["theories"].items():
-            assert th["solver_ok"]
-            assert th["turn_depth"] > 0.05, (name, th)
-            # Theory from the initial NTK tracks the seed-mean network within 0.2 everywhere.
-            assert th["max_abs_deviation"] < 0.2
-            assert abs(th["turn_epoch_minus_simulation"]) < 30
+        th = row["theories"]
+        for space in ("output", "logit"):
+            for name in ("kernel", "meanfield", "aging", "aging_blocks"):
+                t = th[f"{name}_{space}"]
+                assert t["solver_ok"] and t["turn_depth"] > 0.05, (name, space, t)
+            # Eq. 11 read literally cannot split the groups: no turn at all.
+            assert th[f"literal_{space}"]["fraction_of_seeds_turning"] == 0.0
+        assert th["meanfield_output"]["max_abs_deviation"] < 0.2
+    ids = {c.id: c for c in run.claims}
+    assert not ids["ratio-0_333-literal-turns"].held and ids["ratio-0_333-minority-turns"].held
+    assert ids["ratio-0_333-meanfield-turns"].kind == "extension" and ids["ratio-0_333-literal-turns"].kind == "paper"
 
 
 def test_config_errors():
@@ -50,3 +64,5 @@ def test_config_errors():
         M.RBEMeanfieldConfig(ratios=(0.7,))
     with pytest.raises(ConfigError, match="spaces"):
         M.RBEMeanfieldConfig(spaces=("output", "output"))
+    with pytest.raises(ConfigError, match="kernel_every"):
+        M.RBEMeanfieldConfig(kernel_every=3)

@@ -47,6 +47,38 @@ def test_two_points_and_nested_groups_geometry():
     np.testing.assert_array_equal(np.asarray(data["p1"][0]), np.repeat([0.0, 1.0, 0.0], [10, 7, 3]))
 
 
+def test_generated_groups_have_distinct_strings():
+    # No string twice in a task, so none carries two labels (the landed generator repeated a string
+    # in most nested tasks); the nested geometry still holds, and the balls are still filled from
+    # their centre outwards like "k ~ Uniform{0..r} flipped bits".
+    nested = rbe.ensemble_data(rbe.nested_groups((16, 5, 3), (0, 1, 0), 6, 4), range(100))
+    dup, conflict = rbe.duplicate_stats(nested["points"], nested["p1"])
+    assert not dup.any() and not conflict.any()
+    pts, grp = np.asarray(nested["points"]), np.asarray(nested["group"][0])
+    pair = np.abs(pts[:, :, None] - pts[:, None, :]).sum(-1)
+    local = grp >= 1
+    assert pair[:, local][:, :, local].max() <= 6 and pair[:, grp == 2][:, :, grp == 2].max() <= 4
+    flat = rbe.ensemble_data(rbe.groups((5, 15), (0.0, 1.0)), range(100))
+    assert not rbe.duplicate_stats(flat["points"], flat["p1"])[0].any()
+    # duplicate_stats itself: a repeated string, and one with two labels.
+    x = np.zeros((1, 3, 16))
+    assert rbe.duplicate_stats(x, np.array([[0.0, 0.0, 1.0]]))[0].all() and rbe.duplicate_stats(x, np.array([[0.0, 0.0, 1.0]]))[1].all()
+    assert not rbe.duplicate_stats(x[:, :2], np.array([[1.0, 1.0]]))[1].any()
+    codes = np.array([0, 1, 2 ** 15, 65535])
+    np.testing.assert_array_equal(np.asarray(rbe.bits_to_int(rbe.int_to_bits(codes))), codes)
+    with pytest.raises(ValueError, match="g2 needs"):
+        rbe.nested_groups((3, 3, 200), (0, 1, 0), 6, 4)
+
+
+def test_paired_members_and_encoding_names():
+    keys, data = rbe.single_point_members((0.5, 0.8, 0.0), [3, 4], probes_per_distance=1)
+    assert keys.shape == (6, 2) and (keys[:2] == keys[2:4]).all() and (keys[:2] == keys[4:]).all()
+    np.testing.assert_array_equal(np.asarray(data["points"][:2]), np.asarray(data["points"][4:]))
+    np.testing.assert_allclose(np.asarray(data["p1"][:, 0]), [0.5, 0.5, 0.8, 0.8, 0.0, 0.0])
+    assert rbe.split_conditions(np.arange(6), 3).tolist() == [[0, 2, 4], [1, 3, 5]]
+    assert [rbe.encoding_name(p) for p in (0.5, 0.8, 0.0)] == ["unbiased", "biased p0/p1=0.25", "deterministic y=0"]
+
+
 def test_sampling_follows_weights_and_encoding():
     init = rbe.two_points(0.8, 0.25, 3)
     data = jax.jit(init)(jax.random.key(2))

@@ -1,19 +1,25 @@
 """rbe-meanfield: 20 points in two groups, the network beside kernel and mean-field theory (Nakazato Fig. 5).
 
-Twenty random strings are split into g0 (encoded 0) and g1 (encoded 1) at density ratios
+Twenty distinct random strings are split into g0 (encoded 0) and g1 (encoded 1) at density ratios
 rho0/rho1 = 1/3, 2/3, 3, 3/2; each step trains one pair drawn uniformly (Eq. 9). The paper: all
 predictions first move to the majority's label, then the minority turns to its own (Eq. 11: the
 dynamics is set by the ratio of densities). Beside the network's predictions this experiment
-integrates, with diffrax, two theories built from the NTK measured on the 20 points at the start:
+integrates, with diffrax, theories built from the NTK measured on the 20 points
+(``jaxdyn.theory.meanfield``):
 
-(a) the linearised kernel dynamics df/dt = -lr sum_j w_j Theta_ij dL/df_j (Eq. 10, fixed kernel);
-(b) the two-group mean field (Eq. 11) whose coefficients are the group averages of the same kernel
-    (self term <Theta_ii>, within-group and cross terms), see ``jaxdyn.theory.meanfield``.
+* ``kernel``: the linearised kernel dynamics df/dt = -lr sum_j w_j Theta_ij dL/df_j (Eq. 10) with
+  the initial NTK held fixed;
+* ``meanfield``: the project's two-group extension of Eq. 11, whose coefficients are the group
+  averages of the same kernel (self term, within-group and cross terms);
+* ``literal``: Eq. 11 as written, one right-hand side for every point: it cannot split the groups;
+* ``aging``, ``aging_blocks``: the group mean field with the kernel scaled by the fitted decay of
+  its trace, and with every block coefficient measured along training (the NTK on the points is
+  recorded every ``kernel_every`` epochs in the same compiled scan).
 
-Both are computed in output space (the NTK of f = sigmoid output, as Eq. 10 reads) and in logit
-space (the NTK of the logits, keeping the sigmoid's saturation). Reported: the minority's turning
-epoch (simulation and each theory), the distance between theory and the seed-mean simulation, and
-when it first exceeds a tolerance (where theory and network part), and how much the kernel aged.
+Every theory is computed in output space (the NTK of f = sigmoid output, as Eq. 10 reads) and in
+logit space (the NTK of the logits, keeping the sigmoid's saturation); the kernel's aging is
+reported in both spaces with the sigmoid factor. Turns are read on curves smoothed in log time,
+per seed (the claims) and on the seed mean.
 """
 
 from __future__ import annotations
@@ -21,26 +27,27 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import xarray as xr
 
-from jaxdyn import ntk, plots
+from jaxdyn import claims, plots
 from jaxdyn.analysis import response as resp
-from jaxdyn.engine import member_keys, observables, train
-from jaxdyn.experiments.base import Claim, Config, ConfigError, Experiment, RunResult, param
-from jaxdyn.experiments.rbe_response import LOSSES
-from jaxdyn.models.rbe_conv import RBEConvNet
+from jaxdyn.engine import Record, hparam, observables, optimizer
+from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
+from jaxdyn.experiments.fields import RBETrainingFields
+from jaxdyn.models.rbe_conv import RBEConvNet, init_members
 from jaxdyn.tasks import rbe
 from jaxdyn.theory import meanfield
+from jaxdyn.theory.meanfield import THEORIES, THEORY_NOTES
 
-THEORIES = ("kernel", "meanfield")
+_TURN = ("In the first, all of them go to to the majority side and then the minorities turn its direction into the other side", "Sec. III, Fig. 5")
+_EQ10 = ("The short term learning dynamics of the prediction can be written in the following", "Sec. III, Eq. 10")
+_EQ11 = ("The loss of majority decreases in the first and the other one decreases later", "Sec. III, Eq. 11")
+_RATIO = ("In other words, the dynamics is determined just along the ratio, rho0/rho1", "Sec. III, Fig. 5")
 
 
 @dataclasses.dataclass(frozen=True)
-class RBEMeanfieldConfig(Config):
+class RBEMeanfieldConfig(RBETrainingFields, Config):
     """Configuration of rbe-meanfield (defaults: paper Fig. 5)."""
 
     seeds: int = param(20, "tests per ratio (the paper averages 20)", min=2, max=100_000)
@@ -48,255 +55,252 @@ class RBEMeanfieldConfig(Config):
     ratios: tuple[float, ...] = param((1 / 3, 2 / 3, 3.0, 1.5), "density ratios rho0/rho1 (group sizes n0 = N r / (1 + r))", min=0.0, max=1e3, min_exclusive=True, max_len=16)
     num_steps: int = param(400, "training epochs (one pair per step)", min=1, max=10_000_000)
     record_every: int = param(2, "epochs between records", min=1, max=1_000_000)
-    lr: float = param(0.1, "SGD learning rate", min=0.0, max=10.0, min_exclusive=True)
-    loss: str = param("mse", "training loss", choices=tuple(LOSSES))
+    kernel_every: int = param(10, "epochs between NTK measurements on the training points (a multiple of record_every)", min=1, max=1_000_000)
     spaces: tuple[str, ...] = param(meanfield.SPACES, "theory spaces: output (NTK of f, Eq. 10 as written) and/or logit (NTK of the logits)", choices=meanfield.SPACES, max_len=2)
     tolerance: float = param(0.1, "|theory - simulation| of a group mean counted as parting", min=0.0, max=1.0, min_exclusive=True)
     turn_margin: float = param(0.02, "smallest excursion (both ways) that counts as a turn", min=0.0, max=1.0)
+    smooth: float = param(0.15, "width of the log-time smoothing of the curves whose turns are read (natural-log units; 0: none)", min=0.0, max=2.0)
 
     @classmethod
     def quick(cls) -> "RBEMeanfieldConfig":
-        return cls(seeds=12, ratios=(1 / 3, 3.0), num_steps=200, record_every=2, spaces=("output",))
+        return cls(seeds=12, ratios=(1 / 3, 3.0), num_steps=200, record_every=2, kernel_every=10, spaces=("output", "logit"))
 
     @property
     def space(self) -> str:
-        """The space whose theory curves are drawn and used in the claims: the first listed."""
+        """The space whose theory curves are drawn: the first listed."""
         return self.spaces[0]
 
     def group_sizes(self) -> list[tuple[int, int]]:
         return [(round(self.num_points * r / (1 + r)), self.num_points - round(self.num_points * r / (1 + r))) for r in self.ratios]
 
     def check(self) -> None:
-        if self.num_steps % self.record_every:
-            raise ConfigError(f"record_every: must divide num_steps ({self.num_steps}), got {self.record_every}")
+        super().check()
         if len(set(self.spaces)) != len(self.spaces):
             raise ConfigError(f"spaces: listed twice in {self.spaces}")
+        if self.kernel_every % self.record_every or self.num_steps % self.kernel_every:
+            raise ConfigError(f"kernel_every: must be a multiple of record_every ({self.record_every}) and divide num_steps ({self.num_steps}), got {self.kernel_every}")
         for r, (n0, n1) in zip(self.ratios, self.group_sizes()):
             exact = self.num_points * r / (1 + r)
             if abs(exact - n0) > 0.05 or n0 < 1 or n1 < 1:
                 raise ConfigError(f"ratios: {r:g} does not split {self.num_points} points into whole non-empty groups (n0 = {exact:.3g})")
 
 
-def _group_means(f: np.ndarray, group: np.ndarray, num_groups: int = 2) -> np.ndarray:
-    """(..., n) predictions -> (..., G) group means."""
-    return np.stack([f[..., group == a].mean(-1) for a in range(num_groups)], -1)
-
-
-def simulate_groups(model, inits, *, seeds: int, num_steps: int, record_every: int, lr: float, loss: str,
-                    progress: bool = False, train_options: dict | None = None) -> dict[str, np.ndarray]:
-    """Trains ``len(inits)`` conditions x ``seeds`` members on group tasks; NTKs at start and end.
-
-    Args:
-        inits: task generators (``jaxdyn.tasks.rbe.groups`` / ``nested_groups``), one per condition,
-            all with the same number of points. Condition c, seed s is member c * seeds + s; every
-            condition uses the same seeds' keys.
+def simulate_groups(ctx, config, inits) -> dict[str, np.ndarray]:
+    """Trains ``len(inits)`` conditions x ``seeds`` members on group tasks (member c * seeds + s,
+    every condition on the same seeds' keys); records the predictions on the points every
+    ``record_every`` epochs and the NTK of f and of the logits on them every ``kernel_every``.
 
     Returns:
-        ``f`` (member, time, n) predictions on the training points, ``steps`` (time,), ``group``,
-        ``p1``, ``weight`` (member, n), ``theta_f0``, ``theta_z0`` (member, n, n) the NTK of the output
-        and of the logits at the start, ``theta_f1``, ``theta_z1`` at the end, ``diverged_at`` (member,).
+        ``f`` (member, time, n), ``steps`` (time,), ``kernel_steps`` (K,), ``kernel_output``,
+        ``kernel_logit`` (member, K, n, n), ``points`` (member, n, B), ``group``, ``p1``,
+        ``weight`` (member, n), ``diverged_at`` (member,).
     """
-    seed_ids = np.arange(seeds)
-    datas = [rbe.ensemble_data(init, seed_ids) for init in inits]
-    data = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, 0), *datas)
-    keys, _ = member_keys(seed_ids)
-    keys = jnp.concatenate([keys] * len(inits), 0)
-    n_members = keys.shape[0]
-    # Initial weights made here (not by the engine) so that the theory's kernel is measured on them.
-    x0 = data["points"][0]
-    params0 = jax.jit(jax.vmap(lambda k: model.init(jax.random.fold_in(jax.random.wrap_key_data(k), 11), x0)["params"]))(keys)
-    f_out, f_logit = ntk.apply_fn(model), ntk.apply_fn(model, method="logits")
-    kernels = jax.jit(jax.vmap(lambda p, x: (ntk.ntk(f_out, p, x, batch_size=None), ntk.ntk(f_logit, p, x, batch_size=None))))
-    theta_f0, theta_z0 = (np.asarray(a, np.float64) for a in kernels(params0, data["points"]))
-    result = train(
-        model, rbe.encoder_task(None), lambda h: optax.sgd(h["lr"]), seeds=np.asarray(keys), num_steps=num_steps,
-        loss=LOSSES[loss], observables={"f": observables.predictions("points")}, record_every=record_every,
-        hparams={"lr": np.full(n_members, lr, np.float32)}, init_params=params0, data=data, progress=progress,
-        **(train_options or {}),
+    model = RBEConvNet(init_scheme=config.init)
+    seed_ids = np.arange(config.seeds)
+    keys, data = rbe.condition_members([rbe.ensemble_data(init, seed_ids) for init in inits], seed_ids)
+    # Initial weights drawn here (not by the engine), as the landed code did, so the kernel at step 0 is theirs.
+    params0 = init_members(model, keys, data["points"][0])
+    result = ctx.train(
+        model, rbe.encoder_task(None), optimizer("sgd", learning_rate=hparam("lr")), seeds=keys, num_steps=config.num_steps,
+        loss=config.loss_fn,
+        record=(Record({"f": observables.predictions("points")}, every=config.record_every, dim="time"),
+                Record({"kernels": resp.PointKernels(model)}, every=config.kernel_every, dim="kernel_time")),
+        hparams={"lr": np.full(len(keys), config.lr, np.float32)}, init_params=params0, data=data,
     )
-    theta_f1, theta_z1 = (np.asarray(a, np.float64) for a in kernels(result.params, data["points"]))
     return {
-        "f": result.records["f"].astype(np.float64), "steps": result.record_steps.astype(np.float64),
-        "group": np.asarray(data["group"]), "p1": np.asarray(data["p1"], np.float64),
-        "weight": np.asarray(data["weight"], np.float64), "theta_f0": theta_f0, "theta_z0": theta_z0,
-        "theta_f1": theta_f1, "theta_z1": theta_z1, "diverged_at": np.asarray(result.diverged_at),
+        "f": result.records["f"].astype(np.float64), "steps": result.times["time"].astype(np.float64),
+        "kernel_steps": result.times["kernel_time"].astype(np.float64),
+        "kernel_output": result.records["kernel_output"].astype(np.float64), "kernel_logit": result.records["kernel_logit"].astype(np.float64),
+        "points": np.asarray(data["points"]), "group": np.asarray(data["group"]), "p1": np.asarray(data["p1"], np.float64),
+        "weight": np.asarray(data["weight"], np.float64), "diverged_at": np.asarray(result.diverged_at),
     }
 
 
-def integrate_theories(sim: dict[str, np.ndarray], *, lr: float, loss: str, num_groups: int,
-                       spaces=meanfield.SPACES) -> tuple[dict, dict]:
-    """Kernel (Eq. 10) and G-group mean-field (Eq. 11) curves for every member, from its initial NTK.
+def kernel_aging(sim: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The aging of the kernel on the training points, per member: the trace of the NTK of f and
+    of the logits over its initial value, and the mean sigmoid factor (f(1-f))^2 of the points,
+    each fitted by (1 + t/t0)^-tau (``jaxdyn.theory.meanfield.fit_decay``).
 
-    Returns:
-        ({space: {'kernel': (member, time, G), 'meanfield': (member, time, G)}} group-mean
-        predictions, and the matching solver-success flags (member,)).
+    Returns ``{"tau_output", "tau_logit", "tau_sigmoid_factor", "end_over_start_output",
+    "end_over_start_logit", "end_over_start_sigmoid_factor"}``, each (member,).
     """
-    f_sim, group, p1, weight, steps = sim["f"], sim["group"], sim["p1"], sim["weight"], sim["steps"]
-    n_members = f_sim.shape[0]
-    f0 = f_sim[:, 0]
-    groups = range(num_groups)
-    big_w = np.stack([[weight[m, group[m] == a].sum() for a in groups] for m in range(n_members)])
-    wbar = np.stack([[weight[m, group[m] == a].mean() for a in groups] for m in range(n_members)])
-    y_g = np.stack([[p1[m, group[m] == a].mean() for a in groups] for m in range(n_members)])
-    fg0 = np.stack([_group_means(f0[m], group[m], num_groups) for m in range(n_members)])
-    theory, ok = {}, {}
-    for space in spaces:
-        theta = sim["theta_f0"] if space == "output" else sim["theta_z0"]
-        sol = meanfield.solve_kernel(theta, f0, p1, weight, steps, lr=lr, loss=loss, space=space)
-        g_kernel = np.stack([_group_means(sol.ys[m], group[m], num_groups) for m in range(n_members)])
-        diag, cross = zip(*[meanfield.group_kernel(theta[m], group[m], num_groups) for m in range(n_members)])
-        mf = meanfield.solve_meanfield(np.stack(diag), np.stack(cross), big_w, wbar, fg0, y_g, steps, lr=lr, loss=loss, space=space)
-        theory[space] = {"kernel": g_kernel, "meanfield": np.asarray(mf.ys, np.float64)}
-        ok[space] = {"kernel": np.asarray(sol.ok), "meanfield": np.asarray(mf.ok)}
-    return theory, ok
+    kt = sim["kernel_steps"]
+    out = {}
+    for space in ("output", "logit"):
+        tr = np.mean(np.diagonal(sim[f"kernel_{space}"], axis1=-2, axis2=-1), -1)  # (member, K)
+        ratio = tr / tr[:, :1]
+        out[f"tau_{space}"] = meanfield.fit_decay(kt, ratio)[1]
+        out[f"end_over_start_{space}"] = ratio[:, -1]
+    idx = np.searchsorted(sim["steps"], kt)
+    sig = np.mean(resp.sigmoid_factor(sim["f"][:, idx]), -1)
+    ratio = sig / sig[:, :1]
+    out["tau_sigmoid_factor"] = meanfield.fit_decay(kt, ratio)[1]
+    out["end_over_start_sigmoid_factor"] = ratio[:, -1]
+    return out
 
 
-def run(config: RBEMeanfieldConfig, progress: bool = False, **train_options) -> RunResult:
-    """Trains every ratio on the same seeds; integrates both theories from each member's initial NTK."""
+def theories(config, sim, spaces, num_groups: int) -> tuple[dict, dict, dict]:
+    """Every theory of :data:`THEORIES` in every space, from the kernels recorded in ``sim``."""
+    k0 = {"output": sim["kernel_output"][:, 0], "logit": sim["kernel_logit"][:, 0]}
+    ks = {"output": sim["kernel_output"], "logit": sim["kernel_logit"]}
+    return meanfield.group_theories(sim["f"][:, 0], sim["group"], sim["p1"], sim["weight"], {sp: k0[sp] for sp in spaces}, sim["steps"],
+                                    lr=config.lr, loss=config.loss, num_groups=num_groups,
+                                    kernels_by_space={sp: ks[sp] for sp in spaces}, kernel_times=sim["kernel_steps"])
+
+
+def _turn(steps, curve, kind, margin, smooth):
+    c = resp.smooth_log_time(steps, curve, smooth) if smooth > 0 else curve
+    return resp.turning_point(steps, c, kind, margin=margin)
+
+
+def run(config: RBEMeanfieldConfig, ctx) -> Result:
+    """Trains every ratio on the same seeds; integrates every theory from each member's NTK."""
     sizes = config.group_sizes()
-    seed_ids = np.arange(config.seeds)
-    sim = simulate_groups(RBEConvNet(), [rbe.groups(s, (0.0, 1.0)) for s in sizes], seeds=config.seeds,
-                          num_steps=config.num_steps, record_every=config.record_every, lr=config.lr, loss=config.loss,
-                          progress=progress, train_options=train_options)
-    theory, ok_theory = integrate_theories(sim, lr=config.lr, loss=config.loss, num_groups=2, spaces=config.spaces)
+    sim = simulate_groups(ctx, config, [rbe.groups(s, (0.0, 1.0)) for s in sizes])
+    ctx.stage("theory")
+    theory, ok_theory, decays = theories(config, sim, config.spaces, 2)
+    ctx.stage("analysis")
     f_sim, group, steps = sim["f"], sim["group"], sim["steps"]
-    theta_f0, theta_z0, theta_f1, theta_z1 = (sim[k] for k in ("theta_f0", "theta_z0", "theta_f1", "theta_z1"))
     n_members = f_sim.shape[0]
-    g_sim = np.stack([_group_means(f_sim[m], group[m]) for m in range(n_members)])  # (member, time, 2)
+    g_sim = np.stack([meanfield.group_means(f_sim[m], group[m]) for m in range(n_members)])  # (member, time, 2)
     shape = (len(sizes), config.seeds)
     rs = lambda a: a.reshape(shape + a.shape[1:])  # noqa: E731
     g_sim_r = rs(g_sim)
     diverged = rs(sim["diverged_at"]) >= 0
+    aging = {k: rs(v) for k, v in kernel_aging(sim).items()}
 
-    rows, claims = [], []
+    rows, found = [], []
+    depth_by_ratio = {}
+    margin_src = "config.turn_margin: the smallest excursion counted as a turn"
     for i, (r, (n0, n1)) in enumerate(zip(config.ratios, sizes)):
         ok = ~diverged[i]
         minority = 1 if n0 > n1 else 0  # g1 (label 1) is the minority when g0 is larger
         kind = "min" if minority == 1 else "max"
         sim_mean = g_sim_r[i, ok].mean(0)  # (time, 2)
-        t_sim, depth_sim = resp.turning_point(steps, sim_mean[:, minority], kind, margin=config.turn_margin)
-        per_seed = [resp.turning_point(steps, g_sim_r[i, s, :, minority], kind, margin=config.turn_margin) for s in np.flatnonzero(ok)]
-        seed_turns = np.array([t for t, _ in per_seed])
+        t_sim, depth_sim = _turn(steps, sim_mean[:, minority], kind, config.turn_margin, config.smooth)
+        per_seed = np.array([_turn(steps, g_sim_r[i, s, :, minority], kind, config.turn_margin, config.smooth) for s in range(config.seeds)])
+        depth_by_ratio[r] = per_seed[:, 1]
         row: dict[str, Any] = {
             "ratio": float(r), "n0": n0, "n1": n1, "minority": f"g{minority}", "members": int(ok.sum()),
             "simulation": {"turn_epoch_of_mean": t_sim, "turn_depth_of_mean": depth_sim,
-                           "fraction_of_seeds_turning": float(np.mean(np.isfinite(seed_turns))),
-                           "median_turn_epoch_per_seed": float(np.nanmedian(seed_turns)) if np.isfinite(seed_turns).any() else float("nan"),
+                           "fraction_of_seeds_turning": float(np.mean(np.isfinite(per_seed[ok, 0]))),
+                           "median_turn_epoch_per_seed": float(np.nanmedian(per_seed[ok, 0])) if np.isfinite(per_seed[ok, 0]).any() else float("nan"),
                            "final_group_means": sim_mean[-1].tolist()},
             "theories": {},
+            "kernel_aging": {k: float(np.median(v[i, ok])) for k, v in aging.items()},
         }
+        th_seed: dict[str, np.ndarray] = {}
         for space in config.spaces:
-            for name in THEORIES:
-                th = rs(theory[space][name])[i, ok].mean(0)
+            for name in theory[space]:
+                curves = rs(theory[space][name])[i]  # (seed, time, 2)
+                th = curves[ok].mean(0)
                 t_th, depth_th = resp.turning_point(steps, th[:, minority], kind, margin=config.turn_margin)
+                th_seed[f"{name}_{space}"] = np.array([resp.turning_point(steps, curves[s, :, minority], kind, margin=config.turn_margin)
+                                                       for s in range(config.seeds)])
                 dev = np.abs(th - sim_mean).max(-1)  # (time,)
                 part = np.flatnonzero(dev > config.tolerance)
                 row["theories"][f"{name}_{space}"] = {
-                    "turn_epoch": t_th, "turn_depth": depth_th,
-                    "turn_epoch_minus_simulation": t_th - t_sim,
-                    "max_abs_deviation": float(dev.max()),
-                    "mean_abs_deviation": float(dev.mean()),
+                    "turn_epoch": t_th, "turn_depth": depth_th, "turn_epoch_minus_simulation": t_th - t_sim,
+                    "fraction_of_seeds_turning": float(np.mean(np.isfinite(th_seed[f"{name}_{space}"][ok, 0]))),
+                    "max_abs_deviation": float(dev.max()), "mean_abs_deviation": float(dev.mean()),
                     "parting_epoch": float(steps[part[0]]) if part.size else None,
-                    "final_group_means": th[-1].tolist(),
-                    "solver_ok": bool(rs(ok_theory[space][name])[i].all()),
+                    "final_group_means": th[-1].tolist(), "solver_ok": bool(rs(ok_theory[space][name])[i].all()),
                 }
-        # How much the kernel aged between the start and the end: mean diagonal, end / start.
-        row["kernel_diag_end_over_start"] = {  # the aging of the kernel on the training points
-            "output": float(np.mean(np.diagonal(rs(theta_f1)[i, ok], axis1=-2, axis2=-1)) / np.mean(np.diagonal(rs(theta_f0)[i, ok], axis1=-2, axis2=-1))),
-            "logit": float(np.mean(np.diagonal(rs(theta_z1)[i, ok], axis1=-2, axis2=-1)) / np.mean(np.diagonal(rs(theta_z0)[i, ok], axis1=-2, axis2=-1))),
-        }
         rows.append(row)
         label = f"rho0/rho1 = {r:.3g}"
-        claims.append(Claim(f"{label}: majority first, then the minority turns (excursion of the minority's seed-mean prediction towards the majority label; held if > {config.turn_margin} both ways)",
-                            bool(np.isfinite(t_sim)), depth_sim, config.turn_margin))
-        mf = row["theories"][f"meanfield_{config.space}"]
-        claims.append(Claim(f"{label}: the mean field ({config.space} space) shows the same turn (its excursion)",
-                            bool(np.isfinite(mf["turn_epoch"])), mf["turn_depth"], config.turn_margin))
-        if np.isfinite(t_sim) and np.isfinite(mf["turn_epoch"]):
-            rel = abs(mf["turn_epoch"] - t_sim) / t_sim
-            claims.append(Claim(f"{label}: the mean field ({config.space} space) times the minority's turn within 50% (|t_theory - t_sim| / t_sim; t_sim = {t_sim:g}, t_theory = {mf['turn_epoch']:g})",
-                                bool(rel < 0.5), rel, 0.5))
+        slug = f"ratio-{r:.3g}".replace(".", "_")
+        found.append(claims.per_seed(
+            f"{slug}-minority-turns", f"{label}: majority first, then the minority turns (each seed's excursion of the minority's "
+            "group-mean prediction towards the majority label and back, smoothed in log time)", per_seed[:, 1], ">", config.turn_margin,
+            kind="paper", source=claims.source(*_TURN), include=ok, required_fraction=resp.MAJORITY, threshold_source=margin_src,
+            reading=resp._MAJORITY_WHY))
+        sp = config.space
+        for name, kind_c, src, why in (("kernel", "paper", _EQ10, None), ("literal", "paper", _EQ11, None),
+                                       ("meanfield", "extension", None, "the project's two-group extension of Eq. 11 (self, within-group and "
+                                        "cross terms): Eq. 11 as written has one right-hand side for every point and cannot split groups")):
+            d = th_seed[f"{name}_{sp}"][:, 1]
+            found.append(claims.per_seed(
+                f"{slug}-{name}-turns", f"{label}: the {name} theory ({THEORY_NOTES[name]}; {sp} space, from each seed's NTK) shows the "
+                "same turn (each seed's excursion)", np.nan_to_num(d, nan=0.0), ">", config.turn_margin, kind=kind_c,
+                source=None if src is None else claims.source(*src), why=why, include=ok, required_fraction=resp.MAJORITY,
+                threshold_source=margin_src, reading=None if name != "literal" else
+                "Eq. 11 read literally: f_0 and f_1 the group means, rho_b the densities W_b, one kernel constant; every point has the same "
+                "right-hand side. " + resp._MAJORITY_WHY))
+        t_mf = th_seed[f"meanfield_{sp}"][:, 0]
+        rel = np.abs(t_mf - per_seed[:, 0]) / per_seed[:, 0]
+        found.append(claims.per_seed(
+            f"{slug}-meanfield-timing", f"{label}: the mean field ({sp} space) times the minority's turn within 50% (each seed's "
+            f"|t_theory - t_sim| / t_sim, both smoothed; seed-mean turns t_sim = {t_sim:g}, t_meanfield = {row['theories'][f'meanfield_{sp}']['turn_epoch']:g})",
+            rel, "<", 0.5, kind="extension", why="the paper shows the turn in both, not its timing", include=ok & np.isfinite(rel),
+            required_fraction=resp.MAJORITY, threshold_source="project's tolerance",
+            excluded_reason="seeds without a turn in the network or in the mean field"))
     # "The dynamics is determined just along the ratio": the minority's excursion grows with imbalance.
-    by_ratio = {row["ratio"]: row["simulation"]["turn_depth_of_mean"] for row in rows}
-    imbalance = sorted(by_ratio, key=lambda r: abs(np.log(r)))
-    if len({round(abs(np.log(r)), 6) for r in by_ratio}) >= 2:
-        lo = [by_ratio[r] for r in imbalance if abs(np.log(r)) == abs(np.log(imbalance[0]))]
-        hi = [by_ratio[r] for r in imbalance if abs(np.log(r)) == abs(np.log(imbalance[-1]))]
-        gap = float(np.min(hi) - np.max(lo))
-        claims.append(Claim("the more unbalanced the densities, the further the minority is first carried to the majority's label (smallest excursion at the largest imbalance minus largest at the smallest)",
-                            bool(gap > 0), gap, 0.0))
+    imb = {r: round(abs(np.log(r)), 6) for r in config.ratios}
+    if len(set(imb.values())) >= 2:
+        lo_r = [r for r in config.ratios if imb[r] == min(imb.values())]
+        hi_r = [r for r in config.ratios if imb[r] == max(imb.values())]
+        gap = np.min([depth_by_ratio[r] for r in hi_r], 0) - np.max([depth_by_ratio[r] for r in lo_r], 0)
+        found.append(claims.per_seed(
+            "imbalance-deepens-turn", "the more unbalanced the densities, the further the minority is first carried to the majority's "
+            f"label (each seed's smallest excursion at ratios {[round(r, 3) for r in hi_r]} minus its largest at {[round(r, 3) for r in lo_r]}; "
+            "same seed: same weights, overlapping points)", gap, ">", 0.0, kind="paper", source=claims.source(*_RATIO),
+            required_fraction=resp.MAJORITY, threshold_source="a comparison: the difference above 0", reading=resp._MAJORITY_WHY))
 
-    summary = {
-        "experiment": "rbe-meanfield",
-        "seeds": config.seeds,
-        "ratios": rows,
-        "paper": "Fig. 5: all predictions first go to the majority side, then the minority turns; Eq. 11: the dynamics is set by rho0/rho1",
-        "claims": [c.to_dict() for c in claims],
-    }
+    numbers = {"seeds": config.seeds, "init": config.init, "ratios": rows, "theories": THEORY_NOTES,
+               "decay_fit": {sp: {k: float(np.median(v)) for k, v in d.items()} for sp, d in decays.items()}}
+    sw = lambda a: np.swapaxes(rs(a), 0, 1)  # noqa: E731  (member, ...) -> (seed, ratio, ...)
     ds = xr.Dataset(
         {
-            "f": (("seed", "ratio", "time", "point"), np.swapaxes(rs(f_sim), 0, 1).astype(np.float32)),
-            "point_group": (("seed", "ratio", "point"), np.swapaxes(rs(group), 0, 1)),
+            "f": (("seed", "ratio", "time", "point"), sw(f_sim).astype(np.float32)),
+            "point_group": (("seed", "ratio", "point"), sw(group)),
+            "points": (("seed", "ratio", "point", "bit"), sw(sim["points"]).astype(np.int8)),
             "group_mean": (("seed", "ratio", "time", "group"), np.swapaxes(g_sim_r, 0, 1)),
-            **{f"{name}_{space}": (("seed", "ratio", "time", "group"), np.swapaxes(rs(theory[space][name]), 0, 1))
-               for space in config.spaces for name in THEORIES},
-            "theta_output_start": (("seed", "ratio", "point", "point2"), np.swapaxes(rs(theta_f0), 0, 1)),
-            "theta_logit_start": (("seed", "ratio", "point", "point2"), np.swapaxes(rs(theta_z0), 0, 1)),
-            "theta_output_end": (("seed", "ratio", "point", "point2"), np.swapaxes(rs(theta_f1), 0, 1)),
+            **{f"{name}_{space}": (("seed", "ratio", "time", "group"), sw(theory[space][name]))
+               for space in config.spaces for name in theory[space]},
+            "theta_output": (("seed", "ratio", "kernel_time", "point", "point2"), sw(sim["kernel_output"]).astype(np.float32)),
+            "theta_logit": (("seed", "ratio", "kernel_time", "point", "point2"), sw(sim["kernel_logit"]).astype(np.float32)),
+            **{f"kernel_{k}": (("seed", "ratio"), np.swapaxes(v, 0, 1)) for k, v in aging.items()},
             "diverged": (("seed", "ratio"), np.swapaxes(diverged, 0, 1).astype(np.int8)),
         },
-        coords={"seed": seed_ids, "ratio": list(config.ratios), "time": steps, "point": np.arange(config.num_points),
-                "point2": np.arange(config.num_points), "group": ["g0", "g1"]},
-        attrs={"experiment": "rbe-meanfield", "lr": config.lr, "loss": config.loss,
-               "theories": "kernel: Eq. 10 with the initial NTK; meanfield: Eq. 11 with its group averages; each in output and logit space",
+        coords={"seed": np.arange(config.seeds), "ratio": list(config.ratios), "time": steps, "kernel_time": sim["kernel_steps"],
+                "point": np.arange(config.num_points), "point2": np.arange(config.num_points), "group": ["g0", "g1"],
+                "bit": np.arange(rbe.BITS)},
+        attrs={"lr": config.lr, "loss": config.loss, "init": config.init, "smooth": config.smooth,
+               "theories": "; ".join(f"{k}: {v}" for k, v in THEORY_NOTES.items()) + "; each in output and logit space",
                "time_units": "epochs = SGD steps, one pair each"},
     )
-    return RunResult(dataset=ds, summary=summary, figures=_figures(config, steps, g_sim_r, rs(f_sim), rs(group), theory, rs, diverged))
-
-
-def plot_groups(ax, steps, f_points, group, g_mean, theories: dict, colors=None, log_markers: bool = False):
-    """Light lines: every point's seed-mean prediction; markers: group means; lines: theories.
-
-    ``log_markers`` spaces the ~30 markers evenly in log time (for a log time axis)."""
-    colors = colors or {a: plots.color(a) for a in range(g_mean.shape[-1])}
-    styles = {"kernel": "-", "meanfield": "--"}
-    for a in range(g_mean.shape[-1]):
-        for p in np.flatnonzero(group == a):
-            ax.plot(steps, f_points[:, p], color=colors[a], alpha=0.15, linewidth=0.7)
-        if log_markers:
-            pick = np.unique(np.r_[0, np.geomspace(1, len(steps) - 1, 30).astype(int)])
-        else:
-            pick = np.arange(0, len(steps), max(1, len(steps) // 30))
-        ax.plot(steps[pick], g_mean[pick, a], "o", color=colors[a], markerfacecolor="none", label=f"g{a} (simulation)")
-        for name, th in theories.items():
-            ax.plot(steps, th[:, a], styles.get(name, ":"), color=colors[a], linewidth=1.4, label=f"g{a} ({name})")
-    ax.set_xlabel("epoch e")
-    ax.set_ylabel("prediction f")
-    ax.set_ylim(-0.02, 1.02)
+    ctx.stage("figures")
+    return Result(dataset=ds, claims=found, figures=_figures(config, steps, g_sim_r, rs(f_sim), rs(group), theory, rs, diverged),
+                  numbers=numbers)
 
 
 def _figures(config, steps, g_sim_r, f_sim_r, group_r, theory, rs, diverged) -> dict:
     n = len(config.ratios)
-    fig, axes = plots.figure(1, n, width=3.4, height=3.0)
-    for i, r in enumerate(config.ratios):
-        ok = ~diverged[i]
-        # As in the paper: light lines are each point's prediction averaged over the seeds (point p
-        # of a member is a different string in each seed, but always in the same group).
-        ths = {name: rs(theory[config.space][name])[i, ok].mean(0) for name in THEORIES}
-        plot_groups(axes[0, i], steps, f_sim_r[i, ok].mean(0), group_r[i, 0], g_sim_r[i, ok].mean(0), ths)
-        axes[0, i].set_title(f"({chr(65 + i)}) rho0/rho1 = {r:.3g}")
-    axes[0, 0].legend(loc="best", fontsize=6)
-    fig.suptitle(f"{config.num_points} points, g0 -> 0, g1 -> 1. Markers: seed-mean simulation; lines: kernel (Eq. 10, solid) and\n"
-                 f"mean field (Eq. 11, dashed) from the initial NTK, {config.space} space; light: each point's seed mean", fontsize=8)
-    return {"meanfield": fig}
+    figs = {}
+    for space in config.spaces:
+        fig, axes = plots.figure(1, n, width=3.8, height=3.4)
+        for i, r in enumerate(config.ratios):
+            ok = ~diverged[i]
+            # As in the paper: light lines are each point's prediction averaged over the seeds (point p
+            # of a member is a different string in each seed, but always in the same group).
+            ths = {name: rs(theory[space][name])[i, ok].mean(0) for name in theory[space]}
+            plots.plot_groups(axes[0, i], steps, f_sim_r[i, ok].mean(0), group_r[i, 0], g_sim_r[i, ok].mean(0), ths, log_markers=True)
+            axes[0, i].set_xscale("symlog", linthresh=10)
+            axes[0, i].set_xlim(0, steps[-1])
+            axes[0, i].set_title(f"({chr(65 + i)}) rho0/rho1 = {r:.3g}")
+        axes[0, 0].legend(loc="best", fontsize=5, ncol=2)
+        fig.suptitle(f"{config.num_points} points, g0 -> 0, g1 -> 1; markers: seed-mean simulation; lines: theories from each seed's NTK "
+                     f"({space} space)", fontsize=8)
+        figs[f"meanfield_{space}"] = Figure(fig, f"group-mean predictions per density ratio on a log time axis: seed-mean simulation (markers), "
+                                                 f"kernel ODE (solid), mean-field extension (dashed), literal Eq. 11 and the aging mean fields "
+                                                 f"(dotted styles), {space} space")
+    return figs
 
 
-EXPERIMENTS = [
-    Experiment(
-        name="rbe-meanfield",
-        work="Nakazato",
-        description="20 points at density ratios 1/3, 2/3, 3, 3/2: network vs linearised kernel and two-group mean-field ODEs (diffrax)",
-        config=RBEMeanfieldConfig,
-        run=run,
-    )
-]
+EXPERIMENT = Experiment(
+    name="rbe-meanfield",
+    work="Nakazato",
+    description="20 points at density ratios 1/3, 2/3, 3, 3/2: network vs kernel ODE, the two-group mean-field extension, literal Eq. 11 and aging mean fields",
+    config=RBEMeanfieldConfig,
+    run=run,
+)

@@ -6,12 +6,20 @@ ELU/ReLU and dropout; flatten; Dense to 1; sigmoid -> ``(N,)`` probabilities.
 
 Padding defaults to 'VALID' (Keras ``Conv1D``'s default; the paper used Keras
 and states no padding): with 16 bits and 3 layers of kernel 3 the lengths go
-16 -> 14 -> 12 -> 10, so the dense layer sees 10 * features inputs.
+16 -> 14 -> 12 -> 10, so the dense layer sees 10 * features inputs. The kernel
+size 3 is the project's choice too: the paper gives none.
+
+Initialisation (``init_scheme``): ``'flax'`` (flax's defaults: LeCun-normal kernels,
+zero biases) or ``'keras'`` (Keras' defaults, which the paper's nets had:
+Glorot-uniform kernels, U(-l, l) with l = sqrt(6 / (fan_in + fan_out)), fans
+counted with the receptive field as Keras does, and zero biases). The model's
+default stays ``'flax'``; the rbe-* experiments default to ``'keras'``.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import functools
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -29,15 +37,20 @@ Array = jax.Array
 
 ACTIVATIONS = {"elu": elu, "relu": nn.relu}  # layers.elu: nn.elu's values and derivatives, faster on CPU
 CONV_IMPLS = ("patches", "flax")
+#: Kernel initialisers by name: flax's default (LeCun normal) and Keras' (Glorot uniform).
+#: Biases start at zero in both.
+KERNEL_INITS = {"flax": nn.initializers.lecun_normal(), "keras": nn.initializers.glorot_uniform()}
 
 
-def make_conv(impl: str, features: int, kernel_size, padding: str, name: str, **patch_options) -> nn.Module:
+def make_conv(impl: str, features: int, kernel_size, padding: str, name: str, kernel_init=None, **patch_options) -> nn.Module:
     """``PatchConv`` (impl='patches') or ``nn.Conv`` (impl='flax'); same params either way.
-    ``patch_options`` (``bias_in_matmul``, ``weight_grad_by_columns``) go to PatchConv only."""
+    ``kernel_init`` defaults to flax's (LeCun normal); ``patch_options`` (``bias_in_matmul``,
+    ``weight_grad_by_columns``) go to PatchConv only."""
+    init = {} if kernel_init is None else {"kernel_init": kernel_init}
     if impl == "patches":
-        return PatchConv(features, kernel_size, padding=padding, name=name, **patch_options)
+        return PatchConv(features, kernel_size, padding=padding, name=name, **init, **patch_options)
     if impl == "flax":
-        return nn.Conv(features, kernel_size, padding=padding, name=name)
+        return nn.Conv(features, kernel_size, padding=padding, name=name, **init)
     raise ValueError(f"conv must be one of {CONV_IMPLS}, got {impl!r}")
 
 
@@ -55,6 +68,7 @@ class _RBENet(nn.Module):
     padding: str = "VALID"
     conv: str = "patches"
     return_logits: bool = False
+    init_scheme: str = "flax"
 
     spatial_dims: ClassVar[int]
     patch_options: ClassVar[tuple[tuple[str, bool], ...]] = ()
@@ -67,6 +81,7 @@ class _RBENet(nn.Module):
         check_rate("dropout_rate", self.dropout_rate)
         check_choice("padding", self.padding, ("SAME", "VALID"))
         check_choice("conv", self.conv, CONV_IMPLS)
+        check_choice("init_scheme", self.init_scheme, tuple(KERNEL_INITS))
         super().__post_init__()
 
     @nn.compact
@@ -84,11 +99,11 @@ class _RBENet(nn.Module):
         h = jnp.asarray(x, jnp.float32)
         for i in range(self.num_layers):
             h = make_conv(self.conv, self.features, (self.kernel_size,) * d, self.padding, f"conv_{i}",
-                          **dict(self.patch_options))(h)
+                          kernel_init=KERNEL_INITS[self.init_scheme], **dict(self.patch_options))(h)
             h = act(h)
             h = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{i}")(h)
         h = h.reshape(h.shape[0], -1)  # position-major, like Keras' Flatten
-        return nn.Dense(1, name="dense")(h)[:, 0]
+        return nn.Dense(1, name="dense", kernel_init=KERNEL_INITS[self.init_scheme])(h)[:, 0]
 
     def __call__(self, x: Array, train: bool = False) -> Array:
         """Forward pass: inputs (N, *spatial[, C]) -> (N,) probabilities in (0, 1) (logits if
@@ -115,6 +130,8 @@ class RBEConvNet(_RBENet):
       conv: ``'patches'`` (:class:`PatchConv`, fast under vmap) or ``'flax'``
         (``nn.Conv``); identical parameter trees and outputs.
       return_logits: if True ``__call__`` returns pre-sigmoid logits.
+      init_scheme: ``'flax'`` (LeCun-normal kernels, the default) or ``'keras'``
+        (Glorot-uniform kernels, as the paper's Keras nets); zero biases in both.
 
     Params: ``conv_{i}`` {kernel (k, C_in, features), bias (features,)},
     ``dense`` {kernel (L_out * features, 1), bias (1,)}.
@@ -137,3 +154,24 @@ class RBEConvNet2D(_RBENet):
     """
 
     spatial_dims: ClassVar[int] = 2
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _init_members(model: nn.Module, keys: Array, x: Array, stream: int) -> Any:
+    return jax.vmap(lambda k: model.init(jax.random.fold_in(jax.random.wrap_key_data(k), stream), x)["params"])(keys)
+
+
+def init_members(model: nn.Module, keys, x: Array, stream: int = 11) -> Any:
+    """Initial parameters of every member, drawn outside the engine (so that kernels can be
+    measured on them before training and the engine given them as ``init_params``).
+
+    Args:
+        model: the flax model (hashable: compiled once per model and shapes).
+        keys: (member, 2) uint32 raw root keys.
+        x: (N, ...) an input batch fixing the shapes.
+        stream: the ``fold_in`` tag of the initialisation stream of each member's key.
+
+    Returns:
+        The ``'params'`` tree with leaves (member, ...).
+    """
+    return _init_members(model, jnp.asarray(keys), jnp.asarray(x), int(stream))

@@ -211,6 +211,63 @@ def two_points(p1: float, alpha: float, distance: int, *, bits: int = BITS, prob
     return init
 
 
+def bits_to_int(x: Array) -> Array:
+    """Bit strings (..., B) of 0/1 -> their integer codes (...,), int32 (B <= 30)."""
+    bits = x.shape[-1]
+    return jnp.sum(x.astype(jnp.int32) * (2 ** jnp.arange(bits - 1, -1, -1, dtype=jnp.int32)), axis=-1)
+
+
+def int_to_bits(codes: Array, bits: int = BITS) -> Array:
+    """Integer codes (...,) -> bit strings (..., bits) float32 0/1 (inverse of :func:`bits_to_int`)."""
+    shifts = jnp.arange(bits - 1, -1, -1, dtype=jnp.int32)
+    return ((jnp.asarray(codes, jnp.int32)[..., None] >> shifts) & 1).astype(jnp.float32)
+
+
+def distinct_random_bits(key: Array, n: int, bits: int = BITS, exclude: Array | None = None) -> Array:
+    """``n`` distinct uniformly random bit strings, none of them in ``exclude`` (m, B).
+
+    Sampling without replacement over all 2^B strings (uniform scores, the excluded set's set
+    to -inf, the n largest kept). Returns (n, bits) float32.
+    """
+    scores = jax.random.uniform(key, (2 ** bits,))
+    if exclude is not None and exclude.shape[0]:
+        scores = scores.at[bits_to_int(exclude)].set(-jnp.inf)
+    _, codes = jax.lax.top_k(scores, n)
+    return int_to_bits(codes, bits)
+
+
+def _ball_masks(bits: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every flip mask of at most ``radius`` bits, (K, bits) float32, with the log-probability of
+    each under "k ~ Uniform{0..radius}, then a uniform k-subset" (the marginal of
+    :func:`ball_points`)."""
+    import itertools
+    import math
+
+    masks, logp = [], []
+    for k in range(radius + 1):
+        for pos in itertools.combinations(range(bits), k):
+            m = np.zeros(bits, np.float32)
+            m[list(pos)] = 1.0
+            masks.append(m)
+            logp.append(-math.log(radius + 1) - math.log(math.comb(bits, k)))
+    return np.stack(masks), np.asarray(logp, np.float32)
+
+
+def distinct_ball_points(key: Array, center: Array, n: int, masks: np.ndarray, logp: np.ndarray,
+                         exclude: Array | None = None) -> Array:
+    """``n`` distinct strings within the ball ``center XOR masks``, none in ``exclude`` (m, B):
+    sampling without replacement with the per-draw probabilities ``exp(logp)`` (Gumbel top-k),
+    so the points are spread over the ball as :func:`ball_points` spreads them, without repeats.
+    Returns (n, B)."""
+    candidates = jnp.abs(center[None, :] - jnp.asarray(masks))
+    scores = jnp.asarray(logp) + jax.random.gumbel(key, (masks.shape[0],))
+    if exclude is not None and exclude.shape[0]:
+        hit = jnp.any(bits_to_int(candidates)[:, None] == bits_to_int(exclude)[None, :], axis=1)
+        scores = jnp.where(hit, -jnp.inf, scores)
+    _, idx = jax.lax.top_k(scores, n)
+    return candidates[idx]
+
+
 def groups(sizes: Sequence[int], labels: Sequence[float], *, bits: int = BITS):
     """Groups of random strings with deterministic (or noisy) encodings (paper Eq. 9, Fig. 5).
 
@@ -219,16 +276,19 @@ def groups(sizes: Sequence[int], labels: Sequence[float], *, bits: int = BITS):
         labels: p(y = 1) of each group, e.g. (0, 1).
 
     Every point is drawn with the same probability 1 / sum(sizes), so the density of group g
-    is proportional to its size. Points are independent uniform strings.
+    is proportional to its size. The strings are distinct uniform strings (no string twice, so
+    none carries two labels).
     """
     sizes, labels = _check_groups(sizes, labels)
     n = int(sum(sizes))
+    if n > 2 ** bits:
+        raise ValueError(f"sizes: {n} distinct strings do not exist among the 2^{bits} of {bits} bits")
     group = np.repeat(np.arange(len(sizes)), sizes)
     p1 = np.asarray(labels, np.float32)[group]
 
     def init(key):
         k_x, k_data = jax.random.split(key)
-        points = random_bits(k_x, n, bits)
+        points = distinct_random_bits(k_x, n, bits)
         return _base(k_data, points, jnp.full(n, 1.0 / n), jnp.asarray(p1), jnp.asarray(group))
 
     return init
@@ -242,7 +302,10 @@ def nested_groups(sizes: Sequence[int], labels: Sequence[float], radius1: int, r
     each other, and g2 within pairwise distance ``radius2`` (H2). Construction: a centre c1;
     g1 points flip up to floor(H1 / 2) bits of c1; a centre c2 at distance floor(H1 / 2) -
     floor(H2 / 2) from c1; g2 points flip up to floor(H2 / 2) bits of c2. So every g2 point is
-    within floor(H1 / 2) of c1 too, and the triangle inequality gives both constraints.
+    within floor(H1 / 2) of c1 too, and the triangle inequality gives both constraints. Every
+    string is distinct (points of a ball are drawn without replacement, with the per-draw
+    probabilities of "k ~ Uniform{0..r} flipped bits"; g1 avoids g2's strings and g0 avoids both),
+    so no string appears twice and none carries two labels.
 
     Args:
         sizes: (n0, n1, n2).
@@ -256,21 +319,102 @@ def nested_groups(sizes: Sequence[int], labels: Sequence[float], radius1: int, r
         raise ValueError(f"radii must satisfy 0 <= radius2 <= radius1 <= {bits}, got H1={radius1}, H2={radius2}")
     n0, n1, n2 = sizes
     r1, r2 = radius1 // 2, radius2 // 2
+    masks1, logp1 = _ball_masks(bits, r1)
+    masks2, logp2 = _ball_masks(bits, r2)
+    if n2 > len(masks2):
+        raise ValueError(f"sizes: g2 needs {n2} distinct strings within {r2} flips of its centre; only {len(masks2)} exist (H2={radius2})")
+    if n1 + n2 > len(masks1):
+        raise ValueError(f"sizes: g1 and g2 need {n1 + n2} distinct strings within {r1} flips of c1; only {len(masks1)} exist (H1={radius1})")
     group = np.repeat(np.arange(3), sizes)
     p1 = np.asarray(labels, np.float32)[group]
     n = int(sum(sizes))
 
     def init(key):
         k0, kc1, kc2, k1, k2, k_data = jax.random.split(key, 6)
-        g0 = random_bits(k0, n0, bits)
         c1 = random_bits(kc1, 1, bits)[0]
         c2 = flip_bits(kc2, c1, r1 - r2)
-        g1 = ball_points(k1, c1, n1, r1)
-        g2 = ball_points(k2, c2, n2, r2)
+        g2 = distinct_ball_points(k2, c2, n2, masks2, logp2)
+        g1 = distinct_ball_points(k1, c1, n1, masks1, logp1, exclude=g2)
+        g0 = distinct_random_bits(k0, n0, bits, exclude=jnp.concatenate([g1, g2]))
         points = jnp.concatenate([g0, g1, g2])
         return _base(k_data, points, jnp.full(n, 1.0 / n), jnp.asarray(p1), jnp.asarray(group))
 
     return init
+
+
+def duplicate_stats(points: np.ndarray, p1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per task: whether any string appears twice, and whether one string carries two labels.
+
+    Args:
+        points: (task, n, B) bit strings; p1: (task, n) their label probabilities.
+
+    Returns:
+        (has_duplicate (task,), has_conflict (task,)) bool.
+    """
+    points, p1 = np.asarray(points), np.asarray(p1)
+    dup, conflict = [], []
+    for x, y in zip(points, p1):
+        codes = [row.tobytes() for row in x.astype(np.uint8)]
+        seen: dict = {}
+        d = c = False
+        for code, label in zip(codes, y):
+            if code in seen:
+                d = True
+                c = c or seen[code] != label
+            seen.setdefault(code, label)
+        dup.append(d)
+        conflict.append(c)
+    return np.asarray(dup), np.asarray(conflict)
+
+
+def encoding_name(p1: float) -> str:
+    """'unbiased' (p1 = 1/2), 'biased p0/p1=0.25', 'deterministic y=0' ... for an encoding p(y = 1)."""
+    if p1 == 0.5:
+        return "unbiased"
+    if p1 in (0.0, 1.0):
+        return f"deterministic y={int(p1)}"
+    return f"biased p0/p1={(1 - p1) / p1:.3g}"
+
+
+def condition_members(datas: Sequence[Mapping[str, Array]], seeds: Sequence[int]) -> tuple[np.ndarray, dict[str, Array]]:
+    """Members of a paired design: every condition trained on the same seeds.
+
+    Args:
+        datas: one ensemble data dict per condition, leaves (seed, ...) (from :func:`ensemble_data`).
+        seeds: (seed,) the integer seeds shared by every condition.
+
+    Returns:
+        (raw keys (condition * seed, 2) uint32, data with leaves (condition * seed, ...)); member
+        ``c * len(seeds) + s`` is condition c with seed s's root key, so its initial weights,
+        data order and dropout masks are those of seed s in every condition.
+    """
+    from jaxdyn.engine import member_keys
+
+    keys, _ = member_keys(np.asarray(seeds))
+    n = len(datas)
+    data = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *datas)
+    return np.asarray(jnp.concatenate([keys] * n, axis=0)), data
+
+
+def single_point_members(p1s: Sequence[float], seeds: Sequence[int], probes_per_distance: int) -> tuple[np.ndarray, dict[str, Array]]:
+    """Members of the single-point response experiments (Fig. 1-3, 7): every encoding on the
+    same seeds (same x_o, probes and initial weights), member ``e * len(seeds) + s``.
+
+    Returns:
+        (raw keys (encoding * seed, 2) uint32, data of :func:`single_point` with ``p1`` set per
+        member).
+    """
+    seeds = np.asarray(seeds)
+    one = ensemble_data(single_point(0.5, probes_per_distance=probes_per_distance), seeds)
+    keys, data = condition_members([one] * len(p1s), seeds)
+    return keys, with_p1(data, np.repeat(np.asarray(p1s, np.float32), len(seeds)))
+
+
+def split_conditions(a: np.ndarray, num_conditions: int) -> np.ndarray:
+    """(condition * seed, ...) member-major arrays -> (seed, condition, ...)."""
+    a = np.asarray(a)
+    a = a.reshape((num_conditions, a.shape[0] // num_conditions) + a.shape[1:])
+    return np.swapaxes(a, 0, 1)
 
 
 def with_p1(data: Mapping[str, Array], p1: Array) -> dict[str, Array]:
