@@ -18,13 +18,14 @@ from jaxdyn.experiments import ConfigError, dense_sample
 from jaxdyn.experiments.dense_sample import DenseSampleConfig
 from jaxdyn.models import DenseSampleVGG
 from jaxdyn.models.layers import capture_intermediates
+from jaxdyn.store import execute
 from jaxdyn.tasks import faces
 
 
 @pytest.fixture(scope="module")
 def quick():
     config = DenseSampleConfig.quick()
-    return config, dense_sample.run(config)
+    return config, execute(dense_sample.EXPERIMENT, config)
 
 
 def _model(config):
@@ -109,29 +110,20 @@ def test_analyses_are_wired_to_the_records(quick):
     assert np.isnan(ds["lld_r2"].values[:, 1:]).all() and np.isfinite(ds["lld_fitted"].values[:, 0]).all()
     # Phases are named codes; the MP fit at init matches the lecun-normal variance 1 / fan_in.
     assert set(np.unique(ds["phase"].values)) <= set(range(len(sp.PHASES)))
-    ratio = np.array(res.summary["mp_sigma2_init_over_expected"])
+    ratio = np.array(res.numbers["mp_sigma2_init_over_expected"])
     np.testing.assert_allclose(ratio, 1.0, atol=0.15)
 
 
-def test_summary_claims_and_figures(quick, tmp_path):
+def test_numbers_claims_and_figures(quick, tmp_path):
     config, res = quick
-    s = res.summary
-    json.dumps(s)  # serialisable as written by the store
-    assert len(s["claims"]) >= 10
-    for c in s["claims"]:
-        assert isinstance(c["held"], bool) and isinstance(c["value"], float) and c["claim"]
+    json.dumps(res.numbers)  # serialisable as written by the store
+    assert len(res.claims) >= 10
+    for c in res.claims:
+        assert c.kind in ("paper", "extension", "sanity") and c.statement
+        assert (c.source is not None) == (c.kind == "paper")
     assert set(res.figures) == {"learning_curve", "pca_timeline", "pca_scatter", "layer_coupling", "spectra", "faces"}
-    assert s["resolved"]["image_size"] == 12 and s["split"] == {"train": 78, "test": 18, "probe": 12}
-    # The whole result goes through the store (netCDF, figures, summary).
-    from jaxdyn.store import RunDir
-
-    run_dir = RunDir(tmp_path, "dense-sample")
-    run_dir.start(config.to_dict())
-    run_dir.finish(res, 1.0)
-    back = xr.open_dataset(run_dir.path / "results.nc", engine="h5netcdf")
-    np.testing.assert_array_equal(back["test_accuracy"].values, res.dataset["test_accuracy"].values)
-    back.close()
-    assert (run_dir.path / "spectra.png").exists()
+    assert all(f.caption for f in res.figures.values())
+    assert res.numbers["resolved"]["image_size"] == 12 and res.numbers["split"] == {"train": 78, "test": 18, "probe": 12}
 
 
 def test_full_set_metrics_chunks_and_masks_padding():
@@ -140,8 +132,9 @@ def test_full_set_metrics_chunks_and_masks_padding():
     y = np.array([0, 1, 2] * 3 + [0, 1], np.int32)
     params = jax.jit(model.init)(jax.random.key(0), faces.to_input(x[:1]))["params"]
     data = {"x": x, "y": y, "norm": np.array([0.0, 1.0], np.float32)}
-    snap = Snapshot(params, 0, {}, data, {}, lambda p, xx: model.apply({"params": p}, xx))
-    got = np.asarray(jax.jit(lambda d: dense_sample.full_set_metrics("x", "y", 4, 3)(snap._replace(data=d)))(data))
+    snap = Snapshot(params, None, 0, {}, data, {}, lambda p, xx: model.apply({"params": p}, xx))
+    out = jax.jit(lambda d: dense_sample.FullSetMetrics("x", "y", 4, 3, "all")(snap._replace(data=d)))(data)
+    got = np.concatenate([[out["all_loss"], out["all_accuracy"]], np.asarray(out["all_confusion"]).reshape(-1)])
     logits = jax.jit(model.apply)({"params": params}, faces.to_input(x))
     pred = np.argmax(logits, -1)
     want_loss = float(optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
