@@ -151,18 +151,19 @@ def profile_linearity(profile) -> float:
     return 1.0 - float(np.sum((y - slope * d - intercept) ** 2)) / sst if sst > 0 else float("nan")
 
 
-def weight_correlation(kernels) -> "np.ndarray":
+def weight_correlation(kernels, kernel_ndim: int = 4) -> "np.ndarray":
     """(..., L, L) Pearson correlation of the flattened kernels of every pair of layers.
 
     Args:
         kernels: (..., L, *kernel shape), one kernel shape for every layer (e.g. (3, 3, C, C)).
+        kernel_ndim: the number of trailing kernel axes (4 for a 2-D conv kernel).
     """
     import numpy as np
 
     k = np.asarray(kernels, np.float64)
-    num_l = k.shape[len(k.shape) - 5] if k.ndim >= 5 else k.shape[0]
-    lead = k.shape[: k.ndim - 5] if k.ndim >= 5 else ()
-    flat = k.reshape(*lead, num_l, -1)
+    if k.ndim < kernel_ndim + 1:
+        raise ValueError(f"kernels: expected (..., L, {kernel_ndim} kernel axes), got shape {k.shape}")
+    flat = k.reshape(k.shape[: k.ndim - kernel_ndim] + (-1,))
     flat = flat - flat.mean(-1, keepdims=True)
     cov = np.einsum("...ap,...bp->...ab", flat, flat)
     sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))

@@ -106,8 +106,8 @@ def device_pca(h: jax.Array, num_components: int, *, block: int | None = None, i
     Returns:
         ``{"variance": (C,), "total": (), "scores": (N, C)}``: variance along each leading PC
         (descending, divided by N - 1), the total variance (trace of the covariance), and the
-        centred rows projected on the leading PCs (signs arbitrary: align them over time on the
-        host, :func:`align_signs`).
+        centred rows projected on the leading PCs, each PC's sign chosen so that
+        sum_i s_i |s_i| > 0 (align them over time on the host, :func:`align_signs`).
     """
     n, d = h.shape
     if not 1 <= num_components <= min(n - 1, d):
@@ -134,7 +134,10 @@ def device_pca(h: jax.Array, num_components: int, *, block: int | None = None, i
     u, sv, _ = jnp.linalg.svd(small, full_matrices=False)  # descending
     u, sv = u[:, :num_components], sv[:num_components]
     scores = jnp.matmul(q, u, precision=hp) * sv
-    return {"variance": sv * sv / (n - 1), "total": total, "scores": scores}
+    # A sign convention (each PC's scores weighted towards positive: sum s |s| > 0), so that
+    # runs whose float rounding differs do not return opposite signs of the same component.
+    sign = jnp.where(jnp.sum(scores * jnp.abs(scores), axis=0) < 0, -1.0, 1.0)
+    return {"variance": sv * sv / (n - 1), "total": total, "scores": scores * sign}
 
 
 def align_signs(scores: np.ndarray) -> np.ndarray:
