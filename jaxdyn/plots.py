@@ -361,3 +361,27 @@ def fit_limits(ax, x, y, pad: float = 0.06):
         setter(lo - margin, hi + margin)
         out.append((lo - margin, hi + margin))
     return tuple(out)
+# --- dense sample ---
+def seed_panels(num_seeds: int, *, columns: int = 4, width: float = 3.2, height: float = 2.8):
+    """One panel per ensemble member (figures fit and draw each seed, never a seed mean).
+
+    Returns:
+        (figure, list of ``num_seeds`` axes, row-major in a grid of at most ``columns``
+        columns; spare panels of the grid are hidden).
+    """
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds: expected at least one, got {num_seeds}")
+    cols = min(columns, num_seeds)
+    rows = -(-num_seeds // cols)
+    fig, axes = figure(rows, cols, width=width, height=height)
+    flat = list(axes.ravel())
+    for extra in flat[num_seeds:]:
+        extra.set_visible(False)
+    return fig, flat[:num_seeds]
+
+
+def transition_window(ax, start: float, stop: float, *, color: str = "0.85", label: str | None = None):
+    """Shades the epochs [start, stop] (a learning transition, e.g. t10 to t90); nothing when
+    either end is not finite."""
+    if np.isfinite(start) and np.isfinite(stop):
+        ax.axvspan(start, stop, color=color, alpha=0.5, linewidth=0, zorder=0, label=label)

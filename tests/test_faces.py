@@ -336,7 +336,10 @@ def test_task_shuffles_each_epoch_without_replacement(small):
     probe = faces.stratified_subset(small.identity, 2, seed=0)
     base = faces.task_data(small, split, probe)
     task = faces.face_task(base, batch_size=5)
-    data = jax.tree_util.tree_map(lambda a: a[0], faces.member_data(base, [7]))
+    own = jax.tree_util.tree_map(lambda a: a[0], faces.member_data([7]))
+    assert set(own) == {"shuffle_key"}  # the images are shared by every member, not copied per member
+    data = {**base, **own}
+    assert task == faces.face_task(base, batch_size=5) and hash(task) == hash(faces.face_task(base, batch_size=5))
     spe = len(split.train) // 5
     batch = jax.jit(task.batch)
     epochs = [np.concatenate([np.asarray(batch(data, None, jnp.int32(e * spe + i))["index"]) for i in range(spe)])

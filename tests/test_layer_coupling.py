@@ -77,3 +77,43 @@ def test_cka_matrix_matches_pairs_and_runs_under_jit():
     assert m[1, 2] == pytest.approx(1.0, abs=1e-5)
     coupled = jax.jit(jax.vmap(layers.coupling_matrix))([jnp.stack([a] * 2) for a in acts])
     assert coupled.shape == (2, 3, 3)
+
+
+def test_coupling_from_sufficient_statistics_matches_and_adds_over_groups():
+    rng = np.random.default_rng(4)
+    acts = [np.maximum(rng.standard_normal((10, 6, 6, 3)) + i * 0.3, 0).astype(np.float32) for i in range(3)]
+    acts[1] = acts[0] * 0.7 + 0.3 * acts[1]  # a coupled pair
+    count, sums, cross = (np.asarray(a) for a in layers.coupling_statistics(acts))
+    np.testing.assert_allclose(layers.coupling_from_statistics(count, sums, cross), layers.coupling_matrix(acts), atol=1e-5)
+    # Two halves, summed, give the whole set; a mask leaves rows out.
+    a = [np.asarray(x) for x in layers.coupling_statistics([x[:4] for x in acts])]
+    b = [np.asarray(x) for x in layers.coupling_statistics([x[4:] for x in acts])]
+    np.testing.assert_allclose(layers.coupling_from_statistics(a[0] + b[0], a[1] + b[1], a[2] + b[2]),
+                               layers.coupling_matrix(acts), atol=1e-5)
+    mask = np.r_[np.ones(4), np.zeros(6)]
+    masked = [np.asarray(x) for x in layers.coupling_statistics(acts, mask)]
+    np.testing.assert_allclose(masked[1], a[1], rtol=1e-6)
+
+
+def test_distance_profile_and_its_linearity():
+    c = np.eye(5)
+    for i in range(5):
+        for j in range(5):
+            c[i, j] = 1.0 - 0.2 * abs(i - j)
+    prof = layers.distance_profile(c)
+    np.testing.assert_allclose(prof, [0.8, 0.6, 0.4, 0.2])
+    assert layers.profile_linearity(prof) == pytest.approx(1.0)
+    assert layers.profile_linearity(np.array([0.8, 0.2, 0.19, 0.18])) < 0.8  # a knee, not a line
+    assert np.isnan(layers.profile_linearity(np.array([0.5, 0.5, 0.5])))
+
+
+def test_weight_correlation_of_kernels():
+    rng = np.random.default_rng(8)
+    k0 = rng.standard_normal((3, 3, 3, 3))
+    kernels = np.stack([k0, 2 * k0 + 1, -k0, rng.standard_normal((3, 3, 3, 3))])
+    r = layers.weight_correlation(kernels)
+    assert r.shape == (4, 4)
+    np.testing.assert_allclose(r[0, 1], 1.0) and np.testing.assert_allclose(r[0, 2], -1.0)
+    assert abs(r[0, 3]) < 0.5
+    batched = layers.weight_correlation(np.stack([kernels, kernels]))  # (seed, L, ...) leading axes
+    np.testing.assert_allclose(batched[1], r)

@@ -111,3 +111,70 @@ def test_across_seeds_spread():
     np.testing.assert_allclose(mean[:, 0], [22.0, 30.0], atol=1e-3)
     np.testing.assert_allclose(sd[:, 0], [2.0, 2.0], atol=1e-3)
     np.testing.assert_allclose(mean[:, 1], [0.8, 0.25], rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Autocorrelated residuals: AR(1) errors, the paper's parameter count, the sampling-noise ceiling
+# ---------------------------------------------------------------------------------------------
+def _ar1_noise(n, phi, scale, rng):
+    e = np.zeros(n)
+    e[0] = scale * rng.standard_normal() / math.sqrt(1 - phi**2)
+    for i in range(1, n):
+        e[i] = phi * e[i - 1] + scale * rng.standard_normal()
+    return e
+
+
+def test_ar1_log_likelihood_is_the_exact_gaussian_one():
+    import scipy.stats
+
+    rng = np.random.default_rng(3)
+    y = lld.lld_curve(T, 0.2, [25.0], [0.3], [0.75]) + _ar1_noise(T.size, 0.7, 0.01, rng)
+    f = lld.fit_lld(T, y, 1, errors="ar1", num_starts=6)
+    assert f.success and 0.3 < f.phi < 0.95
+    e = y - f.fitted
+    # Profile sigma^2 at its MLE for this phi, then the exact multivariate normal density.
+    phi = f.phi
+    white = np.concatenate([[math.sqrt(1 - phi**2) * e[0]], e[1:] - phi * e[:-1]])
+    s2 = np.sum(white**2) / T.size
+    lags = np.abs(np.subtract.outer(np.arange(T.size), np.arange(T.size)))
+    cov = s2 / (1 - phi**2) * phi**lags
+    assert f.log_likelihood == pytest.approx(scipy.stats.multivariate_normal(np.zeros(T.size), cov).logpdf(e), rel=1e-6)
+
+
+def test_ar1_criterion_stops_rewarding_components_for_autocorrelated_noise():
+    # One logistic plus strongly autocorrelated noise (lag-1 0.85): with i.i.d. errors BIC adds
+    # components to chase the wiggles; with AR(1) errors it keeps one far more often.
+    rng = np.random.default_rng(0)
+    picks = {"iid": [], "ar1": []}
+    for _ in range(5):
+        y = lld.lld_curve(T, 0.2, [25.0], [0.3], [0.75]) + _ar1_noise(T.size, 0.85, 0.006, rng)
+        for errors in picks:
+            picks[errors].append(lld.fit_lld_models(T, y, (1, 2, 3), errors=errors, num_starts=8).best)
+    ones = {k: sum(p == 1 for p in v) for k, v in picks.items()}
+    assert ones["ar1"] >= 3 and ones["ar1"] > ones["iid"], picks
+    # A true two-logistic curve with mildly correlated noise still needs two.
+    y = two_logistics() + _ar1_noise(T.size, 0.3, 0.006, rng)
+    assert lld.fit_lld_models(T, y, (1, 2, 3), errors="ar1", num_starts=8).best == 2
+
+
+def test_parameter_count_of_further_components():
+    y = two_logistics() + 0.005 * np.random.default_rng(2).standard_normal(T.size)
+    own = lld.fit_lld(T, y, 2, num_starts=6)
+    paper = lld.fit_lld(T, y, 2, num_starts=6, extra_per_component=2)
+    assert (own.num_params, paper.num_params) == (7, 6)  # 3 + 3 (+ baseline) vs 3 + 2 (+ baseline)
+    assert own.bic - paper.bic == pytest.approx(math.log(T.size))
+    assert own.sse == pytest.approx(paper.sse)  # the same fit, only the count differs
+    with pytest.raises(ValueError, match="extra_per_component"):
+        lld.fit_lld(T, y, 2, extra_per_component=0)
+    with pytest.raises(ValueError, match="errors"):
+        lld.fit_lld(T, y, 2, errors="ar2")
+
+
+def test_sampling_noise_ceiling_and_lag1_autocorrelation():
+    p = np.array([0.2, 0.5, 0.9, 0.9])
+    y = np.array([0.2, 0.5, 0.9, 0.9])
+    sst = np.sum((y - y.mean()) ** 2)
+    assert lld.sampling_noise_ceiling(y, p, 100) == pytest.approx(1 - np.sum(p * (1 - p)) / 100 / sst)
+    assert lld.sampling_noise_ceiling(y, p, 10**9) == pytest.approx(1.0)
+    assert lld.lag1_autocorrelation(np.array([1.0, -1.0, 1.0, -1.0])) == pytest.approx(-0.75)
+    assert math.isnan(lld.lag1_autocorrelation(np.ones(5)))

@@ -117,3 +117,47 @@ def test_pca_gram_and_svd_paths_agree():
     np.testing.assert_allclose(np.abs(np.sum(wide.components * np.linalg.svd(x - x.mean(0))[2][:9], 1)), 1.0, atol=1e-8)
     np.testing.assert_allclose(wide.scores @ wide.components, x - x.mean(0), atol=1e-10)
     assert tall.variance.shape == (10,)
+
+
+def test_device_pca_matches_the_host_pca_and_is_deterministic():
+    import jax
+
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((300, 6)) @ rng.standard_normal((6, 40)) * np.linspace(3, 0.5, 40)
+    h = np.maximum(z @ rng.standard_normal((40, 64)), 0).astype(np.float32)
+    f = jax.jit(lambda x: pca.device_pca(x, 5))
+    out = f(h)
+    ref = pca.pca(h)
+    np.testing.assert_allclose(out["variance"], ref.variance[:5], rtol=1e-4)
+    assert float(out["total"]) == pytest.approx(ref.total, rel=1e-5)
+    for j in range(5):
+        assert abs(np.corrcoef(np.asarray(out["scores"])[:, j], ref.scores[:, j])[0, 1]) > 0.9999
+    again = f(h)
+    np.testing.assert_array_equal(np.asarray(out["scores"]), np.asarray(again["scores"]))
+    with pytest.raises(ValueError, match="num_components"):
+        pca.device_pca(h, 65)
+
+
+def test_spike_is_read_on_the_share_not_the_absolute_variance():
+    # Activations whose scale grows tenfold over training while their shape stays fixed: the
+    # absolute variance of PC1 "spikes" at the end of nothing, its share is constant.
+    rng = np.random.default_rng(6)
+    base = rng.standard_normal((200, 3)) * [3.0, 1.0, 0.5]
+    scales = np.linspace(1, 10, 20)
+    feats = np.stack([base * s for s in scales])
+    tl = pca.pca_timeline(feats, num_components=3)
+    assert pca.spike_ratio(tl.explained[:, 0])[0] == pytest.approx(1.0)
+    assert pca.spike_ratio(tl.variance[:, 0][::-1])[0] == pytest.approx(100.0, rel=1e-6)  # what the wrong quantity would say
+    # A real spike of the share: PC1 takes 90% of the variance at epoch 10 and 50% at the end.
+    share = np.concatenate([np.linspace(0.5, 0.9, 11), np.linspace(0.9, 0.5, 10)[1:]])
+    ratio, at = pca.spike_ratio(share)
+    assert ratio == pytest.approx(1.8) and at == 10
+
+
+def test_align_signs_removes_flips():
+    rng = np.random.default_rng(7)
+    s = rng.standard_normal((1, 50, 2))
+    flipped = np.concatenate([s, s * [-1.0, 1.0], s * [-1.0, -1.0]])
+    aligned = pca.align_signs(flipped)
+    for t in range(3):
+        np.testing.assert_allclose(aligned[t], s[0])

@@ -100,3 +100,39 @@ def test_histogram_is_a_density():
         c, d = sp.esd_histogram(ev, bins=30, log=log)
         edges_width = np.diff(np.geomspace(ev.min(), ev.max() * (1 + 1e-9), 31)) if log else np.diff(np.linspace(ev.min(), ev.max() * (1 + 1e-9), 31))
         assert np.sum(d * edges_width) == pytest.approx(1.0)
+
+
+def test_weightwatcher_metrics_known_answers():
+    ev = np.array([1.0, 1.0, 2.0, 4.0])
+    m = sp.ww_metrics(ev, lambda_plus=2.0)
+    assert m["stable_rank"] == pytest.approx(2.0) and m["mp_softrank"] == pytest.approx(0.5)
+    assert m["spectral_norm"] == 4.0 and m["log_norm"] == pytest.approx(np.log10(8.0))
+    assert np.isnan(sp.ww_metrics(ev)["mp_softrank"])
+
+
+def test_conv_eigenvalues_pool_every_tap():
+    rng = np.random.default_rng(0)
+    k = rng.standard_normal((3, 3, 4, 2))
+    ev, q = sp.conv_eigenvalues(k)
+    assert ev.shape == (18,) and q == 2.0
+    want = np.sort(np.concatenate([np.linalg.eigvalsh(k[i, j].T @ k[i, j] / 4) for i in range(3) for j in range(3)]))
+    np.testing.assert_allclose(ev, want, rtol=1e-5)
+    with pytest.raises(ValueError, match="kernel"):
+        sp.conv_eigenvalues(k[0])
+
+
+def test_noise_outliers_keep_a_random_matrix_random_like_and_null_is_random():
+    # The rule's outlier count is a statistic with its own noise: reading a count up to the
+    # null's maximum as noise turns a marginal "bleeding-out" back into random-like, while a
+    # real spike (a rank-one signal far past the edge) is still a spike.
+    null = sp.null_outliers(400, 200, num_matrices=4, seed=1)
+    assert set(null.phases) == {"random-like"} and (null.max_over_edge < 1.1).all()
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((400, 200))
+    ev, q = sp.correlation_eigenvalues(w)
+    edge = sp.mp_edges(q)[1]
+    marginal = np.sort(np.concatenate([ev[:-1], [edge * 1.08]]))
+    assert sp.classify(marginal, q, num_rows=400).name in ("bleeding-out", "bulk+spikes")
+    assert sp.classify(marginal, q, num_rows=400, noise_outliers=1).name == "random-like"
+    spiked = np.sort(np.concatenate([ev[:-2], [edge * 4.0, edge * 6.0]]))  # two eigenvalues far past the edge
+    assert sp.classify(spiked, q, num_rows=400, noise_outliers=1).name == "bulk+spikes"

@@ -16,6 +16,24 @@ correlation of m_l and m_l' over all probe images and positions:
 
 and the successive coupling is rho(l, l + 1). A layer whose map is constant has rho = NaN.
 
+Sufficient statistics. Over many exemplars the coupling is computed from sums: with
+n = the number of (image, position) pairs, s_l = sum m_l and c_ll' = sum m_l m_l',
+
+    rho(l, l') = (c_ll' - s_l s_l' / n) / sqrt((c_ll - s_l^2 / n)(c_l'l' - s_l'^2 / n)).
+
+:func:`coupling_statistics` gives (n, s, c) of a batch of activations (inside the engine's
+scan, summed over chunks and exemplar groups), :func:`coupling_from_statistics` the coupling
+(float64, on the host); sums over any union of groups give that union's coupling, so a results
+file holding per-group statistics lets one recompute the coupling without jaxdyn.
+
+Weight reading. Figure 17 may also be read as a correlation of the layers' weights: the conv
+kernels all have one shape (3, 3, C, C), so :func:`weight_correlation` gives the Pearson
+correlation of the flattened kernels of every pair of layers.
+
+Distance profile. :func:`distance_profile` averages rho(l, l + d) over l for each layer
+distance d; :func:`profile_linearity` is the R^2 of a straight line through it (the paper:
+"nearly linear over the 5 layers").
+
 Linear CKA (Kornblith et al. 2019). With X (N, p) and Y (N, q) the flattened activations of
 two layers on N probe images, K = X X^T and L = Y Y^T their Gram matrices and H = I - 11^T/N,
 
@@ -71,6 +89,86 @@ def successive_coupling(activations: Sequence[Array]) -> Array:
     """(L - 1,) rho(l, l + 1): the coupling of each layer with the next."""
     c = coupling_matrix(activations)
     return jnp.diagonal(c, offset=1)
+
+
+def coupling_statistics(activations: Sequence[Array], mask: Array | None = None) -> tuple[Array, Array, Array]:
+    """Sums from which the coupling of these activations (and of any union of batches) follows.
+
+    Args:
+        activations: L arrays (N, H, W, C) of the same N images.
+        mask: (N,) weights (1: counted, 0: padding), or None for all.
+
+    Returns:
+        (count (), sums (L,), cross (L, L)) float32: the number of (image, position) pairs, and
+        sum m_l, sum m_l m_l' of the channel-mean maps over them (products at HIGHEST precision).
+    """
+    maps = jnp.stack([jnp.mean(jnp.asarray(a, jnp.float32), axis=-1) for a in activations])  # (L, N, H, W)
+    num_l, n = maps.shape[0], maps.shape[1]
+    w = jnp.ones((n,), jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
+    flat = maps.reshape(num_l, n, -1)
+    weighted = flat * w[None, :, None]
+    count = jnp.sum(w) * flat.shape[-1]
+    sums = jnp.sum(weighted, axis=(1, 2))
+    cross = jnp.einsum("anp,bnp->ab", weighted, flat, precision=jax.lax.Precision.HIGHEST)
+    return count, sums, cross
+
+
+def coupling_from_statistics(count, sums, cross):
+    """(..., L, L) coupling rho(l, l') from (count (...), sums (..., L), cross (..., L, L)), in
+    float64 numpy (see the module docstring); NaN where a layer's map is constant."""
+    import numpy as np
+
+    count = np.asarray(count, np.float64)[..., None, None]
+    sums = np.asarray(sums, np.float64)
+    cross = np.asarray(cross, np.float64)
+    cov = cross - sums[..., :, None] * sums[..., None, :] / count
+    var = np.diagonal(cov, axis1=-2, axis2=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(np.where(var > 0, var, np.nan))
+        return cov / (sd[..., :, None] * sd[..., None, :])
+
+
+def distance_profile(coupling):
+    """(..., L - 1) mean coupling rho(l, l + d) over l, for d = 1 .. L - 1, of (..., L, L)."""
+    import numpy as np
+
+    c = np.asarray(coupling, np.float64)
+    num_l = c.shape[-1]
+    return np.stack([np.mean(np.stack([c[..., i, i + d] for i in range(num_l - d)], -1), -1) for d in range(1, num_l)], -1)
+
+
+def profile_linearity(profile) -> float:
+    """R^2 of the least-squares line through a distance profile (L - 1,) against d = 1 .. L - 1
+    (1: exactly linear); NaN for a constant or non-finite profile."""
+    import numpy as np
+
+    y = np.asarray(profile, np.float64)
+    if y.size < 3 or not np.all(np.isfinite(y)):
+        return float("nan")
+    d = np.arange(1, y.size + 1, dtype=np.float64)
+    slope, intercept = np.polyfit(d, y, 1)
+    sst = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - float(np.sum((y - slope * d - intercept) ** 2)) / sst if sst > 0 else float("nan")
+
+
+def weight_correlation(kernels, kernel_ndim: int = 4) -> "np.ndarray":
+    """(..., L, L) Pearson correlation of the flattened kernels of every pair of layers.
+
+    Args:
+        kernels: (..., L, *kernel shape), one kernel shape for every layer (e.g. (3, 3, C, C)).
+        kernel_ndim: the number of trailing kernel axes (4 for a 2-D conv kernel).
+    """
+    import numpy as np
+
+    k = np.asarray(kernels, np.float64)
+    if k.ndim < kernel_ndim + 1:
+        raise ValueError(f"kernels: expected (..., L, {kernel_ndim} kernel axes), got shape {k.shape}")
+    flat = k.reshape(k.shape[: k.ndim - kernel_ndim] + (-1,))
+    flat = flat - flat.mean(-1, keepdims=True)
+    cov = np.einsum("...ap,...bp->...ab", flat, flat)
+    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cov / (sd[..., :, None] * sd[..., None, :])
 
 
 def gram(x: Array) -> Array:

@@ -14,6 +14,25 @@ reflective, with bounds) from many deterministic starts, and reports per K
   AIC = n ln(SSE / n) + 2 p, BIC = n ln(SSE / n) + p ln n, p = 3 K + 1 (+ AICc);
 * each parameter's standard error from the Jacobian at the optimum,
   cov = SSE / (n - p) (J^T J)^+;
+* the lag-1 autocorrelation of the residuals.
+
+Correlated errors. A learning curve's residuals about a smooth fit are not independent (the
+same network, one epoch apart: lag-1 autocorrelations of 0.45-0.87 are typical), and an
+information criterion with i.i.d. errors then rewards every extra component. With
+``errors='ar1'`` the errors are modelled as a stationary AR(1) process, e_t = phi e_{t-1} + u_t,
+u_t ~ N(0, s^2), and (LLD) and phi are fitted jointly by exact maximum likelihood: with the
+Prais-Winsten residuals r_1 = sqrt(1 - phi^2) e_1, r_t = e_t - phi e_{t-1} and S = sum r_t^2,
+the profile log-likelihood is
+
+    ln L = -n/2 (ln(2 pi S / n) + 1) + 1/2 ln(1 - phi^2),                        (AR1)
+
+maximised by least squares on r_t (1 - phi^2)^(-1/(2n)). The criteria use -2 ln L (constants
+dropped, as for i.i.d. errors) and count phi as one more parameter. R^2 is always that of the
+mean curve, 1 - sum e_t^2 / SST.
+
+Parameter counts. ``extra_per_component`` sets how many parameters each component after the
+first adds in the criteria (default 3: onset, rate, amplitude). Hanson et al. count the second
+logistic as "2 more parameters"; ``extra_per_component=2`` reproduces that count.
 
 and :func:`across_seeds` gives the parameters' mean and spread over an ensemble. Components
 are ordered by onset, which removes the label-switching symmetry of the sum.
@@ -60,12 +79,17 @@ class LogisticFit(NamedTuple):
         r2: variance explained, 1 - SSE / SST (NaN for a constant curve, SST = 0).
         sse: residual sum of squares.
         n: number of points.
-        num_params: p = 3 K (+ 1 if b was fitted).
+        num_params: parameters counted by the criteria: 3 for the first component and
+            ``extra_per_component`` for each other (+ 1 if b was fitted, + 1 for phi).
         aic, aicc, bic: information criteria (lower is better).
         fitted: (n,) the fitted curve at the data's times.
         success: whether a fit was found.
         message: what happened (the optimizer's status, or why it failed).
         starts: number of starts tried.
+        errors: ``'iid'`` or ``'ar1'`` (the error model of the fit and of the criteria).
+        phi: the fitted AR(1) coefficient (0 for i.i.d. errors).
+        residual_autocorrelation: lag-1 autocorrelation of the residuals y - fitted.
+        log_likelihood: the maximised Gaussian log-likelihood (constants included).
     """
 
     num_components: int
@@ -88,6 +112,10 @@ class LogisticFit(NamedTuple):
     success: bool
     message: str
     starts: int
+    errors: str = "iid"
+    phi: float = 0.0
+    residual_autocorrelation: float = math.nan
+    log_likelihood: float = math.nan
 
     def components(self, t: np.ndarray) -> np.ndarray:
         """(K, len(t)) each logistic component (without the baseline) at times ``t``."""
@@ -99,23 +127,56 @@ class LogisticFit(NamedTuple):
         return lld_curve(t, self.baseline, self.onset, self.rate, self.amplitude)
 
 
-def information_criteria(sse: float, n: int, p: int) -> tuple[float, float, float]:
+def information_criteria(sse: float, n: int, p: int, log_det: float = 0.0) -> tuple[float, float, float]:
     """(AIC, AICc, BIC) of a least-squares fit with Gaussian errors of unknown variance.
 
     AIC = n ln(SSE/n) + 2p, AICc = AIC + 2p(p+1)/(n-p-1) (inf when n <= p + 1),
-    BIC = n ln(SSE/n) + p ln n. SSE is floored at 1e-300 so an exact fit stays finite.
+    BIC = n ln(SSE/n) + p ln n. SSE is floored at 1e-300 so an exact fit stays finite. For
+    AR(1) errors pass the Prais-Winsten S as ``sse`` and ``log_det = ln(1 - phi^2)``: the
+    deviance is then n ln(S/n) - ln(1 - phi^2) (see (AR1)).
     """
-    ll = n * math.log(max(sse, 1e-300) / n)
+    ll = n * math.log(max(sse, 1e-300) / n) - log_det
     aic = ll + 2 * p
     aicc = aic + 2 * p * (p + 1) / (n - p - 1) if n > p + 1 else math.inf
     return aic, aicc, ll + p * math.log(n)
 
 
-def _failed(k: int, n: int, p: int, message: str, starts: int, baseline: float) -> LogisticFit:
+def lag1_autocorrelation(residuals: np.ndarray) -> float:
+    """Lag-1 autocorrelation sum e_t e_{t-1} / sum e_t^2 of (n,) residuals (centred first); NaN
+    when they are all equal."""
+    e = np.asarray(residuals, np.float64)
+    e = e - e.mean()
+    denom = float(np.sum(e**2))
+    return float(np.sum(e[1:] * e[:-1]) / denom) if denom > 0 and e.size > 1 else math.nan
+
+
+def sampling_noise_ceiling(y: np.ndarray, p: np.ndarray, num_examples: int) -> float:
+    """The largest R^2 a fit of an accuracy curve can reach when each point is the accuracy of
+    ``num_examples`` test examples: 1 - sum_t p_t (1 - p_t) / n / SST, with p_t the true
+    accuracy (e.g. the fitted curve, clipped to [0, 1]) and SST that of the observed ``y``.
+
+    Reading: binomial sampling of each epoch's accuracy, independent across epochs (the same test
+    set is used at every epoch, so the errors are in fact correlated; the ceiling is what the
+    variance of that noise alone leaves unexplained).
+
+    Args:
+        y: (n,) observed accuracies.
+        p: (n,) true (fitted) accuracies.
+        num_examples: test examples per point.
+    """
+    y = np.asarray(y, np.float64)
+    p = np.clip(np.asarray(p, np.float64), 0.0, 1.0)
+    sst = float(np.sum((y - y.mean()) ** 2))
+    if sst <= 0 or num_examples < 1:
+        return math.nan
+    return 1.0 - float(np.sum(p * (1.0 - p))) / num_examples / sst
+
+
+def _failed(k: int, n: int, p: int, message: str, starts: int, baseline: float, errors: str = "iid") -> LogisticFit:
     nan = np.full(k, np.nan)
     return LogisticFit(k, baseline, nan, nan.copy(), nan.copy(), math.nan, nan.copy(), nan.copy(), nan.copy(),
                        math.nan, math.nan, n, p, math.nan, math.nan, math.nan, np.full(n, np.nan), False, message,
-                       starts)
+                       starts, errors, math.nan, math.nan, math.nan)
 
 
 def _starts(t: np.ndarray, y: np.ndarray, k: int, span: float, sign: float, num_starts: int,
@@ -148,7 +209,8 @@ def _starts(t: np.ndarray, y: np.ndarray, k: int, span: float, sign: float, num_
 
 
 def fit_lld(t: np.ndarray, y: np.ndarray, num_components: int, *, baseline: float | None = None,
-            direction: str = "increasing", num_starts: int = 24, seed: int = 0) -> LogisticFit:
+            direction: str = "increasing", errors: str = "iid", extra_per_component: int = 3,
+            num_starts: int = 24, seed: int = 0) -> LogisticFit:
     """Fits (LLD) with ``num_components`` logistics to one curve.
 
     Args:
@@ -160,11 +222,15 @@ def fit_lld(t: np.ndarray, y: np.ndarray, num_components: int, *, baseline: floa
         num_starts: starts tried (onset combinations at the curve's crossing times, and rates
             2, 10, 50 per time span; deterministic given ``seed``); the lowest SSE wins.
         seed: for the order in which starts are sampled.
+        errors: ``'iid'`` (least squares) or ``'ar1'`` (AR(1) errors fitted jointly, see the
+            module docstring; the curve's points must be equally spaced in t).
+        extra_per_component: parameters each component after the first adds in the criteria
+            (3, or 2 as Hanson et al. count); the fit itself is the same.
 
     Returns:
         :class:`LogisticFit`. The rate is fitted in log space (so r > 0); onsets are bounded to
         the data range widened by one span on each side; amplitudes to the observed range
-        times 3.
+        times 3; phi to (-0.99, 0.99).
     """
     t = np.asarray(t, np.float64).ravel()
     y = np.asarray(y, np.float64).ravel()
@@ -175,30 +241,41 @@ def fit_lld(t: np.ndarray, y: np.ndarray, num_components: int, *, baseline: floa
         raise ValueError(f"num_components: expected >= 0, got {num_components!r}")
     if direction not in ("increasing", "decreasing", "free"):
         raise ValueError(f"direction: expected increasing, decreasing or free, got {direction!r}")
+    if errors not in ("iid", "ar1"):
+        raise ValueError(f"errors: expected iid or ar1, got {errors!r}")
+    if isinstance(extra_per_component, bool) or not isinstance(extra_per_component, (int, np.integer)) or extra_per_component < 1:
+        raise ValueError(f"extra_per_component: expected a positive int, got {extra_per_component!r}")
+    if errors == "ar1" and t.size >= 3 and not np.allclose(np.diff(t), np.diff(t)[0]):
+        raise ValueError("t: AR(1) errors need equally spaced times")
+    ar1 = errors == "ar1"
     fit_b = baseline is None
-    p = 3 * k + int(fit_b)
+    p = 3 * k + int(fit_b) + int(ar1)  # parameters fitted
+    # Parameters counted by the criteria: the first component's 3, then extra_per_component each.
+    p_counted = (3 + extra_per_component * (k - 1) if k else 0) + int(fit_b) + int(ar1)
     n = t.size
     b_fixed = math.nan if fit_b else float(baseline)
     ok = np.isfinite(t) & np.isfinite(y)
     if not ok.all():
-        return _failed(k, n, p, f"{int((~ok).sum())} non-finite points in the curve", 0, b_fixed)
+        return _failed(k, n, p_counted, f"{int((~ok).sum())} non-finite points in the curve", 0, b_fixed, errors)
     if n <= p:
-        return _failed(k, n, p, f"{n} points cannot determine {p} parameters", 0, b_fixed)
+        return _failed(k, n, p_counted, f"{n} points cannot determine {p} parameters", 0, b_fixed, errors)
     span = float(t.max() - t.min()) or 1.0
     yr = float(y.max() - y.min()) or 1.0
     sign = -1.0 if direction == "decreasing" else 1.0
     sst = float(np.sum((y - y.mean()) ** 2))
 
+    n_mean = 3 * k + int(fit_b)  # parameters of the mean curve; phi (ar1) is last
+
     def unpack(x):
         b = x[0] if fit_b else b_fixed
-        c = x[int(fit_b):].reshape(k, 3)
+        c = x[int(fit_b):n_mean].reshape(k, 3)
         return b, c[:, 0], np.exp(c[:, 1]), c[:, 2]
 
-    def resid(x):
+    def raw(x):
         b, t0, r, a = unpack(x)
         return lld_curve(t, b, t0, r, a) - y
 
-    def jac(x):
+    def mean_jac(x):
         _, t0, r, a = unpack(x)
         cols = [np.ones((n, 1))] if fit_b else []
         for j in range(k):
@@ -209,15 +286,41 @@ def fit_lld(t: np.ndarray, y: np.ndarray, num_components: int, *, baseline: floa
             cols.append(np.stack([-a[j] * r[j] * d, a[j] * d * r[j] * (t - t0[j]), sig], -1))
         return np.concatenate(cols, -1) if cols else np.zeros((n, 0))
 
+    def prais_winsten(e, phi):
+        """The whitened residuals of AR(1) errors, scaled so their squared sum is the deviance."""
+        w = np.concatenate([[math.sqrt(1.0 - phi**2) * e[0]], e[1:] - phi * e[:-1]])
+        return w * (1.0 - phi**2) ** (-0.5 / n)
+
+    def resid(x):
+        e = raw(x)
+        return prais_winsten(e, x[-1]) if ar1 else e
+
+    def jac(x):
+        jm = mean_jac(x)
+        if not ar1:
+            return jm
+        phi, e = x[-1], raw(x)
+        c = (1.0 - phi**2) ** (-0.5 / n)
+        jw = np.concatenate([math.sqrt(1.0 - phi**2) * jm[:1], jm[1:] - phi * jm[:-1]]) * c
+        w = prais_winsten(e, phi)
+        # d w / d phi: the product rule over the whitening and the scale factor.
+        dwhite = np.concatenate([[-phi / math.sqrt(1.0 - phi**2) * e[0]], -e[:-1]]) * c
+        dscale = w * (phi / (n * (1.0 - phi**2)))
+        return np.concatenate([jw, (dwhite + dscale)[:, None]], -1)
+
     lo_a, hi_a = {"increasing": (0.0, 3 * yr), "decreasing": (-3 * yr, 0.0), "free": (-3 * yr, 3 * yr)}[direction]
     lo = ([y.min() - 2 * yr] if fit_b else []) + [t.min() - span, math.log(1e-3 / span), lo_a] * k
     hi = ([y.max() + 2 * yr] if fit_b else []) + [t.max() + span, math.log(1e3 / span), hi_a] * k
+    if ar1:
+        lo, hi = lo + [-0.99], hi + [0.99]
     lo, hi = np.asarray(lo), np.asarray(hi)
     if k == 0:
         starts = [np.array([y.mean()])] if fit_b else [np.zeros(0)]
     else:
         starts = [np.concatenate([[y[0]] if fit_b else [], s])
                   for s in _starts(t, y, k, span, sign, num_starts, np.random.default_rng(seed))]
+    if ar1:
+        starts = [np.concatenate([x0, [0.0]]) for x0 in starts]
     best, messages = None, set()
     for x0 in starts:
         x0 = np.clip(x0, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
@@ -240,19 +343,23 @@ def fit_lld(t: np.ndarray, y: np.ndarray, num_components: int, *, baseline: floa
     if best is None:
         msg = f"no start converged ({len(starts)} tried): " + "; ".join(sorted(messages))
         warnings.warn(f"fit_lld K={k}: {msg}", RuntimeWarning, stacklevel=2)
-        return _failed(k, n, p, msg, len(starts), b_fixed)
+        return _failed(k, n, p_counted, msg, len(starts), b_fixed, errors)
 
     b, t0, r, a = unpack(best.x)
-    sse = float(np.sum(best.fun**2))
+    e = raw(best.x)
+    sse = float(np.sum(e**2))  # of the mean curve: R^2 is always about it
+    phi = float(best.x[-1]) if ar1 else 0.0
+    whitened = float(np.sum(best.fun**2)) * (1.0 - phi**2) ** (1.0 / n) if ar1 else sse  # S of (AR1)
+    log_det = math.log(1.0 - phi**2) if ar1 else 0.0
     # Standard errors in the natural parameters: chain rule through r = exp(log r).
     jac = np.asarray(best.jac, np.float64)
     scale = np.ones(p)
     if k:
-        scale[int(fit_b) + 1::3] = r
+        scale[int(fit_b) + 1:n_mean:3] = r
     jac_nat = jac / scale
     dof = max(n - p, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        cov = np.linalg.pinv(jac_nat.T @ jac_nat) * (sse / dof)
+        cov = np.linalg.pinv(jac_nat.T @ jac_nat) * (float(np.sum(best.fun**2)) / dof)
         se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     # Parameters the data cannot determine (singular J^T J) get an infinite error.
     if p:
@@ -262,15 +369,17 @@ def fit_lld(t: np.ndarray, y: np.ndarray, num_components: int, *, baseline: floa
         if null.size:
             se = np.where(np.abs(null).max(0) > 1e-6, np.inf, se)
     b_se = float(se[0]) if fit_b else 0.0
-    cse = se[int(fit_b):].reshape(k, 3) if k else np.zeros((0, 3))
+    cse = se[int(fit_b):n_mean].reshape(k, 3) if k else np.zeros((0, 3))
     order = np.argsort(t0, kind="stable")
-    aic, aicc, bic = information_criteria(sse, n, p)
+    aic, aicc, bic = information_criteria(whitened, n, p_counted, log_det)
+    log_likelihood = -0.5 * n * (math.log(2 * math.pi * max(whitened, 1e-300) / n) + 1.0) + 0.5 * log_det
     return LogisticFit(
         num_components=k, baseline=float(b), onset=t0[order], rate=r[order], amplitude=a[order],
         baseline_se=b_se, onset_se=cse[order, 0], rate_se=cse[order, 1], amplitude_se=cse[order, 2],
-        r2=1.0 - sse / sst if sst > 0 else math.nan, sse=sse, n=n, num_params=p,
-        aic=aic, aicc=aicc, bic=bic, fitted=y + best.fun, success=bool(best.status > 0),
-        message=str(best.message), starts=len(starts),
+        r2=1.0 - sse / sst if sst > 0 else math.nan, sse=sse, n=n, num_params=p_counted,
+        aic=aic, aicc=aicc, bic=bic, fitted=y + e, success=bool(best.status > 0),
+        message=str(best.message), starts=len(starts), errors=errors, phi=phi,
+        residual_autocorrelation=lag1_autocorrelation(e), log_likelihood=log_likelihood,
     )
 
 

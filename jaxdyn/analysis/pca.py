@@ -9,7 +9,11 @@ Definitions used here:
 
 * PCA at epoch t: the eigen-decomposition of the covariance of the (N, D) activations H_t
   (rows centred), computed by SVD: variance_j = s_j^2 / (N - 1). The timeline is
-  variance_j(t) for the leading j, and explained_j(t) = variance_j / total variance.
+  variance_j(t) for the leading j, and explained_j(t) = variance_j / total variance. The
+  absolute variance grows with the activations' scale (which training changes), so a "spike"
+  is read on the share explained_j, which does not.
+* :func:`device_pca` computes the leading components with jax.numpy inside the engine's scan
+  (all exemplars at every epoch, without recording the (N, D) activations).
 * Projections: each epoch's scores on its own first PCs; the sign of each PC is chosen to agree
   with the previous epoch (correlation of scores > 0) so the scatter does not flip.
 * Separation of identity k at epoch t, by one of two scores computed in the space of the first
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -78,6 +84,83 @@ def pca(x: np.ndarray) -> PCA:
     total = float(np.sum(xc**2) / (n - 1))
     explained = var / total if total > 0 else np.zeros_like(var)
     return PCA(variance=var, explained=explained, components=vt, scores=u * s, mean=mean, total=total)
+
+
+def device_pca(h: jax.Array, num_components: int, *, block: int | None = None, iterations: int = 12) -> dict[str, jax.Array]:
+    """The leading PCs of (N, D) activations with jax.numpy, inside a jit (and a vmap).
+
+    A full eigendecomposition of the (D, D) covariance every epoch would cost seconds per member
+    on a CPU; only the leading C components are needed, so they are found by block subspace
+    iteration (Halko, Martinsson & Tropp 2011, Algorithm 4.4): Q = qr(Xc Omega), then
+    ``iterations`` times Q = qr(Xc qr(Xc^T Q)), with a fixed Gaussian start Omega (D, b), b =
+    ``block`` (default 3 C) columns; then the exact SVD of the small Q^T Xc. The error of the
+    j-th variance falls as (s_{b+1} / s_j)^(4 iterations); the total variance is exact. With
+    the fixed start the result is deterministic (bitwise reproducible).
+
+    Args:
+        h: (N, D) activations.
+        num_components: C leading PCs returned (C <= min(N - 1, D)).
+        block: the subspace's width b >= C (default min(3 C, N, D)).
+        iterations: subspace iterations.
+
+    Returns:
+        ``{"variance": (C,), "total": (), "scores": (N, C)}``: variance along each leading PC
+        (descending, divided by N - 1), the total variance (trace of the covariance), and the
+        centred rows projected on the leading PCs, each PC's sign chosen so that
+        sum_i s_i |s_i| > 0 (align them over time on the host, :func:`align_signs`).
+    """
+    n, d = h.shape
+    if not 1 <= num_components <= min(n - 1, d):
+        raise ValueError(f"num_components: expected 1..{min(n - 1, d)} for activations of shape {h.shape}, got {num_components}")
+    b = min(3 * num_components, n, d) if block is None else int(block)
+    if not num_components <= b <= min(n, d):
+        raise ValueError(f"block: expected {num_components}..{min(n, d)}, got {block}")
+    hp = jax.lax.Precision.HIGHEST
+    x = jnp.asarray(h, jnp.float32)
+    xc = x - jnp.mean(x, axis=0)
+    total = jnp.sum(xc * xc) / (n - 1)
+    omega = jax.random.normal(jax.random.key(0x9CA), (d, b), jnp.float32)
+    q, _ = jnp.linalg.qr(jnp.matmul(xc, omega, precision=hp))
+
+    def power(q, _):
+        z, _ = jnp.linalg.qr(jnp.matmul(xc.T, q, precision=hp))
+        q, _ = jnp.linalg.qr(jnp.matmul(xc, z, precision=hp))
+        return q, None
+
+    q, _ = jax.lax.scan(power, q, None, length=iterations)
+    small = jnp.matmul(q.T, xc, precision=hp)  # (b, D): Xc ~ Q small
+    # An SVD, not eigh: on XLA:CPU (jax 0.10.2) a LAPACK syevd call running beside the conv
+    # forward passes of other observables hung the program (measured); gesdd did not.
+    u, sv, _ = jnp.linalg.svd(small, full_matrices=False)  # descending
+    u, sv = u[:, :num_components], sv[:num_components]
+    scores = jnp.matmul(q, u, precision=hp) * sv
+    # A sign convention (each PC's scores weighted towards positive: sum s |s| > 0), so that
+    # runs whose float rounding differs do not return opposite signs of the same component.
+    sign = jnp.where(jnp.sum(scores * jnp.abs(scores), axis=0) < 0, -1.0, 1.0)
+    return {"variance": sv * sv / (n - 1), "total": total, "scores": scores * sign}
+
+
+def align_signs(scores: np.ndarray) -> np.ndarray:
+    """(T, N, C) scores with each PC's sign flipped where it anticorrelates with the previous
+    record's (so a scatter over epochs does not flip); the first record is kept."""
+    out = np.array(scores, np.float64, copy=True)
+    for t in range(1, out.shape[0]):
+        flip = np.sum(out[t] * out[t - 1], axis=0) < 0
+        out[t, :, flip] *= -1.0
+    return out
+
+
+def spike_ratio(share: np.ndarray) -> tuple[float, int]:
+    """(peak / final, epoch index of the peak) of a share-of-variance curve (T,).
+
+    A ratio well above 1 is a spike: the component took a larger share of the variance at some
+    epoch than it keeps at the end. Read it on the share explained_j, never the absolute
+    variance (which grows with the activation scale).
+    """
+    share = np.asarray(share, np.float64)
+    i = int(np.nanargmax(share))
+    final = share[-1]
+    return (float(share[i] / final) if final > 0 else float("inf")), i
 
 
 class PCATimeline(NamedTuple):

@@ -37,6 +37,24 @@ Hanson et al. (2023) discuss their dense-sample net in these terms. Definitions 
   6. heavy-tailed: the bulk is not MP-like and the tail exponent alpha <= ALPHA_HEAVY.
   7. bulk-decay: the bulk is not MP-like and alpha > ALPHA_HEAVY (a decaying, weakly heavy
      envelope).
+
+  ``classify(..., noise_outliers=k)`` counts at most k eigenvalues past the edge as noise: the
+  rule's outlier count fluctuates for a random matrix too (the fitted sigma^2 moves the edge),
+  so a phase resting on a few eigenvalues just past lambda_+ is noise unless more of them are
+  out than a null ensemble shows. :func:`null_outliers` draws that null: i.i.d. Gaussian
+  matrices of the layer's shape, classified by the same rules.
+
+WeightWatcher's conventions (Martin & Mahoney's tool), where they apply here:
+
+* alpha: the power-law fit above, x_min chosen by KS among the eigenvalues, x_max the largest
+  eigenvalue (WeightWatcher's default, no cut); layers with fewer than WW_MIN_EVALS = 10
+  eigenvalues are skipped (no alpha, no phase), as WeightWatcher's ``min_evals`` does. Reading
+  of alpha: 2-6 "well trained", above 6 random-like / under-trained, below 2 over-trained.
+* :func:`ww_metrics`: stable rank sum(lambda) / lambda_max (= ||W||_F^2 / ||W||_2^2 up to the
+  1 / N), MP soft rank lambda_+ / lambda_max (lambda_+ of the MP fit of the bulk), spectral norm
+  lambda_max.
+* Conv2D layers: a (kh, kw, C_in, C_out) kernel is kh * kw matrices (C_in, C_out), one per tap;
+  their ESDs are pooled into one (:func:`conv_eigenvalues`), as WeightWatcher's ``pool=True``.
 """
 
 from __future__ import annotations
@@ -55,6 +73,10 @@ KS_MP = 0.05
 SPIKE_MAX_FRACTION = 0.05
 SPIKE_GAP = 2.0
 ALPHA_HEAVY = 4.0
+
+WW_MIN_EVALS = 10
+WW_ALPHA_UNDER_TRAINED = 6.0
+WW_ALPHA_OVER_TRAINED = 2.0
 
 PHASES = ("random-like", "bleeding-out", "bulk+spikes", "bulk-decay", "heavy-tailed", "rank-collapse")
 
@@ -278,7 +300,8 @@ class Phase(NamedTuple):
     max_over_edge: float
 
 
-def classify(eigenvalues: np.ndarray, q: float, num_rows: int | None = None, min_tail: int = 10) -> Phase:
+def classify(eigenvalues: np.ndarray, q: float, num_rows: int | None = None, min_tail: int = 10,
+             noise_outliers: int = 0) -> Phase:
     """The Martin-Mahoney phase of an ESD by the rules of the module docstring.
 
     Args:
@@ -286,6 +309,8 @@ def classify(eigenvalues: np.ndarray, q: float, num_rows: int | None = None, min
         q: N / M.
         num_rows: N (default round(Q M)).
         min_tail: for :func:`fit_power_law`.
+        noise_outliers: outlier counts up to this are read as noise (a random-like bulk): the
+            largest count a null ensemble of random matrices shows (:func:`null_outliers`).
 
     Returns:
         :class:`Phase`.
@@ -299,7 +324,7 @@ def classify(eigenvalues: np.ndarray, q: float, num_rows: int | None = None, min
     if zero_fraction > RANK_COLLAPSE_FRACTION:
         name = "rank-collapse"
     elif mp.ks <= KS_MP:
-        if mp.num_outliers == 0:
+        if mp.num_outliers <= noise_outliers:
             name = "random-like"
         elif mp.num_outliers <= SPIKE_MAX_FRACTION * m and over >= SPIKE_GAP:
             name = "bulk+spikes"
@@ -310,6 +335,83 @@ def classify(eigenvalues: np.ndarray, q: float, num_rows: int | None = None, min
     else:
         name = "bulk-decay"
     return Phase(name=name, mp=mp, power_law=pl, zero_fraction=zero_fraction, max_over_edge=over)
+
+
+def ww_metrics(eigenvalues: np.ndarray, lambda_plus: float | None = None) -> dict[str, float]:
+    """WeightWatcher's rank and norm metrics of an ESD.
+
+    Args:
+        eigenvalues: (M,) eigenvalues of X = W^T W / N.
+        lambda_plus: the bulk's MP edge (for the soft rank); None leaves it NaN.
+
+    Returns:
+        ``{"stable_rank": sum / max, "mp_softrank": lambda_+ / max, "spectral_norm": max,
+        "log_norm": log10 sum}``.
+    """
+    ev = np.clip(np.asarray(eigenvalues, np.float64), 0.0, None)
+    top = float(ev.max()) if ev.size else math.nan
+    ok = top > 0
+    return {"stable_rank": float(ev.sum() / top) if ok else math.nan,
+            "mp_softrank": float(lambda_plus / top) if ok and lambda_plus is not None else math.nan,
+            "spectral_norm": top,
+            "log_norm": float(math.log10(ev.sum())) if ev.sum() > 0 else math.nan}
+
+
+def conv_eigenvalues(kernel: np.ndarray) -> tuple[np.ndarray, float]:
+    """The pooled ESD of a conv kernel (kh, kw, C_in, C_out): the eigenvalues of W_ij^T W_ij / N
+    of every tap's (C_in, C_out) matrix (oriented N >= M), concatenated and sorted.
+
+    Returns:
+        (eigenvalues (kh * kw * M,) ascending float64, Q = N / M).
+    """
+    k = np.asarray(kernel)
+    if k.ndim != 4:
+        raise ValueError(f"kernel: expected (kh, kw, C_in, C_out), got shape {k.shape}")
+    evs, q = [], 1.0
+    for i in range(k.shape[0]):
+        for j in range(k.shape[1]):
+            ev, q = correlation_eigenvalues(k[i, j])
+            evs.append(ev)
+    return np.sort(np.concatenate(evs)), q
+
+
+class NullSpectra(NamedTuple):
+    """What the phase rules read off i.i.d. Gaussian matrices of one shape (the noise floor).
+
+    Attributes:
+        num_outliers: (R,) outliers past lambda_+ + TW_MARGIN sigma_TW of each null matrix.
+        max_over_edge: (R,) lambda_max / lambda_+.
+        alpha: (R,) tail exponents.
+        mp_ks: (R,) KS distances of the bulk to its MP fit.
+        phases: (R,) phase names with ``noise_outliers=0``.
+    """
+
+    num_outliers: np.ndarray
+    max_over_edge: np.ndarray
+    alpha: np.ndarray
+    mp_ks: np.ndarray
+    phases: tuple[str, ...]
+
+
+def null_outliers(n: int, m: int, num_matrices: int = 8, seed: int = 0) -> NullSpectra:
+    """The phase rules on ``num_matrices`` i.i.d. N(0, 1) matrices (n, m) (n >= m): the noise
+    floor of the outlier count, lambda_max / lambda_+ and alpha for a random layer of that shape.
+
+    Returns:
+        :class:`NullSpectra`.
+    """
+    n, m = max(n, m), min(n, m)
+    rng = np.random.default_rng(seed)
+    out, over, alpha, ks, names = [], [], [], [], []
+    for _ in range(int(num_matrices)):
+        ev, q = correlation_eigenvalues(rng.standard_normal((n, m), dtype=np.float32))
+        ph = classify(ev, q, num_rows=n)
+        out.append(ph.mp.num_outliers)
+        over.append(ph.max_over_edge)
+        alpha.append(ph.power_law.alpha)
+        ks.append(ph.mp.ks)
+        names.append(ph.name)
+    return NullSpectra(np.asarray(out), np.asarray(over), np.asarray(alpha), np.asarray(ks), tuple(names))
 
 
 def esd_histogram(eigenvalues: np.ndarray, bins: int = 60, log: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -32,15 +32,17 @@ the brightest. Measured on the default generated set (5 x 576, seed 0, split 80/
 brightness 0.15 (chance 0.20) and linear 0.78 (0.88 and 0.92 in subsets 1-2, 0.67 in subset
 5); at 128 px 0.14 and 0.81 (0.88, 0.92 ... 0.71); with cast shadows at 128 px 0.17 and 0.73.
 
-Images are stored as grey ``uint8`` (N, H, W) (small enough to copy per ensemble member);
-:func:`to_input` turns them into the net's float32 (N, H, W, 3) input (grey replicated to three
-channels, as the paper's net expects). :func:`stratified_split` splits by exemplar within each
-identity; :func:`face_task` wraps everything as an engine :class:`~jaxdyn.engine.Task` with
-epoch-wise shuffling.
+Images are stored as grey ``uint8`` (N, H, W); :func:`to_input` turns them into the net's
+float32 (N, H, W, 3) input (grey replicated to three channels, as the paper's net expects).
+:func:`stratified_split` splits by exemplar within each identity; :func:`task_data` gives the
+arrays every ensemble member shares (the engine's ``shared=``, sent to the device once),
+:func:`member_data` each member's own shuffle key, and :func:`face_task` the engine task
+(:class:`FaceTask`) with epoch-wise shuffling.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -52,7 +54,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.engine.core import Task
 
 Array = jax.Array
 
@@ -1158,7 +1159,11 @@ def pixel_variance(images: np.ndarray, identity: np.ndarray, num_identities: int
 
 
 def task_data(dataset: FaceDataset, split: Split, probe: np.ndarray) -> dict[str, np.ndarray]:
-    """The arrays one ensemble member trains and is observed on (no seed axis).
+    """The arrays every ensemble member trains and is observed on: pass them as ``shared=``.
+
+    They are the same for all members (only the shuffle order differs, see :func:`member_data`),
+    so the engine sends them to the device once and never copies them per member nor into a
+    checkpoint.
 
     Returns:
         ``x_train`` (n_train, H, W) uint8, ``y_train`` (n_train,) int32, ``x_test``, ``y_test``,
@@ -1177,56 +1182,62 @@ def task_data(dataset: FaceDataset, split: Split, probe: np.ndarray) -> dict[str
     }
 
 
-def face_task(base: dict[str, np.ndarray], batch_size: int) -> Task:
-    """An engine task with epoch-wise shuffling (each exemplar once per epoch).
+@dataclasses.dataclass(frozen=True)
+class FaceTask:
+    """An engine task with epoch-wise shuffling (each exemplar once per epoch); hashable, so the
+    training program compiles once per (n_train, batch_size).
 
     Epoch e of a member uses the permutation ``permutation(fold_in(shuffle_key, e), n_train)``
     and step s takes its ``s mod steps_per_epoch``-th block of ``batch_size`` indices
     (``steps_per_epoch = n_train // batch_size``; the remainder of each epoch's permutation is
-    skipped). ``shuffle_key`` (2,) uint32 is part of the member's data.
+    skipped). The member's data is ``{"shuffle_key": (2,) uint32}`` (:func:`member_data`); the
+    images are the shared data of :func:`task_data`.
 
-    Args:
-        base: from :func:`task_data`.
+    Attributes:
+        n_train: training exemplars.
         batch_size: examples per step.
-
-    Returns:
-        Task whose ``init(key)`` returns ``base`` plus ``shuffle_key`` (for small data; for
-        large images pass :func:`member_data` to the engine as ``data``) and whose batch holds
-        ``x`` (B, H, W, 3) float32, ``y`` (B,) int32 and ``index`` (B,), the rows of ``x_train``.
     """
-    n_train = int(base["y_train"].shape[0])
-    if not 1 <= batch_size <= n_train:
-        raise ValueError(f"batch_size: expected 1..{n_train} (training exemplars), got {batch_size!r}")
-    steps_per_epoch = n_train // batch_size
 
-    def init(key):
-        out = {k: jnp.asarray(v) for k, v in base.items()}
-        out["shuffle_key"] = jax.random.key_data(jax.random.fold_in(key, 0))
-        return out
+    n_train: int
+    batch_size: int
 
-    def batch(data, key, step):
-        del key
-        epoch, pos = step // steps_per_epoch, step % steps_per_epoch
-        perm = jax.random.permutation(jax.random.fold_in(jax.random.wrap_key_data(data["shuffle_key"]), epoch), n_train)
-        idx = jax.lax.dynamic_slice(perm, (pos * batch_size,), (batch_size,))
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n_train // self.batch_size
+
+    def init(self, key: Array) -> dict[str, Array]:
+        """The member's own data when ``train`` is not given ``data=``: its shuffle key."""
+        return {"shuffle_key": jax.random.key_data(jax.random.fold_in(key, 0))}
+
+    def batch(self, data: dict[str, Array], key: Array, step: Array) -> dict[str, Array]:
+        """``x`` (B, H, W, 3) float32, ``y`` (B,) int32 and ``index`` (B,), rows of ``x_train``."""
+        del key  # the order comes from the member's shuffle key, one permutation per epoch
+        spe = self.steps_per_epoch
+        epoch, pos = step // spe, step % spe
+        perm = jax.random.permutation(jax.random.fold_in(jax.random.wrap_key_data(data["shuffle_key"]), epoch), self.n_train)
+        idx = jax.lax.dynamic_slice(perm, (pos * self.batch_size,), (self.batch_size,))
         x = to_input(data["x_train"][idx], data["norm"][0], data["norm"][1])
         return {"x": x, "y": data["y_train"][idx], "index": idx}
 
-    return Task(init=init, batch=batch)
 
+def face_task(base: dict[str, np.ndarray], batch_size: int) -> FaceTask:
+    """The :class:`FaceTask` of the training set in ``base`` (from :func:`task_data`).
 
-def member_data(base: dict[str, np.ndarray], seeds: Sequence[int]) -> dict[str, np.ndarray]:
-    """``base`` repeated along a leading seed axis, plus each member's ``shuffle_key``.
-
-    Pass the result as ``data=`` to :func:`jaxdyn.engine.train` (it avoids embedding the
-    images as constants in the compiled init). The shuffle key of seed s is
-    ``fold_in(key(s), 0x5EED)``.
-
-    Returns:
-        ``{name: (seed, ...)}``.
+    Raises:
+        ValueError: ``batch_size`` outside 1..n_train.
     """
-    n = len(seeds)
-    out = {k: np.broadcast_to(v, (n,) + v.shape) for k, v in base.items()}
-    out["shuffle_key"] = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(int(s)), 0x5EED)))
-                                   for s in seeds])
-    return out
+    n_train = int(np.shape(base["y_train"])[0])
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n_train:
+        raise ValueError(f"batch_size: expected 1..{n_train} (training exemplars), got {batch_size!r}")
+    return FaceTask(n_train=n_train, batch_size=int(batch_size))
+
+
+def member_data(seeds: Sequence[int]) -> dict[str, np.ndarray]:
+    """Each member's own data: its ``shuffle_key`` (seed, 2) uint32, ``fold_in(key(s), 0x5EED)``.
+
+    Pass it as ``data=`` to :func:`jaxdyn.engine.train`, with :func:`task_data` as ``shared=``.
+    """
+    keys = [np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(int(s)), 0x5EED))) for s in seeds]
+    if not keys:
+        raise ValueError("seeds: expected at least one seed")
+    return {"shuffle_key": np.stack(keys)}
