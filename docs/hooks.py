@@ -502,13 +502,18 @@ def _is_config_class(cls: griffe.Class) -> bool:
 
 
 def registered_experiments(module: griffe.Module) -> list[dict[str, str]]:
-    """The ``Experiment(name=..., work=..., description=..., config=...)`` entries of a module's
-    ``EXPERIMENTS`` list, read from the source; keyword arguments only (as the modules write them)."""
-    member = module.members.get("EXPERIMENTS")
-    if member is None or member.is_alias or not isinstance(member.value, griffe.ExprList):
-        return []
+    """The ``Experiment(name=..., work=..., description=..., config=...)`` a module registers, read
+    from the source: its ``EXPERIMENT = Experiment(...)`` (or the entries of an ``EXPERIMENTS``
+    list); keyword arguments only (as the modules write them)."""
+    calls = []
+    single = module.members.get("EXPERIMENT")
+    if single is not None and not single.is_alias and isinstance(single.value, griffe.ExprCall):
+        calls.append(single.value)
+    listed = module.members.get("EXPERIMENTS")
+    if listed is not None and not listed.is_alias and isinstance(listed.value, griffe.ExprList):
+        calls.extend(listed.value.elements)
     found = []
-    for call in member.value.elements:
+    for call in calls:
         if isinstance(call, griffe.ExprCall) and str(call.function).endswith("Experiment"):
             entry = {}
             for argument in call.arguments:
@@ -546,7 +551,7 @@ def prepare_package(package: griffe.Module) -> list[str]:
     - A class's (or module's) ``Attributes:`` entries become the docstrings of those attributes (mkdocs.yml
       hides the sections, so each attribute is described once, under its own anchor); instance
       attributes that neither have nor get a docstring (state set in ``__init__``) are dropped.
-    - An ``EXPERIMENTS`` list without a docstring gets one naming the command it registers.
+    - An ``EXPERIMENT`` (or ``EXPERIMENTS`` list) without a docstring gets one naming the command it registers.
     - Sphinx roles become autorefs links (:func:`convert_package_roles`).
 
     Returns:
@@ -569,7 +574,7 @@ def prepare_package(package: griffe.Module) -> list[str]:
                     member.docstring = griffe.Docstring(described[name], parent=member)
                 elif "instance-attribute" in member.labels:
                     obj.del_member(name)
-        if obj.is_attribute and obj.name == "EXPERIMENTS" and obj.parent.is_module and not obj.docstring:
+        if obj.is_attribute and obj.name in ("EXPERIMENT", "EXPERIMENTS") and obj.parent.is_module and not obj.docstring:
             lines = [f"Registers `jaxdyn run {e['name']}` (work: {e.get('work', '?')}): {e.get('description', '')}."
                      for e in registered_experiments(obj.parent)]
             if lines:

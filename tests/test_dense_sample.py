@@ -230,10 +230,8 @@ def test_local_executor_members_are_those_of_a_one_member_run(one_member_chunks,
     _bitwise(one_member_chunks.isel(seed=[1]), alone, RECORDED)
 
 
-@pytest.mark.xfail(strict=True, reason="a 1-member vmap rounds differently from the 2-member one on XLA:CPU: measured on the "
-                   "quick preset, accuracies, losses and confusion counts bitwise equal; weights, activations, spectra and "
-                   "coupling sums within 6e-7 of each record's largest value; PC scores within 2e-6 (before the PCA sign "
-                   "convention one near-degenerate PC came out with the opposite sign). Fixed-width member blocks are a separate issue")
+# Fixed-width member blocks: a 1-member chunk is compiled at the same block width as the
+# 2-member run (padded), so the executor's split is bitwise invisible.
 def test_local_executor_with_one_member_chunks_equals_the_single_process_run_bitwise(reference, one_member_chunks):
     _, _, ref = reference
     worst = max(float(np.nanmax(np.abs(one_member_chunks[n].values.astype(float) - ref[n].values.astype(float)), initial=0.0))

@@ -131,6 +131,9 @@ def test_resume_from_a_chunk_is_bitwise_identical(reference):
         (dict(seeds=[1, 1, 2]), "seeds"),
         (dict(hparams={"lr": np.ones(2)}), "hparams['lr']"),
         (dict(init_params={"w": np.ones((2, 3))}), "init_params"),
+        (dict(block_width=0), "block_width"),
+        (dict(executor=object()), "executor: executors are a layer above train"),
+        (dict(recrod_every=10), "recrod_every: not an argument of train"),
     ],
 )
 def test_bad_arguments_are_rejected_before_compiling(kw, field):

@@ -53,6 +53,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -116,8 +117,6 @@ def coupling_statistics(activations: Sequence[Array], mask: Array | None = None)
 def coupling_from_statistics(count, sums, cross):
     """(..., L, L) coupling rho(l, l') from (count (...), sums (..., L), cross (..., L, L)), in
     float64 numpy (see the module docstring); NaN where a layer's map is constant."""
-    import numpy as np
-
     count = np.asarray(count, np.float64)[..., None, None]
     sums = np.asarray(sums, np.float64)
     cross = np.asarray(cross, np.float64)
@@ -130,8 +129,6 @@ def coupling_from_statistics(count, sums, cross):
 
 def distance_profile(coupling):
     """(..., L - 1) mean coupling rho(l, l + d) over l, for d = 1 .. L - 1, of (..., L, L)."""
-    import numpy as np
-
     c = np.asarray(coupling, np.float64)
     num_l = c.shape[-1]
     return np.stack([np.mean(np.stack([c[..., i, i + d] for i in range(num_l - d)], -1), -1) for d in range(1, num_l)], -1)
@@ -140,8 +137,6 @@ def distance_profile(coupling):
 def profile_linearity(profile) -> float:
     """R^2 of the least-squares line through a distance profile (L - 1,) against d = 1 .. L - 1
     (1: exactly linear); NaN for a constant or non-finite profile."""
-    import numpy as np
-
     y = np.asarray(profile, np.float64)
     if y.size < 3 or not np.all(np.isfinite(y)):
         return float("nan")
@@ -158,8 +153,6 @@ def weight_correlation(kernels, kernel_ndim: int = 4) -> "np.ndarray":
         kernels: (..., L, *kernel shape), one kernel shape for every layer (e.g. (3, 3, C, C)).
         kernel_ndim: the number of trailing kernel axes (4 for a 2-D conv kernel).
     """
-    import numpy as np
-
     k = np.asarray(kernels, np.float64)
     if k.ndim < kernel_ndim + 1:
         raise ValueError(f"kernels: expected (..., L, {kernel_ndim} kernel axes), got shape {k.shape}")

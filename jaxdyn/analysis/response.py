@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -840,7 +841,6 @@ def law_claims(a: dict[str, Any], label: str, slug: str, *, fit_start: int) -> l
     aging = claims.source(*_AGING)
     linear = claims.source(*_LINEAR)
     epochs = sorted(a["kernels"])
-    first = epochs[0]
     slopes = np.stack([ps["slopes"][ep] for ep in epochs], 1)  # (seed, epoch)
     r2 = np.stack([ps["r2"][ep] for ep in epochs], 1)
     found = [

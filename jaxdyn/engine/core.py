@@ -778,7 +778,31 @@ def prepare(
     return TrainCall(spec=spec, num_steps=num_steps, members=members, shared=shared, options=options)
 
 
-def train(learner: Learner | Any, task: Task | Any, optimizer: Any = None, **kwargs) -> EnsembleResult:
+def train(
+    learner: Learner | Any,
+    task: Task | Any,
+    optimizer: Any = None,
+    *,
+    seeds: Sequence[int] | Array,
+    num_steps: int,
+    loss: Callable | None = None,
+    record: Record | Sequence[Record] | None = None,
+    observables: Mapping[str, Observable] | None = None,
+    record_every: int | None = None,
+    hparams: Mapping[str, Any] | None = None,
+    init_params: PyTree | None = None,
+    data: PyTree | None = None,
+    shared: PyTree | None = None,
+    chunk_steps: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: Any = False,
+    on_chunk: Callable[[EnsembleState, dict[str, np.ndarray]], None] | None = None,
+    resume_from: tuple[EnsembleState, dict[str, np.ndarray]] | None = None,
+    checkpoint: Checkpointer | None = None,
+    memory_check: bool = True,
+    block_width: int | str | None = None,
+    **unknown: Any,
+) -> EnsembleResult:
     """Trains an ensemble of members (seeds or conditions) of one learner, inside one jit.
 
     Args:
@@ -822,6 +846,12 @@ def train(learner: Learner | Any, task: Task | Any, optimizer: Any = None, **kwa
             (bitwise identical to an uninterrupted run).
         memory_check: estimate the memory of states and records before compiling and raise
             :class:`ResourceError` when it exceeds 90% of the free device (or host) memory.
+        block_width: members per block of the compiled program (a ``lax.map`` over blocks of a
+            vmap of this many members; member i always sits at position ``i % block_width``, so
+            its results do not depend on the ensemble size, the device count or the chunking).
+            Default (None): :func:`default_block_width` for the model and backend; ``'ensemble'``:
+            one vmap over all members.
+        unknown: refused with a message (``executor=`` names the layer above, where executors live).
 
     Returns:
         An :class:`EnsembleResult`.
@@ -831,10 +861,16 @@ def train(learner: Learner | Any, task: Task | Any, optimizer: Any = None, **kwa
         ResourceError: the estimated memory exceeds what is free (see ``memory_check``).
         CheckpointError: resuming from a checkpoint written by a different run.
     """
-    if "executor" in kwargs:
+    if "executor" in unknown:
         raise EngineConfigError("executor: executors are a layer above train: call executor.train(...) with the same "
                                 "arguments (jaxdyn.engine.LocalExecutor, RayExecutor), or RunContext(executor=...).train")
-    return run_call(prepare(learner, task, optimizer, **kwargs))
+    if unknown:
+        raise EngineConfigError(f"{sorted(unknown)[0]}: not an argument of train (see help(jaxdyn.engine.train))")
+    return run_call(prepare(learner, task, optimizer, seeds=seeds, num_steps=num_steps, loss=loss, record=record,
+                            observables=observables, record_every=record_every, hparams=hparams, init_params=init_params,
+                            data=data, shared=shared, chunk_steps=chunk_steps, devices=devices, progress=progress,
+                            on_chunk=on_chunk, resume_from=resume_from, checkpoint=checkpoint, memory_check=memory_check,
+                            block_width=block_width))
 
 
 def _block_width(call: TrainCall, shared, platform: str) -> int | None:

@@ -255,13 +255,10 @@ def run(config: NeurashedElasticityConfig, ctx) -> Result:
     L_rows_final = [{"m": m_big, "b1": b1_0, "b2": b2_0, "L": L, "epoch": T, **row(key_of(m_big, b1_0, b2_0, L), T)} for L in config.levels_sweep]
     sim_big, theory_big, limit0, _ = summary_of(key_of(m_big, b1_0, b2_0, L0))
     dist_t = np.median(np.abs(sim_big[:, t_idx] / limit0 - 1), axis=0)  # (epoch,) median over seeds
-    rho_t = float(scipy.stats.spearmanr(t_idx, dist_t).statistic) if len(t_idx) > 2 else float(dist_t[-1] - dist_t[0])
     m_dist = np.array([r["relative_distance_to_limit_median"] for r in m_rows])
-    L_ratio = np.array([r["ratio_median"] for r in L_rows])
     all_ratios = np.concatenate([_off_diagonal_mean(results[k][0])[:, t_idx].ravel() for k in results])
 
     tol = config.tolerance
-    worst_pair = max(r["relative_distance_to_limit_median"] for r in pair_rows)
     worst_expansion = max(r["relative_distance_to_expansion_median"] for r in L_rows + L_rows_final)
     disjoint = [r["relative_distance_to_expansion_max_disjoint"] for r in L_rows + L_rows_final + m_rows + pair_rows]
     worst_disjoint = float(np.nanmax(disjoint)) if np.isfinite(disjoint).any() else float("nan")

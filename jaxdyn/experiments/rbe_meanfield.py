@@ -38,7 +38,7 @@ from jaxdyn.experiments.fields import RBETrainingFields
 from jaxdyn.models.rbe_conv import RBEConvNet, init_members
 from jaxdyn.tasks import rbe
 from jaxdyn.theory import meanfield
-from jaxdyn.theory.meanfield import THEORIES, THEORY_NOTES
+from jaxdyn.theory.meanfield import THEORY_NOTES
 
 _TURN = ("In the first, all of them go to to the majority side and then the minorities turn its direction into the other side", "Sec. III, Fig. 5")
 _EQ10 = ("The short term learning dynamics of the prediction can be written in the following", "Sec. III, Eq. 10")
@@ -62,7 +62,7 @@ class RBEMeanfieldConfig(RBETrainingFields, Config):
     smooth: float = param(0.15, "width of the log-time smoothing of the curves whose turns are read (natural-log units; 0: none)", min=0.0, max=2.0)
 
     @classmethod
-    def quick(cls) -> "RBEMeanfieldConfig":
+    def quick(cls) -> RBEMeanfieldConfig:
         return cls(seeds=12, ratios=(1 / 3, 3.0), num_steps=200, record_every=2, kernel_every=10, spaces=("output", "logit"))
 
     @property

@@ -27,7 +27,7 @@ import xarray as xr
 
 from jaxdyn import claims, plots
 from jaxdyn.engine import Task, hparam, losses, optimizer
-from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
+from jaxdyn.experiments.base import Config, Experiment, Figure, Result, param
 from jaxdyn.experiments.fields import GradientFlowTime, TuningCurveTask
 from jaxdyn.models.deep_linear import DeepLinear, params_from_matrices
 from jaxdyn.tasks import full_batch
@@ -50,7 +50,7 @@ class SaxeReductionConfig(GradientFlowTime, TuningCurveTask, Config):
     asymptote_tolerance: float = param(0.05, "largest relative distance to sqrt(2) counted as reaching an asymptote", min=0.0, max=1.0, min_exclusive=True)
 
     @classmethod
-    def quick(cls) -> "SaxeReductionConfig":
+    def quick(cls) -> SaxeReductionConfig:
         # lr 0.005 keeps the first-order distance (about 1.1 x lr here) inside the 1e-2 tolerance;
         # beta0 0.6 and 0.8 straddle the flip of the ordering at 1/sqrt(2).
         return cls(num_neurons=16, deltas=(10.0, 45.0), beta0s=(0.001, 0.6, 0.8), lr=0.005, duration=4.0, record_every=5)
