@@ -39,6 +39,7 @@ _use_every_cpu_core()
 __version__ = "0.2.0"
 
 _SUBMODULES = ("analysis", "claims", "engine", "experiments", "models", "ntk", "plots", "store", "tasks", "theory")
+"""The subpackages ``jaxdyn.NAME`` imported on first attribute access (module ``__getattr__``), listed in ``__all__``."""
 _NAMES = {"train": ("jaxdyn.engine", "train"), "Task": ("jaxdyn.engine", "Task"), "run": ("jaxdyn.store", "run")}
 
 __all__ = ["Task", "run", "train", *_SUBMODULES]

@@ -90,8 +90,11 @@ from jaxdyn.engine.learners import call_kwargs
 from jaxdyn.models.layers import PatchConv, extract_patches, normalize_kernel_size
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 PyTree = Any
+"""A pytree of arrays (nested dicts, lists, tuples of arrays), e.g. a model's parameters."""
 ApplyFn = Callable[[PyTree, Array], Array]
+"""A model's apply function ``f(params, x) -> outputs``: parameters and a batch of inputs to a batch of outputs."""
 
 NTK_METHODS = ("implicit", "jacobian", "structured")
 _METHOD_CHOICES = NTK_METHODS + ("auto",)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
 
 @functools.lru_cache(maxsize=1)

@@ -56,6 +56,7 @@ import numpy as np
 
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
 # Yale B poses: P00 frontal, P01-P05 about 12 degrees off the camera axis, P06-P08 about 24
 # degrees. Directions around the axis are our choice (Yale B does not state them per pose);

@@ -36,6 +36,7 @@ import numpy as np
 
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
 BITS = 16  # the paper's string length s
 
