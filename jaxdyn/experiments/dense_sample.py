@@ -456,12 +456,12 @@ def lld_per_seed(epochs: np.ndarray, curves: dict[str, np.ndarray], *, chance: f
         errors, criterion: the error model and criterion (see :func:`jaxdyn.analysis.lld.fit_lld`).
 
     Returns:
-        ``{"fits": {curve: [seed][K] LogisticFit}, "r2": {curve: (seed, K)}, "dcrit_paper": {curve:
-        (seed,)} criterion(K=1) - criterion(K=2) counting the second logistic as 2 more
-        parameters (> 0 favours two), "dcrit_own": the same with 3, "ceiling": (seed,) R^2
-        ceiling of the test accuracy, "autocorrelation_iid": (seed,) lag-1 autocorrelation of
-        the i.i.d. K=1 residuals of the test accuracy, "dcrit_iid": (seed,) the i.i.d. criterion
-        difference (paper's count) for comparison}.
+        A dict with ``"fits"`` ``{curve: per seed {K: LogisticFit}}``, ``"r2"`` ``{curve: (seed, K)}``,
+        ``"dcrit_paper"`` ``{curve: (seed,)}`` criterion(K=1) - criterion(K=2) counting the second
+        logistic as 2 more parameters (> 0 favours two), ``"dcrit_own"`` the same with 3,
+        ``"ceiling"`` (seed,) R^2 ceiling of the test accuracy, ``"autocorrelation_iid"`` (seed,)
+        lag-1 autocorrelation of the i.i.d. K=1 residuals of the test accuracy, ``"dcrit_iid"``
+        (seed,) the i.i.d. criterion difference (paper's count) for comparison.
     """
     out: dict[str, Any] = {"fits": {}, "r2": {}, "dcrit_paper": {}, "dcrit_own": {}}
     for name, curve in curves.items():
