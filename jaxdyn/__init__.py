@@ -11,6 +11,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for static readers (type checkers, the API reference); at run time __getattr__ imports them
+    from jaxdyn.engine import Task, train
+    from jaxdyn.store import run
 
 
 def _use_every_cpu_core() -> None:
