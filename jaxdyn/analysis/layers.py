@@ -49,14 +49,11 @@ engine's scan (as observables).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-if TYPE_CHECKING:  # for the annotations only; the functions import numpy where they use it
-    import numpy as np
 
 Array = jax.Array
 """A JAX array (alias of ``jax.Array``)."""
