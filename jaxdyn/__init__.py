@@ -11,6 +11,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for static readers (type checkers, the API reference); at run time __getattr__ imports them
+    from jaxdyn.engine import Task, train
+    from jaxdyn.store import run
 
 
 def _use_every_cpu_core() -> None:
@@ -39,6 +44,7 @@ _use_every_cpu_core()
 __version__ = "0.2.0"
 
 _SUBMODULES = ("analysis", "claims", "engine", "experiments", "models", "ntk", "plots", "store", "tasks", "theory")
+"""The subpackages ``jaxdyn.NAME`` imported on first attribute access (module ``__getattr__``), listed in ``__all__``."""
 _NAMES = {"train": ("jaxdyn.engine", "train"), "Task": ("jaxdyn.engine", "Task"), "run": ("jaxdyn.store", "run")}
 
 __all__ = ["Task", "run", "train", *_SUBMODULES]

@@ -28,6 +28,9 @@ from typing import Any, Sequence
 import numpy as np
 
 KINDS = ("paper", "extension", "sanity")
+"""The kinds a :class:`Claim` may have: ``paper`` (a quoted statement of the source), ``extension``
+(the project's own, with ``why``), ``sanity`` (true by construction or a check of the code; never
+counted as the paper's). :func:`tally` counts claims in this order."""
 _COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 

@@ -15,6 +15,8 @@ import os
 import signal
 
 POINTS = ("checkpoint-write", "checkpoint-saved", "results-write", "summary-write", "figure-write", "status-write")
+"""The named kill points: the moments the code calls :func:`kill_point` at, and the names
+``JAXDYN_KILL_AT`` may give (each described in the module docstring)."""
 _reached: dict[str, int] = {}  # per process: how often each point was reached (only counted when armed)
 
 

@@ -90,10 +90,15 @@ from jaxdyn.engine.learners import call_kwargs
 from jaxdyn.models.layers import PatchConv, extract_patches, normalize_kernel_size
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 PyTree = Any
+"""A pytree of arrays (nested dicts, lists, tuples of arrays), e.g. a model's parameters."""
 ApplyFn = Callable[[PyTree, Array], Array]
+"""A model's apply function ``f(params, x) -> outputs``: parameters and a batch of inputs to a batch of outputs."""
 
 NTK_METHODS = ("implicit", "jacobian", "structured")
+"""The ways :func:`ntk` computes the kernel (module docstring), besides ``method='auto'``, which
+picks one of them (:func:`choose_method`)."""
 _METHOD_CHOICES = NTK_METHODS + ("auto",)
 
 # Dense-like layers whose kernel enters as y = X @ W (+ b). Exact types: a subclass may
@@ -737,6 +742,9 @@ class Estimate(NamedTuple):
 # core does ~30 float32 FLOPs per element in a matmul in the time a memory-bound pass moves one
 # element (measured on this project's machine: benchmarks/, bench_ntk).
 MEMORY_PASS_COST = 16.0
+"""FLOP-equivalents charged per array element a computation writes to memory and reads back, in
+the cost of an :class:`Estimate` (the cost model of ``method='auto'``); set from measurements on
+this project's machine (benchmarks/, bench_ntk)."""
 # Cost of a pass relative to the forward pass it follows (measured on the package's models,
 # XLA:CPU): a jvp tangent (x dW + dx W, elementwise derivatives shared with the primal), a
 # backward pass to the activations only, and one that also forms the parameter gradients.

@@ -15,8 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-# Okabe & Ito (2008), safe for the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+"""The eight colours of jaxdyn's figures (hex), Okabe & Ito (2008)'s palette, safe for the common
+colour-vision deficiencies; :func:`color` cycles through it."""
 
 STYLE = {
     "figure.dpi": 110,
@@ -32,6 +33,8 @@ STYLE = {
     "lines.linewidth": 1.6,
     "lines.markersize": 3.5,
 }
+"""The matplotlib rc parameters of jaxdyn's figures (sizes, fonts, no top/right spines, the
+:data:`PALETTE` colour cycle), applied with ``plt.rc_context`` when a figure is made."""
 
 
 def color(i: int) -> str:

@@ -38,8 +38,9 @@ import jinja2
 
 from jaxdyn.store import atomic_write, read_status
 
-#: Claim kinds in the order the page shows them; ``unclassified``: a run of the older format.
 KINDS = ("paper", "extension", "sanity", "unclassified")
+"""Claim kinds in the order the page shows them: :data:`jaxdyn.claims.KINDS`, then
+``unclassified`` for a claim of a run of the older format (no kind recorded)."""
 _COMPARISONS = {">": ">", ">=": "≥", "<": "<", "<=": "≤"}
 # Keys of an old-format summary.json that are not headline numbers.
 _SUMMARY_META = ("experiment", "work", "description", "claims", "claims_held", "figures", "skipped_members",

@@ -45,6 +45,7 @@ import numpy as np
 from jaxdyn.faults import kill_point
 
 NETCDF_ENGINE = "h5netcdf"
+"""The xarray netCDF engine ``results.nc`` is written and read with (netCDF4 files through h5py)."""
 
 
 class RunFolderError(ValueError):
@@ -201,6 +202,8 @@ class RunLock:
         self._fd = fd
 
     def release(self) -> None:
+        """Releases the lock (closes its file descriptor); does nothing when it is not held. The
+        lock file stays."""
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
@@ -242,6 +245,7 @@ class RunDir:
             raise RunFolderError(f"--out: cannot write in {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
+        """Ends this process's hold on the run directory: releases its :class:`RunLock`."""
         self.lock.release()
 
     def _write_status(self, **fields) -> None:

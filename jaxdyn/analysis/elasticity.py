@@ -46,7 +46,9 @@ import scipy.stats
 from jaxdyn import ntk as ntk_module
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 PyTree = Any
+"""A pytree of arrays (nested dicts, lists, tuples of arrays), e.g. a model's parameters."""
 
 
 def _as_2d(z: Array) -> Array:
@@ -245,8 +247,15 @@ class Tiers(NamedTuple):
     dissimilar: np.ndarray
 
 
-#: Tier codes of :func:`pair_tiers`.
-TIER_SAME, TIER_SIMILAR, TIER_DISSIMILAR, TIER_OTHER = 0, 1, 2, 3
+# Tier codes of :func:`pair_tiers` (int8 values of its output).
+TIER_SAME = 0
+"""Tier code of :func:`pair_tiers` for a probe of the base's own class."""
+TIER_SIMILAR = 1
+"""Tier code of :func:`pair_tiers` for a probe of the base class's nearest other class (:attr:`Tiers.similar`)."""
+TIER_DISSIMILAR = 2
+"""Tier code of :func:`pair_tiers` for a probe of the base class's farthest other class (:attr:`Tiers.dissimilar`)."""
+TIER_OTHER = 3
+"""Tier code of :func:`pair_tiers` for a probe of any other class."""
 
 
 def similarity_tiers(x: np.ndarray, y: np.ndarray) -> Tiers:

@@ -35,6 +35,7 @@ import numpy as np
 import scipy.special
 
 LOG2 = np.log(2.0)
+"""ln 2: divides a mutual information in nats to give it in bits."""
 
 
 def bin_edges(values: np.ndarray, num_bins: int, value_range: tuple[float, float] | None = None) -> np.ndarray:

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
 
 def channel_mean_maps(activations: Sequence[Array]) -> Array:

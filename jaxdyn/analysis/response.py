@@ -319,6 +319,9 @@ class PowerLawFit(NamedTuple):
     level: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The fit as JSON-ready floats and lists: ``tau``, ``tau_ci``, ``tau_stderr``, ``amplitude``,
+        ``r2_loglog``, the two local exponents, the mean and SEM of the finite per-seed exponents,
+        ``fit_window`` and ``ci_level``."""
         finite = self.per_seed[np.isfinite(self.per_seed)]
         return {
             "tau": self.tau, "tau_ci": list(self.ci), "tau_stderr": self.stderr, "amplitude": self.amplitude,
@@ -442,6 +445,8 @@ class KernelFit(NamedTuple):
     size: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The fit as JSON-ready floats and lists: ``slope``, ``slope_ci``, ``r2_linear``,
+        ``raw_slope``, ``size`` and the (num_h,) ``kernel`` (its interval is left out)."""
         return {"slope": self.slope, "slope_ci": list(self.slope_ci), "r2_linear": self.r2,
                 "raw_slope": self.raw_slope, "size": self.size, "kernel": self.kernel.tolist()}
 
@@ -524,8 +529,13 @@ def turning_point(t: np.ndarray, curve: np.ndarray, kind: str = "min", *, after:
 # ---------------------------------------------------------------------------------------------
 # The law per encoding, and its claims (rbe-response, rbe-variants)
 # ---------------------------------------------------------------------------------------------
-FIT_STARTS = (10, 20, 50, 100)  # the fit starts of the sensitivity table (those inside the run)
-FROZEN_NTK_TOLERANCE = 0.1  # relative error counted as "the NTK of epoch e still predicts the response"
+FIT_STARTS = (10, 20, 50, 100)
+"""Epochs at which the power-law fit may start in :func:`fit_start_table`, tau's sensitivity
+table (a start is used when at least three records lie at or after it)."""
+FROZEN_NTK_TOLERANCE = 0.1
+"""Relative error ||R - R_hat|| / ||R|| (:func:`frozen_ntk_errors`) up to which the NTK frozen at
+epoch e0 is counted as still predicting the response; :func:`horizon` measures how long it does.
+A project tolerance, not the paper's."""
 
 
 def sigmoid_factor(f: np.ndarray) -> np.ndarray:
@@ -827,6 +837,9 @@ _AGING = ("After the initial training phase, the size shows the power law like d
 _LINEAR = ("The kernel is almost linear against the Hamming distance between the training input, x_o, and the affected one",
            "Sec. III, Fig. 1B and D, Eq. 8")
 MAJORITY = 0.5
+"""``required_fraction`` of the seed-by-seed claims read on the paper's averaged curves: a claim
+holds when at least half of the included seeds show it (the project's reading of a statement
+about an average, so that no verdict rests on a mean that no seed shows)."""
 _MAJORITY_WHY = ("the paper's curves are averages over its tests; a statement about the average is read as holding for at least "
                  "half of the seeds, so that no verdict rests on a mean that no seed shows")
 

@@ -67,18 +67,44 @@ import numpy as np
 import scipy.optimize
 
 RANK_TOL = 1e-4
+"""Relative size (of lambda_max) below which :func:`classify` counts an eigenvalue as zero, for
+the rank-collapse rule. A project threshold: a finite-size MP law with Q = 1 puts about 1% of
+its eigenvalues below it."""
 RANK_COLLAPSE_FRACTION = 0.1
+"""Fraction of (near-)zero eigenvalues (below ``RANK_TOL * lambda_max``) above which
+:func:`classify` calls a layer rank-collapsed, ten times what an MP law with Q = 1 shows. A
+project threshold."""
 TW_MARGIN = 3.0
+"""Margin, in Tracy-Widom scales sigma_TW (Johnstone 2001), past the MP edge lambda_+ beyond which
+an eigenvalue is an outlier; also the cut of the bulk :func:`fit_mp` fits. A project threshold."""
 KS_MP = 0.05
+"""Largest Kolmogorov-Smirnov distance between the bulk and its fitted MP law for the bulk to be
+MP-like in :func:`classify` (the random-like, bulk+spikes and bleeding-out phases need it). A
+project threshold; the dense-sample experiment also checks its initial spectra against it."""
 SPIKE_MAX_FRACTION = 0.05
+"""Most outliers, as a fraction of the M eigenvalues, that :func:`classify` reads as a few spikes
+(bulk+spikes) rather than bleeding-out. A project threshold."""
 SPIKE_GAP = 2.0
+"""Least lambda_max / lambda_+ (the largest eigenvalue over the MP edge) for spikes to count as well
+separated (bulk+spikes) in :func:`classify`. A project threshold."""
 ALPHA_HEAVY = 4.0
+"""Largest power-law tail exponent alpha for a non-MP bulk to be heavy-tailed in :func:`classify`
+(above it: bulk-decay). A project threshold within WeightWatcher's 2-6 "well trained" band."""
 
 WW_MIN_EVALS = 10
+"""WeightWatcher's ``min_evals``: layers with fewer eigenvalues get no alpha and no phase. Kept
+as the documented convention; no function here reads it (the dense-sample experiment fits no
+alpha for its conv taps and output layer for this reason)."""
 WW_ALPHA_UNDER_TRAINED = 6.0
+"""WeightWatcher's reading of alpha: above 6, random-like / under-trained (2-6 is "well trained");
+the dense-sample ``alpha-well-trained`` claim's threshold."""
 WW_ALPHA_OVER_TRAINED = 2.0
+"""WeightWatcher's reading of alpha: below 2, over-trained (2-6 is "well trained")."""
 
 PHASES = ("random-like", "bleeding-out", "bulk+spikes", "bulk-decay", "heavy-tailed", "rank-collapse")
+"""Martin & Mahoney's 5+1 phases in training order (the names :func:`classify` returns); a
+phase's index here is its integer code in the dense-sample experiment's records, whose
+``phase-order`` claim reads this order as the sequence of training."""
 
 
 def correlation_eigenvalues(w: np.ndarray, dtype=np.float32) -> tuple[np.ndarray, float]:

@@ -51,6 +51,8 @@ import numpy as np
 from jaxdyn.faults import kill_point
 
 FORMAT = "jaxdyn-checkpoint/1"
+"""The format tag :func:`write_checkpoint` puts in every manifest (``"format"``); a file with any
+other tag is refused with :class:`CheckpointError` when read."""
 _NAME = re.compile(r"^step_(\d{9})\.npz$")
 _TARGET_CHECKPOINTS = 10  # checkpoints per train call when ``every`` is not given
 
@@ -168,9 +170,11 @@ class CallCheckpoints:
         return sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _NAME.match(p.name)))
 
     def path(self, step: int) -> Path:
+        """The file of the checkpoint of ``step``: ``call_NN/step_<step, 9 digits>.npz`` (it may not exist)."""
         return self.directory / f"step_{step:09d}.npz"
 
     def clear(self) -> None:
+        """Deletes every checkpoint of this call on disk (done on creation unless the run resumes)."""
         for step in self.steps():
             with contextlib.suppress(FileNotFoundError):
                 self.path(step).unlink()

@@ -55,6 +55,7 @@ from jaxdyn.engine.checkpoint import Checkpointer
 from jaxdyn.engine.core import EngineConfigError, EnsembleResult, TrainCall
 
 INSTALL_HINT = "pip install 'jaxdyn[cluster]'"
+"""The install command quoted when an executor needs Ray and it is not installed (the ``cluster`` extra)."""
 
 
 class Executor:

@@ -37,7 +37,9 @@ import jax.numpy as jnp
 import optax
 
 PyTree = Any
+"""A pytree of arrays (nested dicts, lists, tuples of arrays), e.g. a model's parameters."""
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
 
 class Learner:

@@ -51,10 +51,10 @@ def softmax_cross_entropy(outputs: jax.Array, batch: Mapping[str, jax.Array]) ->
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch["y"]))
 
 
-#: Losses by the names experiments' configurations use (``loss = "mse"``).
 LOSSES = {
     "mse": mean_squared_error,
     "bce": binary_cross_entropy,
     "half_sse": half_squared_error_sum,
     "softmax_ce": softmax_cross_entropy,
 }
+"""Losses by the names experiments' configurations use (``loss = "mse"``): ``{name: loss(outputs, batch) -> scalar}``."""

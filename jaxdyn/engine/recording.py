@@ -47,10 +47,12 @@ class Record:
         object.__setattr__(self, "dim", dim)
 
     def names(self) -> tuple[str, ...]:
+        """The names of the group's observables (the keys of ``observables``), in the order given."""
         return tuple(name for name, _ in self.observables)
 
 
-Plan = tuple  # a tuple of Record
+Plan = tuple
+"""A recording plan: a tuple of :class:`Record` groups, as :func:`as_plan` returns it."""
 
 
 def as_plan(record: Record | Sequence[Record] | None, observables: Mapping[str, Callable] | None, record_every: int | None) -> tuple[Record, ...]:

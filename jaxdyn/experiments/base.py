@@ -145,6 +145,8 @@ class Config:
 
     @classmethod
     def field_types(cls) -> dict[str, Any]:
+        """``{field name: type}`` of every dataclass field, in declaration order, with string
+        annotations resolved (``typing.get_type_hints``)."""
         hints = typing.get_type_hints(cls)
         return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
@@ -175,6 +177,7 @@ class Config:
         """Cross-field rules; override in subclasses."""
 
     def to_dict(self) -> dict[str, Any]:
+        """``{field name: value}`` of every field, tuples as lists: the JSON form :meth:`from_dict` reads back."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
 
     @classmethod

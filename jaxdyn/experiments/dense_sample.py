@@ -77,9 +77,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(image_size=32, num_poses=5, epochs=60, seeds=4, probe_per_identity=8, spectra_every=5),
     "paper": dict(image_size=128, num_poses=9, epochs=60, seeds=8, probe_per_identity=8, spectra_every=5),
 }
-DENSE_LAYERS = ("dense_0", "dense_1")  # the hidden dense layers (both M = 1024 in the paper's net)
+"""The field values of ``preset=cpu`` and ``preset=paper``: ``{preset: {field: value}}``, taken by
+every integer field left at 0 (:meth:`DenseSampleConfig.resolved`). ``paper``: the paper's 128 x 128
+images, Yale B's 9 poses, 60 epochs, 8 seeds (a GPU); ``cpu``: 32 x 32, 5 poses, 4 seeds."""
+DENSE_LAYERS = ("dense_0", "dense_1")
+"""The hidden dense layers of :class:`~jaxdyn.models.DenseSampleVGG` whose weight spectra are
+recorded on the device (both M = 1024 in the paper's net); those absent from the model (the
+``abstract`` model has one) are skipped."""
 LLD_KS = (1, 2, 3)
-CURVES = ("test_accuracy", "test_loss", "train_accuracy")  # the curves the LLD fits
+"""The numbers K of logistics the logistic learning decomposition fits to every curve (the paper
+compares one and two)."""
+CURVES = ("test_accuracy", "test_loss", "train_accuracy")
+"""The learning curves (recorded per epoch, (seed, epoch)) the logistic learning decomposition
+fits; losses are fitted as decreasing curves, accuracies as increasing ones."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,9 +179,9 @@ class FullSetPass:
     (), ``{split}_confusion`` (K, K) counts C[true, predicted]. Over all exemplars (train rows
     then test rows): ``pc_variance`` (C,) and ``pc_total_variance`` () of the last hidden layer,
     ``pc_scores`` (N, C) (:func:`jaxdyn.analysis.pca.device_pca`). The conv coupling's
-    sufficient statistics per (split, identity) group (:func:`jaxdyn.analysis.layers.
-    coupling_statistics`): ``coupling_count`` (2, K), ``coupling_sums`` (2, K, L),
-    ``coupling_cross`` (2, K, L, L).
+    sufficient statistics per (split, identity) group
+    (:func:`jaxdyn.analysis.layers.coupling_statistics`): ``coupling_count`` (2, K),
+    ``coupling_sums`` (2, K, L), ``coupling_cross`` (2, K, L, L).
 
     Images go through in chunks of ``chunk`` (``lax.map``) to bound memory; padding is masked.
     """
@@ -300,7 +310,7 @@ def _correlation_eigenvalues(w: jax.Array) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class WeightSpectra:
     """Eigenvalues of each dense layer's correlation matrix X = W^T W / N, on the device (from
-    the singular values of W, see :func:`_correlation_eigenvalues`).
+    the singular values of W, see ``_correlation_eigenvalues``).
 
     Records: ``esd_dense`` (dense_layer, M) (the dense layers must share M); with
     ``store_dense``, ``{layer}_kernel`` (in, out) the dense kernels. The conv and output layers'
@@ -446,12 +456,12 @@ def lld_per_seed(epochs: np.ndarray, curves: dict[str, np.ndarray], *, chance: f
         errors, criterion: the error model and criterion (see :func:`jaxdyn.analysis.lld.fit_lld`).
 
     Returns:
-        ``{"fits": {curve: [seed][K] LogisticFit}, "r2": {curve: (seed, K)}, "dcrit_paper": {curve:
-        (seed,)} criterion(K=1) - criterion(K=2) counting the second logistic as 2 more
-        parameters (> 0 favours two), "dcrit_own": the same with 3, "ceiling": (seed,) R^2
-        ceiling of the test accuracy, "autocorrelation_iid": (seed,) lag-1 autocorrelation of
-        the i.i.d. K=1 residuals of the test accuracy, "dcrit_iid": (seed,) the i.i.d. criterion
-        difference (paper's count) for comparison}.
+        A dict with ``"fits"`` ``{curve: per seed {K: LogisticFit}}``, ``"r2"`` ``{curve: (seed, K)}``,
+        ``"dcrit_paper"`` ``{curve: (seed,)}`` criterion(K=1) - criterion(K=2) counting the second
+        logistic as 2 more parameters (> 0 favours two), ``"dcrit_own"`` the same with 3,
+        ``"ceiling"`` (seed,) R^2 ceiling of the test accuracy, ``"autocorrelation_iid"`` (seed,)
+        lag-1 autocorrelation of the i.i.d. K=1 residuals of the test accuracy, ``"dcrit_iid"``
+        (seed,) the i.i.d. criterion difference (paper's count) for comparison.
     """
     out: dict[str, Any] = {"fits": {}, "r2": {}, "dcrit_paper": {}, "dcrit_own": {}}
     for name, curve in curves.items():
@@ -1274,3 +1284,4 @@ EXPERIMENT = Experiment(
     config=DenseSampleConfig,
     run=run,
 )
+"""Registers ``jaxdyn run dense-sample``: Hanson's VGG on dense-sample faces, its learning curve and what happens inside while it learns."""

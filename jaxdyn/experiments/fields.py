@@ -95,6 +95,8 @@ class NeurashedRulesFields:
     init_high: float = param(0.01, "initial lambda and eta ~ U(0, init_high)", min=0.0, max=1.0, min_exclusive=True)
 # --- training response (Nakazato: rbe-*) ---------------------------------------------------------
 RBE_LOSSES = ("mse", "bce")
+"""The losses an RBE experiment may train with (``loss=``): names of :data:`jaxdyn.engine.losses.LOSSES`
+(mse: the paper's Eq. 5; bce: binary cross-entropy on the sigmoid output)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +111,8 @@ class RBETrainingFields:
                       "or flax (LeCun-normal kernels, zero biases)", choices=("keras", "flax"))
 
     def check(self) -> None:
+        """Validates, after the other mixins' checks, that ``record_every`` divides ``num_steps``;
+        raises :class:`ConfigError` naming ``record_every`` otherwise."""
         super().check()
         if self.num_steps % self.record_every:
             raise ConfigError(f"record_every: must divide num_steps ({self.num_steps}), got {self.record_every}")
@@ -128,6 +132,10 @@ class ResponseMeasurementFields:
     n_boot: int = param(1000, "bootstrap resamples of the seeds for intervals", min=10, max=100_000)
 
     def check(self) -> None:
+        """Validates, after the other mixins' checks (it reads ``record_every`` and ``num_steps`` of
+        :class:`RBETrainingFields`), that every reported epoch is a multiple of ``record_every`` up to
+        ``num_steps``, and that ``fit_start`` leaves at least three records; raises
+        :class:`ConfigError` naming ``epochs`` or ``fit_start``."""
         super().check()
         for e in self.epochs:
             if e % self.record_every or e > self.num_steps:

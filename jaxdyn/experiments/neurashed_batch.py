@@ -71,7 +71,11 @@ from jaxdyn.tasks import neurashed as nt
 from jaxdyn.theory import neurashed as th
 
 NUM_TYPES = 8
+"""The input types (sample patterns) of both graphs: 2 classes x 4 types, uniform. ``num_steps``
+must be a multiple of it, and with epoch sampling every batch size must divide it."""
 GRAPHS = ("figure5", "family")
+"""The graphs every batch size is trained on, in report order: ``figure5`` (Su's Figure 5 graph) and
+``family`` (a random graph of :func:`jaxdyn.tasks.neurashed.pathway_family_description` per seed)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +109,9 @@ class NeurashedBatchConfig(NeurashedRulesFields, Config):
             raise ConfigError(f"num_steps: {self.num_steps} x {max(self.batch_sizes) // min(self.batch_sizes)} steps at equal samples would overflow float64 amplification factors; lower num_steps")
 
     def base_rate_bound(self) -> float:
+        """ln g+ = (11/4) ln ``base``: the largest growth of a log amplification factor in one update.
+        :meth:`check` bounds the longest run's steps times it (650, under float64's ln max of
+        about 709) so the factors stay finite."""
         return (11 / 4) * math.log(self.base)
 
 
@@ -418,3 +425,4 @@ EXPERIMENT = Experiment(
     config=NeurashedBatchConfig,
     run=run,
 )
+"""Registers ``jaxdyn run neurashed-batch``: Su's implicit regularization, sparser neurashed pathways the smaller the batch (Figures 3-4)."""

@@ -1,7 +1,7 @@
 """neurashed-elasticity: local elasticity in neurashed, Theorems 1 and 2 against simulation.
 
 Source: Su (arXiv 2112.09741), appendix, "Analyses for local elasticity". Graphs of the
-Theorem 1 family (:func:`jaxdyn.theory.neurashed.theorem1_family`: m nodes per level, b1 nodes
+Theorem 1 family (:func:`jaxdyn.tasks.neurashed.theorem1_family`: m nodes per level, b1 nodes
 shared by all classes and b2 nodes per class at each of L levels, each class's selected nodes
 joined level to level) are trained by Algorithm 1 (:func:`jaxdyn.models.neurashed.theorem1_learner`, through the
 engine) with g+(x) = x + c (c > 1), g-(x) = x, one
@@ -454,3 +454,4 @@ EXPERIMENT = Experiment(
     config=NeurashedElasticityConfig,
     run=run,
 )
+"""Registers ``jaxdyn run neurashed-elasticity``: Su's Theorems 1-2, the local elasticity of a neurashed over m, b1, b2, t and depth L."""

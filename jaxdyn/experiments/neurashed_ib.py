@@ -67,9 +67,15 @@ from jaxdyn.tasks import neurashed as nt
 from jaxdyn.theory import neurashed as th
 
 NUM_TYPES = 8
-#: Readings of the level-1 to level-2 edges: the first-level dependents of h2 (1-based).
+"""The input types of the Figure 5 graph (2 classes x 4 types, uniform): I(T; X) is about them,
+and with epoch sampling every batch size must divide it."""
 EDGE_READINGS = {"all": (1, 2, 3, 4, 5, 6, 7), "centres": (2, 5, 7), "ends": (1, 3, 4, 6, 7)}
+"""Readings of Figure 5's level-1 to level-2 edges: ``{name: first-level dependents of h2
+(1-based)}``. ``all`` is the default ``h2_dependents``; ``sensitivity_edges`` names the others
+trained for the sensitivity table."""
 APPENDIX = "appendix, 'Experimental details' (Figure 5, right panel)"
+"""Where the paper's claims of this experiment stand in Su (arXiv 2112.09741): the place given
+with every quote (:func:`jaxdyn.claims.source`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -485,3 +491,4 @@ EXPERIMENT = Experiment(
     config=NeurashedIBConfig,
     run=run,
 )
+"""Registers ``jaxdyn run neurashed-ib``: the information bottleneck of Su's Figure 5 neurashed with the appendix constants."""

@@ -250,3 +250,4 @@ EXPERIMENT = Experiment(
     config=RBEImagesConfig,
     run=run,
 )
+"""Registers ``jaxdyn run rbe-images``: Nakazato's response law on real images (8x8 digits or MNIST) with a 2-D conv net."""

@@ -37,7 +37,9 @@ from jaxdyn.tasks.rbe import encoding_name
 _FIG4 = ("If the distance between the points is small, the agings are enhanced with each other, but the enhancement is very "
          "limited in the distant case", "Sec. III, Fig. 4")
 _FIG4_FAR = ("On the other hand, the interaction effect is very limited if the points are distant enough", "Sec. III, Fig. 4")
-LIMITED = 0.5  # "very limited": x2 takes less than half of x1's aging
+LIMITED = 0.5
+"""The project's reading of the paper's "very limited" interaction (Fig. 4) for distant points: x2
+takes less than this share (half) of x1's aging, each seed's absolute share."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,3 +285,4 @@ EXPERIMENT = Experiment(
     config=RBETwoPointConfig,
     run=run,
 )
+"""Registers ``jaxdyn run rbe-two-point``: two trained points at Hamming distance 1 and 12, the share of x1's aging at x2 (Nakazato Fig. 4)."""

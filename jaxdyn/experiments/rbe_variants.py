@@ -51,8 +51,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "relu": {"activation": "relu"},
     "dropout": {"dropout_rate": 0.2},
 }
+"""The architectures compared: ``{variant: arguments of :class:`jaxdyn.models.rbe_conv.RBEConvNet`
+changed from the standard net}`` (``standard``: N = 3 conv layers, M = 8 filters, ELU; then one
+change at a time: 1 or 5 layers, 4 or 16 filters, ReLU, dropout 0.2)."""
 WIDTH_LR = ("fixed", "inverse", "ntk")
+"""Learning-rate schemes of the width sweep: ``fixed`` (lr), ``inverse`` (lr * 8 / M), ``ntk``
+(lr * Theta_8 / Theta_M, the measured initial self-NTK held at the standard width's)."""
 STANDARD_WIDTH = 8
+"""M, the standard net's filters per conv layer: the width every scheme of the width sweep is scaled to."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -501,3 +507,4 @@ EXPERIMENT = Experiment(
     config=RBEVariantsConfig,
     run=run,
 )
+"""Registers ``jaxdyn run rbe-variants``: the response law across architectures, encodings, initialisations and widths (Nakazato Fig. 2, 3, 7)."""

@@ -38,7 +38,10 @@ from jaxdyn.tasks import full_batch
 from jaxdyn.theory import saxe
 
 PROFILES = ("poor_top", "poor_bottom", "balanced")
+"""The initial-gain profiles of the mode-aligned members (module docstring): ``poor_top``
+(b_D(0) < ... < b_1(0), the poster's case), ``poor_bottom`` (the reverse), ``balanced`` (all equal)."""
 RANDOM = "small_random"
+"""The ``profile`` label of the small-random-initialisation (not mode-aligned) members."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -522,3 +525,4 @@ EXPERIMENT = Experiment(
     config=SaxeDepthConfig,
     run=run,
 )
+"""Registers ``jaxdyn run saxe-depth``: which layer of a deep linear chain changes most, and first, against the reduced chain ODE (reverse hierarchy)."""

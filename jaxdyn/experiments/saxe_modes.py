@@ -44,7 +44,11 @@ from jaxdyn.tasks.perceptual import mode_task
 from jaxdyn.theory import saxe
 
 INITS = ("orthogonal", "balanced", "small_random")
+"""The initialisations of part 2 (learning time over depth), in the order of the ``init`` axis:
+random orthogonal layers, balanced mode-aligned layers, small random Gaussian layers."""
 PART1_INITS = ("small_random", "aligned")
+"""The two kinds of part-1 members (three-layer nets), in the order they are made: small random
+initialisations, then aligned balanced ones (the labels of their ``start`` coordinate)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -645,3 +649,4 @@ EXPERIMENT = Experiment(
     config=SaxeModesConfig,
     run=run,
 )
+"""Registers ``jaxdyn run saxe-modes``: Saxe et al. 2014's exact sigmoidal mode dynamics of deep linear nets and their learning time over depth."""

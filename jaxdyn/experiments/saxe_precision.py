@@ -42,6 +42,8 @@ from jaxdyn.tasks.perceptual import discrimination_task, orientation_distance, s
 from jaxdyn.theory import saxe
 
 SWEEPS = ("delta", "target")
+"""The two sweeps, in member order: ``delta`` (orientation differences at target c) then
+``target`` (targets c on the coarsest task); together they sweep c/v."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,3 +428,4 @@ EXPERIMENT = Experiment(
     config=SaxePrecisionConfig,
     run=run,
 )
+"""Registers ``jaxdyn run saxe-precision``: what task precision changes, across the layers (c/v over decades) and within the input layer."""

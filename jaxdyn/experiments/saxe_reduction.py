@@ -511,3 +511,4 @@ EXPERIMENT = Experiment(
     config=SaxeReductionConfig,
     run=run,
 )
+"""Registers ``jaxdyn run saxe-reduction``: a three-layer linear net by gradient descent against the reduced alpha/beta ODE."""

@@ -284,3 +284,4 @@ EXPERIMENT = Experiment(
     config=SaxeTopologiesConfig,
     run=run,
 )
+"""Registers ``jaxdyn run saxe-topologies``: parallel against serial linear topologies from one informativeness profile."""

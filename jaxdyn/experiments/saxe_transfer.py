@@ -371,3 +371,4 @@ EXPERIMENT = Experiment(
     config=SaxeTransferConfig,
     run=run,
 )
+"""Registers ``jaxdyn run saxe-transfer``: transfer across positions of a pooling net trained at one position, against the reduced dynamics."""

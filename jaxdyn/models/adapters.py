@@ -22,7 +22,9 @@ from typing import Any, Callable
 import jax
 
 PyTree = Any
+"""A pytree of arrays (nested dicts, lists, tuples of arrays), e.g. a model's parameters."""
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
 
 def _params_key(rngs) -> Array:

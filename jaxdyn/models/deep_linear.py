@@ -21,6 +21,7 @@ import numpy as np
 from jaxdyn.models.layers import check_choice, check_positive_int
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
 _INITS = ("small_random", "orthogonal", "given")
 

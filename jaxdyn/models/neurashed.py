@@ -64,9 +64,17 @@ import numpy as np
 from jaxdyn.engine.learners import Learner, tree_all_finite
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
-RULE_ANY, RULE_ALL, RULE_AT_LEAST = 0, 1, 2
+RULE_ANY = 0
+"""Firing-rule code (``Neurashed.rule``): the node fires when any of its dependents fires."""
+RULE_ALL = 1
+"""Firing-rule code (``Neurashed.rule``): the node fires when all of its dependents fire."""
+RULE_AT_LEAST = 2
+"""Firing-rule code (``Neurashed.rule``): the node fires when at least k of its dependents fire (k in ``Neurashed.rule_k``)."""
 RULE_NAMES = {RULE_ANY: "any", RULE_ALL: "all", RULE_AT_LEAST: "at_least"}
+"""``{rule code: name}``: the names of :data:`RULE_ANY`, :data:`RULE_ALL` and :data:`RULE_AT_LEAST`
+(a graph description's rule codes must be keys of it)."""
 
 
 class GraphError(ValueError):

@@ -34,6 +34,7 @@ from jaxdyn.models.layers import (
 from jaxdyn.models.rbe_conv import CONV_IMPLS, make_conv
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
 
 class DenseSampleVGG(nn.Module):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -48,13 +49,16 @@ def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
     return images, np.asarray(d.target)
 
 
-# MNIST's idx files (LeCun et al.): name stems per split, and the magic numbers they must carry.
 MNIST_FILES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, rows, columns)
-IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (N,)
+"""MNIST's idx files (LeCun et al.): ``{split: (images stem, labels stem)}``, the names
+:func:`load_mnist_idx` looks for (also with ``.gz`` and with ``.idx`` for ``-idx``)."""
+IDX_IMAGES_MAGIC = 0x00000803
+"""The magic number an MNIST images file must carry: unsigned bytes, 3 dimensions (N, rows, columns)."""
+IDX_LABELS_MAGIC = 0x00000801
+"""The magic number an MNIST labels file must carry: unsigned bytes, 1 dimension (N,)."""
 _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 

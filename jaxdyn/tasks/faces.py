@@ -56,15 +56,16 @@ import numpy as np
 
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
-# Yale B poses: P00 frontal, P01-P05 about 12 degrees off the camera axis, P06-P08 about 24
-# degrees. Directions around the axis are our choice (Yale B does not state them per pose);
-# each pose is (yaw, pitch) in degrees: yaw turns the head about the vertical axis.
 YALE_POSES_DEG: tuple[tuple[float, float], ...] = (
     (0.0, 0.0),
     *((12.0 * math.cos(math.radians(a)), 12.0 * math.sin(math.radians(a))) for a in (0, 72, 144, 216, 288)),
     *((24.0 * math.cos(math.radians(a)), 24.0 * math.sin(math.radians(a))) for a in (0, 120, 240)),
 )
+"""Yale B's 9 poses as (yaw, pitch) in degrees (yaw turns the head about the vertical axis): P00
+frontal, P01-P05 about 12 degrees off the camera axis, P06-P08 about 24 degrees. Yale B states only
+those angles; the directions around the axis are the project's choice."""
 
 
 class FaceDataset(NamedTuple):
@@ -105,8 +106,6 @@ class FaceDataset(NamedTuple):
 # ---------------------------------------------------------------------------
 # Light directions
 # ---------------------------------------------------------------------------
-# Yale B's 64 strobe directions (azimuth, elevation) in degrees, as its file names give them
-# (yaleBNN_PxxA+aaaE+ee.pgm); the same 64 in every pose.
 YALE_LIGHTS_DEG: tuple[tuple[int, int], ...] = (
     (0, 0), (0, 20), (0, 45), (0, 90), (0, -20), (0, -35),
     *((side * a, e) for side in (1, -1) for a, e in (
@@ -114,9 +113,11 @@ YALE_LIGHTS_DEG: tuple[tuple[int, int], ...] = (
         (35, 40), (35, 65), (35, -20), (50, 0), (50, -40), (60, 20), (60, -20), (70, 0), (70, 45), (70, -35),
         (85, 20), (85, -20), (95, 0), (110, 15), (110, 40), (110, 65), (110, -20), (120, 0), (130, 20))),
 )
-# Georghiades, Belhumeur & Kriegman (2001) group Yale B's lights by their angle to the camera
-# axis: subsets 1-5 up to 12, 25, 50, 77 degrees and beyond.
+"""Yale B's 64 strobe directions (azimuth, elevation) in integer degrees, as its file names give
+them (``yaleBNN_PxxA+aaaE+ee.pgm``); the same 64 in every pose."""
 LIGHT_SUBSET_EDGES_DEG: tuple[float, ...] = (12.0, 25.0, 50.0, 77.0)
+"""Upper edges, in degrees of a light's angle to the camera axis, of Yale B's illumination subsets
+1-4 (Georghiades, Belhumeur & Kriegman 2001); subset 5 is beyond 77 degrees."""
 
 
 def yale_lights() -> tuple[np.ndarray, np.ndarray]:
@@ -180,20 +181,20 @@ def light_subset(azimuth_deg: np.ndarray, elevation_deg: np.ndarray) -> np.ndarr
 # ---------------------------------------------------------------------------
 # Generator: a 3-D head model rendered by point splatting with a z-buffer and shadow maps
 # ---------------------------------------------------------------------------
-# Scene units: the P00 camera sees x, y in [-FRAME, FRAME]; the head centre is (0, HEAD_Y, 0).
 FRAME = 0.82
+"""Half the side of the view, in scene units: the P00 camera sees x, y in [-FRAME, FRAME]."""
 HEAD_Y = 0.12
-# The one albedo every identity shares: skin, hair (and eyebrows), the wall behind.
+"""Height of the head centre in scene units: the head is centred at (0, HEAD_Y, 0)."""
+# The albedo every identity shares (identities differ in shape only); the wall is ``background``.
 SKIN_ALBEDO = 0.72
+"""Reflectance of the skin shared by every identity (ears, neck, the face before ``_skin_albedo``
+paints brows, eyes, nostrils and lips relative to the landmarks)."""
 HAIR_ALBEDO = 0.16
+"""Reflectance of the hair shell, shared by every identity."""
 # How many splatted surface samples per sub-pixel side: enough that no surface shows holes in the
 # 24-degree poses (checked by the tests).
 _SAMPLES_PER_SUBPIXEL = 1.6
 
-# Identity shape parameters: name -> (template value, spread across identities). An identity's
-# value is template + (1 - similarity) * spread * N(0, 1). Lengths are scene units; positions of
-# the facial features are in the face's layout coordinates u = x / head_ax, v = (y - HEAD_Y) / head_ay.
-# There are no albedo parameters: identities differ in 3-D shape only.
 FACE_SHAPE: dict[str, tuple[float, float]] = {
     # head: a superellipsoid of half-axes (ax, ay, az), exponents p (horizontal) and q (vertical)
     "head_ax": (0.60, 0.03), "head_ay": (0.92, 0.035), "head_az": (0.78, 0.04),
@@ -213,6 +214,10 @@ FACE_SHAPE: dict[str, tuple[float, float]] = {
     "hairline_v": (0.62, 0.02), "temple_recess": (0.3, 0.1), "hair_volume": (0.06, 0.01),
     "neck_r": (0.40, 0.03),
 }
+"""The identity shape parameters: ``{name: (template value, spread across identities)}``; an
+identity's value is template + (1 - similarity) * spread * N(0, 1) (:func:`face_parameters`).
+Lengths are scene units; facial feature positions are in layout coordinates u = x / head_ax,
+v = (y - HEAD_Y) / head_ay. There are no albedo parameters: identities differ in 3-D shape only."""
 
 
 class FaceCloud(NamedTuple):
@@ -327,7 +332,7 @@ def face_cloud(params: dict[str, float], density: float) -> FaceCloud:
     Gaussian relief for the nose, eye sockets and eyeballs, brows, cheekbones, lips, chin and
     forehead; the hair is a shell above an identity-specific hairline; each ear a two-sided flap
     with a rim and a bowl; the neck a cylinder. The albedo is the same function of the face's
-    layout for every identity (:func:`_skin_albedo`, :data:`HAIR_ALBEDO`). Each head is scaled
+    layout for every identity (``_skin_albedo``, :data:`HAIR_ALBEDO`). Each head is scaled
     so that its outline (``head_ax * head_ay``) fills the frame alike, as a close crop framing
     each subject would.
 
@@ -796,7 +801,10 @@ class FaceDataError(ValueError):
 
 
 YALE_NAME = re.compile(r"^yaleB(?P<subject>\d{2})_P(?P<pose>\d{2})A(?P<az>[+-]\d{3})E(?P<el>[+-]\d{2})\.pgm$")
+"""A Yale B image file name, ``yaleBNN_PxxA+aaaE+ee.pgm``: groups ``subject``, ``pose``, ``az`` and
+``el`` (the light's azimuth and elevation in degrees), read by :func:`parse_yale_name`."""
 YALE_AMBIENT = re.compile(r"^yaleB(?P<subject>\d{2})_P(?P<pose>\d{2})_Ambient\.pgm$")
+"""A Yale B ambient (no strobe) image file name, ``yaleBNN_Pxx_Ambient.pgm``: groups ``subject`` and ``pose``."""
 
 
 def parse_yale_name(name: str) -> dict[str, Any] | None:
@@ -876,13 +884,14 @@ def read_pgm(path: str | Path, *, with_maxval: bool = False) -> np.ndarray | tup
     return (image, maxval) if with_maxval else image
 
 
-# Yale B's two image layouts (height, width): the full frames and the cropped set (CroppedYale).
 YALE_SIZES: dict[tuple[int, int], str] = {(480, 640): "full 640x480", (192, 168): "cropped 168x192"}
-# crop='close': a square of CLOSE_CROP_SCALE interocular distances centred midway between the eyes'
-# midpoint and the mouth. Eyes to mouth is about 1.1 interocular distances on an adult face, so
-# the square reaches about half an interocular distance above the eyes (the brows) and below the
-# mouth (the chin), and about the cheeks at the sides: the face without hair, ears or background.
+"""Yale B's two image layouts, ``{(height, width): description}``: the full frames and the cropped
+set (CroppedYale); an image of any other shape is loaded with a warning."""
 CLOSE_CROP_SCALE = 2.2
+"""Side of ``crop='close'``'s square, in interocular distances, centred midway between the eyes'
+midpoint and the mouth. Eyes to mouth is about 1.1 interocular distances on an adult face, so the
+square reaches about half an interocular distance above the eyes (the brows) and below the mouth
+(the chin), and about the cheeks at the sides: the face without hair, ears or background."""
 _COORDS_NAME = re.compile(r"^yaleB(?P<subject>\d{2})_P(?P<pose>\d{2})\.(?P<kind>crop|info)$")
 
 

@@ -50,10 +50,10 @@ from jaxdyn.models.neurashed import (
 
 Array = jax.Array
 
-#: The fold_in tag of a member's epoch-order key, ``fold_in(key(seed), ORDER_STREAM)``: distinct
-#: from the engine's streams (0 init, 1 data, 2 dropout, 3 task), so the orders are independent
-#: of the initial factors.
 ORDER_STREAM = 0x4E52
+"""The fold_in tag of a member's epoch-order key, ``fold_in(key(seed), ORDER_STREAM)``
+(:func:`order_keys`): distinct from the engine's streams (0 init, 1 data, 2 dropout, 3 task), so
+the orders are independent of the initial factors."""
 SAMPLINGS = ("iid", "epoch")
 
 
@@ -126,6 +126,9 @@ class PatternSampler:
         return jnp.where(slots < b, idx, -1).astype(jnp.int32)
 
     def batch(self, data, key, step):
+        """The batch of ``step``: ``x`` (max_batch, n_0) bool, ``label`` (max_batch,) int32 and ``index``
+        (max_batch,) int32, padded past the member's batch size (index -1, no firing, label -1),
+        and the member's ``graph``."""
         idx = self.indices(data, key, step)
         patterns = data["patterns"]
         valid = idx >= 0
@@ -426,14 +429,20 @@ def unstack(tree: Any, index: int) -> Any:
 # The Figure 5 graph
 # ----------------------------------------------------------------------------------------------
 
-#: Appendix constants of Figure 5 (right panel): g+ = base^(11/4) x, g- = base^(-1/4) x, the 7th
-#: first-level node g+ = base^(3/4) x, initial factors U(0, 0.01). The learner is
-#: :func:`jaxdyn.models.neurashed.figure5_learner`.
+# Appendix constants of Figure 5 (right panel): g+ = base^(11/4) x, g- = base^(-1/4) x, the 7th
+# first-level node g+ = base^(3/4) x, initial factors U(0, 0.01). The learner is
+# :func:`jaxdyn.models.neurashed.figure5_learner`.
 FIGURE5_BASE = 1.022
+"""The base a of Figure 5's multiplicative rules g+ = a^(11/4) x, g- = a^(-1/4) x (Su, appendix,
+Figure 5 right panel)."""
 FIGURE5_PLUS_EXPONENT = 11 / 4
+"""Exponent of g+ = base^(11/4) x for every node but the 7th first-level one (Su, appendix, Figure 5)."""
 FIGURE5_MINUS_EXPONENT = -1 / 4
+"""Exponent of g- = base^(-1/4) x, every node (Su, appendix, Figure 5)."""
 FIGURE5_NODE7_PLUS_EXPONENT = 3 / 4
+"""Exponent of the 7th first-level node's slower g+ = base^(3/4) x (Su, appendix, Figure 5)."""
 FIGURE5_INIT_HIGH = 0.01
+"""Upper end of the initial amplification factors lambda (and eta) ~ U(0, 0.01) (Su, appendix, Figure 5)."""
 
 
 def figure5_description(b_dependents: Sequence[int] = (1, 2, 3, 4, 5, 6, 7)) -> dict:
@@ -678,8 +687,8 @@ def class_pathway_masks(graph: Neurashed, patterns: Patterns) -> tuple:
 # The three-class graphs of Figures 1-2 and of the appendix's worked example
 # ----------------------------------------------------------------------------------------------
 
-#: The input types of :func:`figures12`, in pattern order.
 FIGURES12_TYPES = ("1a", "1b", "2", "3")
+"""The input types of :func:`figures12`, in pattern order."""
 
 
 def figures12_description() -> dict:

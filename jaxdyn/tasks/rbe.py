@@ -36,8 +36,11 @@ import numpy as np
 
 
 Array = jax.Array
+"""A JAX array (alias of ``jax.Array``)."""
 
-BITS = 16  # the paper's string length s
+BITS = 16
+"""The paper's string length s (Nakazato, arXiv 2204.07291): the default number of bits B of the
+generators' strings."""
 
 
 def p1_from_ratio(p0_over_p1: float) -> float:
@@ -137,6 +140,8 @@ class EncoderTask:
     batch_size: int = 1
 
     def batch(self, data, key, step):
+        """``batch_size`` iid pairs from p(x, y) drawn with ``key`` (:func:`sample`): ``x``
+        (batch_size, B), ``y`` (batch_size,) float32 0/1, ``index`` (batch_size,) int32; ``step`` is unused."""
         del step
         return sample(data, key, self.batch_size)
 

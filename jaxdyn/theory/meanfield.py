@@ -50,7 +50,11 @@ import numpy as np
 from jaxdyn.theory.saxe import ODESolution, solve_batch
 
 LOSSES = ("mse", "bce")
+"""The losses the dynamics know (:func:`loss_derivative`): ``mse`` (the paper's Eq. 5) and ``bce``,
+both linear in the label y."""
 SPACES = ("output", "logit")
+"""The spaces the dynamics run in (module docstring): ``output`` (the sigmoid outputs f with the NTK
+of f) and ``logit`` (the logits z with the NTK of z, keeping the output's saturation)."""
 
 
 def loss_derivative(loss: str, f, y):
@@ -191,7 +195,8 @@ def solve_meanfield(diag, cross, group_weight, point_weight, f0, y, ts, *, lr: f
 
 
 THEORIES = ("kernel", "meanfield", "literal", "aging", "aging_blocks")
-#: What each theory is, for captions and dataset attributes.
+"""The theories :func:`group_theories` computes for every member, in order (the two aging ones only
+given kernels measured along training); each is described in :data:`THEORY_NOTES`."""
 THEORY_NOTES = {
     "kernel": "Eq. 10 with the initial NTK held fixed",
     "meanfield": "the project's G-group extension of Eq. 11 (self, within-group and cross terms) with the initial NTK",
@@ -199,6 +204,7 @@ THEORY_NOTES = {
     "aging": "the group mean field with the initial kernel scaled by the fitted decay (1 + t/t0)^-tau of its trace",
     "aging_blocks": "the group mean field with every block coefficient measured along training (interpolated in time)",
 }
+"""``{theory: one-line description}`` of :data:`THEORIES`, for captions and dataset attributes."""
 
 
 def group_means(f: np.ndarray, group: np.ndarray, num_groups: int = 2) -> np.ndarray:
