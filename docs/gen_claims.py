@@ -26,8 +26,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "works" / "claims"
 KINDS = ("paper", "extension", "sanity", "unclassified")

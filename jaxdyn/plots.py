@@ -6,8 +6,8 @@ Okabe-Ito colour-blind-safe palette; axes carry labels with units.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 import matplotlib.lines

@@ -22,8 +22,8 @@ def test_list_names_every_experiment(capsys):
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["run", "--help"]])
 def test_help_and_list_import_neither_jax_nor_an_experiment(args):
     # What makes them answer at once: the registry is read from the sources.
-    code = ("import sys\nfrom jaxdyn.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "print('LOADED', sorted(m for m in sys.modules if m == 'jax' or m.startswith('jaxdyn.experiments.')))" % args)
+    code = (f"import sys\nfrom jaxdyn.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in sys.modules if m == 'jax' or m.startswith('jaxdyn.experiments.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     loaded = out.stdout.strip().splitlines()[-1]

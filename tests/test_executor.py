@@ -23,10 +23,9 @@ import pytest
 import xarray as xr
 
 from jaxdyn import experiments
-from jaxdyn.store import run
 from jaxdyn.cli import main
-from jaxdyn.engine import (Checkpointer, CheckpointError, EngineConfigError, LocalExecutor, RayExecutor, ResourceError,
-                           losses, train)
+from jaxdyn.engine import Checkpointer, CheckpointError, EngineConfigError, LocalExecutor, RayExecutor, ResourceError, losses, train
+from jaxdyn.store import run
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_engine import OBS, TinyNet, _task  # noqa: E402

@@ -2,9 +2,9 @@
 loader on written PGMs, the split."""
 
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxdyn.tasks import faces

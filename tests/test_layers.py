@@ -7,8 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.models import PatchConv, RBEConvNet
-from jaxdyn.models import rbe_conv
+from jaxdyn.models import PatchConv, RBEConvNet, rbe_conv
 from jaxdyn.models.layers import elu
 
 KEY = jax.random.PRNGKey(0)

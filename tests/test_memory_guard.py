@@ -12,8 +12,7 @@ import optax
 import pytest
 
 from jaxdyn import cli
-from jaxdyn.engine import EngineConfigError, Task, losses, train
-from jaxdyn.engine import core
+from jaxdyn.engine import EngineConfigError, Task, core, losses, train
 from jaxdyn.engine.core import ResourceError
 
 

@@ -13,8 +13,7 @@ import pytest
 import xarray as xr
 
 from jaxdyn import cli
-from jaxdyn.experiments import ConfigError
-from jaxdyn.experiments import neurashed_batch, neurashed_elasticity, neurashed_ib
+from jaxdyn.experiments import ConfigError, neurashed_batch, neurashed_elasticity, neurashed_ib
 from jaxdyn.experiments.neurashed_batch import NeurashedBatchConfig
 from jaxdyn.experiments.neurashed_elasticity import NeurashedElasticityConfig
 from jaxdyn.experiments.neurashed_ib import NeurashedIBConfig

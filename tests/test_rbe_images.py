@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("sklearn")
 
 from jaxdyn.experiments import ConfigError
-from jaxdyn.store import execute  # noqa: E402
 from jaxdyn.experiments import rbe_images as I  # noqa: E402
+from jaxdyn.store import execute  # noqa: E402
 from jaxdyn.tasks import digits  # noqa: E402
 
 

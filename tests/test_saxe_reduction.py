@@ -6,8 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jaxdyn.experiments import ConfigError
-from jaxdyn.experiments import saxe_reduction
+from jaxdyn.experiments import ConfigError, saxe_reduction
 from jaxdyn.experiments.saxe_reduction import EXPERIMENT, SaxeReductionConfig
 from jaxdyn.store import execute
 from jaxdyn.theory import saxe

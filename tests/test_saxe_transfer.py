@@ -7,8 +7,8 @@ import pytest
 
 from jaxdyn.experiments import ConfigError
 from jaxdyn.experiments.saxe_transfer import EXPERIMENT, SaxeTransferConfig
-from jaxdyn.tasks.perceptual import pooling_profiles
 from jaxdyn.store import execute
+from jaxdyn.tasks.perceptual import pooling_profiles
 
 
 @pytest.fixture(scope="module")

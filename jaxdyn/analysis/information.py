@@ -29,7 +29,8 @@ Tishby); values outside fall in the edge bins.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import scipy.special

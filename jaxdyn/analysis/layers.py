@@ -49,7 +49,7 @@ engine's scan (as observables).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -147,7 +147,7 @@ def profile_linearity(profile) -> float:
     return 1.0 - float(np.sum((y - slope * d - intercept) ** 2)) / sst if sst > 0 else float("nan")
 
 
-def weight_correlation(kernels, kernel_ndim: int = 4) -> "np.ndarray":
+def weight_correlation(kernels, kernel_ndim: int = 4) -> np.ndarray:
     """(..., L, L) Pearson correlation of the flattened kernels of every pair of layers.
 
     Args:

@@ -46,7 +46,8 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import scipy.optimize

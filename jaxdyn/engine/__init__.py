@@ -29,8 +29,7 @@ from jaxdyn.engine.core import (
     train,
 )
 from jaxdyn.engine.executor import Executor, LocalExecutor, RayExecutor
-from jaxdyn.engine.learners import (GradientLearner, GradientState, Learner, LinearizedLearner, LinearizedState, Optimizer,
-                                    hparam, optimizer)
+from jaxdyn.engine.learners import GradientLearner, GradientState, Learner, LinearizedLearner, LinearizedState, Optimizer, hparam, optimizer
 from jaxdyn.engine.recording import Record, observable
 
 __all__ = [

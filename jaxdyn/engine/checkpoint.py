@@ -42,8 +42,9 @@ import tempfile
 import time
 import warnings
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -151,7 +152,7 @@ def _flatten(tree: Any) -> tuple[list[str], list[Any]]:
 class CallCheckpoints:
     """The checkpoints of one ``train`` call (folder ``call_NN/``). Made by :meth:`Checkpointer.for_call`."""
 
-    def __init__(self, owner: "Checkpointer", index: int, fingerprint: Mapping[str, Any]):
+    def __init__(self, owner: Checkpointer, index: int, fingerprint: Mapping[str, Any]):
         self.owner = owner
         self.index = index
         self.directory = owner.directory / f"call_{index:02d}"

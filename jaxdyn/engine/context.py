@@ -14,7 +14,8 @@ plain one (this process, no checkpoints, no progress) for calling an experiment 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jaxdyn.engine import core
 from jaxdyn.engine.checkpoint import Checkpointer

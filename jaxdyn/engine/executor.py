@@ -44,8 +44,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -204,7 +205,7 @@ class RayExecutor(Executor):
         return (f"RayExecutor(address={self.address!r}, chunk_seeds={self.chunk_seeds}, num_cpus_per_task={self.num_cpus_per_task}, "
                 f"num_gpus_per_task={self.num_gpus_per_task}, max_retries={self.max_retries})")
 
-    def __enter__(self) -> "RayExecutor":
+    def __enter__(self) -> RayExecutor:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -30,7 +30,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -150,7 +151,7 @@ def tree_all_finite(tree: PyTree) -> Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _call_takes_train(cls: type) -> bool:
     """Whether a flax module class's ``__call__`` takes a ``train`` argument (dropout, batch norm)."""
     owner = next((c for c in cls.__mro__ if c is not object and "__call__" in vars(c)), None)

@@ -7,7 +7,7 @@ flow at learning rate lr is the reduced ODE with tau = 1/lr.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp

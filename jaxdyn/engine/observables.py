@@ -8,7 +8,7 @@ records each every ``record_every`` steps, giving a record of shape (seed, time,
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 
 class ConfigError(ValueError):
@@ -139,7 +140,7 @@ class Config:
         self.validate()
 
     @classmethod
-    def quick(cls) -> "Config":
+    def quick(cls) -> Config:
         """A small preset that runs in seconds (tests, smoke runs). Default: the defaults."""
         return cls()
 
@@ -181,7 +182,7 @@ class Config:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, values: Mapping[str, Any]) -> Config:
         """A config from a mapping (e.g. a saved config.json); unknown keys are rejected."""
         names = {f.name for f in dataclasses.fields(cls)}
         for key in values:
@@ -189,7 +190,7 @@ class Config:
                 raise ConfigError(f"{key}: unknown field; the fields are {', '.join(sorted(names))}")
         return cls(**values)
 
-    def with_overrides(self, assignments: Sequence[str]) -> "Config":
+    def with_overrides(self, assignments: Sequence[str]) -> Config:
         """Applies ``field=value`` strings (the CLI's ``--set``), parsed by each field's type.
 
         Tuple fields take comma-separated values (``deltas=5,10,20``).
@@ -219,7 +220,7 @@ class Config:
                 values[name] = _parse_scalar(name, text, tp)
         return dataclasses.replace(self, **values)
 
-    def with_file(self, path: str) -> "Config":
+    def with_file(self, path: str) -> Config:
         """Applies the fields of a JSON or TOML file (a mapping ``{field: value}``), validated as
         construction validates them. Raises :class:`ConfigError` naming the file (and the field)."""
         from pathlib import Path

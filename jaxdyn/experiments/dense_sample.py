@@ -121,7 +121,7 @@ class DenseSampleConfig(FaceSetFields, Config):
     separation_dims: int = param(0, "PCs in which per-identity separation is measured (0: K - 1, the span of the class means)", min=0, max=64)
 
     @classmethod
-    def quick(cls) -> "DenseSampleConfig":
+    def quick(cls) -> DenseSampleConfig:
         return cls(num_identities=3, image_size=12, num_poses=2, lights="grid", num_azimuths=4, num_elevations=4, hidden_width=48,
                    epochs=4, seeds=2, probe_per_identity=4, spectra_every=1, batch_size=16, lr=0.01,
                    separation_persist=1, pca_components=4)

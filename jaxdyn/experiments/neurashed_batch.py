@@ -57,9 +57,8 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import xarray as xr
-
 import scipy.stats
+import xarray as xr
 
 from jaxdyn import claims, plots
 from jaxdyn.analysis.collapse import within_class_variability
@@ -91,7 +90,7 @@ class NeurashedBatchConfig(NeurashedRulesFields, Config):
     family_peculiar: int = param(2, "family graphs: peculiar nodes fired by each sample type", min=1, max=64)
 
     @classmethod
-    def quick(cls) -> "NeurashedBatchConfig":
+    def quick(cls) -> NeurashedBatchConfig:
         return cls(seeds=4, batch_sizes=(1, 4, 16), num_steps=200)
 
     def check(self) -> None:

@@ -79,7 +79,7 @@ class NeurashedElasticityConfig(Config):
     appendix_steps: int = param(120, "the appendix's worked example: updates (batch 1, classes drawn i.i.d.)", min=1, max=100_000)
 
     @classmethod
-    def quick(cls) -> "NeurashedElasticityConfig":
+    def quick(cls) -> NeurashedElasticityConfig:
         return cls(seeds=4, ms=(10, 100), b_pairs=(2, 3, 1, 4), levels_sweep=(1, 4, 16), epochs=40)
 
     def check(self) -> None:

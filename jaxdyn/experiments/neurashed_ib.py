@@ -100,7 +100,7 @@ class NeurashedIBConfig(NeurashedRulesFields, Config):
     sensitivity_edges: tuple[str, ...] = param(("centres", "ends"), "sensitivity table: other readings of h2's dependents (trained)", choices=tuple(EDGE_READINGS), min_len=0)
 
     @classmethod
-    def quick(cls) -> "NeurashedIBConfig":
+    def quick(cls) -> NeurashedIBConfig:
         return cls(seeds=3, num_steps=2000, record_every=40, num_noise_samples=48, sensitivity_batch=(2, 8),
                    sensitivity_edges=("centres",))
 

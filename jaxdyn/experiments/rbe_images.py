@@ -44,7 +44,7 @@ class RBEImagesConfig(RBETrainingFields, ResponseMeasurementFields, Config):
     mnist_split: str = param("train", "MNIST split read from mnist_root", choices=("train", "t10k"))
 
     @classmethod
-    def quick(cls) -> "RBEImagesConfig":
+    def quick(cls) -> RBEImagesConfig:
         return cls(seeds=10, num_steps=200, record_every=10, epochs=(100, 200), fit_start=20, num_probes=100, n_boot=200)
 
     def check(self) -> None:

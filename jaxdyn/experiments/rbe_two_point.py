@@ -56,7 +56,7 @@ class RBETwoPointConfig(RBETrainingFields, Config):
     n_boot: int = param(1000, "bootstrap resamples of the seeds", min=10, max=100_000)
 
     @classmethod
-    def quick(cls) -> "RBETwoPointConfig":
+    def quick(cls) -> RBETwoPointConfig:
         return cls(seeds=16, num_steps=400, record_every=20, epochs=(200, 400), alpha=0.01, n_boot=200)
 
     def check(self) -> None:

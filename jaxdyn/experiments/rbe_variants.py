@@ -77,7 +77,7 @@ class RBEVariantsConfig(RBETrainingFields, ResponseMeasurementFields, Config):
     early: bool = param(True, "also record epochs 1..record_every-1 every epoch (a short second run per variant) for the aging axes")
 
     @classmethod
-    def quick(cls) -> "RBEVariantsConfig":
+    def quick(cls) -> RBEVariantsConfig:
         return cls(seeds=12, variants=("dropout",), p1s=(0.5,), deterministic=(), other_inits=(), widths=(4, 16), width_lr=("fixed", "ntk"),
                    width_seeds=12, num_steps=200, epochs=(0, 100, 200), fit_start=20, probes_per_distance=2, n_boot=200,
                    early=False)
@@ -459,7 +459,7 @@ def _figures(config, conds, widths, width_rows) -> dict:
         rows = [(c, a) for c in conds for a in c["analysis"]]
         fig2, ax = plots.figure(1, 1, width=8.0, height=0.3 * len(rows) + 1.6)
         encs = list(dict.fromkeys(a["encoding"] for _, a in rows))
-        for y, (c, a) in enumerate(rows):
+        for y, (_, a) in enumerate(rows):
             pl = a["power_law"]
             col = plots.color(encs.index(a["encoding"]))
             ax[0, 0].errorbar(pl["tau"], y, xerr=[[pl["tau"] - pl["tau_ci"][0]], [pl["tau_ci"][1] - pl["tau"]]], fmt="o", color=col,

@@ -65,7 +65,7 @@ class SaxeDepthConfig(Config):
     random_tolerance: float = param(0.1, "largest relative distance counted as agreement for random-init members", min=0.0, max=10.0, min_exclusive=True)
 
     @classmethod
-    def quick(cls) -> "SaxeDepthConfig":
+    def quick(cls) -> SaxeDepthConfig:
         return cls(depths=(3, 5), seeds=1, random_seeds=2, lr=0.02, duration=12.0, record_every=5)
 
     @property

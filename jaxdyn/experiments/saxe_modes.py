@@ -75,7 +75,7 @@ class SaxeModesConfig(Config):
     flat_ratio: float = param(1.5, "part 2: 'flat' if max/min learning time over depth <= this; 'grows' if >= 2x this", min=1.0, max=100.0)
 
     @classmethod
-    def quick(cls) -> "SaxeModesConfig":
+    def quick(cls) -> SaxeModesConfig:
         return cls(strengths=(2.0, 1.0, 0.5), hidden=8, seeds=4, aligned_u0_fracs=(1e-3, 1e-2), aligned_seeds=1, lr=0.01, duration=9.0,
                    depths=(2, 5), depth_steps=2000, record_every=10)
 
@@ -255,7 +255,7 @@ def _semi_orthogonal(rng, rows: int, cols: int) -> np.ndarray:
     return q[:rows, :cols]
 
 
-def _depth_weights(init: str, widths: tuple[int, ...], s: np.ndarray, task, config: "SaxeModesConfig", rng) -> list[np.ndarray]:
+def _depth_weights(init: str, widths: tuple[int, ...], s: np.ndarray, task, config: SaxeModesConfig, rng) -> list[np.ndarray]:
     """Math-layout weights W_1..W_D (W_l of shape (widths[l+1], widths[l])) of one member of part 2."""
     depth = len(widths) - 1
     shapes = [(widths[l + 1], widths[l]) for l in range(depth)]
@@ -600,7 +600,7 @@ def _figures(config: SaxeModesConfig, ds: xr.Dataset) -> dict:
     fig2, axes2 = plots.figure(1, 3, width=3.5, height=3.1)
     fracs = list(dict.fromkeys(ds["u0_frac"].values[aligned_members].tolist()))
     ax = axes2[0, 0]
-    for i, frac in enumerate(fracs):
+    for frac in fracs:
         m = int(aligned_members[ds["u0_frac"].values[aligned_members] == frac][0])
         for k in range(len(s)):
             plots.theory_and_simulation(ax, time, ds["u_theory"].values[m, :, k] / s[k], ds["u_sim"].values[m, :, k] / s[k],

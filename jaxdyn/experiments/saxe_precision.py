@@ -63,7 +63,7 @@ class SaxePrecisionConfig(GradientFlowTime, TuningCurveTask, Config):
     converged: float = param(1e-3, "members whose final output misses c by more than this (relative) are left out of the fixed-point comparison", min=0.0, max=1.0, min_exclusive=True)
 
     @classmethod
-    def quick(cls) -> "SaxePrecisionConfig":
+    def quick(cls) -> SaxePrecisionConfig:
         return cls(num_neurons=36, deltas=(2.0, 10.0, 90.0), coarse_targets=(0.01, 0.03, 0.1), lr=0.01, duration=10.0, record_every=10)
 
     def check(self) -> None:
@@ -362,7 +362,7 @@ def _figures(config: SaxePrecisionConfig, ds: xr.Dataset) -> dict:
     fig, axes = plots.figure(1, 3, width=3.5, height=3.1)
     ax = axes[0, 0]
     markers = {"delta": "o", "target": "s"}
-    for k, (name, label) in enumerate((("dW1", "||dW1|| (input layer)"), ("dW2", "||dW2|| (decision layer)"))):
+    for k, name in enumerate(("dW1", "dW2")):  # legend below: input layer, decision layer
         for sw in SWEEPS:
             members = np.flatnonzero(sweep == sw)
             order = members[np.argsort(cv[members])]

@@ -51,7 +51,7 @@ class SaxeTopologiesConfig(GradientFlowTime, Config):
     tolerance: float = param(2e-2, "largest |simulation - theory| (relative to the largest change) counted as agreement", min=0.0, max=1.0, min_exclusive=True)
 
     @classmethod
-    def quick(cls) -> "SaxeTopologiesConfig":
+    def quick(cls) -> SaxeTopologiesConfig:
         return cls(size=3, seeds=3, lr=0.02, duration=12.0, record_every=10)
 
     def check(self) -> None:

@@ -91,7 +91,7 @@ class SaxeTransferConfig(Config):
     tolerance: float = param(2e-2, "largest |simulation - theory| counted as agreement (see the claims)", min=0.0, max=1.0, min_exclusive=True)
 
     @classmethod
-    def quick(cls) -> "SaxeTransferConfig":
+    def quick(cls) -> SaxeTransferConfig:
         return cls(num_neurons=16, num_positions=3, num_pool=3, pool_widths=(0.7, 2.0), deltas=(90.0, 8.0), lr=0.01, duration=8.0)
 
     @property

@@ -17,7 +17,8 @@ compiles once per model; pass module-level functions (or classes), not lambdas m
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 

@@ -47,13 +47,13 @@ import functools
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 
 Array = jax.Array
 """A JAX array (alias of ``jax.Array``)."""
@@ -96,7 +96,7 @@ class FaceDataset(NamedTuple):
     def num_identities(self) -> int:
         return len(self.names)
 
-    def subset(self, index: np.ndarray) -> "FaceDataset":
+    def subset(self, index: np.ndarray) -> FaceDataset:
         """The exemplars at ``index`` (1-D int array), same identities and names."""
         index = np.asarray(index)
         return self._replace(images=self.images[index], identity=self.identity[index], pose=self.pose[index],
@@ -1058,7 +1058,7 @@ def load_yale_b(
                                 np.nan_to_num(e[0]["elevation"], nan=-1e9)))
     raw = []
     odd_sizes: dict[tuple[int, int], list[Path]] = {}
-    for info, path in entries:
+    for _, path in entries:
         data, maxval = read_pgm(path, with_maxval=True)
         raw.append(data.astype(np.float32) * np.float32(255.0 / maxval))  # white is maxval, 8-bit or 16-bit
         if data.shape not in YALE_SIZES:

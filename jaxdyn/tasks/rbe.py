@@ -28,12 +28,11 @@ a density ratio (Eq. 9, Fig. 5), nested groups within Hamming radii H1, H2 (Eqs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 
 Array = jax.Array
 """A JAX array (alias of ``jax.Array``)."""

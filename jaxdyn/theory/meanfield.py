@@ -73,7 +73,7 @@ def _check(loss, space):
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kernel_vector_field(loss: str, space: str):
     """The vector field of Eq. 10 for one member, state (n,) (f, or z in logit space).
 
@@ -94,7 +94,7 @@ def kernel_vector_field(loss: str, space: str):
     return field
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def meanfield_vector_field(loss: str, space: str):
     """The G-group mean field of Eq. 11 for one member, state (G,) group means (f or z).
 
@@ -276,7 +276,7 @@ def _group_drive(loss: str, space: str, state, y):
     return f * (1.0 - f) * loss_derivative(loss, f, y)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def literal_vector_field(loss: str, space: str):
     """The literal Eq. 11 for one member, state (G,) group means: every group gets the same
     right-hand side -lr Theta_bar sum_b W_b g_b (for MSE and G = 2: 2 lr Theta_bar (-f_0 rho_0 +
@@ -332,7 +332,7 @@ def _interp(t, tk, values):
     return (1.0 - w) * values[i] + w * values[i + 1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def aging_vector_field(loss: str, space: str):
     """The G-group mean field with time-dependent (aging) coefficients, state (G,).
 

@@ -21,7 +21,7 @@ is :mod:`jaxdyn.models.neurashed`, the graphs and their families :mod:`jaxdyn.ta
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
