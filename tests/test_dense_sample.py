@@ -293,7 +293,7 @@ def test_config_presets_and_validation():
     for overrides, message in [
         (dict(preset="gpu"), "preset"),
         (dict(source="yale_b"), "yale_root"),
-        (dict(num_poses=1, num_azimuths=2, num_elevations=2, probe_per_identity=5), "probe_per_identity"),
+        (dict(num_poses=1, lights="grid", num_azimuths=2, num_elevations=2, probe_per_identity=5), "probe_per_identity"),
         (dict(spectra_every=7), "spectra_every: must divide epochs"),
         (dict(separation_dims=20), "separation_dims"),
         (dict(lld_errors="ar2"), "lld_errors"),

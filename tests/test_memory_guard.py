@@ -49,14 +49,16 @@ def test_host_memory_is_read():
 
 def test_refused_with_the_estimate_and_the_override_runs(monkeypatch):
     monkeypatch.setattr(core, "host_available_memory", lambda: 4096)
+    # One member per block, so the estimate's member count is the ensemble's (the default width
+    # pads the last block, and the padding is counted: test_padding_to_a_whole_block_is_counted).
     with pytest.raises(ResourceError) as info:
-        _train(chunk_steps=4)
+        _train(chunk_steps=4, block_width=1)
     est, message = info.value.estimate, str(info.value)
     assert message.startswith("memory: this run needs about") and "4.0 KiB" in message
     for hint in ("record_every", "fewer seeds", "chunk_steps", "--no-memory-check", "'pred'"):
         assert hint in message, hint
 
-    result = _train(chunk_steps=4, memory_check=False)  # the override
+    result = _train(chunk_steps=4, memory_check=False, block_width=1)  # the override
     # The estimate, from shapes alone, is exact for what it counts.
     n = 3
     assert est.num_members == n and est.num_records == 11 and est.chunk_records == 2
@@ -83,8 +85,16 @@ def test_a_run_far_too_large_is_refused_at_once():
     big = {"huge": lambda s: jnp.zeros((1_000_000,), jnp.float32) + s.step}
     start = time.perf_counter()
     with pytest.raises(ResourceError, match=r"records 23\.3 TiB = 64 members x 100001 records x 3\.8 MiB"):
-        _train(seeds=list(range(64)), num_steps=100_000, record_every=1, observables=big)
+        _train(seeds=list(range(64)), num_steps=100_000, record_every=1, observables=big, block_width=1)
     assert time.perf_counter() - start < 30
+
+
+def test_padding_to_a_whole_block_is_counted(monkeypatch):
+    # Three members in blocks of 8: the program holds 8 members' state and records.
+    monkeypatch.setattr(core, "host_available_memory", lambda: 4096)
+    with pytest.raises(ResourceError) as info:
+        _train(chunk_steps=4, block_width=8)
+    assert info.value.estimate.num_members == 8 and "8 members" in str(info.value)
 
 
 def test_cli_reports_the_refusal_on_one_line_and_no_memory_check_runs(tmp_path, capsys, monkeypatch):
