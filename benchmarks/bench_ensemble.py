@@ -100,8 +100,10 @@ import threading
 import time
 from typing import Any, Callable, NamedTuple
 
-import flax
-import jax
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's jaxdyn
+import jaxdyn  # noqa: E402,F401  (first: its one-host-device-per-core default is set before JAX loads, as for a user)
+import flax  # noqa: E402
+import jax  # noqa: E402
 import jax.numpy as jnp
 import numpy as np
 import optax

@@ -508,7 +508,7 @@ def main(argv=None) -> int:
             report.save()
         os._exit(3)
 
-    timer = threading.Timer(max(1.0, args.budget_s - (time.perf_counter() - T0)), watchdog)
+    timer = threading.Timer(max(0.0, args.budget_s - (time.perf_counter() - T0)), watchdog)
     timer.daemon = True
     timer.start()
     roof: dict = {}
