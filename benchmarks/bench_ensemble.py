@@ -1185,6 +1185,7 @@ def main(argv=None):
     ap.add_argument("--block-widths", default="",
                     help="extra engine columns (shipped conv) with train(block_width=...): a comma list of 'ensemble' (one "
                          "vmap of all members) and widths, e.g. 'ensemble,16,64,256'; labelled engine@<width>")
+    ap.add_argument("--convs", default="", help="only these conv implementations (comma list of patches, flax; default: both)")
     ap.add_argument("--map-batch", type=int, default=16, help="members per block of the diagnostic map method")
     ap.add_argument("--omp-wait-policy", default="PASSIVE",
                     help="OMP_WAIT_POLICY for torch's OpenMP threads when the environment does not set it ('' to leave "
@@ -1234,6 +1235,8 @@ def main(argv=None):
     torch_ok = "torch" in wanted and torch_module() is not None
     for name in args.models.split(","):
         problem = PROBLEMS[name]
+        if args.convs and problem.convs != (None,):
+            problem = dataclasses.replace(problem, convs=tuple(c for c in problem.convs if c in args.convs.split(",")))
         seed_list = [int(s) for s in (args.vgg_seeds if name == "vgg" else args.seeds).split(",")]
         batches = [int(b) for b in (args.vgg_batches if name == "vgg" else args.batches).split(",")]
         task1 = problem.make_task(1)
