@@ -198,13 +198,15 @@ def engine_rate(problem, conv, batch: int, seeds: int, width, budget: Budget, si
 
     from jaxdyn.engine import train
 
-    model, task = problem.make_model(conv), problem.make_task(batch)
+    # One model, task and optimizer object for every call: the engine's compile cache keys on them
+    # (a new optax.sgd(...) per call would recompile each time).
+    model, task, opt = problem.make_model(conv), problem.make_task(batch), optax.sgd(problem.lr)
     kwargs = {} if width == "default" else {"block_width": width}
     seed_list = list(range(seeds))
 
     def call(T, chunks):
         t = time.perf_counter()
-        res = train(model, task, optax.sgd(problem.lr), seeds=seed_list, num_steps=T * chunks, loss=problem.loss,
+        res = train(model, task, opt, seeds=seed_list, num_steps=T * chunks, loss=problem.loss,
                     observables={}, record_every=T, chunk_steps=T, **kwargs)
         jax.block_until_ready(res.params)
         return time.perf_counter() - t, res
