@@ -100,8 +100,10 @@ import threading
 import time
 from typing import Any, Callable, NamedTuple
 
-import flax
-import jax
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's jaxdyn
+import jaxdyn  # noqa: E402,F401  (first: its one-host-device-per-core default is set before JAX loads, as for a user)
+import flax  # noqa: E402
+import jax  # noqa: E402
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -257,9 +259,10 @@ def member_fns(problem: Problem, conv, batch: int):
     return model, task, opt, jax.jit(init_one), step, make_run
 
 
-def step_flops(problem: Problem, conv, batch: int, members: int | None) -> float | None:
-    """XLA's FLOP count of one training step: of ``members`` vmapped members, or of one
-    unvmapped member when ``members`` is None."""
+def step_cost(problem: Problem, conv, batch: int, members: int | None) -> dict | None:
+    """XLA's cost analysis of one training step, of ``members`` vmapped members or of one
+    unvmapped member when ``members`` is None: ``{'flops': ..., 'bytes': ...}`` (bytes accessed,
+    XLA's estimate of the memory traffic), or None where the backend gives no analysis."""
     _, _, _, init_one, step, _ = member_fns(problem, conv, batch)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     params, opt_state, data = jax.eval_shape(init_one, key)
@@ -276,8 +279,17 @@ def step_flops(problem: Problem, conv, batch: int, members: int | None) -> float
         return None
     if isinstance(ca, (list, tuple)):
         ca = ca[0] if ca else {}
-    flops = (ca or {}).get("flops")
-    return float(flops) if flops is not None else None
+    ca = ca or {}
+    if ca.get("flops") is None:
+        return None
+    return {"flops": float(ca["flops"]), "bytes": float(ca["bytes accessed"]) if ca.get("bytes accessed") is not None else None}
+
+
+def step_flops(problem: Problem, conv, batch: int, members: int | None) -> float | None:
+    """XLA's FLOP count of one training step: of ``members`` vmapped members, or of one
+    unvmapped member when ``members`` is None."""
+    cost = step_cost(problem, conv, batch, members)
+    return None if cost is None else cost["flops"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,7 +353,7 @@ def since(start):
 # one method ever runs at a time.
 
 
-def engine_runner(problem, conv, batch, seeds, num_steps, repeats, info, record_every=None):
+def engine_runner(problem, conv, batch, seeds, num_steps, repeats, info, record_every=None, block_width=None):
     """jaxdyn.engine.train with (repeats + 1) chunks of num_steps; yields the warm chunks' times.
 
     train() is run in a worker thread whose on_chunk callback blocks until the driver asks for
@@ -352,6 +364,7 @@ def engine_runner(problem, conv, batch, seeds, num_steps, repeats, info, record_
     model = problem.make_model(conv)
     task = problem.make_task(batch)
     obs = {} if record_every is None else {"loss": observables.batch_loss(problem.loss)}
+    width = {} if block_width is None else {"block_width": block_width}  # None: the engine's default
     info["state_bytes"] = ensemble_state_bytes(problem, conv, batch, seeds)
     to_driver: queue.Queue = queue.Queue()
     to_engine: queue.Queue = queue.Queue()
@@ -369,7 +382,7 @@ def engine_runner(problem, conv, batch, seeds, num_steps, repeats, info, record_
             res = train(
                 model, task, optax.sgd(problem.lr), seeds=list(range(seeds)), num_steps=(repeats + 1) * num_steps,
                 loss=problem.loss, observables=obs, record_every=record_every or num_steps, chunk_steps=num_steps,
-                on_chunk=on_chunk,
+                on_chunk=on_chunk, **width,
             )
             to_driver.put(("done", res))
         except _Stop:
@@ -392,6 +405,7 @@ def engine_runner(problem, conv, batch, seeds, num_steps, repeats, info, record_
                 yield value
                 to_engine.put("go")
             elif kind == "done":
+                info["engine"] = dict(value.engine)
                 t0 = time.perf_counter()
                 jax.device_get(value.state)
                 info["state_host_copy_s"] = time.perf_counter() - t0
@@ -850,6 +864,9 @@ def calibrated(method: Method, problem, batch, seeds, args, rates, info):
             gen = vmap_runner(problem, method.conv, batch, seeds, T, n, info)
         elif method.kind.startswith("map"):
             gen = map_runner(problem, method.conv, batch, seeds, T, n, info, int(method.kind[3:]))
+        elif method.kind.startswith("engine@"):  # engine@ensemble, engine@<width>: a block width asked for
+            width = method.kind.split("@", 1)[1]
+            gen = engine_runner(problem, method.conv, batch, seeds, T, n, info, None, width if width == "ensemble" else int(width))
         else:
             gen = engine_runner(problem, method.conv, batch, seeds, T, n, info, record_every)
         first = next(gen)
@@ -995,7 +1012,7 @@ def group_ratios(methods: list[str]) -> list[tuple[str, str]]:
     for e in engines[1:]:  # the other conv in the engine, against the loops with that conv
         conv = e.split("/", 1)[1]
         out += [(e, o) for o in methods if o.split("/")[0].startswith("loop") and o.endswith("/" + conv)]
-    out += [(m, ref) for m in methods if m.startswith("engine+rec")]
+    out += [(m, ref) for m in methods if m.startswith(("engine+rec", "engine@"))]
     return out
 
 
@@ -1114,7 +1131,7 @@ def render(report) -> str:
     lines.append("")
     lines.append("### Details")
     lines.append("")
-    head = ["model", "batch", "method", "seeds", "seeds timed", "steps/call", "warm s (median)", "warm s (all)",
+    head = ["model", "batch", "method", "engine block width x devices", "seeds", "seeds timed", "steps/call", "warm s (median)", "warm s (all)",
             "seed-steps/s", "best seed-steps/s", "compile s", "cores busy", "load 1-min", "GFLOP/step/seed", "GFLOP/s",
             "% of peak", "state MiB", "repeat peak +RSS MiB", "max RSS so far MiB"]
     lines.append("| " + " | ".join(head) + " |")
@@ -1124,7 +1141,9 @@ def render(report) -> str:
             continue
         fl = r.get("flops_per_seed_step")
         lines.append("| " + " | ".join([
-            r["model"], str(r["batch"]), method_label(r), str(r["seeds"]), str(r["seeds_timed"]), str(r["steps_per_call"]),
+            r["model"], str(r["batch"]), method_label(r),
+            (f"{r['engine']['block_width'] if r['engine']['blocked'] else 'ensemble'} x {r['engine']['devices']}" if r.get("engine") else "-"),
+            str(r["seeds"]), str(r["seeds_timed"]), str(r["steps_per_call"]),
             fmt(r["warm_median_s"]), ", ".join(fmt(t) for t in r["warm_s"]), fmt(r["seed_steps_per_s"]), fmt(r["seed_steps_per_s_best"]), fmt(r["compile_s"]),
             fmt(r["cores_busy"]) if "cores_busy" in r else "-",
             f"{r['loadavg_1min'][0]:.1f}-{r['loadavg_1min'][1]:.1f}",
@@ -1163,6 +1182,10 @@ def main(argv=None):
                     help="engine (engine/<conv> per conv), loopstep (loop-step/<conv>: loop over seeds and steps of a jitted step), "
                          "loopscan or loop (loop-scan/<conv>: loop over seeds of a jitted T-step scan), torch (torch.func ensemble), "
                          "vmap and map (diagnostics), rec (engine+rec10)")
+    ap.add_argument("--block-widths", default="",
+                    help="extra engine columns (shipped conv) with train(block_width=...): a comma list of 'ensemble' (one "
+                         "vmap of all members) and widths, e.g. 'ensemble,16,64,256'; labelled engine@<width>")
+    ap.add_argument("--convs", default="", help="only these conv implementations (comma list of patches, flax; default: both)")
     ap.add_argument("--map-batch", type=int, default=16, help="members per block of the diagnostic map method")
     ap.add_argument("--omp-wait-policy", default="PASSIVE",
                     help="OMP_WAIT_POLICY for torch's OpenMP threads when the environment does not set it ('' to leave "
@@ -1175,6 +1198,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
+    for w in filter(None, args.block_widths.split(",")):
+        if w != "ensemble" and not (w.isdigit() and int(w) >= 1):
+            ap.error(f"--block-widths: {w!r} is neither 'ensemble' nor a positive integer")
 
     t_start = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
@@ -1209,6 +1235,8 @@ def main(argv=None):
     torch_ok = "torch" in wanted and torch_module() is not None
     for name in args.models.split(","):
         problem = PROBLEMS[name]
+        if args.convs and problem.convs != (None,):
+            problem = dataclasses.replace(problem, convs=tuple(c for c in problem.convs if c in args.convs.split(",")))
         seed_list = [int(s) for s in (args.vgg_seeds if name == "vgg" else args.seeds).split(",")]
         batches = [int(b) for b in (args.vgg_batches if name == "vgg" else args.batches).split(",")]
         task1 = problem.make_task(1)
@@ -1245,6 +1273,7 @@ def main(argv=None):
                 if torch_ok:
                     methods += ([Method("torch.func", None)] if len(torch_threads) == 1
                                 else [Method("torch.func", f"{k}threads") for k in torch_threads])
+                methods += [Method(f"engine@{w}", problem.convs[0]) for w in args.block_widths.split(",") if w]
                 if "vmap" in wanted:
                     methods.append(Method("vmap", problem.convs[0]))
                 if "map" in wanted:

@@ -15,7 +15,8 @@ from jaxdyn.cli import main
 
 def test_every_suite_is_a_script_of_the_checkout():
     lines = bench.commands("all", quick=True, out="/tmp/x", extra=["--help"])
-    assert [line[1].rsplit("/", 1)[1] for line in lines] == [script for script, _ in bench.SUITES.values()]
+    assert [line[1].rsplit("/", 1)[1] for line in lines] == [bench.SUITES[name][0] for name in bench.ALL]
+    assert set(bench.ALL) == set(bench.SUITES) - {"gpu"}  # all = the CPU suites
     for line in lines:
         assert line[0] == sys.executable and line[-3:] == ["--out", "/tmp/x", "--help"]
 
@@ -49,3 +50,15 @@ def test_unknown_suite_is_one_line_error(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "nope"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs_a_suite_and_rejects_unknown_ones():
+    # `python -m jaxdyn.bench` reaches every suite, gpu included (refused without a GPU: exit 2)
+    import jax
+
+    if jax.default_backend() != "gpu":
+        done = subprocess.run([sys.executable, "-m", "jaxdyn.bench", "gpu", "--out", "/tmp/jaxdyn-bench-gpu-refused"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and "no GPU backend" in done.stderr
+    bad = subprocess.run([sys.executable, "-m", "jaxdyn.bench", "nope"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

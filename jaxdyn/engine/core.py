@@ -620,9 +620,11 @@ def run_chunk(spec: TrainSpec, state: EnsembleState, n_ticks: int, *, shared: Py
 # ---------------------------------------------------------------------------------------------
 # Per backend: the bytes of member state a block should hold (about a core's share of the cache on
 # CPU, so a block's state stays in cache for the whole chunk; on accelerators, enough members to
-# fill the device) and the widest block. See benchmarks/RESULTS.md for the measurements.
+# fill the device) and the widest block. The CPU cap is 32: an ensemble smaller than a block is
+# padded to a whole block, and at 16-256 RBE members width 32 ran 1.15-2.8x width 128, while from
+# 1,024 to 16,384 members the two were within 4% (benchmarks/RESULTS.md, 2026-12-02).
 BLOCK_BUDGET = {"cpu": 1 << 19, "gpu": 1 << 28, "tpu": 1 << 28}
-BLOCK_CAP = {"cpu": 256, "gpu": 16384, "tpu": 16384}
+BLOCK_CAP = {"cpu": 32, "gpu": 16384, "tpu": 16384}
 
 
 def default_block_width(member_bytes: int, backend: str) -> int:
