@@ -67,8 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                           "backend); results depend on it at float rounding, never on devices or chunks")
     run.add_argument("--debug", action="store_true", help="raise unexpected errors with their traceback")
     bench = sub.add_parser("bench", help="run the benchmarks of benchmarks/ (needs a source checkout)",
-                           description="Runs benchmarks/bench_{ensemble,ntk,ode}.py; arguments after -- go to the script(s).")
-    bench.add_argument("suite", choices=["ensemble", "ntk", "ode", "all"], help="which benchmark")
+                           description="Runs benchmarks/bench_{ensemble,ntk,ode,gpu}.py; arguments after -- go to the script(s).")
+    bench.add_argument("suite", choices=["ensemble", "ntk", "ode", "gpu", "all"], help="which benchmark (gpu: the prepared one-GPU run; not in all)")
     bench.add_argument("--quick", action="store_true", help="a small smoke run (a minute or two per suite on 2 cores)")
     bench.add_argument("--out", default=None, help="folder for the tables and JSON (default: benchmarks/out/)")
     bench.add_argument("script_args", nargs=argparse.REMAINDER, help="-- then options of the script")
