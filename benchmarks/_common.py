@@ -24,12 +24,12 @@ import statistics
 import sys
 import time
 import traceback
-from typing import Any, Callable
-
-import numpy as np
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 # --------------------------------------------------------------------------------------------

@@ -98,19 +98,22 @@ import statistics
 import sys
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's jaxdyn
-import jaxdyn  # noqa: E402,F401  (first: its one-host-device-per-core default is set before JAX loads, as for a user)
 import flax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+import jaxdyn  # noqa: E402,F401  (first: its one-host-device-per-core default is set before JAX loads, as for a user)
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import _status_kib, malloc_trim, matmul_peak  # noqa: E402  (benchmarks/_common.py)
 from _common import machine_info as common_machine_info  # noqa: E402
+
 from jaxdyn.engine import Task, losses, member_keys, observables, train
 from jaxdyn.models import DeepLinear, DenseSampleVGG, RBEConvNet, count_params
 

@@ -465,7 +465,6 @@ def render(data: dict) -> str:
 
 def machine(jax_mod) -> dict:
     import jaxlib
-
     from _common import cpu_model
 
     dev = jax_mod.devices()[0]
@@ -495,8 +494,9 @@ def main(argv=None) -> int:
         ap.error("--allow-cpu needs --tiny (the full sizes are for one GPU)")
     args.size = "tiny" if args.tiny else "full"
 
-    import jaxdyn  # noqa: F401  (its host-device setting comes before JAX's import, as for a user)
     import jax
+
+    import jaxdyn  # noqa: F401  (its host-device setting comes before JAX's import, as for a user)
 
     backend = jax.default_backend()
     if backend != "gpu" and not args.allow_cpu:

@@ -55,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -63,10 +63,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The checkout this script belongs to, ahead of any installed jaxdyn.
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import _common  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-
-import _common  # noqa: E402
 from _common import fmt  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

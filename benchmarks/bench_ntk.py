@@ -71,7 +71,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -80,10 +81,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-
-import _common  # noqa: E402
 import ntk_models  # noqa: E402
 from _common import fmt  # noqa: E402
 
@@ -422,7 +422,7 @@ def run_problem(case: Case, n: int, model, params, flat, workers: dict, args, tm
             workers[side].restart()
             workers[side].ask(op="load", npz=npz, model=case.name, fns=args.fns)
             # The restarted worker lost what it had compiled: prepare those again.
-            for s2, n2 in [r for r in ran if r[0] == side]:
+            for _, n2 in [r for r in ran if r[0] == side]:
                 workers[side].ask(op="prepare", name=n2, out=out_path, mem_limit_bytes=limit, mem_estimate_bytes=None)
             if os.path.exists(out_path):
                 os.remove(out_path)
@@ -470,7 +470,7 @@ def run_problem(case: Case, n: int, model, params, flat, workers: dict, args, tm
                     workers[side].restart()
                     workers[side].ask(op="load", npz=npz, model=case.name, fns=args.fns)
     load_end = os.getloadavg()
-    for side, name in ran:
+    for _, name in ran:
         row = rows[name]
         if row.get("times_s"):
             row["warm_s"] = statistics.median(row["times_s"])

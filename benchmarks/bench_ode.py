@@ -37,6 +37,7 @@ from scipy.integrate import solve_ivp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_model  # noqa: E402  (benchmarks/_common.py)
+
 from jaxdyn.theory import meanfield, saxe  # noqa: E402
 
 

@@ -31,9 +31,8 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-
 import _common  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def build_stax(spec: list[dict]):

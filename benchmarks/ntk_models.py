@@ -21,12 +21,12 @@ reference NTK is the same function evaluated in float64.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
-
-import numpy as np
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 KINDS = ("rbe1d", "rbe2d", "vgg")

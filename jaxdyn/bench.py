@@ -27,8 +27,10 @@ SUITES = {
     "ode": ("bench_ode.py", ["--members", "1000", "--scipy-members", "100", "--repeats", "1"]),
     "gpu": ("bench_gpu.py", ["--tiny"]),
 }
+"""Suite name -> (script in benchmarks/, the arguments of its --quick smoke run)."""
 # What 'all' runs: the CPU suites (gpu refuses without a GPU backend).
 ALL = ("ensemble", "ntk", "ode")
+"""The suites `jaxdyn bench all` runs (the CPU ones)."""
 
 
 def benchmarks_dir() -> Path:

@@ -34,91 +34,8 @@ def _load(name: str):
 hooks = _load("hooks")
 gen_claims = _load("gen_claims")
 
-# What the docstrings lacked when the site was introduced, for the engineers who own jaxdyn/ to
-# fix; test_docstrings_are_complete lists what is left, and no new entry may appear.
-KNOWN_DOCSTRING_PROBLEMS = {
-    'missing': (
-        'jaxdyn.analysis.elasticity.Array',
-        'jaxdyn.analysis.elasticity.PyTree',
-        'jaxdyn.analysis.information.LOG2',
-        'jaxdyn.analysis.layers.Array',
-        'jaxdyn.analysis.response.KernelFit.to_dict',
-        'jaxdyn.analysis.response.PowerLawFit.to_dict',
-        'jaxdyn.analysis.spectra.ALPHA_HEAVY',
-        'jaxdyn.analysis.spectra.KS_MP',
-        'jaxdyn.analysis.spectra.PHASES',
-        'jaxdyn.analysis.spectra.RANK_COLLAPSE_FRACTION',
-        'jaxdyn.analysis.spectra.RANK_TOL',
-        'jaxdyn.analysis.spectra.SPIKE_GAP',
-        'jaxdyn.analysis.spectra.SPIKE_MAX_FRACTION',
-        'jaxdyn.analysis.spectra.TW_MARGIN',
-        'jaxdyn.bench.SUITES',
-        'jaxdyn.engine.checkpoint.CallCheckpoints.clear',
-        'jaxdyn.engine.checkpoint.CallCheckpoints.path',
-        'jaxdyn.engine.checkpoint.FORMAT',
-        'jaxdyn.engine.core.Array',
-        'jaxdyn.engine.core.Observable',
-        'jaxdyn.engine.core.PyTree',
-        'jaxdyn.engine.executor.INSTALL_HINT',
-        'jaxdyn.experiments.Claim.to_dict',
-        'jaxdyn.experiments.Config.field_types',
-        'jaxdyn.experiments.Config.to_dict',
-        'jaxdyn.experiments.REGISTRY',
-        'jaxdyn.experiments.dense_sample.DENSE_SPECTRA',
-        'jaxdyn.experiments.dense_sample.PRESETS',
-        'jaxdyn.experiments.local_elasticity.NETS',
-        'jaxdyn.experiments.neurashed_batch.GRAPHS',
-        'jaxdyn.experiments.neurashed_batch.NUM_TYPES',
-        'jaxdyn.experiments.neurashed_batch.NeurashedBatchConfig.base_rate_bound',
-        'jaxdyn.experiments.rbe_images.Array',
-        'jaxdyn.experiments.rbe_meanfield.RBEMeanfieldConfig.group_sizes',
-        'jaxdyn.experiments.rbe_meanfield.THEORIES',
-        'jaxdyn.experiments.rbe_response.LOSSES',
-        'jaxdyn.experiments.rbe_response.RBEResponseConfig.model',
-        'jaxdyn.experiments.rbe_response.figures',
-        'jaxdyn.experiments.rbe_variants.VARIANTS',
-        'jaxdyn.experiments.saxe_depth.PROFILES',
-        'jaxdyn.experiments.saxe_depth.RANDOM',
-        'jaxdyn.experiments.saxe_modes.INITS',
-        'jaxdyn.models.deep_linear.Array',
-        'jaxdyn.models.layers.Array',
-        'jaxdyn.models.rbe_conv.ACTIVATIONS',
-        'jaxdyn.models.rbe_conv.Array',
-        'jaxdyn.models.rbe_conv.CONV_IMPLS',
-        'jaxdyn.models.vgg.Array',
-        'jaxdyn.ntk.ApplyFn',
-        'jaxdyn.ntk.Array',
-        'jaxdyn.ntk.MEMORY_PASS_COST',
-        'jaxdyn.ntk.NTK_METHODS',
-        'jaxdyn.ntk.PyTree',
-        'jaxdyn.plots.PALETTE',
-        'jaxdyn.plots.STYLE',
-        'jaxdyn.store.NETCDF_ENGINE',
-        'jaxdyn.tasks.digits.Array',
-        'jaxdyn.tasks.faces.Array',
-        'jaxdyn.tasks.faces.YALE_AMBIENT',
-        'jaxdyn.tasks.faces.YALE_NAME',
-        'jaxdyn.tasks.faces.YALE_POSES_DEG',
-        'jaxdyn.tasks.rbe.Array',
-        'jaxdyn.tasks.rbe.BITS',
-        'jaxdyn.theory.meanfield.LOSSES',
-        'jaxdyn.theory.meanfield.SPACES',
-        'jaxdyn.theory.neurashed.Array',
-        'jaxdyn.theory.neurashed.FIGURE5_BASE',
-        'jaxdyn.theory.neurashed.FIGURE5_MINUS_EXPONENT',
-        'jaxdyn.theory.neurashed.FIGURE5_NODE7_PLUS_EXPONENT',
-        'jaxdyn.theory.neurashed.FIGURE5_PLUS_EXPONENT',
-        'jaxdyn.theory.neurashed.RULE_NAMES',
-    ),
-    'unresolved': (
-        'jaxdyn.experiments.rbe_response.analyse: :class:`PowerLawFit`',
-        'jaxdyn.theory.neurashed: :data:`RULE_ALL`',
-        'jaxdyn.theory.neurashed: :data:`RULE_ANY`',
-        'jaxdyn.theory.neurashed: :data:`RULE_AT_LEAST`',
-    ),
-    'unknown_parameters': (
-    ),
-}
+# Every public name is documented now; no entry may appear.
+KNOWN_DOCSTRING_PROBLEMS = {'missing': (), 'unresolved': (), 'unknown_parameters': ()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,9 +140,6 @@ def test_no_new_docstring_problems():
     assert not any(new.values()), f"new docstring problems (document these public names): {json.dumps(new, indent=1)}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="public names without docstrings and roles naming nothing (KNOWN_DOCSTRING_PROBLEMS); "
-                          "un-xfail once jaxdyn/ documents them")
 def test_docstrings_are_complete():
     problems = hooks.docstring_problems()
     assert not any(problems.values()), json.dumps(problems, indent=1)

@@ -40,7 +40,8 @@ import functools
 import math
 import time
 import zlib
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -658,7 +659,7 @@ class Members(NamedTuple):
     def __len__(self) -> int:
         return int(np.shape(self.keys)[0])
 
-    def slice(self, first: int, stop: int) -> "Members":
+    def slice(self, first: int, stop: int) -> Members:
         """Members ``first .. stop - 1``."""
         cut = lambda tree: None if tree is None else jax.tree_util.tree_map(lambda x: np.asarray(x)[first:stop], tree)  # noqa: E731
         return Members(keys=np.asarray(self.keys)[first:stop], hparams=cut(dict(self.hparams)), params=cut(self.params),

@@ -70,6 +70,7 @@ from jaxdyn.models import neurashed as nm
 from jaxdyn.tasks import neurashed as nt
 
 NETS = ("rbe", "digits_cnn", "vgg")
+"""The nets local-elasticity trains and reads."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,7 @@ class LocalElasticityConfig(Config):
     neurashed_c: float = param(2.0, "neurashed: Theorem 1's additive g+(x) = x + c", min=0.0, max=1e3, min_exclusive=True)
 
     @classmethod
-    def quick(cls) -> "LocalElasticityConfig":
+    def quick(cls) -> LocalElasticityConfig:
         return cls(seeds=1, bases_per_class=4, probes_per_class=8, rbe_steps=300, digits_steps=300, vgg_steps=150,
                    linear_steps=300, neurashed_seeds=4, neurashed_epochs=20)
 
@@ -190,10 +191,12 @@ class MinibatchTask:
     batch_size: int
 
     def init(self, key):
+        """No per-member data: the training set is shared (shared=)."""
         del key
         return {}
 
     def batch(self, data, key, step):
+        """The minibatch of this step, drawn from the shared training set with the member's key."""
         del step
         idx = jax.random.randint(key, (self.batch_size,), 0, data["y"].shape[0])
         return {"x": data["x"][idx], "y": data["y"][idx]}

@@ -63,7 +63,7 @@ class RBEHierarchyConfig(RBETrainingFields, Config):
     n_boot: int = param(1000, "bootstrap resamples of the seeds for the split epochs", min=10, max=100_000)
 
     @classmethod
-    def quick(cls) -> "RBEHierarchyConfig":
+    def quick(cls) -> RBEHierarchyConfig:
         return cls(seeds=12, num_steps=400, record_every=4, kernel_every=20, n_boot=200)
 
     def check(self) -> None:

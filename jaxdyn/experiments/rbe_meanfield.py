@@ -71,6 +71,7 @@ class RBEMeanfieldConfig(RBETrainingFields, Config):
         return self.spaces[0]
 
     def group_sizes(self) -> list[tuple[int, int]]:
+        """(n0, n1) group sizes for each density ratio r: n0 = N r / (1 + r), n1 = N - n0."""
         return [(round(self.num_points * r / (1 + r)), self.num_points - round(self.num_points * r / (1 + r))) for r in self.ratios]
 
     def check(self) -> None:

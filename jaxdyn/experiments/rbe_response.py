@@ -59,7 +59,7 @@ class RBEResponseConfig(RBETrainingFields, ResponseMeasurementFields, Config):
     early: bool = param(True, "also record epochs 1..record_every-1 every epoch (a short second run of the same members) for the aging axes")
 
     @classmethod
-    def quick(cls) -> "RBEResponseConfig":
+    def quick(cls) -> RBEResponseConfig:
         return cls(seeds=24, p1s=(0.5, 0.8, 0.0), num_steps=200, record_every=10, epochs=(0, 100, 200), fit_start=20,
                    probes_per_distance=4, n_boot=200)
 
@@ -73,6 +73,7 @@ class RBEResponseConfig(RBETrainingFields, ResponseMeasurementFields, Config):
             raise ConfigError(f"epochs: must be evenly spaced (the kernel-ODE windows run from one to the next), got {self.epochs}")
 
     def model(self) -> RBEConvNet:
+        """The RBE net this configuration trains."""
         return RBEConvNet(num_layers=self.num_layers, features=self.features, activation=self.activation,
                           dropout_rate=self.dropout, init_scheme=self.init)
 
@@ -223,6 +224,7 @@ def _slug(encoding: str) -> str:
 # Figures
 # ---------------------------------------------------------------------------------------------
 def figures(config, sim, early, analysis) -> dict:
+    """The run's figures, ``{stem: Figure}``: responses over epochs, aging, kernels."""
     joined = resp.join_early(early, sim) if early is not None else sim
     steps = joined["steps"]
     prof = resp.profile(joined["response"], joined["probe_h"])

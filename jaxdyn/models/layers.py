@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
+"""A JAX array."""
 
 _PADDINGS = ("SAME", "VALID")
 

@@ -34,12 +34,16 @@ from jaxdyn.models.layers import (
 )
 
 Array = jax.Array
+"""A JAX array."""
 
 ACTIVATIONS = {"elu": elu, "relu": nn.relu}  # layers.elu: nn.elu's values and derivatives, faster on CPU
+"""The activations of the RBE nets by name."""
 CONV_IMPLS = ("patches", "flax")
+"""The convolution implementations: PatchConv (patches, faster on CPU) or flax's nn.Conv; same parameters."""
 #: Kernel initialisers by name: flax's default (LeCun normal) and Keras' (Glorot uniform).
 #: Biases start at zero in both.
 KERNEL_INITS = {"flax": nn.initializers.lecun_normal(), "keras": nn.initializers.glorot_uniform()}
+"""Kernel initialisers by scheme name (biases start at zero in both)."""
 
 
 def make_conv(impl: str, features: int, kernel_size, padding: str, name: str, kernel_init=None, **patch_options) -> nn.Module:

@@ -75,9 +75,13 @@ import numpy as np
 Array = jax.Array
 
 PARAMETRIZATIONS = ("ntk", "standard")
+"""The parametrisations a kernel layer accepts: neural-tangents' NTK one and the standard one."""
 PADDINGS = ("VALID", "SAME")
+"""The convolution paddings the kernel layers accept."""
 KERNEL_NAMES = ("nngp", "ntk")
+"""The kernels a :class:`Kernels` holds: the NNGP (forward covariance) and the NTK."""
 DEFAULT_ORDER = 25  # neural-tangents' suggested start for smooth functions; ELU: see Elu
+"""Gauss-Hermite quadrature order of the elementwise layers without a closed form."""
 
 
 class Kernels(NamedTuple):
@@ -216,6 +220,7 @@ class AdaptiveAvgPool:
         object.__setattr__(self, "output_size", tuple(int(s) for s in sizes) if len(sizes) > 1 else int(sizes[0]))
 
     def sizes(self, ndim: int) -> tuple[int, ...]:
+        """The output size along each of ``ndim`` spatial axes."""
         s = self.output_size
         if isinstance(s, int):
             return (s,) * ndim
@@ -234,6 +239,20 @@ class _Activation:
     """
 
     def fn(self, x: Array) -> Array:  # pragma: no cover - overridden
+        """The activation applied elementwise to ``x`` (any shape), as the finite network does."""
+        raise NotImplementedError
+
+    def pair(self, q1: Array, k12: Array, q2: Array, want_dot: bool):  # pragma: no cover - overridden
+        """``(E[fn(u) fn(v)], E[fn'(u) fn'(v)] or None)`` for (u, v) jointly Gaussian with
+        variances q1, q2 and covariance k12 (broadcast arrays); the second only if ``want_dot``."""
+        raise NotImplementedError
+
+    def diag(self, q: Array) -> Array:  # pragma: no cover - overridden
+        """``E[fn(u)^2]`` for u ~ N(0, q), elementwise over ``q``."""
+        raise NotImplementedError
+
+    def value_and_dot(self, v: Array, want_dot: bool):  # pragma: no cover - overridden
+        """``(fn(v), fn'(v) or None)`` at the quadrature nodes ``v`` (the quadrature layers)."""
         raise NotImplementedError
 
 
@@ -468,6 +487,7 @@ class Elu(_Activation):
 _ELU_FACTORISED_MAX_ORDER = 64  # the inner sum is unrolled: keep the compiled size bounded
 
 LAYER_TYPES = (Dense, Conv, Flatten, GlobalAvgPool, AdaptiveAvgPool, Relu, Erf, Elu, Elementwise)
+"""The layer types :func:`serial` composes."""
 _POOLS = (GlobalAvgPool, AdaptiveAvgPool)
 
 

@@ -38,9 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
+"""A JAX array."""
 PyTree = Any
+"""A pytree of arrays."""
 
 NORMALISATIONS = ("mean", "half_sum", "sum")
+"""How an MSE loss normalises its sum of squares over points (and outputs): the mean, half the sum, or the sum."""
 
 
 # ---------------------------------------------------------------------------------------------
