@@ -49,16 +49,16 @@ def test_host_memory_is_read():
 
 def test_refused_with_the_estimate_and_the_override_runs(monkeypatch):
     monkeypatch.setattr(core, "host_available_memory", lambda: 4096)
-    # One member per block, so the estimate's member count is the ensemble's (the default width
+    # One member per block on one device, so the estimate's member count is the ensemble's (the default width
     # pads the last block, and the padding is counted: test_padding_to_a_whole_block_is_counted).
     with pytest.raises(ResourceError) as info:
-        _train(chunk_steps=4, block_width=1)
+        _train(chunk_steps=4, block_width=1, devices=jax.devices()[:1])
     est, message = info.value.estimate, str(info.value)
     assert message.startswith("memory: this run needs about") and "4.0 KiB" in message
     for hint in ("record_every", "fewer seeds", "chunk_steps", "--no-memory-check", "'pred'"):
         assert hint in message, hint
 
-    result = _train(chunk_steps=4, memory_check=False, block_width=1)  # the override
+    result = _train(chunk_steps=4, memory_check=False, block_width=1, devices=jax.devices()[:1])  # the override
     # The estimate, from shapes alone, is exact for what it counts.
     n = 3
     assert est.num_members == n and est.num_records == 11 and est.chunk_records == 2

@@ -7,6 +7,7 @@ from jaxdyn.experiments import ConfigError
 from jaxdyn.experiments import rbe_meanfield as M
 from jaxdyn.store import execute
 from jaxdyn.tasks import rbe
+from jaxdyn.theory import meanfield
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_layout_and_recorded_kernels(run):
     assert not dup.any()
     # Every theory starts from the simulation's group means.
     for space in cfg.spaces:
-        for name in M.THEORIES:
+        for name in meanfield.THEORIES:
             np.testing.assert_allclose(ds[f"{name}_{space}"].values[:, :, 0], ds["group_mean"].values[:, :, 0], atol=1e-5)
 
 
