@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib
 import pkgutil
 from pathlib import Path
@@ -42,7 +43,16 @@ class Entry(NamedTuple):
 
 def _declared(path: Path) -> Entry | None:
     """The literal name, work and description of the module's ``Experiment(...)`` call."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    stat = path.stat()
+    return _declared_in(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _declared_in(path: str, mtime_ns: int, size: int) -> Entry | None:
+    """:func:`_declared` of one version of the file (keyed by its modification time and size):
+    parsing every module costs about 0.4 s, which a process calling ``get`` repeatedly (a notebook,
+    the CLI's tests) would pay on every call."""
+    tree = ast.parse(Path(path).read_text(), filename=path)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Experiment":
             fields = {}
@@ -55,7 +65,7 @@ def _declared(path: Path) -> Entry | None:
                                            "without importing the module)") from None
             if set(fields) != {"name", "work", "description"}:
                 raise RuntimeError(f"{path}: Experiment(...) needs name=, work= and description= as keyword string literals")
-            return Entry(fields["name"], fields["work"], fields["description"], path.stem)
+            return Entry(fields["name"], fields["work"], fields["description"], Path(path).stem)
     return None
 
 
