@@ -94,9 +94,20 @@ class _Interrupts:
         self._previous: dict = {}
 
     def _handler(self, signum, frame):
+        self.received = "Ctrl-C" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"
+        self._raise_when_not_importing(frame)
+
+    def _raise_when_not_importing(self, frame):
+        # An exception raised while a compiled extension initialises (jaxlib's, which runs Python
+        # code during its import) aborts the interpreter with SIGABRT instead of unwinding, and one
+        # raised in a garbage-collection callback (jax has one) is printed and dropped: there the
+        # interrupt is raised 50 ms later, re-checked until the stack is out of both.
+        if _unsafe_to_raise(frame):
+            signal.signal(signal.SIGALRM, lambda _signum, later: self._raise_when_not_importing(later))
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            return
         from jaxdyn.store import RunInterrupted
 
-        self.received = "Ctrl-C" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"
         raise RunInterrupted(self.received)
 
     def __enter__(self):
@@ -108,9 +119,21 @@ class _Interrupts:
         return self
 
     def __exit__(self, *exc):
+        if self._previous:  # a deferred interrupt's timer (see _raise_when_not_importing)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
+
+
+def _unsafe_to_raise(frame) -> bool:
+    """Whether the interrupted Python stack is inside an import or jax's garbage-collection callback."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib") or frame.f_code.co_name == "_xla_gc_callback":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _executor(args):
@@ -268,6 +291,9 @@ def _run(args, command: str, interrupts: _Interrupts) -> int:
             memory_check=not args.no_memory_check, executor=executor, command=command, block_width=args.block_width,
             on_stage=lambda message: print(f"jaxdyn: {message} ...", file=sys.stderr, flush=True))
     except KeyboardInterrupt as exc:
+        if not (run_path / "status.json").exists():  # before the run layer wrote anything
+            print(f"jaxdyn: interrupted ({str(exc) or 'Ctrl-C'}) before the run started; nothing was written", file=sys.stderr)
+            return 130
         checkpoints = sorted((run_path / "checkpoints").glob("call_*/step_*.npz"))
         kept = (f"{len(checkpoints)} checkpoint(s) kept in {run_path}/checkpoints/; continue with: "
                 f"jaxdyn run {args.name} --out {args.out} --resume") if checkpoints else "no checkpoint had been written yet"

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("delay", [0.3, 2.5, 6.0], ids=["importing", "early", "training"])
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.5, 6.0], ids=["importing", "importing-jax", "early", "training"])
 def test_ctrl_c_exits_130_with_a_true_message(tmp_path, delay):
     proc = subprocess.Popen([sys.executable, "-m", "jaxdyn", "run", "saxe-modes", "--quick", "--out", str(tmp_path),
                              "--no-progress", "--checkpoint-every", "50"],
