@@ -185,7 +185,10 @@ def _configuration(experiment, args):
         if any(a.split("=", 1)[0].strip() == "seeds" for a in assignments):
             raise ConfigError("--seeds: given twice (also as --set seeds=...); give it once")
         assignments.append(f"seeds={args.seeds}")
-    return config.with_overrides(assignments)
+    config = config.with_overrides(assignments)
+    if args.seeds is not None and config.seeds < 1:  # a field's 0 may mean its preset's size (dense-sample); the flag never does
+        raise ConfigError(f"--seeds: expected a positive ensemble size, got {config.seeds}")
+    return config
 
 
 def console() -> None:

@@ -97,6 +97,13 @@ def test_bad_configuration_is_one_line_exit_2(args, field, capsys, tmp_path):
     assert not (tmp_path / "saxe-reduction").exists()  # nothing ran
 
 
+@pytest.mark.parametrize("count", ["0", " 0"])
+def test_seeds_flag_is_a_positive_size(count, capsys, tmp_path):
+    # dense-sample's field seeds=0 means the preset's size; --seeds 0 must not silently mean it too.
+    assert cli.main(["run", "dense-sample", "--out", str(tmp_path), "--seeds", count]) == 2
+    assert capsys.readouterr().err.strip() == "jaxdyn: error: --seeds: expected a positive ensemble size, got 0"
+
+
 def test_unknown_experiment(capsys):
     assert cli.main(["run", "no-such-experiment"]) == 2
     err = capsys.readouterr().err

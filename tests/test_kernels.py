@@ -100,6 +100,7 @@ def _slope(widths, errors):
     return float(np.polyfit(np.log(widths), np.log(errors), 1)[0])
 
 
+@pytest.mark.slow  # about 2 minutes of CI's two cores (the ELU kernel at order 30 for each width, twice)
 def test_empirical_ntk_of_rbe_net_converges_as_inverse_sqrt_width():
     """RBEConvNet (ELU, flax init) of growing width: relative Frobenius error of the empirical
     NTK against the kernel, mean over seeds, falls with the width (log-log slope towards -1/2);

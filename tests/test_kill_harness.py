@@ -19,7 +19,9 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# neurashed-ib's kill and resume through the CLI is also in test_neurashed_experiments.py; here it
+# is in the slow tier (a minute of CI's two cores).
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "neurashed-ib" else n for n in sorted(CASES)])
 def test_kills_at_chosen_moments_resume_bitwise(name, tmp_path):
     every = kill_harness._default_every(name)
     kill_harness._run(kill_harness._command(name, tmp_path / "reference", every, resume=False))
