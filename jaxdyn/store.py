@@ -527,11 +527,11 @@ def run(name_or_experiment, config=None, *, out: str | os.PathLike | None = "run
                                                 metadata={"experiment": experiment.name, "config": config.to_dict()})
         ctx = RunContext(progress=progress, checkpoint=checkpointer, memory_check=memory_check, executor=executor,
                          on_stage=stage, block_width=block_width)
-        run_dir.start({"experiment": experiment.name, "preset": preset_of(config), "command": command,
-                       "config": config.to_dict(), "engine": {"block_width": block_width}}, resume=resume)
-        run_dir._write_status(executor=executor.describe() if executor is not None else {"kind": "local", "chunk_seeds": None})
         start = time.perf_counter()
-        try:
+        try:  # from the first write on: an interrupt while status.json says running must not leave it so
+            run_dir.start({"experiment": experiment.name, "preset": preset_of(config), "command": command,
+                           "config": config.to_dict(), "engine": {"block_width": block_width}}, resume=resume)
+            run_dir._write_status(executor=executor.describe() if executor is not None else {"kind": "local", "chunk_seeds": None})
             result = execute(experiment, config, ctx)
             if checkpointer is not None:
                 run_dir._status["restored_from"] = checkpointer.restored
