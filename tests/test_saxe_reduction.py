@@ -39,6 +39,9 @@ def test_dataset_layout(runs):
     members = len(q.deltas) * len(q.beta0s)
     for name in ("alpha_sim", "beta_sim", "alpha_theory", "beta_theory"):
         assert ds[name].dims == ("seed", "time") and ds[name].shape[0] == members
+    # Members are selected by condition as the README shows: one member per (beta0, delta) pair.
+    assert ds.isel(seed=(ds.beta0 == q.beta0s[1]) & (ds.delta_deg == q.deltas[1])).sizes["seed"] == 1
+    assert ds.set_xindex("beta0").sel(beta0=q.beta0s[1]).sizes["seed"] == len(q.deltas)
     # The conditions are coordinates on seed; the initial weights and inputs are stored.
     for name in ("c", "v", "beta0", "delta_deg", "lr"):
         assert name in ds.coords and ds[name].dims == ("seed",)
