@@ -95,8 +95,22 @@ def legend_theory_simulation(ax, labels: Sequence[str] = ("theory", "simulation"
 def savefig(fig, path: str | Path) -> None:
     """Writes ``fig`` as PNG to ``path`` in the jaxdyn style (the run layer writes figures
     atomically through this: ``jaxdyn.store.write_figure``)."""
+    _linear_where_nothing_positive(fig)
     with plt.rc_context(STYLE):
         fig.savefig(path, format="png")
+
+
+def _linear_where_nothing_positive(fig) -> None:
+    """A log axis with nothing finite and positive to show (every member of a condition diverged
+    or degenerate) gets non-positive limits, which matplotlib cannot draw (it raises); such an axis
+    becomes linear, with a note on the panel, so that the run's figures are still written."""
+    for ax in fig.axes:
+        for axis, scale, limits, set_scale in (("x", ax.get_xscale(), ax.get_xlim(), ax.set_xscale),
+                                               ("y", ax.get_yscale(), ax.get_ylim(), ax.set_yscale)):
+            if scale == "log" and not (np.all(np.isfinite(limits)) and min(limits) > 0):
+                set_scale("linear")
+                ax.text(0.5, 0.5, f"no positive {axis} value to show on a log axis\n(diverged or degenerate members)",
+                        transform=ax.transAxes, ha="center", va="center", fontsize=7, color="0.4")
 
 
 # --- deep linear ---------------------------------------------------------------------------------

@@ -151,3 +151,27 @@ def test_results_and_summary_are_replaced_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     np.testing.assert_array_equal(xr.load_dataset(path)["a"].values, [0.0, 1.0, 2.0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.nc", "summary.json"]  # no temporary left
+
+
+def test_a_log_axis_with_nothing_positive_is_still_written(tmp_path):
+    # Every member of a condition diverged (lr 10 on rbe-response): the frozen-NTK panel's lines are
+    # all NaN, and matplotlib refused to draw its log axes, which failed the whole run's writing.
+    import matplotlib.pyplot as plt
+
+    from jaxdyn.store import write_figure
+
+    fig, (bad, good) = plt.subplots(1, 2)
+    steps = np.arange(1.0, 10.0)
+    bad.fill_between(steps, np.full(9, np.nan), np.full(9, np.nan))
+    bad.plot(steps, np.full(9, np.nan))
+    bad.axhline(0.1)
+    good.plot(steps, steps ** 2)
+    for ax in (bad, good):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    write_figure(tmp_path / "f.png", fig)
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    assert bad.get_xscale() == "linear" and bad.get_yscale() == "log"  # only the axis with nothing to show
+    assert good.get_xscale() == good.get_yscale() == "log" and not good.texts
+    assert any("no positive x value" in t.get_text() for t in bad.texts)
+    plt.close(fig)
