@@ -103,6 +103,7 @@ class _Interrupts:
         # raised in a garbage-collection callback (jax has one) is printed and dropped: there the
         # interrupt is raised 50 ms later, re-checked until the stack is out of both.
         if _unsafe_to_raise(frame):
+            self._previous.setdefault(signal.SIGALRM, signal.getsignal(signal.SIGALRM))  # restored by __exit__
             signal.signal(signal.SIGALRM, lambda _signum, later: self._raise_when_not_importing(later))
             signal.setitimer(signal.ITIMER_REAL, 0.05)
             return
@@ -119,9 +120,8 @@ class _Interrupts:
         return self
 
     def __exit__(self, *exc):
-        if self._previous:  # a deferred interrupt's timer (see _raise_when_not_importing)
+        if signal.SIGALRM in self._previous:  # a deferred interrupt's timer (see _raise_when_not_importing)
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
