@@ -249,6 +249,41 @@ def per_seed(id: str, statement: str, values: Sequence[float], comparison: str, 
                  excluded=n_out, excluded_reason=reason if n_out else None)
 
 
+def leaving_out(found: Sequence[Claim], included: Sequence[bool], reason: str) -> list[Claim]:
+    """``found``, computed on the included members only, with the members an analysis dropped
+    before them put back as left out.
+
+    Args:
+        found: claims whose per-seed arrays (if any) hold the included members, in order.
+        included: (seed,) bool over every member; False for those the analysis left out.
+        reason: why they were left out (added to each claim's ``excluded_reason``).
+
+    Returns:
+        The claims with ``per_seed`` / ``seed_held`` / ``initial_per_seed`` over every member
+        (NaN / False where left out, so index s is seed s) and ``excluded`` counting them.
+    """
+    mask = np.asarray(included, bool).reshape(-1)
+    n_out = int((~mask).sum())
+    if not n_out:
+        return list(found)
+
+    def spread(values, fill):
+        if values is None:
+            return None
+        if len(values) != int(mask.sum()):
+            raise ClaimError(f"leaving_out: {len(values)} per-seed values for {int(mask.sum())} included members")
+        full = [fill] * mask.size
+        for i, v in zip(np.flatnonzero(mask), values):
+            full[i] = v
+        return tuple(full)
+
+    why = f"{n_out} member(s) left out: {reason}"
+    return [dataclasses.replace(c, per_seed=spread(c.per_seed, float("nan")), seed_held=spread(c.seed_held, False),
+                                initial_per_seed=spread(c.initial_per_seed, float("nan")), excluded=c.excluded + n_out,
+                                excluded_reason="; ".join(r for r in (c.excluded_reason, why) if r))
+            for c in found]
+
+
 def tally(claims: Sequence[Claim | dict]) -> dict[str, list[int]]:
     """``{kind: [held, total]}`` over ``claims`` (Claims or their dicts)."""
     out = {k: [0, 0] for k in KINDS}

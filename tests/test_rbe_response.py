@@ -148,3 +148,33 @@ def test_config_errors():
         R.RBEResponseConfig(loss="hinge")
     with pytest.raises(ConfigError, match="init"):
         R.RBEResponseConfig(init="he")
+
+
+def test_saturated_members_are_left_out_and_counted(run):
+    # At the quick preset's lr every member is usable: nothing is left out silently either way.
+    assert (run.dataset["excluded_reason"].values == "").all() and (run.dataset["nonfinite_at"].values < 0).all()
+    assert all(c.excluded == 0 for c in run.claims)
+    # At lr = 10 outputs saturate to exactly 0 or 1 in float32 and the normalised responses are
+    # undefined: such members are flagged with the reason, left out of every claim of their
+    # encoding, counted in each, and the seed axis of the per-seed values is kept.
+    hot = execute(R.EXPERIMENT, dataclasses.replace(R.RBEResponseConfig.quick(), lr=10.0))
+    ds, seeds = hot.dataset, R.RBEResponseConfig.quick().seeds
+    f = ds["f_source"].values
+    saturated = ((f <= 0) | (f >= 1)).any(-1)  # (seed, encoding)
+    assert saturated.any()
+    np.testing.assert_array_equal(ds["excluded_reason"].values != "", saturated)
+    left_out = saturated | (ds["nonfinite_at"].values >= 0) | (ds["diverged_at"].values >= 0)
+    for e, a in enumerate(hot.numbers["encodings"]):
+        assert a["left_out"] == int(left_out[:, e].sum()) and a["members"] == seeds - a["left_out"]
+        slug = R._slug(a["encoding"])
+        for c in hot.claims:
+            if c.id.startswith(slug + "-"):
+                assert c.excluded >= a["left_out"], c.id
+                if c.per_seed is not None:
+                    assert len(c.per_seed) == seeds
+                    assert all(np.isnan(c.per_seed[s]) and not c.seed_held[s] for s in np.flatnonzero(left_out[:, e])), c.id
+    from jaxdyn.store import skipped_members
+
+    skipped = skipped_members(ds)
+    assert skipped["skipped"] == int(left_out.any(1).sum()) > 0
+    assert any("saturated" in r["reason"] for r in skipped["reasons"])

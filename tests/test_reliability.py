@@ -134,6 +134,23 @@ def test_skipped_members_read_any_dims_with_a_seed_axis():
     assert skipped_members(xr.Dataset({"a": ("x", np.zeros(2))})) == {"members": None, "skipped": 0, "reasons": []}
 
 
+def test_members_left_out_before_a_claim_keep_the_seed_axis():
+    from jaxdyn import claims
+
+    # A claim computed on the 3 included members of 5 gets the 2 others back as NaN / not held at
+    # their own indices, counted beside its own non-finite exclusions.
+    c = claims.per_seed("x", "a claim", [1.0, float("nan"), 3.0], ">", 0.0, kind="sanity", why="w", threshold_source="t",
+                        initial=[0.0, 0.0, 0.0])
+    [out] = claims.leaving_out([c], [True, False, True, False, True], "output saturated")
+    assert out.per_seed[0] == 1.0 and out.per_seed[4] == 3.0 and np.isnan(out.per_seed[1]) and np.isnan(out.per_seed[3])
+    assert out.seed_held == (True, False, False, False, True) and len(out.initial_per_seed) == 5
+    assert out.excluded == 3 and "2 member(s) left out: output saturated" in out.excluded_reason
+    assert out.held == c.held and out.value == c.value
+    assert claims.leaving_out([c], [True] * 3, "none") == [c]
+    with pytest.raises(claims.ClaimError, match="per-seed values"):
+        claims.leaving_out([c], [True, False], "wrong length")
+
+
 def test_results_and_summary_are_replaced_atomically(tmp_path, monkeypatch):
     path = tmp_path / "results.nc"
     good = xr.Dataset({"a": ("seed", np.arange(3.0))})

@@ -224,7 +224,9 @@ def single_point_records(result, num_encodings: int, loss: Callable, probe_h: np
     Returns:
         ``response``, ``theta`` (and, when recorded, ``response_logit``, ``theta_logit``,
         ``probe_f``) (seed, encoding, time, probe); ``f_source``, ``y_source``, ``dl_df`` (seed,
-        encoding, time); ``probe_h`` (probe,); ``steps`` (time,); ``diverged_at`` (seed, encoding).
+        encoding, time); ``probe_h`` (probe,); ``steps`` (time,); ``diverged_at`` and
+        ``nonfinite_at`` (seed, encoding): the engine's first non-finite update and first
+        non-finite record (-1: none).
     """
     from jaxdyn.tasks.rbe import split_conditions
 
@@ -240,11 +242,58 @@ def single_point_records(result, num_encodings: int, loss: Callable, probe_h: np
         "probe_h": np.asarray(probe_h),
         "steps": result.record_steps,
         "diverged_at": split(result.diverged_at),
+        "nonfinite_at": split(result.nonfinite_at),
     }
     for name in ("response_logit", "theta_logit", "probe_f"):
         if name in result.records:
             out[name] = split(result.records[name][:, :, 0])
     return out
+
+
+def member_exclusions(sim: dict[str, np.ndarray], *, engine_flags: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Which members the law's analysis leaves out, and why.
+
+    A member is left out when its training diverged, when any of its records is non-finite, or
+    when its output at x_o saturates: f(x_o) = 0 or 1 in float32 at a recorded step makes the
+    sigmoid factor (f(1-f))^2 zero and the logit-space response (divided by sigma'(z_o)) and
+    the normalised response (divided by y_o - f(x_o), once f reaches the label) undefined, so
+    every claim's input is undefined for that member.
+
+    Args:
+        sim: from :func:`single_point_records` (``diverged_at``, ``nonfinite_at`` and
+            ``f_source`` are read; ``steps`` names the steps).
+        engine_flags: also name the engine's own flags (divergence, non-finite records) in
+            the reasons; False for a dataset's ``excluded_reason``, beside the engine's
+            ``diverged_at`` and ``nonfinite_at`` that the run layer reads itself.
+
+    Returns:
+        (included (seed, encoding) bool, reason (seed, encoding) str, "" where nothing is
+        named).
+    """
+    diverged = np.asarray(sim["diverged_at"])
+    nonfinite = np.asarray(sim.get("nonfinite_at", np.full_like(diverged, -1)))
+    f = np.asarray(sim["f_source"], np.float32)  # (seed, enc, time)
+    saturated = (f <= 0.0) | (f >= 1.0)
+    steps = np.asarray(sim["steps"])
+    reason = np.full(diverged.shape, "", dtype=object)
+    for idx in np.ndindex(diverged.shape):
+        why = []
+        if engine_flags and diverged[idx] >= 0:
+            why.append(f"diverged at step {int(diverged[idx])}")
+        if saturated[idx].any():
+            t = int(np.argmax(saturated[idx]))
+            why.append(f"output saturated from step {int(steps[t])} (f(x_o) = {float(f[idx][t]):g} in float32: the sigmoid "
+                       "factor is 0 and the normalised responses undefined)")
+        if engine_flags and nonfinite[idx] >= 0:
+            why.append(f"records non-finite from step {int(nonfinite[idx])}")
+        reason[idx] = "; ".join(why)
+    included = (diverged < 0) & (nonfinite < 0) & ~saturated.any(axis=-1)
+    return included, reason.astype(str)
+
+
+def _reason_kind(reason: str) -> str:
+    """A member's exclusion reason without its steps and values ("diverged; output saturated")."""
+    return "; ".join(part.split(" at ")[0].split(" from ")[0] for part in reason.split("; "))
 
 
 def to_profiles(sim: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -681,6 +730,8 @@ def kernel_ode_skill(sim: dict[str, np.ndarray], e: int, p1: float, starts: np.n
     theta = sim["theta"][:, e] if space == "output" else sim["theta_logit"][:, e]  # (seed, time, probe)
     f_p = np.asarray(sim["probe_f"][:, e], np.float64)
     n_seed = theta.shape[0]
+    if n_seed == 0:  # every member left out (saturated or diverged): nothing to integrate
+        return np.full((0, len(starts)), np.nan)
     ts = steps[:window + 1] - steps[0]
     th_oo = np.stack([theta[:, i0][:, h0].mean(-1) for i0 in starts], 1).reshape(-1)  # (seed * start,)
     f_o0 = np.stack([f_p[:, i0][:, h0].mean(-1) for i0 in starts], 1).reshape(-1)
@@ -724,7 +775,7 @@ def analyse_encodings(sim: dict[str, np.ndarray], p1s, *, epochs, fit_start: int
     from jaxdyn.tasks.rbe import encoding_name
 
     steps = np.asarray(sim["steps"])
-    ok = sim["diverged_at"] < 0  # (seed, enc)
+    ok, why = member_exclusions(sim)  # (seed, enc)
     has_logit = "response_logit" in sim
     prof = profile(sim["response"], sim["probe_h"])  # (seed, enc, time, H)
     prof_z = profile(sim["response_logit"], sim["probe_h"]) if has_logit else None
@@ -759,7 +810,8 @@ def analyse_encodings(sim: dict[str, np.ndarray], p1s, *, epochs, fit_start: int
             changes.append({"from": int(a_ep), "to": int(b_ep), "change": abs_slope(pb) - abs_slope(pa),
                             "se": float(np.std(boot, ddof=1)), "ci": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]})
         entry: dict[str, Any] = {
-            "encoding": encoding_name(p1), "p1": float(p1), "members": int(rows.sum()), "diverged": int((~rows).sum()),
+            "encoding": encoding_name(p1), "p1": float(p1), "members": int(rows.sum()), "diverged": int((sim["diverged_at"][:, e] >= 0).sum()),
+            "included": rows.tolist(), "left_out": int((~rows).sum()), "left_out_reasons": sorted({_reason_kind(w) for w in why[~rows, e]}),
             "power_law": pl.to_dict(), "kernels": {k: v.to_dict() for k, v in kernels.items()},
             "slope_changes": changes,
             "ntk_explained": explained, "ntk_relative_error": rel,
@@ -809,7 +861,8 @@ def analyse_encodings(sim: dict[str, np.ndarray], p1s, *, epochs, fit_start: int
                 "tau_theta_logit": pl_thz.tau, "tau_theta_output": pl_thf.tau,
                 "tau_logit_ci": list(pl_z.ci), "tau_sigmoid_factor_ci": list(pl_sig.ci), "tau_theta_logit_ci": list(pl_thz.ci),
                 "theta_logit_growth_median": float(np.median(growth)),
-                "theta_logit_growth_ci": [float(np.quantile(growth, 0.025)), float(np.quantile(growth, 0.975))],
+                "theta_logit_growth_ci": ([float(np.quantile(growth, 0.025)), float(np.quantile(growth, 0.975))] if growth.size
+                                          else [float("nan")] * 2),
                 "sigmoid_factor_start_end": [float(np.mean(sig[:, 0])), float(np.mean(sig[:, -1]))],
                 "kernel_logit_slopes": {k: v.slope for k, v in kernels_z.items()},
                 "kernel_logit_slope_ci": {k: list(v.slope_ci) for k, v in kernels_z.items()},
@@ -890,7 +943,7 @@ def law_claims(a: dict[str, Any], label: str, slug: str, *, fit_start: int) -> l
         f"{slug}-frozen-ntk", f"{label}: the NTK measured at a reported epoch after the initial phase still predicts the response at "
         f"the next one (each seed's largest relative error ||R - R_hat|| / ||R|| over starts {[fz['starts'][j] for j in late]} -> "
         f"{[fz['next'][j] for j in late]}; median horizons within {fz['tolerance']:g} from each reported epoch: "
-        f"{[round(h) for h in fz['horizon_median']]} epochs)", ps["frozen_error_at_next"][:, late].max(1), "<",
+        f"{[round(h) if np.isfinite(h) else None for h in fz['horizon_median']]} epochs)", ps["frozen_error_at_next"][:, late].max(1), "<",
         fz["tolerance"], kind="extension", required_fraction=MAJORITY,
         why="Eq. 4 ties the response to the NTK at the same weights (a sanity check); whether the kernel of one epoch predicts "
             "later responses is the question the aging answers, and it can fail",
@@ -929,8 +982,8 @@ def law_claims(a: dict[str, Any], label: str, slug: str, *, fit_start: int) -> l
                     f"reported epoch after the initial phase) started from the network predicts its outputs over the next "
                     f"{ko['window_epochs']} epochs better than 'nothing changes' (each seed's smallest skill 1 - RMS(ODE - net) / "
                     f"RMS(net(e0) - net) over starts {[ko['starts'][j] for j in after]}; median skills from every reported epoch: "
-                    f"{[round(x, 2) for x in ko[f'skill_median_{space}']]})",
+                    f"{[round(x, 2) if np.isfinite(x) else None for x in ko[f'skill_median_{space}']]})",
                     sk.min(1), ">", 0.0, kind="extension", required_fraction=MAJORITY,
                     why="a prediction of the NTK that can fail: the fixed-kernel dynamics over a window, not one step",
                     threshold_source="the no-change baseline (skill 0)"))
-    return found
+    return claims.leaving_out(found, a["included"], "; ".join(a["left_out_reasons"]))

@@ -141,15 +141,15 @@ def encoding_claims(a: dict[str, Any], *, fit_start: int) -> list:
     slug = _slug(a["encoding"])
     found = resp.law_claims(a, a["encoding"], slug, fit_start=fit_start)
     if a["p1"] == 0.5:
-        found += slope_trend_claims(a, a["encoding"], slug, "diminish")
+        found += claims.leaving_out(slope_trend_claims(a, a["encoding"], slug, "diminish"), a["included"], "; ".join(a["left_out_reasons"]))
     elif 0.0 < a["p1"] < 1.0 and abs((1 - a["p1"]) / a["p1"] - 0.25) < 1e-6:
-        found += slope_trend_claims(a, a["encoding"], slug, "enhance")
+        found += claims.leaving_out(slope_trend_claims(a, a["encoding"], slug, "enhance"), a["included"], "; ".join(a["left_out_reasons"]))
     return found
 
 
 def _numbers_of(a: dict[str, Any]) -> dict[str, Any]:
     """The JSON part of an encoding's analysis (no per-seed arrays or fit objects)."""
-    return {k: v for k, v in a.items() if k not in ("fits", "per_seed")}
+    return {k: v for k, v in a.items() if k not in ("fits", "per_seed", "included")}
 
 
 def _dataset(config, sim, early, analysis) -> xr.Dataset:
@@ -166,6 +166,8 @@ def _dataset(config, sim, early, analysis) -> xr.Dataset:
         "y_source": (three, sim["y_source"]),
         "dl_df": (three, sim["dl_df"]),
         "diverged_at": (("seed", "encoding"), sim["diverged_at"]),
+        "nonfinite_at": (("seed", "encoding"), sim["nonfinite_at"]),
+        "excluded_reason": (("seed", "encoding"), resp.member_exclusions(sim, engine_flags=False)[1]),
         "x_o": (("seed", "bit"), sim["x_o"].astype(np.int8)),
         "probe_bits": (("seed", "probe", "bit"), sim["probes"].astype(np.int8)),
         "p1": ("encoding", np.asarray([a["p1"] for a in analysis])),
@@ -230,9 +232,10 @@ def figures(config, sim, early, analysis) -> dict:
     prof = resp.profile(joined["response"], joined["probe_h"])
     prof_z = resp.profile(joined["response_logit"], joined["probe_h"])
     n = len(analysis)
+    included = resp.member_exclusions(sim)[0]
     fig, axes = plots.figure(n, 4, width=3.9, height=3.1)
     for e, a in enumerate(analysis):
-        ok = sim["diverged_at"][:, e] < 0
+        ok = included[:, e]
         plots.plot_aging(axes[e, 0], steps, prof[ok, e, :, 0], a["power_law"], plots.color(e), label="simulation (seed mean)")
         axes[e, 0].set_title(f"({chr(65 + 4 * e)}) aging, {a['encoding']}", fontsize=9)
         axes[e, 0].legend(loc="lower left", fontsize=7)
@@ -259,7 +262,7 @@ def figures(config, sim, early, analysis) -> dict:
     fig2, ax2 = plots.figure(2, n, width=4.4, height=3.3)
     h = np.arange(prof_s.shape[-1])
     for e, a in enumerate(analysis):
-        ok = sim["diverged_at"][:, e] < 0
+        ok = included[:, e]
         for j, ep in enumerate(sorted(a["kernels"])):
             i = int(np.searchsorted(sim["steps"], ep))
             plots.theory_and_simulation(ax2[0, e], h, np.nanmean(pred[ok, e, i], 0), np.nanmean(prof_s[ok, e, i], 0),

@@ -330,7 +330,7 @@ def _width_sweep(config, widths: list) -> tuple[list, list]:
         prof = resp.profile(sim["response"], sim["probe_h"])
         for j, scheme in enumerate(config.width_lr):
             a = analysis[j]
-            sizes = prof[sim["diverged_at"][:, j] < 0, j, :, 0]
+            sizes = prof[resp.member_exclusions(sim)[0][:, j], j, :, 0]
             row = {"features": w["features"], "lr_scheme": scheme, "lr": w["lr"][scheme], "theta_f_initial_median": w["theta0"],
                    "tau": a["power_law"]["tau"],
                    "tau_ci": a["power_law"]["tau_ci"], "tau_logit": a["saturation"]["tau_logit"],
@@ -392,6 +392,7 @@ def _dataset(config, conds, widths) -> xr.Dataset:
             "probe_f": (four, stack("probe_f")),
             "f_source": (three, stack("f_source")), "y_source": (three, stack("y_source")), "dl_df": (three, stack("dl_df")),
             "diverged_at": (("seed", "condition"), stack("diverged_at")),
+            "nonfinite_at": (("seed", "condition"), stack("nonfinite_at")),
             "x_o": (("seed", "bit"), conds[0]["x_o"].astype(np.int8)),
             "probe_bits": (("seed", "probe", "bit"), conds[0]["probes"].astype(np.int8)),
             "probe_hamming": (("probe",), np.repeat(np.arange(17), config.probes_per_distance)),
@@ -442,7 +443,7 @@ def _figures(config, conds, widths, width_rows) -> dict:
             sim = resp.join_early(c["early"], c["sim"]) if "early" in c else c["sim"]
             prof = resp.profile(sim["response"], sim["probe_h"])
             for e, a in enumerate(c["analysis"]):
-                ok = c["sim"]["diverged_at"][:, e] < 0
+                ok = resp.member_exclusions(c["sim"])[0][:, e]
                 plots.plot_aging(axes[i, 0], sim["steps"], prof[ok, e, :, 0], a["power_law"], plots.color(e), label=a["encoding"])
                 plots.plot_kernels(axes[i, e + 1], a["fits"]["kernels"])
                 axes[i, e + 1].set_title(f"{c['label']}: {a['encoding']}", fontsize=8)
