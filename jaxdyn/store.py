@@ -387,6 +387,44 @@ def summarize(experiment, result, *, elapsed_s: float, calls: list | None = None
     }
 
 
+CONVENTIONAL_ATTRS: dict[str, dict[str, str]] = {
+    "seed": {"long_name": "ensemble member (index along the seed axis)", "units": "1"},
+    "diverged_at": {"long_name": "first step whose update was non-finite (-1: none)", "units": "step"},
+    "nonfinite_at": {"long_name": "first recorded step with a non-finite record (-1: none)", "units": "step"},
+    "ode_ok": {"long_name": "1 where the reduced theory's ODE solve succeeded", "units": "1"},
+    "ode_message": {"long_name": "diffrax's result of the ODE solve ('successful' or why not)"},
+    "excluded_reason": {"long_name": "why the member is left out of the claims ('' where it is included)"},
+}
+"""Attributes of the run layer's conventional variables (read by :func:`skipped_members`), filled
+in by :func:`describe_conventional` where an experiment gave none."""
+
+
+def describe_conventional(dataset) -> None:
+    """Gives the conventional variables of :data:`CONVENTIONAL_ATTRS` their attributes where they
+    have none (in place)."""
+    for name, attrs in CONVENTIONAL_ATTRS.items():
+        if name in dataset.variables:
+            for key, text in attrs.items():
+                dataset[name].attrs.setdefault(key, text)
+
+
+def undescribed(dataset) -> list[str]:
+    """What a results Dataset leaves undescribed: every data variable and coordinate needs a
+    ``long_name``, and every numeric one (not bool, not text) a ``units`` (``"1"`` where it is
+    dimensionless, CF convention).
+
+    Returns:
+        ``["NAME: long_name", "NAME: units", ...]``, empty when everything is described.
+    """
+    missing = []
+    for name, var in dataset.variables.items():
+        if not var.attrs.get("long_name"):
+            missing.append(f"{name}: long_name")
+        if var.dtype.kind in "iufc" and not var.attrs.get("units"):
+            missing.append(f"{name}: units")
+    return missing
+
+
 def execute(experiment, config, ctx=None):
     """Runs ``experiment`` with ``config`` in this process and checks what it returns (no folder).
 
@@ -408,6 +446,11 @@ def execute(experiment, config, ctx=None):
     for stem, fig in result.figures.items():
         if not isinstance(fig, Figure):
             raise TypeError(f"{experiment.name}: figure {stem!r} must be jaxdyn.experiments.Figure(figure, caption)")
+    describe_conventional(result.dataset)
+    missing = undescribed(result.dataset)
+    if missing and os.environ.get("JAXDYN_REQUIRE_DESCRIBED"):  # the requirement lands once every experiment meets it
+        raise TypeError(f"{experiment.name}: every results variable needs attrs long_name (and units where numeric; '1' when "
+                        f"dimensionless): {len(missing)} missing, first {', '.join(missing[:5])}")
     result.dataset.attrs["experiment"] = experiment.name
     result.dataset.attrs["config"] = json.dumps(_jsonable(config.to_dict()))
     return result

@@ -219,7 +219,7 @@ class EnsembleResult(NamedTuple):
             "long_name": "first recorded step with a non-finite record (-1: none)", "units": "step"})
         coords: dict[str, Any] = {"seed": seed}
         for dim, steps in self.times.items():
-            coords[dim] = xr.Variable((dim,), steps, attrs={"units": "step"})
+            coords[dim] = xr.Variable((dim,), steps, attrs={"units": "step", "long_name": f"training step of the records along {dim}"})
         for key, value in (conditions or {}).items():
             coords[key] = ("seed", np.asarray(value))
         return xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
