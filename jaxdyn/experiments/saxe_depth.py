@@ -407,31 +407,63 @@ def _analyse(config: SaxeDepthConfig, time: np.ndarray, cat: dict):
         "max_final_output_error": masked_max(np.abs(output_final - config.c), ok),
     }
     max_depth = cat["b0"].shape[1]
+    one, tau = "1", "tau = 1/lr"  # gains, weights and their changes are dimensionless; times in units of tau
+    beyond = "NaN beyond the member's depth"
+    ordered_only = "NaN but for ordered (poor_top, poor_bottom) members that neither diverged nor failed the ODE"
     ds = xr.Dataset(
         {
-            "gains_sim": (("seed", "time", "layer"), cat["gains_sim"]),
-            "gains_theory": (("seed", "time", "layer"), cat["gains_theory"]),
-            "change_sim": (("seed", "time", "layer"), cat["change_sim"]),
-            "change_theory": (("seed", "time", "layer"), cat["change_theory"]),
-            "output_sim": (("seed", "time"), cat["output_sim"]),
-            "output_theory": (("seed", "time"), cat["output_theory"]),
-            "conserved_matrix_drift": (("seed", "time", "layer"), cat["matrix_drift"]),
-            "half_time_sim": (("seed", "layer"), t_half_sim),
-            "half_time_theory": (("seed", "layer"), t_half_th),
-            "b0": (("seed", "layer"), cat["b0"]),
-            "W_initial": (("seed", "layer", "row", "col"), cat["w_init"], {"long_name": "initial W_l (math layout, out x in); NaN beyond the member's depth"}),
-            "xhat": (("seed", "unit"), cat["xhat"], {"long_name": "input direction: the stimulus is x = v xhat"}),
-            "yhat": (("seed", "unit"), cat["yhat"], {"long_name": "target direction: the target is c yhat"}),
+            "gains_sim": (("seed", "time", "layer"), cat["gains_sim"], {
+                "long_name": f"per-layer gain b_l along the forward path (b_l = |W_l r_(l-1)|, b_D = yhat . W_D r_(D-1)), "
+                             f"gradient descent; {beyond}", "units": one}),
+            "gains_theory": (("seed", "time", "layer"), cat["gains_theory"], {
+                "long_name": f"per-layer gain b_l, chain ODE (diffrax) from the measured b_l(0); {beyond}", "units": one}),
+            "change_sim": (("seed", "time", "layer"), cat["change_sim"], {
+                "long_name": f"per-layer change Delta_l = ||W_l(t) - W_l(0)||_F, gradient descent; {beyond}", "units": one}),
+            "change_theory": (("seed", "time", "layer"), cat["change_theory"], {
+                "long_name": f"per-layer change Delta_l = |b_l(t) - b_l(0)|, chain ODE; {beyond}", "units": one}),
+            "output_sim": (("seed", "time"), cat["output_sim"], {
+                "long_name": "output along the mode v prod_l b_l (= yhat . W_D...W_1 x), gradient descent", "units": one}),
+            "output_theory": (("seed", "time"), cat["output_theory"], {
+                "long_name": "output along the mode v prod_l b_l, chain ODE", "units": one}),
+            "conserved_matrix_drift": (("seed", "time", "layer"), cat["matrix_drift"], {
+                "long_name": f"drift ||C_l(t) - C_l(0)||_F of C_l = W_(l+1)^T W_(l+1) - W_l W_l^T, gradient descent "
+                             f"(0 for the top layer; {beyond})", "units": one}),
+            "half_time_sim": (("seed", "layer"), t_half_sim, {
+                "long_name": f"first time layer l reaches half its final change Delta_l(T) (linear interpolation), gradient descent; {beyond}",
+                "units": tau}),
+            "half_time_theory": (("seed", "layer"), t_half_th, {
+                "long_name": f"first time layer l reaches half its final change Delta_l(T) (linear interpolation), chain ODE; {beyond}",
+                "units": tau}),
+            "b0": (("seed", "layer"), cat["b0"], {
+                "long_name": f"initial per-layer gain b_l(0), read from the initial weights along the forward path; {beyond}", "units": one}),
+            "W_initial": (("seed", "layer", "row", "col"), cat["w_init"], {
+                "long_name": "initial W_l (math layout, out x in); NaN beyond the member's depth", "units": one}),
+            "xhat": (("seed", "unit"), cat["xhat"], {"long_name": "input direction: the stimulus is x = v xhat", "units": one}),
+            "yhat": (("seed", "unit"), cat["yhat"], {"long_name": "target direction: the target is c yhat", "units": one}),
             "diverged_at": ("seed", cat["diverged_at"]),
             "ode_ok": ("seed", cat["ode_ok"].astype(np.int8)),
-            "size_order_margin": ("seed", size_margin),
-            "timing_order_margin": ("seed", adjacent_time_gap),
-            "timing_extreme_gap": ("seed", extreme_time_gap),
+            "size_order_margin": ("seed", size_margin, {
+                "long_name": "smallest relative gap (Delta_i - Delta_j) / (|Delta_i| + |Delta_j|) of layers adjacent in b_l(0) (i less "
+                             f"tuned) over t > 0, gradient descent (> 0: the less-tuned layer changes more); {ordered_only}", "units": one}),
+            "timing_order_margin": ("seed", adjacent_time_gap, {
+                "long_name": "smallest relative gap (t_j - t_i) / (t_i + t_j) of half-change times of layers adjacent in b_l(0) (i less "
+                             f"tuned), gradient descent (> 0: the less-tuned layer is earlier); {ordered_only}", "units": one}),
+            "timing_extreme_gap": ("seed", extreme_time_gap, {
+                "long_name": "relative gap (t_best - t_least) / (t_best + t_least) of the half-change times of the best- and least-tuned "
+                             f"layers (largest, smallest b_l(0)), gradient descent; {ordered_only}", "units": one}),
         },
-        coords={"seed": np.arange(num_members), "time": time, "step": ("time", np.round(time / config.lr).astype(np.int64)), "layer": np.arange(1, max_depth + 1),
+        coords={"seed": np.arange(num_members),
+                "time": ("time", time, {"long_name": "time t = step * lr of each record", "units": tau}),
+                "step": ("time", np.round(time / config.lr).astype(np.int64), {"long_name": "gradient-descent step of each record", "units": "step"}),
+                "layer": ("layer", np.arange(1, max_depth + 1), {"long_name": "weight layer l (1 = input layer, D = top layer)", "units": one}),
                 # The per-member conditions, as coordinates on seed.
-                "depth": ("seed", depth), "profile": ("seed", profile.astype(str)), "c": ("seed", np.full(num_members, config.c)),
-                "v": ("seed", np.full(num_members, config.v)), "lr": ("seed", np.full(num_members, config.lr))},
+                "depth": ("seed", depth, {"long_name": "number of weight layers D of the member's chain", "units": one}),
+                "profile": ("seed", profile.astype(str), {
+                    "long_name": "initial gains: poor_top (b_D(0) < ... < b_1(0)), poor_bottom (reverse), balanced (all equal), "
+                                 "small_random (random init, not mode-aligned)"}),
+                "c": ("seed", np.full(num_members, config.c), {"long_name": "target size c (the target is c yhat)", "units": one}),
+                "v": ("seed", np.full(num_members, config.v), {"long_name": "input strength v = |x| (the stimulus is x = v xhat)", "units": one}),
+                "lr": ("seed", np.full(num_members, config.lr), {"long_name": "gradient-descent learning rate lr (tau = 1/lr)", "units": one})},
         attrs={
             "time_units": "tau = 1/lr (time = step * lr)",
             "layer_numbering": "1 = input layer, D = top (decision) layer; NaN beyond a member's depth",

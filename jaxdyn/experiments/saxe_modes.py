@@ -500,44 +500,78 @@ def _analyse(config: SaxeModesConfig, p1: dict, p2: list):
             for l, w in enumerate(r["weights"]):
                 w_init[i, j, :, l, :w.shape[1], :w.shape[2]] = w[members]
     data = p1["data"]
+    one, tau = "1", "tau = 1/lr"  # strengths, weights and singular vectors are dimensionless; part-1 times in units of tau
+
+    def described(long_name, units=one):
+        return {"long_name": long_name, "units": units}
+
+    a_b = "a_k = W1 V[:, k], b_k = W2^T U[:, k]"
     ds = xr.Dataset(
         {
-            "u_sim": (("seed", "time", "mode"), p1["u_sim"]),
-            "u_theory": (("seed", "time", "mode"), p1["u_closed"], {"long_name": "closed form with the effective u0 (= own u0 for aligned members)"}),
-            "u_theory_own_u0": (("seed", "time", "mode"), p1["u_own"]),
-            "u_theory_unaligned": (("seed", "time", "mode"), p1["u_exact"]),
-            "p_sim": (("seed", "time", "mode"), p1["p_sim"]),
-            "m_sim": (("seed", "time", "mode"), p1["m_sim"]),
-            "u0_effective": (("seed", "mode"), p1["p0"]),
-            "m0_effective": (("seed", "mode"), p1["m0"]),
-            "u0_own": (("seed", "mode"), p1["p_own"]),
-            "u0_measured": (("seed", "mode"), p1["u0_sim"]),
-            "learning_time_sim": (("seed", "mode"), p1["t_learn_sim"]),
-            "learning_time_theory": (("seed", "mode"), p1["t_learn_th"]),
-            "W1_initial": (("seed", "hidden", "input"), p1["w1"]),
-            "W2_initial": (("seed", "output", "hidden"), p1["w2"]),
-            "U": (("seed", "output", "mode"), data["U"]),
-            "V": (("seed", "input", "mode"), data["V"]),
-            "x": (("seed", "sample", "input"), data["x"], {"long_name": "whitened inputs (one-hot, Sigma_xx = I)"}),
-            "sigma_yx": (("seed", "output", "input"), data["sigma_yx"]),
-            "s": ("mode", s),
+            "u_sim": (("seed", "time", "mode"), p1["u_sim"], described(
+                "strength u_k = U[:, k]^T W2 W1 V[:, k] of mode k, three-layer net by gradient descent")),
+            "u_theory": (("seed", "time", "mode"), p1["u_closed"], described(
+                "mode strength, closed form s / (1 - (1 - s/u0) e^{-2st}) with the effective u0 (= own u0 for aligned members)")),
+            "u_theory_own_u0": (("seed", "time", "mode"), p1["u_own"], described(
+                f"mode strength, closed form with the mode's own u0 = |a_k + b_k|^2 / 4 at t = 0 ({a_b})")),
+            "u_theory_unaligned": (("seed", "time", "mode"), p1["u_exact"], described(
+                "mode strength, exact single-mode solution from the effective (p0, m0) (mode_strength_unaligned; no cross terms)")),
+            "p_sim": (("seed", "time", "mode"), p1["p_sim"], described(f"growing component p_k = |a_k + b_k|^2 / 4 ({a_b}), gradient descent")),
+            "m_sim": (("seed", "time", "mode"), p1["m_sim"], described(f"decaying component m_k = |a_k - b_k|^2 / 4 ({a_b}), gradient descent")),
+            "u0_effective": (("seed", "mode"), p1["p0"], described(
+                "effective u0: initial |P_k (a_k + b_k)|^2 / 4, P_k the projector off the stronger modes' initial a_j + b_j")),
+            "m0_effective": (("seed", "mode"), p1["m0"], described(
+                "effective m0: initial |P_k (a_k - b_k)|^2 / 4, P_k the projector off the stronger modes' initial a_j + b_j")),
+            "u0_own": (("seed", "mode"), p1["p_own"], described(f"the mode's own u0: initial growing component |a_k + b_k|^2 / 4 ({a_b})")),
+            "u0_measured": (("seed", "mode"), p1["u0_sim"], described("initial mode strength u_k(0) = U[:, k]^T W2 W1 V[:, k] (first record)")),
+            "learning_time_sim": (("seed", "mode"), p1["t_learn_sim"], described(
+                "first time u_k reaches s_k / 2 (linear interpolation between records), gradient descent; NaN if never", tau)),
+            "learning_time_theory": (("seed", "mode"), p1["t_learn_th"], described(
+                "time to s_k / 2, closed form (tau / 2s) ln(u_f (s - u0) / (u0 (s - u_f))) with the effective u0, u_f = s / 2", tau)),
+            "W1_initial": (("seed", "hidden", "input"), p1["w1"], described("initial input layer W1 of the three-layer net (math layout, out x in)")),
+            "W2_initial": (("seed", "output", "hidden"), p1["w2"], described("initial output layer W2 of the three-layer net (math layout, out x in)")),
+            "U": (("seed", "output", "mode"), data["U"], described("output singular vectors U[:, k] of Sigma_yx (orthonormal columns)")),
+            "V": (("seed", "input", "mode"), data["V"], described("input singular vectors V[:, k] of Sigma_yx (orthonormal columns)")),
+            "x": (("seed", "sample", "input"), data["x"], described("whitened inputs (one-hot, Sigma_xx = I)")),
+            "sigma_yx": (("seed", "output", "input"), data["sigma_yx"], described(
+                "input-output correlation Sigma_yx = U diag(s) V^T (targets y = Sigma_yx x)")),
+            "s": ("mode", s, described("mode strengths s_k, the singular values of Sigma_yx")),
             "diverged_at": ("seed", p1["diverged_at"]),
-            "depth_learning_steps": (("depth", "init", "replica"), np.stack([t_by_init[i] for i in INITS], 1)),
-            "depth_learning_steps_theory_balanced": ("depth", t_theory_balanced),
-            "depth_learning_steps_reference_small_random": ("depth", t_reference_random),
-            "depth_rel_error": (("depth", "init", "replica", "record"), rel_error),
-            "depth_rel_error_theory_balanced": (("depth", "record"), err_th),
-            "depth_steps": (("depth", "record"), steps),
-            "depth_lr": ("depth", config.lr0 / depths),
+            "depth_learning_steps": (("depth", "init", "replica"), np.stack([t_by_init[i] for i in INITS], 1), described(
+                "part 2: first step with ||W_tot - Sigma_yx||_F <= criterion ||Sigma_yx||_F (interpolated between records), "
+                "gradient descent at lr0 / D; NaN if not within the budget", "step")),
+            "depth_learning_steps_theory_balanced": ("depth", t_theory_balanced, described(
+                "part 2: the same criterion step for the balanced chain theory tau du/dt = D u^{2-2/D} (s - u) from u0 = u0_frac s",
+                "step")),
+            "depth_learning_steps_reference_small_random": ("depth", t_reference_random, described(
+                "part 2: the same criterion step for the balanced aligned chain from u0 = random_gain^D (reference for small random init)",
+                "step")),
+            "depth_rel_error": (("depth", "init", "replica", "record"), rel_error, described(
+                "part 2: relative error ||W_tot - Sigma_yx||_F / ||Sigma_yx||_F per record, gradient descent; NaN past a depth's records")),
+            "depth_rel_error_theory_balanced": (("depth", "record"), err_th, described(
+                "part 2: relative error |s - u| / |s| of the balanced chain theory per record; NaN past a depth's records")),
+            "depth_steps": (("depth", "record"), steps, described("part 2: gradient-descent step of each record; NaN past a depth's records", "step")),
+            "depth_lr": ("depth", config.lr0 / depths, described("part 2: gradient-descent learning rate lr0 / D")),
             "depth_W_initial": (("depth", "init", "replica", "layer", "row", "col"), w_init,
-                                {"long_name": "initial W_l (math layout, out x in), NaN beyond the member's depth and widths"}),
-            "depth_U": (("depth", "init", "replica", "output", "mode"), depth_u),
-            "depth_V": (("depth", "init", "replica", "input", "mode"), depth_v),
+                                described("initial W_l (math layout, out x in), NaN beyond the member's depth and widths")),
+            "depth_U": (("depth", "init", "replica", "output", "mode"), depth_u, described(
+                "part 2: output singular vectors U[:, k] of each member's Sigma_yx")),
+            "depth_V": (("depth", "init", "replica", "input", "mode"), depth_v, described(
+                "part 2: input singular vectors V[:, k] of each member's Sigma_yx")),
         },
-        coords={"seed": np.arange(len(ok)), "time": p1["time"], "mode": np.arange(len(s)), "depth": depths, "init": list(INITS), "replica": np.arange(per),
+        coords={"seed": np.arange(len(ok)),
+                "time": ("time", p1["time"], described("part 1: time t = step * lr of each record", tau)),
+                "mode": ("mode", np.arange(len(s)), described("mode k (the order of config.strengths)")),
+                "depth": ("depth", depths, described("part 2: number of weight layers D")),
+                "init": ("init", list(INITS), {"long_name": "part 2 initialisation: random orthogonal, balanced mode-aligned (u0 = u0_frac s), "
+                                                            "small random Gaussian (per-layer gain random_gain)"}),
+                "replica": ("replica", np.arange(per), described("part 2: member within a (depth, init)")),
                 # The part-1 conditions, as coordinates on seed.
-                "start": ("seed", p1["inits"]), "u0_frac": ("seed", p1["fracs"]), "task_seed": ("seed", p1["task_seeds"]),
-                "lr": ("seed", np.full(len(ok), config.lr))},
+                "start": ("seed", p1["inits"], {"long_name": "part 1 initialisation: small_random (N(0, init_scale^2) entries) or aligned "
+                                                             "(balanced, decoupled)"}),
+                "u0_frac": ("seed", p1["fracs"], described("part 1, aligned members: u0_k = u0_frac s_k at t = 0 (NaN for small random)")),
+                "task_seed": ("seed", p1["task_seeds"], described("seed of the member's random U, V (jaxdyn.tasks.perceptual.mode_task)")),
+                "lr": ("seed", np.full(len(ok), config.lr), described("part 1: gradient-descent learning rate lr (tau = 1/lr)"))},
         attrs={
             "time_units": "part 1: tau = 1/lr (time = step * lr); part 2: steps",
             "lr_part1": config.lr,

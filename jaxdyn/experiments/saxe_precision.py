@@ -258,38 +258,65 @@ def _analyse(config: SaxePrecisionConfig, r: dict):
         "flank_offset_deg": flank,
         "min_profile_vs_informativeness_r": min_corr,
     }
-    units = {"units": "Frobenius norm, in the units of the tuning curves (|g+| = |g-| = 1)"}
+    one = "1"  # alpha, beta, the tuning curves (|g+| = |g-| = 1) and the weights are dimensionless
+    frobenius = "Frobenius norm, tuning-curve units |g+| = |g-| = 1"
+
+    def described(long_name):
+        return {"long_name": long_name, "units": one}
+
     ds = xr.Dataset(
         {
-            "alpha_sim": (("seed", "time"), r["alpha_sim"]),
-            "beta_sim": (("seed", "time"), r["beta_sim"]),
-            "alpha_theory": (("seed", "time"), r["alpha_th"]),
-            "beta_theory": (("seed", "time"), r["beta_th"]),
-            "off_manifold_residual": (("seed", "time"), r["residual"]),
-            "neuron_change_sim": (("seed", "time", "neuron"), r["profile_sim"]),
-            "neuron_change_theory": (("seed", "time", "neuron"), r["profile_th"]),
-            "g_plus": (("seed", "neuron"), r["g_plus"]),
-            "g_minus": (("seed", "neuron"), r["g_minus"]),
-            "W1_initial": (("seed", "neuron", "stimulus"), r["w1_init"]),
-            "W2_initial": (("seed", "neuron"), r["w2_init"]),
-            "W1_final": (("seed", "neuron", "stimulus"), np.asarray(r["w1_final"])),
-            "W2_final": (("seed", "neuron"), np.asarray(r["w2_final"])),
-            "x": (("seed", "stimulus", "input"), r["x"]),
-            "y": (("seed", "stimulus", "output"), r["y"]),
-            "dW1_sim": ("seed", dw1_sim, units),
-            "dW2_sim": ("seed", dw2_sim, units),
-            "dW1_theory": ("seed", dw1_th, units),
-            "dW2_theory": ("seed", dw2_th, units),
-            "change_ratio_fixed_point": ("seed", np.asarray(ratio_inf), {"long_name": "||dW1|| / ||dW2|| at the flow's fixed point"}),
+            "alpha_sim": (("seed", "time"), r["alpha_sim"], described(
+                "input-layer change alpha, W1 = [g+ g-] + alpha [d -d], gradient descent (projection on d)")),
+            "beta_sim": (("seed", "time"), r["beta_sim"], described(
+                "decision-layer strength beta along d, W2 = beta d^T, gradient descent (projection on d)")),
+            "alpha_theory": (("seed", "time"), r["alpha_th"], described(
+                "input-layer change alpha, the alpha/beta ODE (diffrax) on the same time grid")),
+            "beta_theory": (("seed", "time"), r["beta_th"], described(
+                "decision-layer strength beta along d, the alpha/beta ODE (diffrax) on the same time grid")),
+            "off_manifold_residual": (("seed", "time"), r["residual"], described(
+                "weights off the two-parameter family, ||W1 - [g+ g-] - alpha [d -d]|| + ||W2 - beta d^T||, gradient descent")),
+            "neuron_change_sim": (("seed", "time", "neuron"), r["profile_sim"], described(
+                "change of each input-layer neuron ||W1[i, :] - W1(0)[i, :]||, gradient descent")),
+            "neuron_change_theory": (("seed", "time", "neuron"), r["profile_th"], described(
+                "change of each input-layer neuron sqrt(2) |alpha| |g+_i - g-_i|, alpha from the ODE")),
+            "g_plus": (("seed", "neuron"), r["g_plus"], described(
+                "tuning-curve responses g+ to the + stimulus (von Mises, population scaled to unit norm)")),
+            "g_minus": (("seed", "neuron"), r["g_minus"], described(
+                "tuning-curve responses g- to the - stimulus (von Mises, same scale as g+)")),
+            "W1_initial": (("seed", "neuron", "stimulus"), r["w1_init"], described(
+                "initial input layer W1(0) = [g+ g-] (math layout, neuron x stimulus)")),
+            "W2_initial": (("seed", "neuron"), r["w2_init"], described("initial decision layer W2(0) = beta0 d^T (one output)")),
+            "W1_final": (("seed", "neuron", "stimulus"), np.asarray(r["w1_final"]), described(
+                "input layer W1 after the last step (math layout, neuron x stimulus)")),
+            "W2_final": (("seed", "neuron"), np.asarray(r["w2_final"]), described("decision layer W2 after the last step (one output)")),
+            "x": (("seed", "stimulus", "input"), r["x"], described("one-hot inputs x of the two stimuli (+, -)")),
+            "y": (("seed", "stimulus", "output"), r["y"], described("targets y: +c for the + stimulus, -c for the - (c per member)")),
+            "dW1_sim": ("seed", dw1_sim, described(f"input layer's change ||dW1|| = 2 sqrt(v) |alpha| at the last record, gradient-descent alpha ({frobenius})")),
+            "dW2_sim": ("seed", dw2_sim, described(
+                f"decision layer's change ||dW2|| = sqrt(2 v) |beta - beta0| at the last record, gradient-descent beta ({frobenius})")),
+            "dW1_theory": ("seed", dw1_th, described(f"input layer's change ||dW1|| = 2 sqrt(v) |alpha| at the last record, ODE alpha ({frobenius})")),
+            "dW2_theory": ("seed", dw2_th, described(
+                f"decision layer's change ||dW2|| = sqrt(2 v) |beta - beta0| at the last record, ODE beta ({frobenius})")),
+            "change_ratio_fixed_point": ("seed", np.asarray(ratio_inf), described(
+                "||dW1|| / ||dW2|| = sqrt(2) alpha / (beta - beta0) at the flow's fixed point for the member's c/v and beta0")),
             "diverged_at": ("seed", r["diverged_at"]),
             "ode_ok": ("seed", r["ode_ok"].astype(np.int8)),
         },
-        coords={"seed": np.arange(num_members), "time": time, "step": ("time", np.round(time / config.lr).astype(np.int64)),
-                "neuron": np.arange(config.num_neurons), "preferred_deg": ("neuron", r["preferred"]),
+        coords={"seed": np.arange(num_members),
+                "time": ("time", time, {"long_name": "time t = step * lr of each record", "units": "tau = 1/lr"}),
+                "step": ("time", np.round(time / config.lr).astype(np.int64), {"long_name": "gradient-descent step of each record", "units": "step"}),
+                "neuron": ("neuron", np.arange(config.num_neurons), described("input-layer (tuning-curve) neuron i")),
+                "preferred_deg": ("neuron", r["preferred"], {"long_name": "preferred orientation phi_i of neuron i", "units": "deg"}),
                 # The per-member conditions, as coordinates on seed.
-                "delta_deg": ("seed", deltas), "c": ("seed", c), "v": ("seed", v), "c_over_v": ("seed", c_over_v),
-                "beta0": ("seed", np.full(num_members, config.beta0)), "lr": ("seed", np.full(num_members, config.lr)),
-                "sweep": ("seed", sweep)},
+                "delta_deg": ("seed", deltas, {"long_name": "orientation difference delta between the two stimuli", "units": "deg"}),
+                "c": ("seed", c, described("target size c (the stimuli map to +c and -c)")),
+                "v": ("seed", v, described("task constant v = d . g+, d = g+ - g- (smaller for finer tasks)")),
+                "c_over_v": ("seed", c_over_v, described("target size over task constant, c / v")),
+                "beta0": ("seed", np.full(num_members, config.beta0), described("initial decision-layer strength beta0 (W2(0) = beta0 d^T)")),
+                "lr": ("seed", np.full(num_members, config.lr), described("gradient-descent learning rate lr (tau = 1/lr)")),
+                "sweep": ("seed", sweep, {"long_name": "the member's sweep: delta (orientation differences at target c) or target "
+                                                       "(the coarsest task at each coarse target)"})},
         attrs={
             "time_units": "tau = 1/lr (time = step * lr)",
             "kappa": config.kappa,

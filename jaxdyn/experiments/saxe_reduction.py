@@ -115,30 +115,51 @@ def run(config: SaxeReductionConfig, ctx) -> Result:
 
     member = np.arange(num_members)
     w1_init = np.swapaxes(init_params["layer_0"]["kernel"], 1, 2)  # (seed, N, 2)
+    one = "1"  # alpha, beta, the tuning curves and the weights are dimensionless
     ds = xr.Dataset(
         {
-            "alpha_sim": (("seed", "time"), alpha_sim),
-            "beta_sim": (("seed", "time"), beta_sim),
-            "alpha_theory": (("seed", "time"), alpha_th),
-            "beta_theory": (("seed", "time"), beta_th),
-            "off_manifold_residual": (("seed", "time"), residual),
-            "conserved_sim": (("seed", "time"), q_sim),
+            "alpha_sim": (("seed", "time"), alpha_sim, {
+                "long_name": "input-layer change alpha, W1 = [g+ g-] + alpha [d -d], gradient descent (projection on d)", "units": one}),
+            "beta_sim": (("seed", "time"), beta_sim, {
+                "long_name": "decision-layer strength beta along d, W2 = beta d^T, gradient descent (projection on d)", "units": one}),
+            "alpha_theory": (("seed", "time"), alpha_th, {
+                "long_name": "input-layer change alpha, the alpha/beta ODE (diffrax) on the same time grid", "units": one}),
+            "beta_theory": (("seed", "time"), beta_th, {
+                "long_name": "decision-layer strength beta along d, the alpha/beta ODE (diffrax) on the same time grid", "units": one}),
+            "off_manifold_residual": (("seed", "time"), residual, {
+                "long_name": "weights off the two-parameter family, ||W1 - [g+ g-] - alpha [d -d]|| + ||W2 - beta d^T||, "
+                             "gradient descent", "units": one}),
+            "conserved_sim": (("seed", "time"), q_sim, {
+                "long_name": "(1 + 2 alpha)^2 / 2 - beta^2 of the gradient-descent alpha, beta (a first integral of the ODE)",
+                "units": one}),
             "diverged_at": ("seed", result.diverged_at),
             "ode_ok": ("seed", ode_ok.astype(np.int8)),
             "ode_message": ("seed", np.asarray(ode.message, dtype=str)),
-            "g_plus": (("seed", "neuron"), data["g_plus"]),
-            "g_minus": (("seed", "neuron"), data["g_minus"]),
-            "W1_initial": (("seed", "neuron", "stimulus"), np.asarray(w1_init)),
-            "W2_initial": (("seed", "neuron"), np.asarray(init_params["layer_1"]["kernel"])[:, :, 0]),
-            "W1_final": (("seed", "neuron", "stimulus"), np.swapaxes(result.params["layer_0"]["kernel"], 1, 2)),
-            "W2_final": (("seed", "neuron"), result.params["layer_1"]["kernel"][:, :, 0]),
-            "x": (("seed", "stimulus", "input"), data["x"]),
-            "y": (("seed", "stimulus", "output"), data["y"]),
+            "g_plus": (("seed", "neuron"), data["g_plus"], {
+                "long_name": "tuning-curve responses g+ to the + stimulus (von Mises, population scaled to unit norm)", "units": one}),
+            "g_minus": (("seed", "neuron"), data["g_minus"], {
+                "long_name": "tuning-curve responses g- to the - stimulus (von Mises, same scale as g+)", "units": one}),
+            "W1_initial": (("seed", "neuron", "stimulus"), np.asarray(w1_init), {
+                "long_name": "initial input layer W1(0) = [g+ g-] (math layout, neuron x stimulus)", "units": one}),
+            "W2_initial": (("seed", "neuron"), np.asarray(init_params["layer_1"]["kernel"])[:, :, 0], {
+                "long_name": "initial decision layer W2(0) = beta0 d^T (one output)", "units": one}),
+            "W1_final": (("seed", "neuron", "stimulus"), np.swapaxes(result.params["layer_0"]["kernel"], 1, 2), {
+                "long_name": "input layer W1 after the last step (math layout, neuron x stimulus)", "units": one}),
+            "W2_final": (("seed", "neuron"), result.params["layer_1"]["kernel"][:, :, 0], {
+                "long_name": "decision layer W2 after the last step (one output)", "units": one}),
+            "x": (("seed", "stimulus", "input"), data["x"], {"long_name": "one-hot inputs x of the two stimuli (+, -)", "units": one}),
+            "y": (("seed", "stimulus", "output"), data["y"], {"long_name": "targets y: +c for the + stimulus, -c for the -", "units": one}),
         },
-        coords={"seed": member, "time": time, "step": ("time", result.record_steps),
+        coords={"seed": member,
+                "time": ("time", time, {"long_name": "time t = step * lr of each record", "units": "tau = 1/lr"}),
+                "step": ("time", result.record_steps, {"long_name": "gradient-descent step of each record", "units": "step"}),
                 # The per-member conditions, as coordinates on seed.
-                "beta0": ("seed", beta0s), "delta_deg": ("seed", deltas), "c": ("seed", np.full(num_members, config.c)),
-                "v": ("seed", v), "lr": ("seed", np.full(num_members, config.lr))},
+                "beta0": ("seed", beta0s, {"long_name": "initial decision-layer strength beta0 (W2(0) = beta0 d^T)", "units": one}),
+                "delta_deg": ("seed", deltas, {"long_name": "orientation difference delta between the two stimuli", "units": "deg"}),
+                "c": ("seed", np.full(num_members, config.c), {"long_name": "target size c (the stimuli map to +c and -c)", "units": one}),
+                "v": ("seed", v, {"long_name": "task constant v = d . g+, d = g+ - g- (smaller for finer tasks)", "units": one}),
+                "lr": ("seed", np.full(num_members, config.lr), {
+                    "long_name": "gradient-descent learning rate lr (tau = 1/lr)", "units": one})},
         attrs={
             "time_units": "tau = 1/lr (time = step * lr)",
             "num_neurons": config.num_neurons,

@@ -76,13 +76,13 @@ def informativeness_profiles(config: SaxeTopologiesConfig) -> np.ndarray:
     return out
 
 
-@observable(dims=("unit",), attrs={"long_name": "parallel readout weights w_j"})
+@observable(dims=("unit",), attrs={"long_name": "parallel readout weights w_j", "units": "1"})
 def readout_weights(snap):
     """Observable (K,): the weights of a one-layer DeepLinear of widths (K, 1)."""
     return snap.params["layer_0"]["kernel"][:, 0]
 
 
-@observable(dims=("unit",), attrs={"long_name": "serial layer gains w_k (1 = input layer)"})
+@observable(dims=("unit",), attrs={"long_name": "serial layer gains w_k (1 = input layer)", "units": "1"})
 def chain_gains(snap):
     """Observable (K,): the scalar gains of a DeepLinear of widths (1,) * (K + 1), input layer first."""
     names = sorted(snap.params, key=lambda k: int(k.split("_")[1]))
@@ -210,24 +210,37 @@ def run(config: SaxeTopologiesConfig, ctx) -> Result:
         "max_final_output_error_parallel": float(np.max(np.abs(output_par - config.c)[ok])) if ok.any() else float("nan"),
         "max_final_output_error_serial": float(np.max(np.abs(output_ser - config.c)[ok])) if ok.any() else float("nan"),
     }
+
+    def described(long_name):  # weights, gains and the profile are dimensionless
+        return {"long_name": long_name, "units": "1"}
+
     ds = xr.Dataset(
         {
-            "informativeness": (("seed", "unit"), profiles, {"long_name": "profile p: parallel input strengths and serial initial gains"}),
-            "parallel_w_sim": (("seed", "time", "unit"), w_sim),
-            "parallel_w_theory": (("seed", "time", "unit"), w_th),
-            "parallel_w_initial": (("seed", "unit"), w_par0),
-            "parallel_x": (("seed", "unit"), profiles, {"long_name": "the parallel net's one stimulus x = p"}),
-            "serial_w_sim": (("seed", "time", "unit"), b_sim),
-            "serial_w_theory": (("seed", "time", "unit"), b_th),
-            "serial_w_initial": (("seed", "unit"), profiles),
-            "parallel_diverged_at": ("seed", par.diverged_at),
-            "serial_diverged_at": ("seed", ser.diverged_at),
+            "informativeness": (("seed", "unit"), profiles, described("profile p: parallel input strengths and serial initial gains")),
+            "parallel_w_sim": (("seed", "time", "unit"), w_sim, described("parallel readout weights w_j, gradient descent")),
+            "parallel_w_theory": (("seed", "time", "unit"), w_th, described(
+                "parallel readout weights w_j, closed form w0 + p_j e0 (1 - e^{-|p|^2 t}) / |p|^2, e0 = c - w0 . p")),
+            "parallel_w_initial": (("seed", "unit"), w_par0, described("initial parallel readout weights w_j(0) = w0")),
+            "parallel_x": (("seed", "unit"), profiles, described("the parallel net's one stimulus x = p")),
+            "serial_w_sim": (("seed", "time", "unit"), b_sim, described("serial layer gains w_k (1 = input layer), gradient descent")),
+            "serial_w_theory": (("seed", "time", "unit"), b_th, described(
+                "serial layer gains w_k (1 = input layer), chain ODE (diffrax) from w_k(0) = p_k")),
+            "serial_w_initial": (("seed", "unit"), profiles, described("initial serial layer gains w_k(0) = p_k")),
+            "parallel_diverged_at": ("seed", par.diverged_at, {
+                "long_name": "first step whose update was non-finite, parallel net (-1: none)", "units": "step"}),
+            "serial_diverged_at": ("seed", ser.diverged_at, {
+                "long_name": "first step whose update was non-finite, serial net (-1: none)", "units": "step"}),
             "diverged_at": ("seed", np.where(par.diverged_at >= 0, par.diverged_at, ser.diverged_at)),
             "ode_ok": ("seed", ode_ok.astype(np.int8)),
             "ode_message": ("seed", np.asarray(ode.message, dtype=str)),
         },
-        coords={"seed": np.arange(n), "time": time, "step": ("time", par.record_steps), "unit": np.arange(1, k + 1),
-                "c": ("seed", np.full(n, config.c)), "v": ("seed", np.full(n, config.v)), "lr": ("seed", np.full(n, config.lr))},
+        coords={"seed": np.arange(n),
+                "time": ("time", time, {"long_name": "time t = step * lr of each record", "units": "tau = 1/lr"}),
+                "step": ("time", par.record_steps, {"long_name": "gradient-descent step of each record (both nets)", "units": "step"}),
+                "unit": ("unit", np.arange(1, k + 1), described("profile entry: parallel input j, serial layer k (1 = input layer)")),
+                "c": ("seed", np.full(n, config.c), described("target output c of both nets")),
+                "v": ("seed", np.full(n, config.v), described("input strength v of the serial chain (its one stimulus x = v)")),
+                "lr": ("seed", np.full(n, config.lr), described("gradient-descent learning rate lr (tau = 1/lr), both nets"))},
         attrs={
             "time_units": "tau = 1/lr (time = step * lr)",
             "parallel": "y = sum_j w_j x_j, one stimulus x = p, target c, loss 1/2 (c - y)^2",

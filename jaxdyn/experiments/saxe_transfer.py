@@ -271,37 +271,63 @@ def _analyse(config: SaxeTransferConfig, r: dict):
         "margin_gain_transfer_theory": gain_th.tolist(),
         "coarse_transfers_better": f"{better}/{comparisons}",
     }
+    def described(long_name):  # margins, strengths, overlaps and weights are dimensionless
+        return {"long_name": long_name, "units": "1"}
+
     ds = xr.Dataset(
         {
-            "margin_sim": (("seed", "time", "position"), r["margin_sim"]),
-            "margin_theory": (("seed", "time", "position"), r["margin_th"]),
-            "beta_sim": (("seed", "time", "position"), r["beta_sim"]),
-            "beta_theory": (("seed", "time", "position"), r["beta_th"]),
-            "alpha_sim": (("seed", "time", "position"), r["alpha_sim"]),
-            "alpha_theory": (("seed", "time", "position"), r["alpha_th"]),
-            "input_change_sim": (("seed", "time", "position"), r["change_sim"]),
-            "input_change_theory": (("seed", "time", "position"), r["change_th"]),
-            "overlap": (("seed", "position"), overlap),
-            "beta_init": (("seed", "position"), r["beta_init"]),
-            "pooling_profile": (("seed", "position", "pool"), r["profiles"]),
-            "margin_gain_transfer_sim": (("seed", "position"), gain_sim),
-            "margin_gain_transfer_theory": (("seed", "position"), gain_th),
+            "margin_sim": (("seed", "time", "position"), r["margin_sim"], described(
+                "decision margin (y(+) - y(-)) / 2 of the two stimuli shown at position p, gradient descent")),
+            "margin_theory": (("seed", "time", "position"), r["margin_th"], described(
+                "decision margin v beta_p (1 + 2 alpha_p) at position p (alpha_p = 0 where untrained), reduced theory")),
+            "beta_sim": (("seed", "time", "position"), r["beta_sim"], described(
+                "decision strength beta_p = (W2 c_p) . d / |d|^2 at position p, gradient descent")),
+            "beta_theory": (("seed", "time", "position"), r["beta_th"], described(
+                "decision strength beta_p(0) + (c_a . c_p)(beta_a(t) - beta_a(0)), beta_a from the alpha/beta ODE (= beta_a at p = a)")),
+            "alpha_sim": (("seed", "time", "position"), r["alpha_sim"], described(
+                "input-layer change alpha_p = (W1^(p)[:, 0] - g+) . d / |d|^2 at position p, gradient descent")),
+            "alpha_theory": (("seed", "time", "position"), r["alpha_th"], described(
+                "input-layer change alpha_p: the alpha/beta ODE at the trained position, 0 at untrained positions")),
+            "input_change_sim": (("seed", "time", "position"), r["change_sim"], described(
+                "input-layer change ||W1^(p)(t) - [g+ g-]||_F at position p, gradient descent")),
+            "input_change_theory": (("seed", "time", "position"), r["change_th"], described(
+                "input-layer change ||alpha_p [d, -d]||_F = 2 sqrt(v) |alpha_p| at position p, reduced theory")),
+            "overlap": (("seed", "position"), overlap, described("pooling overlap c_a . c_p of position p with the trained position a")),
+            "beta_init": (("seed", "position"), r["beta_init"], described("initial decision strength beta_p(0) = beta0 ubar . c_p")),
+            "pooling_profile": (("seed", "position", "pool"), r["profiles"], described(
+                "Gaussian pooling profile c_p of position p over the pooling units (unit vector)")),
+            "margin_gain_transfer_sim": (("seed", "position"), gain_sim, described(
+                "margin-gain transfer (m_p(T) - m_p(0)) / (m_a(T) - m_a(0)), gradient descent (1 at the trained position)")),
+            "margin_gain_transfer_theory": (("seed", "position"), gain_th, described(
+                "margin-gain transfer (m_p(T) - m_p(0)) / (m_a(T) - m_a(0)), reduced theory (1 at the trained position)")),
             "W1_initial": (("seed", "position", "neuron", "stimulus"), r["init_params"]["input"],
-                           {"long_name": "input layer W1^(p) per position (math layout, out x in)"}),
-            "pooling_stage": (("seed", "pool", "position"), r["init_params"]["pool"], {"long_name": "fixed pooling stage, column p = c_p"}),
-            "W2_initial": (("seed", "neuron", "pool"), r["init_params"]["decision"], {"long_name": "decision layer W2"}),
-            "x": (("seed", "stimulus", "position", "input"), r["data"]["x"], {"long_name": "training inputs: the two stimuli at the trained position"}),
-            "y": (("seed", "stimulus", "output"), r["data"]["y"]),
-            "g_plus": (("seed", "neuron"), r["data"]["g_plus"]),
-            "g_minus": (("seed", "neuron"), r["data"]["g_minus"]),
+                           described("initial input layer W1^(p)(0) = [g+ g-] per position (math layout, out x in)")),
+            "pooling_stage": (("seed", "pool", "position"), r["init_params"]["pool"], described("fixed pooling stage, column p = c_p")),
+            "W2_initial": (("seed", "neuron", "pool"), r["init_params"]["decision"], described(
+                "initial decision layer W2(0) = beta0 d ubar^T (neuron x pooling unit)")),
+            "x": (("seed", "stimulus", "position", "input"), r["data"]["x"], described(
+                "training inputs: the two stimuli (one-hot) at the trained position")),
+            "y": (("seed", "stimulus", "output"), r["data"]["y"], described("targets y: +c for the + stimulus, -c for the -")),
+            "g_plus": (("seed", "neuron"), r["data"]["g_plus"], described(
+                "tuning-curve responses g+ to the + stimulus (von Mises, population scaled to unit norm)")),
+            "g_minus": (("seed", "neuron"), r["data"]["g_minus"], described(
+                "tuning-curve responses g- to the - stimulus (von Mises, same scale as g+)")),
             "diverged_at": ("seed", r["diverged_at"]),
             "ode_ok": ("seed", r["ode_ok"].astype(np.int8)),
         },
-        coords={"seed": np.arange(num_members), "time": time, "step": ("time", np.round(time / config.lr).astype(np.int64)),
+        coords={"seed": np.arange(num_members),
+                "time": ("time", time, {"long_name": "time t = step * lr of each record", "units": "tau = 1/lr"}),
+                "step": ("time", np.round(time / config.lr).astype(np.int64), {"long_name": "gradient-descent step of each record", "units": "step"}),
                 # The per-member conditions, as coordinates on seed.
-                "pool_width": ("seed", widths), "delta_deg": ("seed", deltas), "v": ("seed", v), "c": ("seed", np.full(num_members, config.c)),
-                "lr": ("seed", np.full(num_members, config.lr)), "beta0": ("seed", np.full(num_members, config.beta0)),
-                "position": np.arange(P), "pool": np.arange(r["profiles"].shape[-1])},
+                "pool_width": ("seed", widths, described("Gaussian pooling width, in units of the position spacing")),
+                "delta_deg": ("seed", deltas, {"long_name": "orientation difference delta between the two stimuli", "units": "deg"}),
+                "v": ("seed", v, described("task constant v = d . g+, d = g+ - g- (smaller for finer tasks)")),
+                "c": ("seed", np.full(num_members, config.c), described("target size c (the stimuli map to +c and -c)")),
+                "lr": ("seed", np.full(num_members, config.lr), described("gradient-descent learning rate lr (tau = 1/lr)")),
+                "beta0": ("seed", np.full(num_members, config.beta0), described(
+                    "initial decision strength scale beta0 (beta_p(0) = beta0 ubar . c_p)")),
+                "position": ("position", np.arange(P), described("stimulus position p (its input-layer copy W1^(p))")),
+                "pool": ("pool", np.arange(r["profiles"].shape[-1]), described("pooling unit k"))},
         attrs={
             "time_units": "tau = 1/lr (time = step * lr)",
             "trained_position": a,
