@@ -112,7 +112,7 @@ def kill_and_resume(name: str, reference: Path, work: Path, *, point: str | None
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", default="saxe-reduction")
-    parser.add_argument("--kills", type=int, default=20, help="kills in all (chosen points first, then random moments)")
+    parser.add_argument("--kills", type=int, default=20, help="kills in all (rounds over the experiments alternate chosen points and random moments)")
     parser.add_argument("--every", type=int, default=0, help="--checkpoint-every (0: about 10 per training call)")
     parser.add_argument("--out", default="/tmp/jaxdyn-kills")
     parser.add_argument("--seed", type=int, default=0)
@@ -131,8 +131,11 @@ def main(argv=None) -> int:
     results = []
     for k in range(args.kills):
         name, ref, seconds, every = plans[k % len(plans)]
-        chosen = k // len(plans)
-        if chosen < len(CHOSEN):
+        # Rounds over the experiments alternate: a chosen point (in CHOSEN's order), then a random
+        # moment, so that any number of kills has both kinds; past CHOSEN, random only.
+        round_ = k // len(plans)
+        chosen = round_ // 2
+        if round_ % 2 == 0 and chosen < len(CHOSEN):
             r = kill_and_resume(name, ref, work / name, point=CHOSEN[chosen], every=every)
         else:
             r = kill_and_resume(name, ref, work / name, delay=rng.uniform(0.5, seconds), every=every)
@@ -142,7 +145,10 @@ def main(argv=None) -> int:
               f"{'bitwise identical' if not r['problems'] else '; '.join(r['problems'])}", flush=True)
     killed = sum(r["killed"] for r in results)
     good = sum(not r["problems"] for r in results)
-    print(f"kills attempted {len(results)}, processes killed {killed}, runs identical after resume {good} of {len(results)}")
+    at_random = [r for r in results if r["point"] is None]
+    print(f"kills attempted {len(results)} ({len(results) - len(at_random)} at chosen points, {len(at_random)} at random moments), "
+          f"processes killed {killed} ({sum(r['killed'] for r in at_random)} of them at random moments), "
+          f"runs identical after resume {good} of {len(results)}")
     return 0 if good == len(results) else 1
 
 
