@@ -317,32 +317,77 @@ def run(config: NeurashedBatchConfig, ctx) -> Result:
     numbers["sparsity_table"] = _table(numbers, bs)
 
     data_vars = {}
+    graph_text = {"figure5": "the Figure 5 graph", "family": "the seed's family graph"}
+    regime_text = {"iterations": f"at equal iterations (every B runs {config.num_steps} steps)",
+                   "samples": f"at equal samples (B runs {config.num_steps} x {bmax} / B steps)"}
     for (gname, regime), (sim, th_) in eff.items():
-        data_vars[f"effective_fraction_{gname}_{regime}"] = (("batch_size", "seed"), sim)
-        data_vars[f"effective_fraction_theory_{gname}_{regime}"] = (("batch_size", "seed"), th_)
-        data_vars[f"core_share_{gname}_{regime}"] = (("batch_size", "seed"), share[(gname, regime)])
+        where = f"{graph_text[gname]}, end of training {regime_text[regime]}"
+        data_vars[f"effective_fraction_{gname}_{regime}"] = (
+            ("batch_size", "seed"), sim,
+            {"units": "1", "long_name": f"effective fraction exp(H(p))/n of the learned lambda within each class's pathway nodes "
+                                       f"(p: lambda normalised over them, n: their count), mean over classes and levels; {where}"})
+        data_vars[f"effective_fraction_theory_{gname}_{regime}"] = (
+            ("batch_size", "seed"), th_,
+            {"units": "1", "long_name": "effective fraction exp(H(p))/n, mean over classes and levels, of the mean-count theory's "
+                                       "lambda_F(0) a+^E[k_F] a-^(t - E[k_F]), E[k_F] = t P(F in a batch), from the seed's initial "
+                                       f"factors; {where}"})
+        data_vars[f"core_share_{gname}_{regime}"] = (
+            ("batch_size", "seed"), share[(gname, regime)],
+            {"units": "1", "long_name": "share of the lambda mass of each class's pathway nodes on the class's core (nodes firing for "
+                                       f"every input type of the class), mean over classes and levels; {where}"})
     for gname, st in stored.items():
-        data_vars[f"nc1_{gname}"] = (("batch_size", "seed", "time"), nc1[gname])
-        data_vars[f"top_scores_{gname}"] = (("batch_size", "seed", "time", "input_type", f"node_top_{gname}"), st["top_scores"])
+        data_vars[f"nc1_{gname}"] = (("batch_size", "seed", "time"), nc1[gname],
+                                     {"units": "1", "long_name": f"NC1 = tr(Sigma_W) / tr(Sigma_B) of the top level's scores S_F over the "
+                                                                 f"8 input types (2 classes), {graph_text[gname]}, equal iterations "
+                                                                 "(NaN where the class means coincide)"})
+        data_vars[f"top_scores_{gname}"] = (("batch_size", "seed", "time", "input_type", f"node_top_{gname}"), st["top_scores"],
+                                            {"units": "1", "long_name": f"scores S_F of the top level with amplification factors (below "
+                                                                        f"the class nodes) for each input type, {graph_text[gname]}, "
+                                                                        "equal iterations"})
         for l in range(len(st["lam0"])):
             node = f"node_{gname}_level{l + 1}"
-            data_vars[f"lambda_initial_{gname}_level{l + 1}"] = (("seed", node), st["lam0"][l])
-            data_vars[f"lambda_final_{gname}_level{l + 1}"] = (("batch_size", "seed", node), np.stack([x[l] for x in st["lam_final"]]))
-            data_vars[f"lambda_final_equal_samples_{gname}_level{l + 1}"] = (("batch_size", "seed", node),
-                                                                             np.stack([x[l] for x in st["lam_final_samples"]]))
+            data_vars[f"lambda_initial_{gname}_level{l + 1}"] = (
+                ("seed", node), st["lam0"][l],
+                {"units": "1", "long_name": f"initial amplification factors lambda_F of level {l + 1}, {graph_text[gname]} "
+                                           f"(U(0, {config.init_high}), the same for every batch size)"})
+            data_vars[f"lambda_final_{gname}_level{l + 1}"] = (
+                ("batch_size", "seed", node), np.stack([x[l] for x in st["lam_final"]]),
+                {"units": "1", "long_name": f"amplification factors lambda_F of level {l + 1}, {graph_text[gname]}, end of training "
+                                           f"{regime_text['iterations']}"})
+            data_vars[f"lambda_final_equal_samples_{gname}_level{l + 1}"] = (
+                ("batch_size", "seed", node), np.stack([x[l] for x in st["lam_final_samples"]]),
+                {"units": "1", "long_name": f"amplification factors lambda_F of level {l + 1}, {graph_text[gname]}, end of training "
+                                           f"{regime_text['samples']}"})
     fam_graph, fam_patterns = graphs["family"][0], graphs["family"][1]
     for l, a in enumerate(fam_graph.adjacency):
-        data_vars[f"family_edges_{l + 1}_to_{l}"] = (("seed", f"node_family_level{l + 2}" if l + 1 < len(fam_graph.adjacency) else "class",
-                                                      f"node_family_level{l + 1}"), np.asarray(a).astype(np.int8))
+        top = l + 1 == len(fam_graph.adjacency)
+        data_vars[f"family_edges_{l + 1}_to_{l}"] = (
+            ("seed", f"node_family_level{l + 2}" if not top else "class", f"node_family_level{l + 1}"), np.asarray(a).astype(np.int8),
+            {"units": "1", "long_name": "family graph of the seed: 1 where the "
+                                       + ("class node" if top else f"level-{l + 2} node") + f" depends on the level-{l + 1} node, else 0"})
     for l, (code, k) in enumerate(zip(fam_graph.rule, fam_graph.rule_k)):
-        data_vars[f"family_rule_level{l + 2}"] = (("seed", f"node_family_level{l + 2}"), np.asarray(code))
-        data_vars[f"family_rule_k_level{l + 2}"] = (("seed", f"node_family_level{l + 2}"), np.asarray(k))
-    data_vars["family_first_level_pattern"] = (("seed", "input_type", "node_family_level1"), np.asarray(fam_patterns.first).astype(np.int8))
-    data_vars["family_label"] = (("seed", "input_type"), np.asarray(fam_patterns.label))
-    data_vars["diverged_at"] = ("seed", np.where(include, -1, 0).astype(np.int32))
+        data_vars[f"family_rule_level{l + 2}"] = (
+            ("seed", f"node_family_level{l + 2}"), np.asarray(code),
+            {"units": "1", "long_name": f"family graph of the seed: firing-rule code of each level-{l + 2} node (0: any dependent "
+                                       "fires, 1: all, 2: at least k)"})
+        data_vars[f"family_rule_k_level{l + 2}"] = (
+            ("seed", f"node_family_level{l + 2}"), np.asarray(k),
+            {"units": "1", "long_name": f"family graph of the seed: the k of 'at least k' of each level-{l + 2} node (read only where "
+                                       "the rule code is 2)"})
+    data_vars["family_first_level_pattern"] = (
+        ("seed", "input_type", "node_family_level1"), np.asarray(fam_patterns.first).astype(np.int8),
+        {"units": "1", "long_name": "family graph of the seed: 1 where the first-level node fires for the input type, else 0"})
+    data_vars["family_label"] = (("seed", "input_type"), np.asarray(fam_patterns.label),
+                                 {"units": "1", "long_name": "family graph of the seed: class of each input type"})
+    data_vars["diverged_at"] = ("seed", np.where(include, -1, 0).astype(np.int32),
+                                {"units": "step", "long_name": "-1 where no run of this seed (any graph, batch size or regime) had a "
+                                                               "non-finite update, 0 where one did (a flag: the step itself is not "
+                                                               "kept)"})
     ds = xr.Dataset(
         data_vars,
-        coords={"batch_size": bs, "seed": np.arange(config.seeds), "time": np.arange(0, config.num_steps + 1, config.record_every)},
+        coords={"batch_size": ("batch_size", bs, {"units": "1", "long_name": "mini-batch size B"}), "seed": np.arange(config.seeds),
+                "time": ("time", np.arange(0, config.num_steps + 1, config.record_every),
+                         {"units": "iteration", "long_name": "iterations of Algorithm 1 done at the record (equal-iterations runs)"})},
         attrs={
             "rules": f"g+ = {config.base}^(11/4) x, g- = {config.base}^(-1/4) x (Figure 5: 7th node {config.base}^(3/4) x)",
             "sampling": config.sampling,

@@ -376,17 +376,47 @@ def run(config: NeurashedElasticityConfig, ctx) -> Result:
     for key, (ratio, counts, overlap, identity, diverged_at) in results.items():
         kind, m, b1, b2, L = key
         name = f"m{m}_b{b1}-{b2}_L{L}"
-        data_vars[f"ratio_{name}"] = (("seed", "epoch", "update_class", "other_class"), ratio)
-        data_vars[f"expansion_{name}"] = (("seed", "epoch"), _expansion(config, counts, b1, b2, L))
-        data_vars[f"counts_{name}"] = (("seed", "epoch", "class"), counts)
-        data_vars[f"overlap_{name}"] = ("seed", overlap.astype(np.int8))
-        data_vars[f"level_sum_identity_error_{name}"] = ("seed", identity)
-        data_vars[f"diverged_at_{name}"] = ("seed", diverged_at)
-    data_vars["diverged_at"] = ("seed", np.where(include, -1, 0).astype(np.int32))
+        cond = f"condition m = {m} nodes per level, b1 = {b1}, b2 = {b2}, L = {L} ({config.seeds} random graphs)"
+        data_vars[f"ratio_{name}"] = (("seed", "epoch", "update_class", "other_class"), ratio,
+                                      {"units": "1", "long_name": f"Delta Z_j(x_j) / Delta Z_j'(x_j') after one more update at class j "
+                                                                  f"(j: update_class, j': other_class; NaN at j' = j), {cond}"})
+        data_vars[f"expansion_{name}"] = (("seed", "epoch"), _expansion(config, counts, b1, b2, L),
+                                          {"units": "1", "long_name": "the text's leading-order expansion of Delta Z_j / Delta Z_j' at "
+                                                                      "the simulated class counts, mean over class pairs (j, j' != j); "
+                                                                      f"NaN at epoch 0; {cond}"})
+        data_vars[f"counts_{name}"] = (("seed", "epoch", "class"), counts,
+                                       {"units": "1", "long_name": f"updates so far whose batch held the class's input (batch 1: updates at the class), {cond}"})
+        data_vars[f"overlap_{name}"] = ("seed", overlap.astype(np.int8),
+                                        {"units": "1", "long_name": "1 where two classes drew a common class-specific node at some "
+                                                                    f"level (the finite-m effect), else 0; {cond}"})
+        data_vars[f"level_sum_identity_error_{name}"] = (
+            "seed", identity,
+            {"units": "1", "long_name": "largest relative difference |Z_j - prod_l sum_{F in class j} lambda_F| / |Z_j| over epochs "
+                                       f"and classes (Z_j: class j's logit on its own input by (2.1)), {cond}"})
+        data_vars[f"diverged_at_{name}"] = ("seed", diverged_at,
+                                            {"units": "step", "long_name": f"first step whose update was non-finite (-1: none), {cond}"})
+    data_vars["diverged_at"] = ("seed", np.where(include, -1, 0).astype(np.int32),
+                                {"units": "step", "long_name": "-1 where no condition's run of this seed index had a non-finite update, "
+                                                               "0 where one did (a flag: the steps are in diverged_at_<condition>)"})
+    appendix_text = {
+        "counts": "updates so far at each class C1, C2, C3 (N1, N2, N3)",
+        "own_logits": "simulated f_j: class Cj's logit on its own input",
+        "delta_at_c1": "simulated change of each f_j (on its own input) after one more update at C1 (not kept)",
+        "formula_logits": "the text's f_1 = a^2 N1 (7N1 + 5N2 + 2N3), f_2 = a^2 N2 (5N1 + 7N2 + 2N3), f_3 = 2a^2 N3 (N1 + N2 + N3) "
+                          "+ a N3 f' (f' = 5 a N3, class 3's own first-level nodes) at the simulated counts",
+        "formula_delta_at_c1": "the text's changes after an update at C1, 7a^2 N1 + a^2 (7N1 + 5N2 + 2N3 + 7), 5a^2 N2, 2a^2 N3, "
+                               "at the simulated counts",
+    }
     for key in ("counts", "own_logits", "delta_at_c1", "formula_logits", "formula_delta_at_c1"):
-        data_vars[f"appendix_{key}"] = (("seed", "appendix_step", "class3"), appendix[key])
+        data_vars[f"appendix_{key}"] = (("seed", "appendix_step", "class3"), appendix[key],
+                                        {"units": "1", "long_name": f"appendix's worked example: {appendix_text[key]}"})
     ds = xr.Dataset(
-        data_vars, coords={"seed": np.arange(config.seeds), "epoch": epochs, "appendix_step": appendix["steps"]},
+        data_vars, coords={"seed": np.arange(config.seeds),
+                           "epoch": ("epoch", epochs, {"units": "epoch", "long_name": "epochs t done at the record (each class "
+                                                                                     "updated once per epoch, batch size 1)"}),
+                           "appendix_step": ("appendix_step", appendix["steps"],
+                                             {"units": "step", "long_name": "updates of Algorithm 1 done at the record, the "
+                                                                            "appendix's worked example"})},
         attrs={"g_plus": f"x + {config.c}", "g_minus": "x", "eta": "held at 1",
                "init": f"U(0, {config.init_high})", "batch_size": 1, "sampling": "epoch: every class once per epoch",
                "num_classes": K, "ratio": "Delta Z_j(x_j) / Delta Z_j'(x_j') after one update at class j",

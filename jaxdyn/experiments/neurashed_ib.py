@@ -119,10 +119,10 @@ class NeurashedIBConfig(NeurashedRulesFields, Config):
 
 @observable(dims={"scores_level1": ("input_type", "node1"), "scores_level2": ("input_type", "node2"),
                   "lambda_level1": ("node1",), "lambda_level2": ("node2",)},
-            attrs={"scores_level1": {"long_name": "first-level scores S_F of the 8 input types"},
-                   "scores_level2": {"long_name": "second-level scores S_F of the 8 input types"},
-                   "lambda_level1": {"long_name": "first-level amplification factors"},
-                   "lambda_level2": {"long_name": "second-level amplification factors"}})
+            attrs={"scores_level1": {"long_name": "first-level scores S_F of the 8 input types", "units": "1"},
+                   "scores_level2": {"long_name": "second-level scores S_F of the 8 input types", "units": "1"},
+                   "lambda_level1": {"long_name": "first-level amplification factors lambda_F", "units": "1"},
+                   "lambda_level2": {"long_name": "second-level amplification factors lambda_F", "units": "1"}})
 def level_scores(snap):
     """Observable: the scores of levels 1 and 2 (the text's numbering) for the 8 input types, and
     both levels' amplification factors."""
@@ -396,29 +396,67 @@ def _dataset(config, settings, analyses, infos, errs, plug, scores1, scores2, la
     sw = lambda a: np.swapaxes(a, 0, 1)  # (setting, seed, ...) -> (seed, setting, ...)  # noqa: E731
     info, err = np.stack(infos, 1), np.stack(errs, 1)  # (seed, analysis, time, level, 2)
     adj = np.stack([np.asarray(b.graph.adjacency[0]) for b in builts])  # (train_setting, node2, node1)
+    info_of = ("of the level's representation T (its scores S_F plus N(0, noise_std^2) noise per node, binned in num_bins "
+               "equal bins over the level's noise-free min-max at that time; num_bins, noise_std of the setting)")
     return xr.Dataset(
         {
-            "I_TX": (("seed", "setting", "time", "level"), info[..., 0], {"units": "bit", "long_name": "I(T;X), exact binned laws"}),
-            "I_TY": (("seed", "setting", "time", "level"), info[..., 1], {"units": "bit", "long_name": "I(T;Y), exact binned laws"}),
-            "I_TX_stderr": (("seed", "setting", "time", "level"), err[..., 0], {"units": "bit"}),
-            "I_TY_stderr": (("seed", "setting", "time", "level"), err[..., 1], {"units": "bit"}),
-            "I_TX_plugin": (("seed", "time", "level"), plug[..., 0], {"units": "bit", "long_name": "I(T;X), sklearn plug-in, default setting"}),
-            "I_TY_plugin": (("seed", "time", "level"), plug[..., 1], {"units": "bit", "long_name": "I(T;Y), sklearn plug-in, default setting"}),
-            "scores_level1": (("seed", "train_setting", "time", "input_type", "node1"), sw(scores1)),
-            "scores_level2": (("seed", "train_setting", "time", "input_type", "node2"), sw(scores2)),
-            "lambda_level1": (("seed", "train_setting", "time", "node1"), sw(lam1)),
-            "lambda_level2": (("seed", "train_setting", "time", "node2"), sw(lam2)),
+            "I_TX": (("seed", "setting", "time", "level"), info[..., 0],
+                     {"units": "bit", "long_name": f"I(T;X), exact binned laws: mutual information {info_of} with the input type X "
+                                                   "(8 uniform types), Monte Carlo over noise draws"}),
+            "I_TY": (("seed", "setting", "time", "level"), info[..., 1],
+                     {"units": "bit", "long_name": f"I(T;Y), exact binned laws: mutual information {info_of} with the label Y "
+                                                   "(2 classes), Monte Carlo over noise draws"}),
+            "I_TX_stderr": (("seed", "setting", "time", "level"), err[..., 0],
+                            {"units": "bit", "long_name": "Monte Carlo standard error of I_TX (num_noise_samples noise draws per "
+                                                          "input type; 0 without noise)"}),
+            "I_TY_stderr": (("seed", "setting", "time", "level"), err[..., 1],
+                            {"units": "bit", "long_name": "Monte Carlo standard error of I_TY (num_noise_samples noise draws per "
+                                                          "input type; 0 without noise)"}),
+            "I_TX_plugin": (("seed", "time", "level"), plug[..., 0],
+                            {"units": "bit", "long_name": "I(T;X), sklearn plug-in mutual_info_score on num_noise_samples noisy "
+                                                          "binned samples per input type, default setting"}),
+            "I_TY_plugin": (("seed", "time", "level"), plug[..., 1],
+                            {"units": "bit", "long_name": "I(T;Y), sklearn plug-in mutual_info_score on num_noise_samples noisy "
+                                                          "binned samples per input type, default setting"}),
+            "scores_level1": (("seed", "train_setting", "time", "input_type", "node1"), sw(scores1),
+                              {"units": "1", "long_name": "first-level scores S_F = lambda_F (0 where F does not fire) of each "
+                                                          "input type, noise-free"}),
+            "scores_level2": (("seed", "train_setting", "time", "input_type", "node2"), sw(scores2),
+                              {"units": "1", "long_name": "second-level scores S_F = lambda_F * sum of its dependents' S_f (0 where "
+                                                          "F does not fire) of each input type, noise-free"}),
+            "lambda_level1": (("seed", "train_setting", "time", "node1"), sw(lam1),
+                              {"units": "1", "long_name": "first-level amplification factors lambda_F"}),
+            "lambda_level2": (("seed", "train_setting", "time", "node2"), sw(lam2),
+                              {"units": "1", "long_name": "second-level amplification factors lambda_F"}),
             "diverged_at": (("seed", "train_setting"), sw(diverged)),
-            "edges_level1_to_level2": (("train_setting", "node2", "node1"), adj.astype(np.int8)),
-            "label": ("input_type", labels),
-            "first_level_pattern": (("input_type", "node1"), np.asarray(patterns.first).astype(np.int8)),
-            "setting_train_index": ("setting", np.array([k for _, k, _, _ in analyses])),
-            "setting_num_bins": ("setting", np.array([b for _, _, b, _ in analyses])),
-            "setting_noise_std": ("setting", np.array([n for _, _, _, n in analyses], np.float64)),
-            "train_setting_batch_size": ("train_setting", np.array([b for _, b, _ in settings])),
+            "edges_level1_to_level2": (("train_setting", "node2", "node1"), adj.astype(np.int8),
+                                       {"units": "1", "long_name": "1 where second-level node node2 depends on first-level node "
+                                                                   "node1 (edge of the trained setting's graph), else 0"}),
+            "label": ("input_type", labels, {"units": "1", "long_name": "class Y of each input type (0: class1, 1: class2)"}),
+            "first_level_pattern": (("input_type", "node1"), np.asarray(patterns.first).astype(np.int8),
+                                    {"units": "1", "long_name": "1 where the first-level node fires for the input type, else 0"}),
+            "setting_train_index": ("setting", np.array([k for _, k, _, _ in analyses]),
+                                    {"units": "1", "long_name": "index along train_setting of the run each analysis setting reads"}),
+            "setting_num_bins": ("setting", np.array([b for _, _, b, _ in analyses]),
+                                 {"units": "1", "long_name": "equal bins per node over the level's range in each analysis setting"}),
+            "setting_noise_std": ("setting", np.array([n for _, _, _, n in analyses], np.float64),
+                                  {"units": "1", "long_name": "std of the Gaussian noise added to every score S_F before binning "
+                                                              "in each analysis setting (absolute units of S_F)"}),
+            "train_setting_batch_size": ("train_setting", np.array([b for _, b, _ in settings]),
+                                         {"units": "1", "long_name": "mini-batch size B of each trained setting"}),
         },
-        coords={"seed": np.arange(config.seeds), "setting": [a[0] for a in analyses], "train_setting": [s[0] for s in settings],
-                "time": steps, "level": [1, 2], "node1": list(builts[0].names[0]), "node2": list(builts[0].names[1])},
+        coords={"seed": np.arange(config.seeds),
+                "setting": ("setting", [a[0] for a in analyses],
+                            {"long_name": "analysis setting: every trained setting at the default bins and noise, then other bin "
+                                          "counts and noise stds on the default run"}),
+                "train_setting": ("train_setting", [s[0] for s in settings],
+                                  {"long_name": "trained setting: default, another batch size, or another reading of h2's "
+                                                "first-level dependents"}),
+                "time": ("time", steps, {"units": "iteration", "long_name": "iterations of Algorithm 1 done at the record"}),
+                "level": ("level", [1, 2], {"units": "1", "long_name": "level whose scores form T, in the text's numbering (1: "
+                                                                        "first level x1..x13, 2: second level h1..h6)"}),
+                "node1": ("node1", list(builts[0].names[0]), {"long_name": "first-level node"}),
+                "node2": ("node2", list(builts[0].names[1]), {"long_name": "second-level node"})},
         attrs={
             "time_units": "iterations of Algorithm 1",
             "g_plus": f"{config.base}^(11/4) x (7th first-level node {config.base}^(3/4) x)",
