@@ -388,7 +388,7 @@ def summarize(experiment, result, *, elapsed_s: float, calls: list | None = None
 
 
 CONVENTIONAL_ATTRS: dict[str, dict[str, str]] = {
-    "seed": {"long_name": "ensemble member (index along the seed axis)", "units": "1"},
+    "seed": {"long_name": "ensemble member: its integer seed (or its index when members were given keys)", "units": "1"},
     "diverged_at": {"long_name": "first step whose update was non-finite (-1: none)", "units": "step"},
     "nonfinite_at": {"long_name": "first recorded step with a non-finite record (-1: none)", "units": "step"},
     "ode_ok": {"long_name": "1 where the reduced theory's ODE solve succeeded", "units": "1"},

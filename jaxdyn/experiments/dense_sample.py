@@ -205,15 +205,19 @@ class FullSetPass:
     def attrs(self):
         out = {}
         for split in ("train", "test"):
-            out[f"{split}_loss"] = {"long_name": f"mean softmax cross-entropy over the {split} set (eval mode)"}
-            out[f"{split}_accuracy"] = {"long_name": f"accuracy over the {split} set (eval mode)"}
-            out[f"{split}_confusion"] = {"long_name": f"confusion counts C[true, predicted], {split} set", "units": "exemplars"}
-        out["pc_variance"] = {"long_name": "variance along the leading PCs of the last hidden layer over all exemplars"}
-        out["pc_total_variance"] = {"long_name": "total variance of the last hidden layer over all exemplars"}
-        out["pc_scores"] = {"long_name": "every exemplar (train rows, then test rows) on the leading PCs; signs aligned over epochs"}
-        out["coupling_count"] = {"long_name": "(image, position) pairs per (split, identity)"}
-        out["coupling_sums"] = {"long_name": "sum over (image, position) of each conv layer's channel-mean post-ReLU map"}
-        out["coupling_cross"] = {"long_name": "sum over (image, position) of products of two layers' channel-mean maps"}
+            out[f"{split}_loss"] = {"long_name": f"mean softmax cross-entropy (nats) over the {split} set (eval mode)", "units": "1"}
+            out[f"{split}_accuracy"] = {"long_name": f"fraction of the {split} set whose largest logit is its identity (eval mode)", "units": "1"}
+            out[f"{split}_confusion"] = {"long_name": f"confusion counts C[true, predicted], {split} set (eval mode)", "units": "exemplars"}
+        hidden = "the last hidden layer (post-ReLU, before dropout, eval mode) over all exemplars"
+        out["pc_variance"] = {"long_name": f"variance (sum of squares / (N - 1)) along each leading PC of {hidden}, descending", "units": "1"}
+        out["pc_total_variance"] = {"long_name": f"total variance (trace of the covariance) of {hidden}", "units": "1"}
+        out["pc_scores"] = {"long_name": f"every exemplar (train rows, then test rows) on the leading PCs of {hidden}; each PC's sign "
+                                         "such that sum s |s| > 0", "units": "1"}
+        out["coupling_count"] = {"long_name": "number of (image, position) pairs per (split, identity): exemplars x H x W", "units": "1"}
+        out["coupling_sums"] = {"long_name": "sum over (image, position) of each conv layer's channel-mean post-ReLU map, per (split, identity)",
+                                "units": "1"}
+        out["coupling_cross"] = {"long_name": "sum over (image, position) of the product of two conv layers' channel-mean post-ReLU maps, "
+                                              "per (split, identity)", "units": "1"}
         return out
 
     def _split(self, snap, x, y):
@@ -268,6 +272,11 @@ class ProbeActivations:
 
     dims = {"hidden": ("probe", "unit"), "conv_gram": ("layer", "probe", "probe_b"),
             "conv_act": ("layer", "probe", "pool_y", "pool_x", "filter")}
+    attrs = {"hidden": {"long_name": "last hidden layer (post-ReLU, before dropout, eval mode) at each probe exemplar", "units": "1"},
+             "conv_gram": {"long_name": "Gram matrix X X^T of each conv layer's flattened post-ReLU activations over the probe exemplars "
+                                        "(eval mode; for linear CKA)", "units": "1"},
+             "conv_act": {"long_name": "each conv layer's post-ReLU maps at the probe exemplars (eval mode), adaptive-average-pooled "
+                                       "to conv_record_size x conv_record_size", "units": "1"}}
 
     def __call__(self, snap):
         x = faces.to_input(snap.data["x_probe"], snap.data["norm"][0], snap.data["norm"][1])
@@ -288,6 +297,10 @@ class LayerWeights:
 
     dims = {"conv_kernel": ("layer", "ky", "kx", "channel_in", "filter"), "conv_bias": ("layer", "filter"),
             "head_kernel": ("unit", "identity"), "head_bias": ("identity",)}
+    attrs = {"conv_kernel": {"long_name": "kernel of each conv layer (ky, kx, input channel, filter)", "units": "1"},
+             "conv_bias": {"long_name": "bias of each conv layer's filters", "units": "1"},
+             "head_kernel": {"long_name": "kernel of the output layer (last hidden unit, identity logit)", "units": "1"},
+             "head_bias": {"long_name": "bias of the output layer's logits", "units": "1"}}
 
     def __call__(self, snap):
         p = snap.params
@@ -328,7 +341,13 @@ class WeightSpectra:
             out[f"{name}_kernel"] = (f"{name}_in", f"{name}_out")
         return out
 
-    attrs = {"esd_dense": {"long_name": "eigenvalues of W^T W / N per dense layer (ascending)"}}
+    @property
+    def attrs(self):
+        out = {"esd_dense": {"long_name": "eigenvalues of W^T W / N of each hidden dense layer's kernel W (oriented N >= M), ascending",
+                             "units": "1"}}
+        for name in self.dense_layers:
+            out[f"{name}_kernel"] = {"long_name": f"kernel of the hidden dense layer {name} (input, output)", "units": "1"}
+        return out
 
     def __call__(self, snap):
         p = snap.params
@@ -989,13 +1008,21 @@ def _dataset_out(config, r, data_set, split, probe, base, result, m, dense_layer
                 params[s, i, :k] = np.stack([f.onset, f.rate, f.amplitude], -1)
                 fitted[s, i], floor[s, i], phi[s, i], ll[s, i] = f.fitted, f.baseline, f.phi, f.log_likelihood
         short = name.replace("_accuracy", "_acc")
+        what = f"{name} curve ({'fitted decreasing' if name.endswith('loss') else 'fitted increasing'}, {config.lld_errors} errors)"
         lld_vars.update({
-            f"lld_{short}_params": (("seed", "lld_k", "component", "lld_param"), params),
-            f"lld_{short}_baseline": (("seed", "lld_k"), floor),
-            f"lld_{short}_fitted": (("seed", "lld_k", "epoch"), fitted),
-            f"lld_{short}_r2": (("seed", "lld_k"), lld_["r2"][name]),
-            f"lld_{short}_phi": (("seed", "lld_k"), phi),
-            f"lld_{short}_log_likelihood": (("seed", "lld_k"), ll),
+            f"lld_{short}_params": (("seed", "lld_k", "component", "lld_param"), params, {
+                "long_name": f"onset, rate, amplitude of each logistic of the K-logistic fit of the {what}, components ordered by onset; "
+                             "NaN past K and where the fit failed",
+                "units": "epoch (onset), 1/epoch (rate), 1 (amplitude, the curve's own)"}),
+            f"lld_{short}_baseline": (("seed", "lld_k"), floor, {"long_name": f"floor b of the K-logistic fit of the {what}", "units": "1"}),
+            f"lld_{short}_fitted": (("seed", "lld_k", "epoch"), fitted, {
+                "long_name": f"the K-logistic fit's mean curve at each epoch, {what}", "units": "1"}),
+            f"lld_{short}_r2": (("seed", "lld_k"), lld_["r2"][name], {
+                "long_name": f"variance of the {what} explained by the K-logistic fit's mean curve, 1 - SSE / SST", "units": "1"}),
+            f"lld_{short}_phi": (("seed", "lld_k"), phi, {
+                "long_name": f"fitted AR(1) coefficient of the residuals of the K-logistic fit of the {what} (0 with iid errors)", "units": "1"}),
+            f"lld_{short}_log_likelihood": (("seed", "lld_k"), ll, {
+                "long_name": f"maximised Gaussian log-likelihood (constants included) of the K-logistic fit of the {what}", "units": "1"}),
         })
     is_test = np.zeros(len(data_set.identity), np.int8)
     is_test[split.test] = 1
@@ -1003,67 +1030,105 @@ def _dataset_out(config, r, data_set, split, probe, base, result, m, dense_layer
     in_train[np.isin(probe, split.train)] = 1
     exemplar_all = np.concatenate([split.train, split.test])  # the rows of pc_scores
     f3 = ("seed", "spectra_epoch", "dense_layer")
+    described = result.attrs_of  # the observables' attrs of each record
+    one = lambda long_name: {"long_name": long_name, "units": "1"}  # noqa: E731
+    dims_sep = m["separation_dims"]
+    sep_rule = f"Fisher one-vs-rest balanced accuracy in the first {dims_sep} PCs of the last hidden layer over all exemplars"
     data_vars = {
-        "train_loss": (("seed", "epoch"), rec["train_loss"]),
-        "train_accuracy": (("seed", "epoch"), rec["train_accuracy"]),
-        "test_loss": (("seed", "epoch"), rec["test_loss"]),
-        "test_accuracy": (("seed", "epoch"), rec["test_accuracy"]),
-        "test_confusion": (("seed", "epoch", "identity", "predicted"), rec["test_confusion"]),
-        "train_confusion": (("seed", "epoch", "identity", "predicted"), rec["train_confusion"]),
-        "identification_score": (("seed", "epoch", "identity"), m["identification"]),
-        "pc_variance": (("seed", "epoch", "pc"), rec["pc_variance"]),
-        "pc_total_variance": (("seed", "epoch"), rec["pc_total_variance"]),
-        "pc_explained": (("seed", "epoch", "pc"), m["pc_share"]),
-        "pc_scores": (("seed", "epoch", "exemplar_all", "pc"), m["pc_scores"].astype(np.float32)),
-        "exemplar_all_index": ("exemplar_all", exemplar_all),
-        "exemplar_all_identity": ("exemplar_all", m["labels_all"]),
-        "pca_separation_score": (("seed", "epoch", "identity"), m["separation"]),
-        "pca_separation_epoch": (("seed", "identity"), m["separation_epoch"]),
-        "pca_separation_2d": (("seed", "epoch"), m["separation_2d"]),
-        "coupling_count": (("seed", "epoch", "split", "identity"), rec["coupling_count"]),
-        "coupling_sums": (("seed", "epoch", "split", "identity", "layer"), rec["coupling_sums"]),
-        "coupling_cross": (("seed", "epoch", "split", "identity", "layer", "layer_b"), rec["coupling_cross"]),
-        "conv_coupling": (("seed", "epoch", "layer", "layer_b"), m["coupling"]),
-        "coupling_profile": (("seed", "epoch", "distance"), m["profile"]),
-        "conv_weight_correlation": (("seed", "epoch", "layer", "layer_b"), m["weight_correlation"]),
-        "conv_cka": (("seed", "epoch", "layer", "layer_b"), m["cka"]),
-        "conv_kernel": (("seed", "epoch", "layer", "ky", "kx", "channel_in", "filter"), rec["conv_kernel"]),
-        "conv_bias": (("seed", "epoch", "layer", "filter"), rec["conv_bias"]),
-        "head_kernel": (("seed", "epoch", "unit", "identity"), rec["head_kernel"]),
-        "head_bias": (("seed", "epoch", "identity"), rec["head_bias"]),
-        "hidden": (("seed", "epoch", "probe", "unit"), rec["hidden"]),
-        "conv_gram": (("seed", "epoch", "layer", "probe", "probe_b"), rec["conv_gram"]),
-        "conv_activation": (("seed", "epoch", "layer", "probe", "pool_y", "pool_x", "filter"), rec["conv_act"]),
-        "esd": (("seed", "spectra_epoch", "dense_layer", "eigenvalue"), rec["esd_dense"]),
-        "esd_conv": (("seed", "epoch", "layer", "conv_eigenvalue"), m["esd_conv"]),
-        "esd_head": (("seed", "epoch", "head_eigenvalue"), m["esd_head"]),
-        "phase": (f3, m["spec_phase"]),
-        "conv_stable_rank": (("seed", "epoch", "layer"), m["conv_stable_rank"]),
-        "head_stable_rank": (("seed", "epoch"), m["head_stable_rank"]),
-        "dense_q": ("dense_layer", m["spec_q"]),
-        "expected_sigma2": ("dense_layer", m["spec_expected_sigma2"]),
-        "pixel_variance": (("identity", "y", "x"), faces.pixel_variance(data_set.images, data_set.identity, data_set.num_identities)),
-        "exemplar_identity": ("exemplar", data_set.identity),
-        "exemplar_pose": ("exemplar", data_set.pose),
-        "exemplar_azimuth": ("exemplar", data_set.azimuth),
-        "exemplar_elevation": ("exemplar", data_set.elevation),
-        "exemplar_is_test": ("exemplar", is_test),
-        "probe_exemplar": ("probe", probe),
-        "probe_identity": ("probe", base["y_probe"]),
-        "probe_in_train": ("probe", in_train),
-        "probe_images": (("probe", "y", "x"), base["x_probe"]),
-        "input_norm": ("norm", base["norm"]),
-        "pixel_ridge_by_light_subset": ("light_subset", np.asarray(m["diagnostics"]["linear_accuracy_by_subset"], np.float64)),
-        "test_count_by_light_subset": ("light_subset", np.asarray(m["diagnostics"]["test_count_by_subset"])),
+        "train_loss": (("seed", "epoch"), rec["train_loss"], described["train_loss"]),
+        "train_accuracy": (("seed", "epoch"), rec["train_accuracy"], described["train_accuracy"]),
+        "test_loss": (("seed", "epoch"), rec["test_loss"], described["test_loss"]),
+        "test_accuracy": (("seed", "epoch"), rec["test_accuracy"], described["test_accuracy"]),
+        "test_confusion": (("seed", "epoch", "identity", "predicted"), rec["test_confusion"], described["test_confusion"]),
+        "train_confusion": (("seed", "epoch", "identity", "predicted"), rec["train_confusion"], described["train_confusion"]),
+        "identification_score": (("seed", "epoch", "identity"), m["identification"], one(
+            "test set: 0.5 (TPR + TNR) of 'predicted k' as a detector of identity k, from test_confusion")),
+        "pc_variance": (("seed", "epoch", "pc"), rec["pc_variance"], described["pc_variance"]),
+        "pc_total_variance": (("seed", "epoch"), rec["pc_total_variance"], described["pc_total_variance"]),
+        "pc_explained": (("seed", "epoch", "pc"), m["pc_share"], one("share of the last hidden layer's total variance on each leading PC: "
+                                                                     "pc_variance / pc_total_variance")),
+        "pc_scores": (("seed", "epoch", "exemplar_all", "pc"), m["pc_scores"].astype(np.float32), one(
+            "every exemplar (rows: exemplar_all_index) on the leading PCs of the last hidden layer (post-ReLU, before dropout, eval mode) "
+            "over all exemplars; each PC's sign flipped where it anticorrelates with the previous epoch's")),
+        "exemplar_all_index": ("exemplar_all", exemplar_all, one("index along exemplar of each row of pc_scores (train rows, then test rows)")),
+        "exemplar_all_identity": ("exemplar_all", m["labels_all"], one("identity (index along identity) of each row of pc_scores")),
+        "pca_separation_score": (("seed", "epoch", "identity"), m["separation"], one(f"separability of each identity from the rest: {sep_rule}")),
+        "pca_separation_epoch": (("seed", "identity"), m["separation_epoch"], {
+            "long_name": f"first epoch from which pca_separation_score stays >= {config.separation_threshold} for "
+                         f"{config.separation_persist} consecutive records (NaN: never)", "units": "epoch"}),
+        "pca_separation_2d": (("seed", "epoch"), m["separation_2d"], one(
+            "the least separable identity's Fisher one-vs-rest balanced accuracy in the first 2 PCs of the last hidden layer over all exemplars")),
+        "coupling_count": (("seed", "epoch", "split", "identity"), rec["coupling_count"], described["coupling_count"]),
+        "coupling_sums": (("seed", "epoch", "split", "identity", "layer"), rec["coupling_sums"], described["coupling_sums"]),
+        "coupling_cross": (("seed", "epoch", "split", "identity", "layer", "layer_b"), rec["coupling_cross"], described["coupling_cross"]),
+        "conv_coupling": (("seed", "epoch", "layer", "layer_b"), m["coupling"], one(
+            "Pearson correlation of two conv layers' channel-mean post-ReLU maps over all exemplars and positions "
+            "(from coupling_count/sums/cross summed over split and identity; NaN for a constant map)")),
+        "coupling_profile": (("seed", "epoch", "distance"), m["profile"], one("mean conv_coupling of layers l and l + distance over l")),
+        "conv_weight_correlation": (("seed", "epoch", "layer", "layer_b"), m["weight_correlation"], one(
+            "Pearson correlation of two conv layers' flattened kernels (conv_kernel)")),
+        "conv_cka": (("seed", "epoch", "layer", "layer_b"), m["cka"], one("linear CKA of two conv layers on the probe exemplars, from conv_gram")),
+        "conv_kernel": (("seed", "epoch", "layer", "ky", "kx", "channel_in", "filter"), rec["conv_kernel"], described["conv_kernel"]),
+        "conv_bias": (("seed", "epoch", "layer", "filter"), rec["conv_bias"], described["conv_bias"]),
+        "head_kernel": (("seed", "epoch", "unit", "identity"), rec["head_kernel"], described["head_kernel"]),
+        "head_bias": (("seed", "epoch", "identity"), rec["head_bias"], described["head_bias"]),
+        "hidden": (("seed", "epoch", "probe", "unit"), rec["hidden"], described["hidden"]),
+        "conv_gram": (("seed", "epoch", "layer", "probe", "probe_b"), rec["conv_gram"], described["conv_gram"]),
+        "conv_activation": (("seed", "epoch", "layer", "probe", "pool_y", "pool_x", "filter"), rec["conv_act"], described["conv_act"]),
+        "esd": (("seed", "spectra_epoch", "dense_layer", "eigenvalue"), rec["esd_dense"], described["esd_dense"]),
+        "esd_conv": (("seed", "epoch", "layer", "conv_eigenvalue"), m["esd_conv"], one(
+            "eigenvalues of W^T W / N (oriented N >= M) of each conv layer's kh x kw tap matrices (C_in, C_out), pooled "
+            "(WeightWatcher's pool=True), ascending; from conv_kernel")),
+        "esd_head": (("seed", "epoch", "head_eigenvalue"), m["esd_head"], one(
+            "eigenvalues of W^T W / N (oriented N >= M) of the output layer's kernel, ascending; from head_kernel")),
+        "phase": (f3, m["spec_phase"], one("Martin-Mahoney phase of each hidden dense layer's ESD (esd): index into the attribute phase_names "
+                                           "(rules: the attribute phase_rules)")),
+        "conv_stable_rank": (("seed", "epoch", "layer"), m["conv_stable_rank"], one("stable rank sum(lambda) / lambda_max of esd_conv")),
+        "head_stable_rank": (("seed", "epoch"), m["head_stable_rank"], one("stable rank sum(lambda) / lambda_max of esd_head")),
+        "dense_q": ("dense_layer", m["spec_q"], one("aspect ratio Q = N / M (N >= M) of each hidden dense layer's kernel")),
+        "expected_sigma2": ("dense_layer", m["spec_expected_sigma2"], one(
+            "entry variance of each hidden dense layer's kernel at initialisation: 1 / fan_in (lecun-normal), a third of it with init=torch")),
+        "pixel_variance": (("identity", "y", "x"), faces.pixel_variance(data_set.images, data_set.identity, data_set.num_identities), one(
+            "variance of each pixel (0..1 scale) over the identity's exemplars")),
+        "exemplar_identity": ("exemplar", data_set.identity, one("identity (index along identity) of each exemplar of the face set")),
+        "exemplar_pose": ("exemplar", data_set.pose, one("pose index of each exemplar (Yale B's Pxx)")),
+        "exemplar_azimuth": ("exemplar", data_set.azimuth, {
+            "long_name": "light azimuth of each exemplar (positive: from image right; NaN: no directed light)", "units": "degree"}),
+        "exemplar_elevation": ("exemplar", data_set.elevation, {
+            "long_name": "light elevation of each exemplar (positive: from above; NaN: no directed light)", "units": "degree"}),
+        "exemplar_is_test": ("exemplar", is_test, one("1 where the exemplar is in the test set, 0 in the training set")),
+        "probe_exemplar": ("probe", probe, one("index along exemplar of each probe exemplar")),
+        "probe_identity": ("probe", base["y_probe"], one("identity (index along identity) of each probe exemplar")),
+        "probe_in_train": ("probe", in_train, one("1 where the probe exemplar is in the training set")),
+        "probe_images": (("probe", "y", "x"), base["x_probe"], one("the probe exemplars' grey images (0..255)")),
+        "input_norm": ("norm", base["norm"], one("mean and std of the training pixels (0..1 scale) that standardise every input")),
+        "pixel_ridge_by_light_subset": ("light_subset", np.asarray(m["diagnostics"]["linear_accuracy_by_subset"], np.float64), one(
+            "test accuracy of a ridge classifier on the raw pixels, per illumination subset (NaN: no test exemplar there)")),
+        "test_count_by_light_subset": ("light_subset", np.asarray(m["diagnostics"]["test_count_by_subset"]), {
+            "long_name": "test exemplars per illumination subset", "units": "exemplars"}),
         "diverged_at": ("seed", result.diverged_at),
         **lld_vars,
     }
     for name in dense_layers:
-        if f"{name}_kernel" in rec:
-            data_vars[f"{name}_kernel"] = (("seed", "spectra_epoch", f"{name}_in", f"{name}_out"), rec[f"{name}_kernel"])
-    for k in ("alpha", "alpha_se", "xmin", "n_tail", "mp_sigma2", "mp_ks", "num_outliers", "max_over_edge", "zero_fraction",
-              "stable_rank", "mp_softrank", "spectral_norm"):
-        data_vars[k] = (f3, m[f"spec_{k}"])
+        if f"{name}_kernel" in rec:  # with store_dense_weights
+            data_vars[f"{name}_kernel"] = (("seed", "spectra_epoch", f"{name}_in", f"{name}_out"), rec[f"{name}_kernel"], described[f"{name}_kernel"])
+    spectrum = "of each hidden dense layer's ESD (esd)"
+    spec_attrs = {
+        "alpha": f"power-law tail exponent alpha {spectrum}: maximum likelihood, x_min by KS (NaN: too few eigenvalues)",
+        "alpha_se": f"standard error (alpha - 1) / sqrt(n_tail) of alpha {spectrum}",
+        "xmin": f"lower end x_min of the power-law tail {spectrum} (an eigenvalue of W^T W / N)",
+        "n_tail": f"eigenvalues >= x_min in the power-law tail {spectrum}",
+        "mp_sigma2": f"entry variance sigma^2 of the Marchenko-Pastur law fitted (KS) to the bulk {spectrum}",
+        "mp_ks": f"KS distance of the bulk (eigenvalues <= lambda_+ + TW_MARGIN sigma_TW) to its fitted Marchenko-Pastur law, {spectrum}",
+        "num_outliers": f"eigenvalues above the Marchenko-Pastur edge lambda_+ + TW_MARGIN sigma_TW, {spectrum}",
+        "max_over_edge": f"lambda_max / lambda_+ (the fitted Marchenko-Pastur edge) {spectrum}",
+        "zero_fraction": f"fraction of eigenvalues below RANK_TOL lambda_max {spectrum}",
+        "stable_rank": f"stable rank sum(lambda) / lambda_max {spectrum}",
+        "mp_softrank": f"Marchenko-Pastur soft rank lambda_+ / lambda_max {spectrum}",
+        "spectral_norm": f"lambda_max, the largest eigenvalue of W^T W / N (WeightWatcher's spectral norm), {spectrum}",
+    }
+    for k, long_name in spec_attrs.items():
+        data_vars[k] = (f3, m[f"spec_{k}"], one(long_name))
     attrs = {
         "source": data_set.source,
         "identity_names": ",".join(data_set.names),
@@ -1092,11 +1157,25 @@ def _dataset_out(config, r, data_set, split, probe, base, result, m, dense_layer
     }
     return xr.Dataset(
         data_vars,
-        coords={"seed": np.asarray(result.seeds), "epoch": epochs,
-                "spectra_epoch": np.asarray(result.times["spectra_epoch"]) // steps_per_epoch,
-                "dense_layer": list(dense_layers), "layer": layer_names, "layer_b": layer_names,
-                "identity": list(data_set.names), "split": ["train", "test"], "distance": np.arange(1, len(layer_names)),
-                "lld_k": list(LLD_KS), "lld_param": ["onset", "rate", "amplitude"], "light_subset": np.arange(1, 6)},
+        coords={"seed": np.asarray(result.seeds),
+                "epoch": ("epoch", epochs, {"long_name": "epochs of training done when the record was taken (0: the initial weights)",
+                                            "units": "epoch"}),
+                "spectra_epoch": ("spectra_epoch", np.asarray(result.times["spectra_epoch"]) // steps_per_epoch, {
+                    "long_name": "epochs of training done when the dense layers' spectra were taken (0: the initial weights)",
+                    "units": "epoch"}),
+                "dense_layer": ("dense_layer", list(dense_layers), {"long_name": "hidden dense layer (flax name)"}),
+                "layer": ("layer", layer_names, {"long_name": "conv layer, input side first"}),
+                "layer_b": ("layer_b", layer_names, {"long_name": "the other conv layer of a pair"}),
+                "identity": ("identity", list(data_set.names), {"long_name": "identity (class) name"}),
+                "split": ("split", ["train", "test"], {"long_name": "exemplar set: training or test"}),
+                "distance": ("distance", np.arange(1, len(layer_names)), {"long_name": "distance between two conv layers (in layers)",
+                                                                          "units": "1"}),
+                "lld_k": ("lld_k", list(LLD_KS), {"long_name": "number K of logistics of the logistic learning decomposition's fit",
+                                                  "units": "1"}),
+                "lld_param": ("lld_param", ["onset", "rate", "amplitude"], {"long_name": "parameter of one logistic component"}),
+                "light_subset": ("light_subset", np.arange(1, 6), {
+                    "long_name": "Georghiades et al.'s illumination subset by the light's angle to the camera axis (1: 0-12, 2: 13-25, "
+                                 "3: 26-50, 4: 51-77, 5: beyond 77 degrees)", "units": "1"})},
         attrs=attrs,
     )
 

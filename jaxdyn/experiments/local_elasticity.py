@@ -410,42 +410,83 @@ def run(config: LocalElasticityConfig, ctx) -> Result:
                                 for rules, v in neurashed.items()}
 
     data_vars, coords = {}, {"seed": np.arange(config.seeds)}
+    one = lambda long_name: {"long_name": long_name, "units": "1"}  # noqa: E731
+    inputs = {"rbe": "16-bit strings (0/1)", "digits_cnn": "8x8 digit images (pixels / 16, 0..1)",
+              "vgg": "12x12 generated faces (standardised by the training pixels' mean and std, grey replicated to 3 channels)"}
     for name, r in results.items():
         b, p, k = f"base_{name}", f"probe_{name}", f"logit_{name}"
-        coords[b], coords[p] = np.arange(len(r["bases"])), np.arange(len(r["probes"]))
+        coords[b] = (b, np.arange(len(r["bases"])), one(f"{name}: base input, held-out, {config.bases_per_class} per class, class-major"))
+        coords[p] = (p, np.arange(len(r["probes"])), one(f"{name}: probe input, held-out (not a base), {config.probes_per_class} per class, "
+                                                          "class-major"))
         for prefix, meas in (("", r["meas"]), ("linear_", r["lmeas"])):
-            for key in ("le", "kernel_rel", "kernel"):
-                data_vars[f"{prefix}{key}_{name}"] = (("seed", b, p), meas[key])
-            data_vars[f"{prefix}logits_before_probe_{name}"] = (("seed", p, k), meas["logits_probe"])
-            data_vars[f"{prefix}logit_change_probe_{name}"] = (("seed", b, p, k), meas["delta_probe"])
-            data_vars[f"{prefix}logits_after_probe_{name}"] = (("seed", b, p, k), meas["logits_probe"][:, None] + meas["delta_probe"])
-            data_vars[f"{prefix}logits_before_base_{name}"] = (("seed", b, k), meas["logits_base"])
-            data_vars[f"{prefix}logit_change_base_{name}"] = (("seed", b, k), meas["delta_base"])
-            data_vars[f"{prefix}logits_after_base_{name}"] = (("seed", b, k), meas["logits_base"] + meas["delta_base"])
-            data_vars[f"{prefix}loss_grad_base_{name}"] = (("seed", b, k), meas["grad"])
-            data_vars[f"{prefix}resolved_base_{name}"] = (("seed", b), meas["resolved"].astype(np.int8))
-        data_vars[f"same_class_{name}"] = ((b, p), r["same"].astype(np.int8))
-        data_vars[f"label_{b}"] = (b, np.asarray(r["labels_base"]))
-        data_vars[f"label_{p}"] = (p, np.asarray(r["labels_probe"]))
-        data_vars[f"input_{b}"] = ((b, *[f"{b}_dim{i}" for i in range(r["x_base"].ndim - 1)]), r["x_base"])
-        data_vars[f"input_{p}"] = ((p, *[f"{p}_dim{i}" for i in range(r["x_probe"].ndim - 1)]), r["x_probe"])
-        if r["pair_tiers"] is not None:
-            data_vars[f"tier_{name}"] = ((b, p), r["pair_tiers"])
-            data_vars[f"class_mean_distance_{name}"] = ((f"class_{name}", f"class2_{name}"), r["tiers"].distance)
-        data_vars[f"ntk_similarity_seed0_{name}"] = ((b, p), r["limit"]["ntk"])
-        data_vars[f"kernel_lr_over_10_seed0_{name}"] = ((b, p), r["limit"]["kernel_lr_over_10"])
-        data_vars[f"test_accuracy_{name}"] = ("seed", np.asarray(r["acc"]))
-        data_vars[f"linear_test_accuracy_{name}"] = ("seed", np.asarray(r["lacc"]))
+            who = (f"{name}'s linear control (z = W x on the flattened inputs, step lr = {config.linear_lr})" if prefix
+                   else f"{name} (step lr = {r['lr']:g})")
+            step = f"one plain SGD step at the base with its label (eval mode, not kept), {who}"
+            nan = "NaN where the base's step is not resolved"
+            for key, long_name in (("le", f"LE(x, x') of eq. (3.1), ||Delta z(probe)|| / ||Delta z(base)||, after {step}; {nan}"),
+                                   ("kernel_rel", f"kernelized similarity -<Delta z(probe), g> / (lr |g|^2) over its value at the base itself, "
+                                                  f"g = dL/dz(base), after {step}; {nan}"),
+                                   ("kernel", f"kernelized similarity -<Delta z(probe), g> / (lr |g|^2), g = dL/dz(base), after {step}; {nan}")):
+                data_vars[f"{prefix}{key}_{name}"] = (("seed", b, p), meas[key], one(long_name))
+            data_vars[f"{prefix}logits_before_probe_{name}"] = (("seed", p, k), meas["logits_probe"], one(
+                f"logits z(probe, w) of the trained {who}, before any step"))
+            data_vars[f"{prefix}logit_change_probe_{name}"] = (("seed", b, p, k), meas["delta_probe"], one(
+                f"Delta z(probe) = z(probe, w+) - z(probe, w) after {step}"))
+            data_vars[f"{prefix}logits_after_probe_{name}"] = (("seed", b, p, k), meas["logits_probe"][:, None] + meas["delta_probe"], one(
+                f"logits z(probe, w+) after {step}"))
+            data_vars[f"{prefix}logits_before_base_{name}"] = (("seed", b, k), meas["logits_base"], one(
+                f"logits z(base, w) of the trained {who}, before the step"))
+            data_vars[f"{prefix}logit_change_base_{name}"] = (("seed", b, k), meas["delta_base"], one(
+                f"Delta z(base) = z(base, w+) - z(base, w) after {step}"))
+            data_vars[f"{prefix}logits_after_base_{name}"] = (("seed", b, k), meas["logits_base"] + meas["delta_base"], one(
+                f"logits z(base, w+) after {step}"))
+            data_vars[f"{prefix}loss_grad_base_{name}"] = (("seed", b, k), meas["grad"], one(
+                f"loss gradient g = dL/dz at the base before the step, {who}"))
+            data_vars[f"{prefix}resolved_base_{name}"] = (("seed", b), meas["resolved"].astype(np.int8), one(
+                f"1 where the step at the base moved its own logits by more than 1e6 float64 epsilons of (|z(base)| + 1), {who} "
+                "(0: left out, LE and kernel NaN)"))
+        data_vars[f"same_class_{name}"] = ((b, p), r["same"].astype(np.int8), one(f"{name}: 1 where the base and the probe have the same label"))
+        data_vars[f"label_{b}"] = (b, np.asarray(r["labels_base"]), one(f"{name}: class label of each base"))
+        data_vars[f"label_{p}"] = (p, np.asarray(r["labels_probe"]), one(f"{name}: class label of each probe"))
+        data_vars[f"input_{b}"] = ((b, *[f"{b}_dim{i}" for i in range(r["x_base"].ndim - 1)]), r["x_base"], one(
+            f"{name}: each base input as the network reads it, {inputs[name]}"))
+        data_vars[f"input_{p}"] = ((p, *[f"{p}_dim{i}" for i in range(r["x_probe"].ndim - 1)]), r["x_probe"], one(
+            f"{name}: each probe input as the network reads it, {inputs[name]}"))
+        if r["pair_tiers"] is not None:  # nets with at least three classes
+            data_vars[f"tier_{name}"] = ((b, p), r["pair_tiers"], one(
+                f"{name}: tier of the (base, probe) pair: 0 same class, 1 similar (the base class's nearest class mean of the training "
+                "inputs), 2 dissimilar (its farthest), 3 other"))
+            data_vars[f"class_mean_distance_{name}"] = ((f"class_{name}", f"class2_{name}"), r["tiers"].distance, one(
+                f"{name}: Euclidean distance between two classes' means of the (flattened) training inputs"))
+        data_vars[f"ntk_similarity_seed0_{name}"] = ((b, p), r["limit"]["ntk"], one(
+            f"{name}, seed 0: the kernelized similarity's lr -> 0 limit g^T Theta(probe, base) g / |g|^2, empirical NTK Theta, "
+            "g = dL/dz(base)"))
+        data_vars[f"kernel_lr_over_10_seed0_{name}"] = ((b, p), r["limit"]["kernel_lr_over_10"], one(
+            f"{name}, seed 0: kernelized similarity -<Delta z(probe), g> / (lr |g|^2) of a step of lr / 10 = {r['lr'] / 10:g}; "
+            "NaN where that step is not resolved"))
+        data_vars[f"test_accuracy_{name}"] = ("seed", np.asarray(r["acc"]), one(
+            f"{name}: accuracy of the trained network on the held-out inputs (bases and probes)"))
+        data_vars[f"linear_test_accuracy_{name}"] = ("seed", np.asarray(r["lacc"]), one(
+            f"{name}'s linear control: accuracy on the held-out inputs (bases and probes)"))
     if neurashed is not None:
-        coords["neurashed_seed"] = np.arange(config.neurashed_seeds)
-        coords["input_type"] = list(nt.FIGURES12_TYPES)
-        coords["neurashed_epoch"] = neurashed["additive"]["epochs"]
+        coords["neurashed_seed"] = ("neurashed_seed", np.arange(config.neurashed_seeds), one(
+            "neurashed ensemble member (seed of its initial factors and epoch orders)"))
+        coords["input_type"] = ("input_type", list(nt.FIGURES12_TYPES), {"long_name": "input type of the Figures 1-2 graph"})
+        coords["neurashed_epoch"] = ("neurashed_epoch", neurashed["additive"]["epochs"], {
+            "long_name": "neurashed: epochs of training done (each input type once per epoch) when the record was taken (0: initial factors)",
+            "units": "epoch"})
         for rules, v in neurashed.items():
-            data_vars[f"neurashed_le_{rules}"] = (("neurashed_seed", "neurashed_epoch", "base_type", "input_type"), v["le"])
-            data_vars[f"neurashed_logits_{rules}"] = (("neurashed_seed", "neurashed_epoch", "input_type", "neurashed_class"), v["logits"])
+            what = f"neurashed ({rules} rules, Figures 1-2 graph)"
+            data_vars[f"neurashed_le_{rules}"] = (("neurashed_seed", "neurashed_epoch", "base_type", "input_type"), v["le"], one(
+                f"{what}: LE of eq. (3.1), ||Delta z(input type)|| / ||Delta z(base type)|| after one extra update at the base type "
+                "(not kept)"))
+            data_vars[f"neurashed_logits_{rules}"] = (("neurashed_seed", "neurashed_epoch", "input_type", "neurashed_class"), v["logits"], one(
+                f"{what}: logits of each input type's first-level pattern"))
             data_vars[f"neurashed_logits_after_{rules}"] = (("neurashed_seed", "neurashed_epoch", "base_type", "input_type", "neurashed_class"),
-                                                            v["logits_after"])
-            data_vars[f"neurashed_diverged_at_{rules}"] = ("neurashed_seed", v["diverged_at"])
+                                                            v["logits_after"], one(
+                f"{what}: logits of each input type after one extra update at the base type (not kept)"))
+            data_vars[f"neurashed_diverged_at_{rules}"] = ("neurashed_seed", v["diverged_at"], {
+                "long_name": f"{what}: first step whose update was non-finite (-1: none; {len(nt.FIGURES12_TYPES)} steps per epoch)", "units": "step"})
     ds = xr.Dataset(data_vars, coords=coords, attrs={
         "le": "||z(x', w+) - z(x', w)|| / ||z(x, w+) - z(x, w)||, w+ = w - lr grad L(x, y), eval mode, step not kept",
         "kernel": "-<Delta z(x'), g> / (lr |g|^2), g = dL/dz(x); kernel_rel divides by its value at x' = x",
