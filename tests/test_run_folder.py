@@ -27,7 +27,7 @@ RACER = textwrap.dedent("""
 
     def go(config, ctx):
         time.sleep(0.3)
-        ds = xr.Dataset({{"who": ("seed", np.array([os.getpid()]))}})
+        ds = xr.Dataset({{"who": ("seed", np.array([os.getpid()]), {{"long_name": "writer's process id", "units": "1"}})}})
         return Result(ds, [claims.check("c", "a claim", 1.0, ">", 0.0, kind="sanity", why="test", threshold_source="t")], {{}},
                       {{"pid": os.getpid()}})
 

@@ -24,7 +24,7 @@ class BatchLoss:
     """
 
     loss: Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]
-    attrs = {"long_name": "loss on the next step's batch (evaluation mode)"}
+    attrs = {"long_name": "loss on the next step's batch (evaluation mode)", "units": "1"}
 
     def __call__(self, snap: Snapshot) -> jax.Array:
         return self.loss(snap.apply(snap.params, snap.batch["x"]), snap.batch)
