@@ -92,12 +92,12 @@ class ResponseObservable:
     @property
     def attrs(self) -> dict[str, dict[str, str]]:
         return {
-            "response": {"long_name": "normalised one-step response Delta f(probe) / (y_s - f(x_s))"},
-            "source": {"long_name": "[f(x_s), y_s]: the source's output and the label of the probe step"},
-            "theta": {"long_name": "empirical NTK Theta_f(x_s, probe) of the output f"},
-            "response_logit": {"long_name": "logit-space response Delta z(probe) / ((y_s - f(x_s)) sigma'(z_s))"},
-            "theta_logit": {"long_name": "empirical NTK Theta_z(x_s, probe) of the logits z"},
-            "probe_f": {"long_name": "output f(probe) before the probe step"},
+            "response": {"long_name": "normalised one-step response Delta f(probe) / (y_s - f(x_s))", "units": "1"},
+            "source": {"long_name": "[f(x_s), y_s]: the source's output and the label of the probe step", "units": "1"},
+            "theta": {"long_name": "empirical NTK Theta_f(x_s, probe) of the output f", "units": "1"},
+            "response_logit": {"long_name": "logit-space response Delta z(probe) / ((y_s - f(x_s)) sigma'(z_s))", "units": "1"},
+            "theta_logit": {"long_name": "empirical NTK Theta_z(x_s, probe) of the logits z", "units": "1"},
+            "probe_f": {"long_name": "output f(probe) before the probe step", "units": "1"},
         }
 
     def __call__(self, snap) -> dict[str, jax.Array]:
@@ -174,6 +174,11 @@ class PointKernels:
     @property
     def dims(self) -> dict[str, tuple[str, ...]]:
         return {"kernel_output": ("point", "point2"), "kernel_logit": ("point", "point2")}
+
+    @property
+    def attrs(self) -> dict[str, dict[str, str]]:
+        return {"kernel_output": {"long_name": "empirical NTK Theta_f(x_i, x_j) of the output f on the training points", "units": "1"},
+                "kernel_logit": {"long_name": "empirical NTK Theta_z(x_i, x_j) of the logits z on the training points", "units": "1"}}
 
     def __call__(self, snap) -> dict[str, jax.Array]:
         x = snap.data[self.points]

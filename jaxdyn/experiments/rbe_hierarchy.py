@@ -191,21 +191,38 @@ def run(config: RBEHierarchyConfig, ctx) -> Result:
         "theories": th_rows,
         "decay_fit": {s: {k: float(np.median(v)) for k, v in d.items()} for s, d in decays.items()},
     }
+    one = {"units": "1"}
     ds = xr.Dataset(
         {
-            "f": (("seed", "time", "point"), f_sim.astype(np.float32)),
-            "point_group": (("seed", "point"), group),
-            "points": (("seed", "point", "bit"), np.asarray(data["points"]).astype(np.int8)),
-            "group_mean": (("seed", "time", "group"), g_sim),
-            **{f"{name}_{space}": (("seed", "time", "group"), theory[space][name]) for space in spaces for name in theory[space]},
-            "theta_output": (("seed", "kernel_time", "point", "point2"), k_out.astype(np.float32)),
-            "theta_logit": (("seed", "kernel_time", "point", "point2"), k_log.astype(np.float32)),
-            "split_per_seed": (("seed", "split_quantity"), per_seed),
+            "f": (("seed", "time", "point"), f_sim.astype(np.float32),
+                  {"long_name": "the network's prediction f(x_i) (sigmoid output) on every training point", **one}),
+            "point_group": (("seed", "point"), group, {"long_name": "group of each training point (0: g0, 1: g1, 2: g2)", **one}),
+            "points": (("seed", "point", "bit"), np.asarray(data["points"]).astype(np.int8), {"long_name": "the training strings (bits 0/1)", **one}),
+            "group_mean": (("seed", "time", "group"), g_sim, {"long_name": "the network's group-mean prediction <f>_g over the group's points", **one}),
+            **{f"{name}_{space}": (("seed", "time", "group"), theory[space][name],
+                                   {"long_name": f"group-mean prediction f of the {name} theory ({THEORY_NOTES[name]}), {space} space, from "
+                                                 "the member's NTK on the training points", **one})
+               for space in spaces for name in theory[space]},
+            "theta_output": (("seed", "kernel_time", "point", "point2"), k_out.astype(np.float32),
+                             {"long_name": "empirical NTK Theta_f(x_i, x_j) of the sigmoid output on the training points", **one}),
+            "theta_logit": (("seed", "kernel_time", "point", "point2"), k_log.astype(np.float32),
+                            {"long_name": "empirical NTK Theta_z(x_i, x_j) of the logits on the training points", **one}),
+            "split_per_seed": (("seed", "split_quantity"), per_seed,
+                               {"long_name": "each seed's splits of its group means smoothed in log time: t1 (g1's minimum, its turn up), "
+                                             "depth1 (g1's excursion there), t2 (g2's maximum after t1, its release), depth2 (g2's excursion "
+                                             "there), g2_rise (g2's rise from t1 to its maximum after t1); t1, t2 NaN where there is no turn, "
+                                             "depth2 and g2_rise 0 without t1",
+                                "units": "epoch for t1 and t2; 1 for depth1, depth2 and g2_rise"}),
             "diverged_at": ("seed", diverged_at),
         },
-        coords={"seed": seed_ids, "time": steps, "kernel_time": kt, "point": np.arange(sum(config.sizes)),
-                "point2": np.arange(sum(config.sizes)), "group": ["g0", "g1", "g2"], "bit": np.arange(rbe.BITS),
-                "split_quantity": ["t1", "depth1", "t2", "depth2", "g2_rise"]},
+        coords={"seed": seed_ids,
+                "time": ("time", steps, {"long_name": "training epoch e of the records (one SGD step on one pair per epoch)", "units": "epoch"}),
+                "kernel_time": ("kernel_time", kt, {"long_name": "training epoch of the NTK measurements", "units": "epoch"}),
+                "point": ("point", np.arange(sum(config.sizes)), {"long_name": "training point index (g0's points, then g1's, then g2's)", **one}),
+                "point2": ("point2", np.arange(sum(config.sizes)), {"long_name": "training point index (the NTK's second argument)", **one}),
+                "group": ("group", ["g0", "g1", "g2"], {"long_name": "group (g0: label 0, anywhere; g1: label 1 and g2: label 0, pairwise within H1; g2 pairwise within H2)"}),
+                "bit": ("bit", np.arange(rbe.BITS), {"long_name": "bit position in the 16-bit strings", **one}),
+                "split_quantity": ("split_quantity", ["t1", "depth1", "t2", "depth2", "g2_rise"], {"long_name": "entry of split_per_seed"})},
         attrs={"lr": config.lr, "loss": config.loss, "init": config.init, "H1": config.radius1, "H2": config.radius2, "smooth": config.smooth,
                "labels": "g0 -> 0, g1 -> 1, g2 -> 0", "time_units": "epochs = SGD steps, one pair each",
                "theories": "; ".join(f"{k}: {v}" for k, v in THEORY_NOTES.items())},

@@ -140,6 +140,17 @@ def kernel_aging(sim: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+KERNEL_AGING = {
+    "tau_output": "exponent tau of (1 + t/t0)^-tau fitted to the mean self-NTK <Theta_f(x_i, x_i)> of the training points over its initial value",
+    "tau_logit": "exponent tau of (1 + t/t0)^-tau fitted to the mean self-NTK <Theta_z(x_i, x_i)> of the logits over its initial value",
+    "tau_sigmoid_factor": "exponent tau of (1 + t/t0)^-tau fitted to the points' mean sigmoid factor (f(1-f))^2 over its initial value",
+    "end_over_start_output": "mean self-NTK <Theta_f(x_i, x_i)> of the training points at the last kernel measurement over its initial value",
+    "end_over_start_logit": "mean self-NTK <Theta_z(x_i, x_i)> of the logits at the last kernel measurement over its initial value",
+    "end_over_start_sigmoid_factor": "the points' mean sigmoid factor (f(1-f))^2 at the last kernel measurement over its initial value",
+}
+"""``{key of :func:`kernel_aging`: long_name}`` of the dataset's ``kernel_<key>`` variables."""
+
+
 def theories(config, sim, spaces, num_groups: int) -> tuple[dict, dict, dict]:
     """Every theory of :data:`THEORIES` in every space, from the kernels recorded in ``sim``."""
     k0 = {"output": sim["kernel_output"][:, 0], "logit": sim["kernel_logit"][:, 0]}
@@ -250,22 +261,34 @@ def run(config: RBEMeanfieldConfig, ctx) -> Result:
     numbers = {"seeds": config.seeds, "init": config.init, "ratios": rows, "theories": THEORY_NOTES,
                "decay_fit": {sp: {k: float(np.median(v)) for k, v in d.items()} for sp, d in decays.items()}}
     sw = lambda a: np.swapaxes(rs(a), 0, 1)  # noqa: E731  (member, ...) -> (seed, ratio, ...)
+    one = {"units": "1"}
     ds = xr.Dataset(
         {
-            "f": (("seed", "ratio", "time", "point"), sw(f_sim).astype(np.float32)),
-            "point_group": (("seed", "ratio", "point"), sw(group)),
-            "points": (("seed", "ratio", "point", "bit"), sw(sim["points"]).astype(np.int8)),
-            "group_mean": (("seed", "ratio", "time", "group"), np.swapaxes(g_sim_r, 0, 1)),
-            **{f"{name}_{space}": (("seed", "ratio", "time", "group"), sw(theory[space][name]))
+            "f": (("seed", "ratio", "time", "point"), sw(f_sim).astype(np.float32),
+                  {"long_name": "the network's prediction f(x_i) (sigmoid output) on every training point", **one}),
+            "point_group": (("seed", "ratio", "point"), sw(group), {"long_name": "group of each training point (0: g0, label 0; 1: g1, label 1)", **one}),
+            "points": (("seed", "ratio", "point", "bit"), sw(sim["points"]).astype(np.int8), {"long_name": "the training strings (bits 0/1)", **one}),
+            "group_mean": (("seed", "ratio", "time", "group"), np.swapaxes(g_sim_r, 0, 1),
+                           {"long_name": "the network's group-mean prediction <f>_g over the group's points", **one}),
+            **{f"{name}_{space}": (("seed", "ratio", "time", "group"), sw(theory[space][name]),
+                                   {"long_name": f"group-mean prediction f of the {name} theory ({THEORY_NOTES[name]}), {space} space, from "
+                                                 "the member's NTK on the training points", **one})
                for space in config.spaces for name in theory[space]},
-            "theta_output": (("seed", "ratio", "kernel_time", "point", "point2"), sw(sim["kernel_output"]).astype(np.float32)),
-            "theta_logit": (("seed", "ratio", "kernel_time", "point", "point2"), sw(sim["kernel_logit"]).astype(np.float32)),
-            **{f"kernel_{k}": (("seed", "ratio"), np.swapaxes(v, 0, 1)) for k, v in aging.items()},
-            "diverged": (("seed", "ratio"), np.swapaxes(diverged, 0, 1).astype(np.int8)),
+            "theta_output": (("seed", "ratio", "kernel_time", "point", "point2"), sw(sim["kernel_output"]).astype(np.float32),
+                             {"long_name": "empirical NTK Theta_f(x_i, x_j) of the sigmoid output on the training points", **one}),
+            "theta_logit": (("seed", "ratio", "kernel_time", "point", "point2"), sw(sim["kernel_logit"]).astype(np.float32),
+                            {"long_name": "empirical NTK Theta_z(x_i, x_j) of the logits on the training points", **one}),
+            **{f"kernel_{k}": (("seed", "ratio"), np.swapaxes(v, 0, 1), {"long_name": KERNEL_AGING[k], **one}) for k, v in aging.items()},
+            "diverged": (("seed", "ratio"), np.swapaxes(diverged, 0, 1).astype(np.int8),
+                         {"long_name": "1 where the member's training diverged (a non-finite update), else 0", **one}),
         },
-        coords={"seed": np.arange(config.seeds), "ratio": list(config.ratios), "time": steps, "kernel_time": sim["kernel_steps"],
-                "point": np.arange(config.num_points), "point2": np.arange(config.num_points), "group": ["g0", "g1"],
-                "bit": np.arange(rbe.BITS)},
+        coords={"seed": np.arange(config.seeds), "ratio": ("ratio", list(config.ratios), {"long_name": "density ratio rho0/rho1 of g0 to g1", **one}),
+                "time": ("time", steps, {"long_name": "training epoch e of the records (one SGD step on one pair per epoch)", "units": "epoch"}),
+                "kernel_time": ("kernel_time", sim["kernel_steps"], {"long_name": "training epoch of the NTK measurements", "units": "epoch"}),
+                "point": ("point", np.arange(config.num_points), {"long_name": "training point index (g0's points first)", **one}),
+                "point2": ("point2", np.arange(config.num_points), {"long_name": "training point index (the NTK's second argument)", **one}),
+                "group": ("group", ["g0", "g1"], {"long_name": "group (g0: label 0, g1: label 1)"}),
+                "bit": ("bit", np.arange(rbe.BITS), {"long_name": "bit position in the 16-bit strings", **one})},
         attrs={"lr": config.lr, "loss": config.loss, "init": config.init, "smooth": config.smooth,
                "theories": "; ".join(f"{k}: {v}" for k, v in THEORY_NOTES.items()) + "; each in output and logit space",
                "time_units": "epochs = SGD steps, one pair each"},

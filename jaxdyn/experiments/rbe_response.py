@@ -156,47 +156,70 @@ def _dataset(config, sim, early, analysis) -> xr.Dataset:
     enc = [a["encoding"] for a in analysis]
     four = ("seed", "encoding", "time", "probe")
     three = ("seed", "encoding", "time")
+    one = {"units": "1"}
+    text = {
+        "response": "Delta f(probe) / (y_o - f(x_o)) after one SGD step at x_o with y_o ~ p(y) (not applied to training)",
+        "response_logit": "Delta z(probe) / ((y_o - f(x_o)) sigma'(z_o)) of the same step, z the logit",
+        "theta": "empirical NTK Theta_f(x_o, probe) of the sigmoid output at the same weights",
+        "theta_logit": "empirical NTK Theta_z(x_o, probe) of the logits",
+        "probe_f": "output f(probe) = sigmoid(z) at the same weights, before the probe step",
+        "f_source": "output f(x_o) before the probe step",
+    }
     variables = {
-        "response": (four, sim["response"].astype(np.float32)),
-        "theta": (four, sim["theta"].astype(np.float32)),
-        "response_logit": (four, sim["response_logit"].astype(np.float32)),
-        "theta_logit": (four, sim["theta_logit"].astype(np.float32)),
-        "probe_f": (four, sim["probe_f"].astype(np.float32)),
-        "f_source": (three, sim["f_source"]),
-        "y_source": (three, sim["y_source"]),
-        "dl_df": (three, sim["dl_df"]),
+        "response": (four, sim["response"].astype(np.float32), {"long_name": "normalised response " + text["response"], **one}),
+        "theta": (four, sim["theta"].astype(np.float32), {"long_name": text["theta"], **one}),
+        "response_logit": (four, sim["response_logit"].astype(np.float32), {"long_name": "logit-space response " + text["response_logit"], **one}),
+        "theta_logit": (four, sim["theta_logit"].astype(np.float32), {"long_name": text["theta_logit"], **one}),
+        "probe_f": (four, sim["probe_f"].astype(np.float32), {"long_name": text["probe_f"], **one}),
+        "f_source": (three, sim["f_source"], {"long_name": text["f_source"], **one}),
+        "y_source": (three, sim["y_source"], {"long_name": "label y_o ~ p(y) (0 or 1) of the probe step", **one}),
+        "dl_df": (three, sim["dl_df"], {"long_name": "loss derivative dL/df at (f(x_o), y_o) of the probe step", **one}),
         "diverged_at": (("seed", "encoding"), sim["diverged_at"]),
         "nonfinite_at": (("seed", "encoding"), sim["nonfinite_at"]),
         "excluded_reason": (("seed", "encoding"), resp.member_exclusions(sim, engine_flags=False)[1]),
-        "x_o": (("seed", "bit"), sim["x_o"].astype(np.int8)),
-        "probe_bits": (("seed", "probe", "bit"), sim["probes"].astype(np.int8)),
-        "p1": ("encoding", np.asarray([a["p1"] for a in analysis])),
-        "tau": ("encoding", np.asarray([a["power_law"]["tau"] for a in analysis])),
-        "tau_low": ("encoding", np.asarray([a["power_law"]["tau_ci"][0] for a in analysis])),
-        "tau_high": ("encoding", np.asarray([a["power_law"]["tau_ci"][1] for a in analysis])),
-        "tau_logit": ("encoding", np.asarray([a["saturation"]["tau_logit"] for a in analysis])),
-        "tau_sigmoid_factor": ("encoding", np.asarray([a["saturation"]["tau_sigmoid_factor"] for a in analysis])),
+        "x_o": (("seed", "bit"), sim["x_o"].astype(np.int8), {"long_name": "the training string x_o (bits 0/1), shared by every encoding", **one}),
+        "probe_bits": (("seed", "probe", "bit"), sim["probes"].astype(np.int8),
+                       {"long_name": "probe strings (bits 0/1), each at Hamming distance `hamming` from x_o", **one}),
+        "p1": ("encoding", np.asarray([a["p1"] for a in analysis]), {"long_name": "label probability p(y=1) of the encoding", **one}),
+        "tau": ("encoding", np.asarray([a["power_law"]["tau"] for a in analysis]),
+                {"long_name": "aging exponent tau of the seed-mean response size S(e) = R(h=0) ~ A e^-tau over epochs fit_start..end "
+                              "(output space, included members)", **one}),
+        "tau_low": ("encoding", np.asarray([a["power_law"]["tau_ci"][0] for a in analysis]),
+                    {"long_name": "lower end of the 95% seed-bootstrap interval of tau", **one}),
+        "tau_high": ("encoding", np.asarray([a["power_law"]["tau_ci"][1] for a in analysis]),
+                     {"long_name": "upper end of the 95% seed-bootstrap interval of tau", **one}),
+        "tau_logit": ("encoding", np.asarray([a["saturation"]["tau_logit"] for a in analysis]),
+                      {"long_name": "aging exponent tau_z of the seed-mean logit-space response size S_z(e) = R_z(h=0) over epochs "
+                                    "fit_start..end (included members)", **one}),
+        "tau_sigmoid_factor": ("encoding", np.asarray([a["saturation"]["tau_sigmoid_factor"] for a in analysis]),
+                               {"long_name": "power-law exponent of the seed-mean sigmoid factor (f(x_o)(1 - f(x_o)))^2 = sigma'(z_o)^2 over "
+                                             "epochs fit_start..end (included members)", **one}),
     }
-    coords = {"seed": np.arange(sim["response"].shape[0]), "encoding": enc, "time": sim["steps"],
-              "probe": np.arange(sim["response"].shape[-1]), "hamming": ("probe", sim["probe_h"])}
+    coords = {"seed": np.arange(sim["response"].shape[0]),
+              "encoding": ("encoding", enc, {"long_name": "encoding p(y) of the label of x_o"}),
+              "time": ("time", sim["steps"], {"long_name": "training epoch e of the records (one SGD step on x_o per epoch)", "units": "epoch"}),
+              "probe": ("probe", np.arange(sim["response"].shape[-1]),
+                        {"long_name": "probe index (probes_per_distance probes at each Hamming distance from x_o)", **one}),
+              "hamming": ("probe", sim["probe_h"], {"long_name": "Hamming distance h of the probe from x_o", "units": "bit"})}
     if early is not None:
         e4, e3 = ("seed", "encoding", "early_time", "probe"), ("seed", "encoding", "early_time")
+        again = ", the second run recorded every epoch"
         variables.update({
-            "response_early": (e4, early["response"].astype(np.float32)),
-            "response_logit_early": (e4, early["response_logit"].astype(np.float32)),
-            "theta_logit_early": (e4, early["theta_logit"].astype(np.float32)),
-            "f_source_early": (e3, early["f_source"]),
+            "response_early": (e4, early["response"].astype(np.float32), {"long_name": "normalised response " + text["response"] + again, **one}),
+            "response_logit_early": (e4, early["response_logit"].astype(np.float32),
+                                     {"long_name": "logit-space response " + text["response_logit"] + again, **one}),
+            "theta_logit_early": (e4, early["theta_logit"].astype(np.float32), {"long_name": text["theta_logit"] + again, **one}),
+            "f_source_early": (e3, early["f_source"], {"long_name": text["f_source"] + again, **one}),
         })
-        coords["early_time"] = early["steps"]
+        coords["early_time"] = ("early_time", early["steps"],
+                                {"long_name": "training epoch of the second run's records (the same members, identical trajectories, "
+                                              "recorded every epoch up to record_every)", "units": "epoch"})
     return xr.Dataset(
         variables, coords=coords,
         attrs={"lr": config.lr, "loss": config.loss, "init": config.init, "record_every": config.record_every,
                "fit_start": config.fit_start, "kernel_size": 3, "padding": "VALID",
                "architecture": "conv kernel size 3 and VALID padding are the project's choices (the paper gives neither)",
-               "response": "Delta f(probe) / (y_o - f(x_o)) after one SGD step at x_o with y_o ~ p(y) (not applied to training)",
-               "response_logit": "Delta z(probe) / ((y_o - f(x_o)) sigma'(z_o)) of the same step, z the logit",
-               "theta": "empirical NTK Theta_f(x_o, probe) of the sigmoid output at the same weights",
-               "theta_logit": "empirical NTK Theta_z(x_o, probe) of the logits",
+               **{k: text[k] for k in ("response", "response_logit", "theta", "theta_logit")},
                "time_units": "epochs = SGD steps, one training point each",
                "early_time": "a second run of the same members recorded every epoch up to record_every"},
     )

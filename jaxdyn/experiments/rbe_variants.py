@@ -372,12 +372,34 @@ def _width_sweep(config, widths: list) -> tuple[list, list]:
     return rows, found
 
 
+_PROFILE = ", averaged over the probes at each Hamming distance h from x_o"
+_RECORDS = {
+    "response": "normalised one-step response Delta f(probe) / (y_o - f(x_o)) after one SGD step at x_o with y_o ~ p(y) (not applied "
+                "to training)" + _PROFILE,
+    "theta": "empirical NTK Theta_f(x_o, probe) of the sigmoid output at the same weights" + _PROFILE,
+    "response_logit": "logit-space response Delta z(probe) / ((y_o - f(x_o)) sigma'(z_o)) of the same step" + _PROFILE,
+    "theta_logit": "empirical NTK Theta_z(x_o, probe) of the logits" + _PROFILE,
+    "probe_f": "output f(probe) before the probe step" + _PROFILE,
+    "f_source": "output f(x_o) before the probe step",
+    "y_source": "label y_o ~ p(y) (0 or 1) of the probe step",
+    "dl_df": "loss derivative dL/df at (f(x_o), y_o) of the probe step",
+}
+"""``long_name`` of every record stored per condition (and, prefixed ``width_``, per width)."""
+
+
+def _described(key: str, suffix: str = "") -> dict[str, str]:
+    return {"long_name": _RECORDS[key] + suffix, "units": "1"}
+
+
 def _dataset(config, conds, widths) -> xr.Dataset:
     four = ("seed", "condition", "time", "hamming")
     three = ("seed", "condition", "time")
     stack = lambda key: np.concatenate([c["sim"][key] for c in conds], axis=1)  # noqa: E731
+    one = {"units": "1"}
+    time_attrs = {"long_name": "training epoch e of the records (one SGD step on x_o per epoch)", "units": "epoch"}
     variables: dict[str, Any] = {}
-    coords: dict[str, Any] = {"hamming": np.arange(17), "bit": np.arange(16)}
+    coords: dict[str, Any] = {"hamming": ("hamming", np.arange(17), {"long_name": "Hamming distance h from x_o", "units": "bit"}),
+                              "bit": ("bit", np.arange(16), {"long_name": "bit position in the 16-bit strings", **one})}
     if conds:
         names, inits, encs, p1s = [], [], [], []
         for c in conds:
@@ -387,43 +409,75 @@ def _dataset(config, conds, widths) -> xr.Dataset:
                 encs.append(a["encoding"])
                 p1s.append(a["p1"])
         variables.update({
-            "response": (four, stack("response")), "theta": (four, stack("theta")),
-            "response_logit": (four, stack("response_logit")), "theta_logit": (four, stack("theta_logit")),
-            "probe_f": (four, stack("probe_f")),
-            "f_source": (three, stack("f_source")), "y_source": (three, stack("y_source")), "dl_df": (three, stack("dl_df")),
+            "response": (four, stack("response"), _described("response")), "theta": (four, stack("theta"), _described("theta")),
+            "response_logit": (four, stack("response_logit"), _described("response_logit")),
+            "theta_logit": (four, stack("theta_logit"), _described("theta_logit")),
+            "probe_f": (four, stack("probe_f"), _described("probe_f")),
+            "f_source": (three, stack("f_source"), _described("f_source")), "y_source": (three, stack("y_source"), _described("y_source")),
+            "dl_df": (three, stack("dl_df"), _described("dl_df")),
             "diverged_at": (("seed", "condition"), stack("diverged_at")),
             "nonfinite_at": (("seed", "condition"), stack("nonfinite_at")),
-            "x_o": (("seed", "bit"), conds[0]["x_o"].astype(np.int8)),
-            "probe_bits": (("seed", "probe", "bit"), conds[0]["probes"].astype(np.int8)),
-            "probe_hamming": (("probe",), np.repeat(np.arange(17), config.probes_per_distance)),
-            "p1": ("condition", np.asarray(p1s)),
-            "tau": ("condition", [a["power_law"]["tau"] for c in conds for a in c["analysis"]]),
-            "tau_low": ("condition", [a["power_law"]["tau_ci"][0] for c in conds for a in c["analysis"]]),
-            "tau_high": ("condition", [a["power_law"]["tau_ci"][1] for c in conds for a in c["analysis"]]),
-            "tau_logit": ("condition", [a["saturation"]["tau_logit"] for c in conds for a in c["analysis"]]),
-            "tau_sigmoid_factor": ("condition", [a["saturation"]["tau_sigmoid_factor"] for c in conds for a in c["analysis"]]),
+            "x_o": (("seed", "bit"), conds[0]["x_o"].astype(np.int8),
+                    {"long_name": "the training string x_o (bits 0/1), the same in every condition", **one}),
+            "probe_bits": (("seed", "probe", "bit"), conds[0]["probes"].astype(np.int8),
+                           {"long_name": "probe strings (bits 0/1) around x_o, the same in every condition", **one}),
+            "probe_hamming": (("probe",), np.repeat(np.arange(17), config.probes_per_distance),
+                              {"long_name": "Hamming distance h of each probe string from x_o", "units": "bit"}),
+            "p1": ("condition", np.asarray(p1s), {"long_name": "label probability p(y=1) of the condition's encoding", **one}),
+            "tau": ("condition", [a["power_law"]["tau"] for c in conds for a in c["analysis"]],
+                    {"long_name": "aging exponent tau of the seed-mean response size S(e) = R(h=0) ~ A e^-tau over epochs fit_start..end "
+                                  "(output space, included members)", **one}),
+            "tau_low": ("condition", [a["power_law"]["tau_ci"][0] for c in conds for a in c["analysis"]],
+                        {"long_name": "lower end of the 95% seed-bootstrap interval of tau", **one}),
+            "tau_high": ("condition", [a["power_law"]["tau_ci"][1] for c in conds for a in c["analysis"]],
+                         {"long_name": "upper end of the 95% seed-bootstrap interval of tau", **one}),
+            "tau_logit": ("condition", [a["saturation"]["tau_logit"] for c in conds for a in c["analysis"]],
+                          {"long_name": "aging exponent tau_z of the seed-mean logit-space response size S_z(e) = R_z(h=0) over epochs "
+                                        "fit_start..end (included members)", **one}),
+            "tau_sigmoid_factor": ("condition", [a["saturation"]["tau_sigmoid_factor"] for c in conds for a in c["analysis"]],
+                                   {"long_name": "power-law exponent of the seed-mean sigmoid factor (f(x_o)(1 - f(x_o)))^2 = sigma'(z_o)^2 "
+                                                 "over epochs fit_start..end (included members)", **one}),
         })
-        coords.update({"seed": np.arange(config.seeds), "condition": np.arange(len(names)), "variant": ("condition", names),
-                       "init": ("condition", inits), "encoding": ("condition", encs), "time": conds[0]["sim"]["steps"]})
+        coords.update({"seed": np.arange(config.seeds),
+                       "condition": ("condition", np.arange(len(names)), {"long_name": "condition index (one variant, initialisation and encoding each)", **one}),
+                       "variant": ("condition", names, {"long_name": "architecture: the standard net (N = 3 conv layers, M = 8 filters, ELU) or its one named change"}),
+                       "init": ("condition", inits, {"long_name": "weight initialisation of the condition's net"}),
+                       "encoding": ("condition", encs, {"long_name": "encoding p(y) of the label of x_o"}),
+                       "time": ("time", conds[0]["sim"]["steps"], time_attrs)})
         if all("early" in c for c in conds):
             e4, e3 = ("seed", "condition", "early_time", "hamming"), ("seed", "condition", "early_time")
             early = lambda key: np.concatenate([c["early"][key] for c in conds], axis=1)  # noqa: E731
-            variables.update({"response_early": (e4, early("response")), "response_logit_early": (e4, early("response_logit")),
-                              "theta_logit_early": (e4, early("theta_logit")), "f_source_early": (e3, early("f_source"))})
-            coords["early_time"] = conds[0]["early"]["steps"]
+            again = ", the second run recorded every epoch"
+            variables.update({"response_early": (e4, early("response"), _described("response", again)),
+                              "response_logit_early": (e4, early("response_logit"), _described("response_logit", again)),
+                              "theta_logit_early": (e4, early("theta_logit"), _described("theta_logit", again)),
+                              "f_source_early": (e3, early("f_source"), _described("f_source", again))})
+            coords["early_time"] = ("early_time", conds[0]["early"]["steps"],
+                                    {"long_name": "training epoch of the second run's records (the same members, identical trajectories, "
+                                                  "recorded every epoch up to record_every)", "units": "epoch"})
     if widths:
         w4, w3 = ("width_seed", "width", "lr_scheme", "time", "hamming"), ("width_seed", "width", "lr_scheme", "time")
         wstack = lambda key: np.stack([w["sim"][key] for w in widths], axis=1)  # noqa: E731
+        sweep = ", width sweep (unbiased encoding)"
         variables.update({
-            "width_response": (w4, wstack("response")), "width_theta": (w4, wstack("theta")),
-            "width_response_logit": (w4, wstack("response_logit")), "width_theta_logit": (w4, wstack("theta_logit")),
-            "width_probe_f": (w4, wstack("probe_f")), "width_f_source": (w3, wstack("f_source")),
-            "width_y_source": (w3, wstack("y_source")), "width_dl_df": (w3, wstack("dl_df")),
-            "width_diverged_at": (("width_seed", "width", "lr_scheme"), wstack("diverged_at")),
-            "width_lr": (("width", "lr_scheme"), np.asarray([[w["lr"][k] for k in config.width_lr] for w in widths])),
+            "width_response": (w4, wstack("response"), _described("response", sweep)),
+            "width_theta": (w4, wstack("theta"), _described("theta", sweep)),
+            "width_response_logit": (w4, wstack("response_logit"), _described("response_logit", sweep)),
+            "width_theta_logit": (w4, wstack("theta_logit"), _described("theta_logit", sweep)),
+            "width_probe_f": (w4, wstack("probe_f"), _described("probe_f", sweep)),
+            "width_f_source": (w3, wstack("f_source"), _described("f_source", sweep)),
+            "width_y_source": (w3, wstack("y_source"), _described("y_source", sweep)),
+            "width_dl_df": (w3, wstack("dl_df"), _described("dl_df", sweep)),
+            "width_diverged_at": (("width_seed", "width", "lr_scheme"), wstack("diverged_at"),
+                                  {"long_name": "first step whose update was non-finite (-1: none)" + sweep, "units": "step"}),
+            "width_lr": (("width", "lr_scheme"), np.asarray([[w["lr"][k] for k in config.width_lr] for w in widths]),
+                         {"long_name": "learning rate of each width and scheme (Theta_M of the ntk scheme: the seed-median initial "
+                                       "self-NTK Theta_f(x_o, x_o) at width M)", **one}),
         })
-        coords.update({"width_seed": np.arange(config.width_seeds), "width": [w["features"] for w in widths],
-                       "lr_scheme": list(config.width_lr), "time": widths[0]["sim"]["steps"]})
+        coords.update({"width_seed": ("width_seed", np.arange(config.width_seeds), {"long_name": "ensemble member of the width sweep", **one}),
+                       "width": ("width", [w["features"] for w in widths], {"long_name": "filters per conv layer M of the width sweep", **one}),
+                       "lr_scheme": ("lr_scheme", list(config.width_lr), {"long_name": "learning-rate scheme of the width sweep: fixed (lr), inverse (lr * 8 / M), ntk (lr * Theta_8 / Theta_M)"}),
+                       "time": ("time", widths[0]["sim"]["steps"], time_attrs)})
     return xr.Dataset(
         variables, coords=coords,
         attrs={"lr": config.lr, "loss": config.loss, "init": config.init, "fit_start": config.fit_start, "kernel_size": 3, "padding": "VALID",
