@@ -448,7 +448,7 @@ def execute(experiment, config, ctx=None):
             raise TypeError(f"{experiment.name}: figure {stem!r} must be jaxdyn.experiments.Figure(figure, caption)")
     describe_conventional(result.dataset)
     missing = undescribed(result.dataset)
-    if missing and os.environ.get("JAXDYN_REQUIRE_DESCRIBED"):  # the requirement lands once every experiment meets it
+    if missing:
         raise TypeError(f"{experiment.name}: every results variable needs attrs long_name (and units where numeric; '1' when "
                         f"dimensionless): {len(missing)} missing, first {', '.join(missing[:5])}")
     result.dataset.attrs["experiment"] = experiment.name

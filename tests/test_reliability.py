@@ -192,3 +192,28 @@ def test_a_log_axis_with_nothing_positive_is_still_written(tmp_path):
     assert good.get_xscale() == good.get_yscale() == "log" and not good.texts
     assert any("no positive x value" in t.get_text() for t in bad.texts)
     plt.close(fig)
+
+
+def test_results_that_do_not_describe_their_variables_are_refused():
+    from jaxdyn import claims
+    from jaxdyn.experiments.base import Config, Experiment, Result
+    from jaxdyn.store import execute, undescribed
+
+    class C(Config):
+        pass
+
+    def make(attrs):
+        def go(config, ctx):
+            ds = xr.Dataset({"value": ("seed", np.arange(3.0), attrs), "diverged_at": ("seed", np.full(3, -1)),
+                             "label": ("seed", np.array(["a", "b", "c"]), {"long_name": "a text label"})},
+                            coords={"seed": np.arange(3)})
+            return Result(ds, [claims.check("c", "a claim", 1.0, ">", 0.0, kind="sanity", why="test", threshold_source="t")], {}, {})
+        return Experiment(name="described", work="test", description="attrs", config=C, run=go)
+
+    with pytest.raises(TypeError, match="value: long_name"):
+        execute(make({}), C())
+    with pytest.raises(TypeError, match="value: units"):
+        execute(make({"long_name": "a number"}), C())
+    # Text needs no units; the run layer's conventional names (seed, diverged_at) get theirs.
+    ds = execute(make({"long_name": "a number", "units": "1"}), C()).dataset
+    assert undescribed(ds) == [] and ds["diverged_at"].attrs["units"] == "step" and "seed" in ds["seed"].attrs["long_name"]
