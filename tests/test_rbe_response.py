@@ -178,3 +178,25 @@ def test_saturated_members_are_left_out_and_counted(run):
     skipped = skipped_members(ds)
     assert skipped["skipped"] == int(left_out.any(1).sum()) > 0
     assert any("saturated" in r["reason"] for r in skipped["reasons"])
+
+
+def test_kernels_beside_the_infinite_width_ntks(run):
+    ds, cfg = run.dataset, R.RBEResponseConfig.quick()
+    for name in ("network", "linear"):
+        theta = ds[f"theta_infinite_{name}"]
+        assert theta.dims == ("seed", "probe") and np.isfinite(theta.values).all() and (theta.values > 0).all()
+    # The linear network's kernel falls with Hamming distance on average (shared ones are lost).
+    k = resp.profile(ds["theta_infinite_linear"].values, ds["hamming"].values)
+    k = k / k[:, :1]
+    assert (np.nanmean(k, 0)[-1] < np.nanmean(k, 0)[1] < 1.0)
+    for enc in ("unbiased", "biased-p0-p1-0-25", "deterministic-y-0"):
+        c = claim(run, f"{enc}-kernel-like-infinite-linear")
+        assert c.kind == "paper" and "infinite linear network" in c.source.quote and len(c.per_seed) == cfg.seeds
+        assert c.held == (c.fraction_held >= c.required_fraction)
+    c = claim(run, "ntk-init-closer-to-infinite-network")
+    assert c.kind == "extension" and len(c.per_seed) == cfg.seeds
+    # The similarity: 1 for the same shape, 0 for the kernel's own mean, negative when worse.
+    kern = np.array([1.0, 0.8, 0.5, 0.1])
+    assert resp.kernel_similarity(kern, kern) == 1.0
+    assert abs(resp.kernel_similarity(kern, np.full(4, kern.mean()))) < 1e-12
+    assert resp.kernel_similarity(kern, kern[::-1]) < 0

@@ -296,6 +296,51 @@ def member_exclusions(sim: dict[str, np.ndarray], *, engine_flags: bool = True) 
     return included, reason.astype(str)
 
 
+def infinite_width_profiles(model, x_o: np.ndarray, probes: np.ndarray, probe_h: np.ndarray, *, order: int) -> dict[str, np.ndarray]:
+    """The infinite-width NTKs of an RBE net's logits from each member's x_o to its probes, as
+    kernels over Hamming distance beside the measured ones.
+
+    Two infinite-width networks of the same convolutional architecture and initialisation
+    (``jaxdyn.theory.kernels.from_model``): the net itself (its activation) and the "infinite
+    linear network" (the same layers without activations).
+
+    Args:
+        model: the RBE net (:class:`~jaxdyn.models.RBEConvNet`).
+        x_o: (seed, bit) each member's training point; probes: (seed, probe, bit).
+        probe_h: (probe,) Hamming distance of each probe from x_o.
+        order: Gauss-Hermite order of a non-closed-form activation (ELU).
+
+    Returns:
+        ``theta_network``, ``theta_linear`` (seed, probe) NTKs Theta_inf(x_o, probe) and
+        ``kernel_network``, ``kernel_linear`` (seed, h) their normalised kernels
+        K(h) = Theta(x_o, x_h) / Theta(x_o, x_o) averaged over the probes at each distance.
+    """
+    from jaxdyn.theory import kernels as K
+
+    logits = model.clone(return_logits=True, dropout_rate=0.0)
+    network = K.from_model(logits, order=order, input_shape=np.shape(x_o)[1:])
+    linear = K.serial(*[layer for layer in network.layers if isinstance(layer, (K.Conv, K.Dense, K.Flatten))])
+    out = {}
+    for name, kern in (("network", network), ("linear", linear)):
+        theta = np.stack([np.asarray(kern.kernel_fn(np.asarray(x_o[s:s + 1], np.float32), np.asarray(probes[s], np.float32),
+                                                    get="ntk").ntk[0], np.float64) for s in range(len(x_o))])
+        prof = profile(theta, probe_h)
+        out[f"theta_{name}"] = theta
+        out[f"kernel_{name}"] = prof / prof[:, :1]
+    return out
+
+
+def kernel_similarity(measured: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(...,) 1 - sum_h (K - K_ref)^2 / sum_h (K - mean_h K)^2: the share of the measured kernel's
+    variation over Hamming distance that ``reference`` reproduces as it is (no fit; 1 for the same
+    shape, below 0 when it does worse than a flat kernel). Both (..., h), normalised at h = 0."""
+    measured, reference = np.asarray(measured, np.float64), np.asarray(reference, np.float64)
+    resid = np.nansum((measured - reference) ** 2, axis=-1)
+    spread = np.nansum((measured - np.nanmean(measured, axis=-1, keepdims=True)) ** 2, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 - resid / spread
+
+
 def _reason_kind(reason: str) -> str:
     """A member's exclusion reason without its steps and values ("diverged; output saturated")."""
     return "; ".join(part.split(" at ")[0].split(" from ")[0] for part in reason.split("; "))

@@ -997,7 +997,8 @@ def linear_chain_kernels(x1: Array, x2: Array | None = None, *, widths: Sequence
 # ---------------------------------------------------------------------------------------------
 # jaxdyn models -> kernel descriptions
 # ---------------------------------------------------------------------------------------------
-def from_model(model, *, output: str = "logits", train: bool = False, order: int = DEFAULT_ORDER) -> Serial:
+def from_model(model, *, output: str = "logits", train: bool = False, order: int = DEFAULT_ORDER,
+               input_shape: Sequence[int] | None = None) -> Serial:
     """The kernel description of a jaxdyn model with its actual initialisation.
 
     * :class:`~jaxdyn.models.DeepLinear`: Dense layers without bias in standard parametrisation,
@@ -1007,7 +1008,9 @@ def from_model(model, *, output: str = "logits", train: bool = False, order: int
       :func:`linear_chain_kernels`). ``'given'`` matrices are not random: no limit to take.
     * :class:`~jaxdyn.models.RBEConvNet` / ``RBEConvNet2D``: ``num_layers`` x (Conv(features,
       kernel_size, padding) + ELU/ReLU), Flatten, Dense(1), every Dense/Conv in standard
-      parametrisation with ``W_std = 1, b_std = 0`` (flax's lecun_normal kernels, zero biases).
+      parametrisation with ``b_std = 0`` and ``W_std = 1`` for ``init_scheme='flax'`` (LeCun
+      normal kernels) or ``W_std = sqrt(2 fan_in / (fan_in + fan_out))`` for ``'keras'``
+      (Glorot uniform: the same variance; the kernels depend on nothing else).
     * :class:`~jaxdyn.models.DenseSampleVGG` (evaluation mode): ``num_conv`` x (SAME Conv +
       ReLU), AdaptiveAvgPool(pool_size), Flatten, (Dense + ReLU) per hidden width, Dense
       (num_classes), the same initialisation (the flatten order does not change the kernels).
@@ -1022,6 +1025,9 @@ def from_model(model, *, output: str = "logits", train: bool = False, order: int
         train: True describes the training-mode network: dropout at train time has no
             closed-form kernel here and raises.
         order: quadrature order for ELU (and the sigmoid).
+        input_shape: the per-example input shape, e.g. ``(16,)``: needed for an RBE net with
+            Keras' initialisation, whose readout variance depends on its fan-in (positions x
+            filters); the input channels (last axis, when given) set the first layer's fan-in.
 
     Returns:
         :class:`Serial`.
@@ -1049,11 +1055,30 @@ def from_model(model, *, output: str = "logits", train: bool = False, order: int
             raise ValueError(f"train=True with dropout_rate={model.dropout_rate}: dropout at train time has no "
                              "closed-form infinite-width kernel; use train=False (evaluation mode)")
         act = Elu(order=order) if model.activation == "elu" else Relu()
+        receptive = model.kernel_size ** model.spatial_dims
+        # W_std^2 = fan_in Var(W): 1 for flax's LeCun normal; for Keras' Glorot uniform Var(W) =
+        # 2 / (fan_in + fan_out) (the kernel depends on the weights' variance only, so the
+        # uniform law has the Gaussian's kernel), with flax's fans: receptive field x channels.
+        keras = model.init_scheme == "keras"
+        glorot = lambda fan_in, fan_out: math.sqrt(2.0 * fan_in / (fan_in + fan_out))  # noqa: E731
         layers = []
-        for _ in range(model.num_layers):
+        in_channels = 1
+        if input_shape is not None and len(tuple(input_shape)) == model.spatial_dims + 1:
+            in_channels = int(tuple(input_shape)[-1])
+        for i in range(model.num_layers):
+            c_in = in_channels if i == 0 else model.features
+            w_std = glorot(receptive * c_in, receptive * model.features) if keras else 1.0
             layers += [Conv(model.features, (model.kernel_size,) * model.spatial_dims, model.padding,
-                            W_std=1.0, b_std=0.0, parametrization="standard"), act]
-        layers += [Flatten(), Dense(1, W_std=1.0, b_std=0.0, parametrization="standard")]
+                            W_std=w_std, b_std=0.0, parametrization="standard"), act]
+        readout = 1.0
+        if keras:
+            if input_shape is None:
+                raise ValueError("input_shape: Keras' Glorot initialisation of the readout depends on its fan-in "
+                                 "(positions x filters); give the input's per-example shape, e.g. (16,)")
+            positions = int(np.prod([n - model.num_layers * (model.kernel_size - 1) if model.padding == "VALID" else n
+                                     for n in tuple(input_shape)[:model.spatial_dims]]))
+            readout = glorot(positions * model.features, 1)
+        layers += [Flatten(), Dense(1, W_std=readout, b_std=0.0, parametrization="standard")]
         if output == "model" and not model.return_logits:
             layers.append(Elementwise(jax.nn.sigmoid, order=order))
         return serial(*layers)
