@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from jaxdyn.analysis import elasticity as el
 from jaxdyn.experiments import ConfigError
 from jaxdyn.experiments import local_elasticity as le
 from jaxdyn.experiments.local_elasticity import EXPERIMENT, LocalElasticityConfig
@@ -30,8 +31,9 @@ def test_trained_nets_and_le_separation(quick):
         assert nets[name]["kernel_vs_ntk_median_rel_error_lr_over_100"] < 1e-3
         assert nets[name]["diverged_members"] == 0
         assert 0.0 <= nets[name]["le_auc"] <= 1.0
-    # rbe: elastic, linear control, beats linear, kernel -> NTK; vgg (3 classes) adds two tier claims; neurashed 3 x 2 rule sets.
-    assert len(result.claims) == 4 + 6 + 6
+    # rbe: elastic, linear control, beats linear, kernel -> NTK, beyond the infinite-width kernel; vgg (3 classes) adds two
+    # tier claims; neurashed 3 x 2 rule sets.
+    assert len(result.claims) == 5 + 6 + 6
     assert {c.kind for c in result.claims if c.id.startswith("vgg-tiers")} == {"paper"}
     ds = result.dataset
     assert ds["le_rbe"].dims == ("seed", "base_rbe", "probe_rbe")
@@ -119,3 +121,25 @@ def test_digits_split():
 def test_invalid_config(overrides, message):
     with pytest.raises(ConfigError, match=message):
         dataclasses.replace(LocalElasticityConfig(), **overrides)
+
+
+def test_kernelized_le_beside_the_infinite_width_ntk(quick):
+    config, result = quick
+    ds, ids = result.dataset, {c.id: c for c in result.claims}
+    assert set(config.nets) & set(config.infinite_width_nets) == {"rbe"}
+    for name in ("rbe",):
+        theta = ds[f"theta_infinite_{name}"].values
+        bases, probes = ds.sizes[f"base_{name}"], ds.sizes[f"probe_{name}"]
+        assert theta.shape == (bases + probes,) * 2 and np.allclose(theta, theta.T)
+        # Positive semi-definite up to the float32 quadrature of the ELU kernel.
+        ev = np.linalg.eigvalsh(theta)
+        assert ev.min() > -1e-4 * ev.max(), ev
+        # The claim's per-seed values recompute from the stored kernels: trained AUC minus the limit's.
+        same = ds[f"same_class_{name}"].values.astype(bool)
+        rel = theta[probes:, :probes] / np.diagonal(theta)[probes:, None]
+        limit = el.separation(rel, same).auc
+        trained = [el.separation(ds[f"kernel_rel_{name}"].values[s], same).auc for s in range(config.seeds)]
+        c = ids[f"{name}-kernel-beyond-infinite-width"]
+        np.testing.assert_allclose(c.per_seed, np.asarray(trained) - limit)
+        assert c.kind == "extension"
+    assert "vgg-kernel-beyond-infinite-width" not in ids
