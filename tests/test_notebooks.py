@@ -23,7 +23,7 @@ def test_notebooks_exist():
 # These run the quick presets of experiments their own test modules run too (six rbe-*, four
 # neurashed-* and local-elasticity, six saxe-*, dense-sample): about 10 minutes of CI's two cores
 # together. quickstart and build_your_own, which teach the API, run in every CI run.
-SLOW = {"training_response.ipynb", "neurashed.ipynb", "saxe.ipynb", "dense_sample.ipynb"}
+SLOW = {"training_response.ipynb", "neurashed.ipynb", "saxe.ipynb", "dense_sample.ipynb", "infinite_width.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
