@@ -313,11 +313,14 @@ def run(config: NTKRegimeConfig, ctx) -> Result:
     """Every family at every width: train, linearise, compare with the infinite-width theory."""
     found, numbers, variables, coords, per_family = [], {"families": {}}, {}, {}, {}
     main = list(config.lr_scales).index(config.lr_scale)
+    reasons = [[] for _ in range(config.seeds)]  # why a member is left out of its family's claims
     for family in config.families:
         by_width = [measure_width(ctx, family, w, config) for w in config.widths]
         full = {key: np.stack([r[key] for r in by_width], 1) for key in (*_PER_MEMBER, "diverged_at")}  # (seed, width, lr_scale)
         m = {key: v[:, :, main] for key, v in full.items()}  # the claims' step size: (seed, width)
         include = (m["diverged_at"] < 0).all(1)
+        for i, j in zip(*np.nonzero(m["diverged_at"] >= 0)):
+            reasons[i].append(f"{family}: diverged at width {config.widths[j]}, step {int(m['diverged_at'][i, j])}")
         ctx.stage("analysis")
         found += claims.leaving_out(family_claims(family, config.widths, {key: m[key][include] for key in _PER_MEMBER}), include,
                                     "the network or its linearised model diverged at some width")
@@ -334,6 +337,9 @@ def run(config: NTKRegimeConfig, ctx) -> Result:
         v, c = _family_dataset(family, config, by_width, full)
         variables.update(v)
         coords.update(c)
+    variables["excluded_reason"] = ("seed", np.asarray(["; ".join(r) for r in reasons]),
+                                     {"long_name": "why the member is left out of a family's claims (the network or its linearised model "
+                                                   "diverged at the claims' step size; '' where it is included)"})
     ds = xr.Dataset(variables, coords={"seed": np.arange(config.seeds), **coords},
                     attrs={"num_train": config.num_train, "num_test": config.num_test, "lr_scale": config.lr_scale,
                            "loss": "mean over points of the squared error summed over outputs (full batch)", "order": config.order,
