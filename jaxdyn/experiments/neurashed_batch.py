@@ -379,10 +379,10 @@ def run(config: NeurashedBatchConfig, ctx) -> Result:
         {"units": "1", "long_name": "family graph of the seed: 1 where the first-level node fires for the input type, else 0"})
     data_vars["family_label"] = (("seed", "input_type"), np.asarray(fam_patterns.label),
                                  {"units": "1", "long_name": "family graph of the seed: class of each input type"})
-    data_vars["diverged_at"] = ("seed", np.where(include, -1, 0).astype(np.int32),
-                                {"units": "step", "long_name": "-1 where no run of this seed (any graph, batch size or regime) had a "
-                                                               "non-finite update, 0 where one did (a flag: the step itself is not "
-                                                               "kept)"})
+    runs = np.concatenate([np.asarray(d).reshape(-1, S) for d in diverged], 0)  # (run, seed): first non-finite step or -1
+    data_vars["diverged_at"] = ("seed", np.where(include, -1, np.where(runs >= 0, runs, np.iinfo(np.int32).max).min(0)).astype(np.int32),
+                                {"units": "step", "long_name": "the earliest first non-finite update over every run of this seed (any "
+                                                               "graph, batch size or regime); -1: none"})
     ds = xr.Dataset(
         data_vars,
         coords={"batch_size": ("batch_size", bs, {"units": "1", "long_name": "mini-batch size B"}), "seed": np.arange(config.seeds),

@@ -395,9 +395,10 @@ def run(config: NeurashedElasticityConfig, ctx) -> Result:
                                        f"and classes (Z_j: class j's logit on its own input by (2.1)), {cond}"})
         data_vars[f"diverged_at_{name}"] = ("seed", diverged_at,
                                             {"units": "step", "long_name": f"first step whose update was non-finite (-1: none), {cond}"})
-    data_vars["diverged_at"] = ("seed", np.where(include, -1, 0).astype(np.int32),
-                                {"units": "step", "long_name": "-1 where no condition's run of this seed index had a non-finite update, "
-                                                               "0 where one did (a flag: the steps are in diverged_at_<condition>)"})
+    runs = np.stack([np.asarray(results[k][4]) for k in results])  # (condition, seed): first non-finite step or -1
+    data_vars["diverged_at"] = ("seed", np.where(include, -1, np.where(runs >= 0, runs, np.iinfo(np.int32).max).min(0)).astype(np.int32),
+                                {"units": "step", "long_name": "the earliest first non-finite update over every condition's run of this "
+                                                               "seed index (each condition's in diverged_at_<condition>); -1: none"})
     appendix_text = {
         "counts": "updates so far at each class C1, C2, C3 (N1, N2, N3)",
         "own_logits": "simulated f_j: class Cj's logit on its own input",
