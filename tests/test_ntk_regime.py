@@ -35,6 +35,12 @@ def test_dataset_holds_the_raw_inputs_of_every_claim(run):
         c = claim(run, f"{family}-ntk-converges")
         at = ds[f"ntk_error_{family}"].sel({f"lr_scale_{family}": cfg.lr_scale}).values
         np.testing.assert_allclose(c.per_seed, N.width_slope(cfg.widths, at), rtol=1e-6)
+        # ... and the distances from the stored kernels (Frobenius, over points and outputs).
+        t0, inf = ds[f"theta_initial_{family}"].values.astype(np.float64), ds[f"theta_inf_{family}"].values.astype(np.float64)
+        k = t0.shape[-1]
+        ref = inf[:, None, :, :, None, None] * np.eye(k)  # (width, 1, point, point, K, K)
+        err = np.sqrt(((t0 - ref[None]) ** 2).sum(axis=(3, 4, 5, 6))) / np.sqrt((ref ** 2).sum(axis=(2, 3, 4, 5)))[None]
+        np.testing.assert_allclose(err, ds[f"ntk_error_{family}"].values, rtol=1e-3)
         lam = np.linalg.eigvalsh(ds[f"theta_inf_{family}"].values[:, : cfg.num_train, : cfg.num_train].astype(np.float64))[:, -1]
         np.testing.assert_allclose(ds[f"lr_{family}"].values, np.outer(cfg.num_train / lam, cfg.lr_scales), rtol=1e-4)
 

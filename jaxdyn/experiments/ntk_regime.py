@@ -137,7 +137,8 @@ def measure_width(ctx, family: str, width: int, config: NTKRegimeConfig) -> dict
 
     Returns:
         ``lr`` (lr_scale,); ``steps`` (time,); ``f_net``, ``f_lin``, ``f_inf`` (seed, lr_scale,
-        time, point, output); ``theta_inf`` (point, point); per-member measures (seed, lr_scale):
+        time, point, output); ``theta_initial``, ``theta_final`` (seed, lr_scale, point, point,
+        output, output) the empirical NTKs; ``theta_inf`` (point, point); per-member measures (seed, lr_scale):
         ``ntk_error``, ``ntk_change``, ``gap_linearised``, ``gap_infinite``,
         ``taylor_vs_closed_form``, ``train_loss_final``, ``train_loss_initial``, ``diverged_at``;
         ``x``, ``y``. Members are independent initialisations at every step size.
@@ -200,7 +201,7 @@ def measure_width(ctx, family: str, width: int, config: NTKRegimeConfig) -> dict
         "train_loss_final": np.mean(np.sum((f_net[:, -1, :n] - y) ** 2, -1), -1),
         "train_loss_initial": np.mean(np.sum((f_net[:, 0, :n] - y) ** 2, -1), -1),
         "diverged_at": np.where(net.diverged_at >= 0, net.diverged_at, lin.diverged_at),
-        "f_net": f_net, "f_lin": f_lin, "f_inf": pred_inf,
+        "f_net": f_net, "f_lin": f_lin, "f_inf": pred_inf, "theta_initial": theta0, "theta_final": theta_t,
     }
     # (member, ...) -> (seed, lr_scale, ...)
     by_seed = {key: np.swapaxes(v.reshape(len(scales), s, *v.shape[1:]), 0, 1) for key, v in per_member.items()}
@@ -298,6 +299,12 @@ def _family_dataset(family: str, config: NTKRegimeConfig, by_width: list[dict], 
                       ("f_inf", "infinite-width prediction (analytic NTK, the member's initial outputs)")):
         variables[f"{key}_{family}"] = ((*fw, td, pd, od), np.stack([r[key] for r in by_width], 1).astype(np.float32),
                                         {"long_name": f"{family}: {text}, train points first", "units": "1"})
+    for key, text in (("theta_initial", "empirical NTK Theta_emp(0) at the initial weights"),
+                      ("theta_final", "empirical NTK Theta_emp(T) at the trained weights")):
+        variables[f"{key}_{family}"] = ((*fw, pd, f"point2_{family}", od, f"output2_{family}"),
+                                        np.stack([r[key] for r in by_width], 1).astype(np.float32),
+                                        {"long_name": f"{family}: {text}, [point, point, output, output], train points first",
+                                         "units": "1"})
     variables[f"theta_inf_{family}"] = ((wd, pd, f"point2_{family}"), np.stack([r["theta_inf"] for r in by_width]).astype(np.float32),
                                         {"long_name": f"{family}: analytic infinite-width NTK (shared by the outputs)", "units": "1"})
     variables[f"lr_{family}"] = ((wd, ld), np.stack([r["lr"] for r in by_width]),

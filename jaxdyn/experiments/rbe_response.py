@@ -149,11 +149,10 @@ def infinite_width_claims(sim: dict[str, np.ndarray], analysis: list[dict[str, A
     infinite-width network the kernel at initialisation is closer to."""
     found = []
     src = claims.source(*_INFINITE_LINEAR)
-    included, _ = resp.member_exclusions(sim)
     steps = np.asarray(sim["steps"])
     for e, a in enumerate(analysis):
         epochs = sorted(a["kernels"])
-        rows = included[:, e]
+        rows = np.asarray(a["included"])  # the members the encoding's analysis kept
         idx = [int(np.searchsorted(steps, ep)) for ep in epochs]
         prof = resp.profile(sim["response"][rows, e][:, idx], sim["probe_h"])  # (seed, epoch, h)
         measured = prof / prof[..., :1]
@@ -319,10 +318,9 @@ def figures(config, sim, early, analysis, infinite=None) -> dict:
     prof = resp.profile(joined["response"], joined["probe_h"])
     prof_z = resp.profile(joined["response_logit"], joined["probe_h"])
     n = len(analysis)
-    included = resp.member_exclusions(sim)[0]
     fig, axes = plots.figure(n, 4, width=3.9, height=3.1)
     for e, a in enumerate(analysis):
-        ok = included[:, e]
+        ok = np.asarray(a["included"])
         plots.plot_aging(axes[e, 0], steps, prof[ok, e, :, 0], a["power_law"], plots.color(e), label="simulation (seed mean)")
         axes[e, 0].set_title(f"({chr(65 + 4 * e)}) aging, {a['encoding']}", fontsize=9)
         axes[e, 0].legend(loc="lower left", fontsize=7)
@@ -353,7 +351,7 @@ def figures(config, sim, early, analysis, infinite=None) -> dict:
     fig2, ax2 = plots.figure(2, n, width=4.4, height=3.3)
     h = np.arange(prof_s.shape[-1])
     for e, a in enumerate(analysis):
-        ok = included[:, e]
+        ok = np.asarray(a["included"])
         for j, ep in enumerate(sorted(a["kernels"])):
             i = int(np.searchsorted(sim["steps"], ep))
             plots.theory_and_simulation(ax2[0, e], h, np.nanmean(pred[ok, e, i], 0), np.nanmean(prof_s[ok, e, i], 0),

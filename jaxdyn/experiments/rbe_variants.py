@@ -330,7 +330,7 @@ def _width_sweep(config, widths: list) -> tuple[list, list]:
         prof = resp.profile(sim["response"], sim["probe_h"])
         for j, scheme in enumerate(config.width_lr):
             a = analysis[j]
-            sizes = prof[resp.member_exclusions(sim)[0][:, j], j, :, 0]
+            sizes = prof[np.asarray(a["included"]), j, :, 0]
             row = {"features": w["features"], "lr_scheme": scheme, "lr": w["lr"][scheme], "theta_f_initial_median": w["theta0"],
                    "tau": a["power_law"]["tau"],
                    "tau_ci": a["power_law"]["tau_ci"], "tau_logit": a["saturation"]["tau_logit"],
@@ -497,7 +497,7 @@ def _figures(config, conds, widths, width_rows) -> dict:
             sim = resp.join_early(c["early"], c["sim"]) if "early" in c else c["sim"]
             prof = resp.profile(sim["response"], sim["probe_h"])
             for e, a in enumerate(c["analysis"]):
-                ok = resp.member_exclusions(c["sim"])[0][:, e]
+                ok = np.asarray(a["included"])
                 plots.plot_aging(axes[i, 0], sim["steps"], prof[ok, e, :, 0], a["power_law"], plots.color(e), label=a["encoding"])
                 plots.plot_kernels(axes[i, e + 1], a["fits"]["kernels"])
                 axes[i, e + 1].set_title(f"{c['label']}: {a['encoding']}", fontsize=8)
