@@ -146,10 +146,13 @@ def test_config_accepts_or_rejects_cleanly(name):
     @FUZZ
     @given(st.data())
     def check(data):
-        # Either a few fields get hostile values, or many get values each valid on its own
-        # (which only the cross-field rules, check(), can refuse).
-        hostile = data.draw(st.booleans(), label="hostile")
-        chosen = data.draw(st.lists(st.sampled_from(fields), min_size=1, max_size=3 if hostile else len(fields),
+        # Either a few fields get hostile values, or one or many get values each valid on its own
+        # (which only the cross-field rules, check(), can refuse; a single valid change is
+        # usually accepted, so the accepted side is reached whatever the experiment's rules).
+        mode = data.draw(st.sampled_from(["hostile", "hostile", "one valid", "many valid"]), label="mode")
+        hostile = mode == "hostile"
+        most = {"hostile": 3, "one valid": 1, "many valid": len(fields)}[mode]
+        chosen = data.draw(st.lists(st.sampled_from(fields), min_size=1, max_size=most,
                                     unique_by=lambda f: f.name), label="fields")
         strategy = field_values if hostile else valid_values
         changes = {f.name: data.draw(strategy(cls, f), label=f.name) for f in chosen}
@@ -179,7 +182,7 @@ def test_config_accepts_or_rejects_cleanly(name):
     counts = COUNTS[name]
     print(f"{name}: {dict(counts)}")
     # The fuzz reached both sides of the validation (a property of the inputs, not of the code).
-    assert counts["rejected, naming the bad field"] >= FUZZ.max_examples // 5 and counts["accepted"] >= 10, dict(counts)
+    assert min(counts["rejected, naming the bad field"], counts["accepted"]) >= FUZZ.max_examples // 15, dict(counts)
 
 
 SET_TEXT = st.one_of(
