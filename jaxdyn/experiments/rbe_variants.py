@@ -98,7 +98,7 @@ class RBEVariantsConfig(RBETrainingFields, ResponseMeasurementFields, Config):
         if len(set(self.widths)) != len(self.widths):
             raise ConfigError(f"widths: listed twice in {self.widths}")
         if not self.variants and not self.widths:
-            raise ConfigError("variants, widths: nothing to run; give variants or a width sweep")
+            raise ConfigError("variants: nothing to run; give variants or a width sweep (widths)")
 
 
 def _train(ctx, config: RBEVariantsConfig, model, p1s, seeds: int, lrs: np.ndarray, *, num_steps: int | None = None,
