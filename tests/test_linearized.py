@@ -185,3 +185,43 @@ def test_the_engine_trains_the_taylor_model_exactly_as_its_ntk_predicts():
         np.testing.assert_allclose(f_lin[member], np.asarray(pred.train), atol=2e-5)
     # The network itself moves away from its linearisation (a narrow net: the kernel changes).
     assert np.abs(runs["network"].records["f"][:, -1] - f_lin[:, -1]).max() > 1e-4
+
+
+def test_the_sigmoid_link_expands_the_logits():
+    """link='sigmoid': the Taylor model of the logits with the sigmoid after. Its gradient descent
+    moves the logits exactly by the logits' NTK at initialisation, z <- z - lr Theta_z dL/dz
+    (iterated here on the host from the NTK), while the output keeps the sigmoid's saturation."""
+    import flax.linen as nn
+
+    from jaxdyn import ntk as ntk_module
+    from jaxdyn.engine import LinearizedLearner, Task, hparam, losses, optimizer, train
+    from jaxdyn.tasks import full_batch
+
+    class Logits(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            return nn.Dense(1)(jnp.tanh(nn.Dense(16)(x)))[:, 0]
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 8, 3)).astype(np.float32)
+    y = (x[..., 0] > 0).astype(np.float32)
+    steps, lr = 40, 0.5
+    sgd = optimizer("sgd", learning_rate=hparam("lr"))
+    run = train(LinearizedLearner(Logits(), losses.mean_squared_error, sgd, link="sigmoid"), Task(None, full_batch), seeds=range(2),
+                num_steps=steps, record_every=steps // 4, hparams={"lr": lr}, data={"x": x, "y": y}, block_width=1,
+                observables={"f": lambda s: s.apply(s.params, s.data["x"])})
+    f_lin = np.asarray(run.records["f"], np.float64)  # (seed, time, n)
+    assert ((f_lin > 0) & (f_lin < 1)).all()
+    z_of = ntk_module.apply_fn(Logits())
+    dloss = jax.grad(lambda z, t: losses.mean_squared_error(jax.nn.sigmoid(z), {"y": t}))
+    for member in range(2):
+        p0 = jax.tree_util.tree_map(lambda a: a[member], run.state.learner.params0)
+        theta = np.asarray(ntk_module.ntk(z_of, p0, x[member]), np.float64)
+        z = np.asarray(z_of(p0, x[member]), np.float64)
+        np.testing.assert_allclose(f_lin[member, 0], 1 / (1 + np.exp(-z)), atol=1e-6)
+        for t in range(1, steps + 1):
+            z = z - lr * theta @ np.asarray(dloss(jnp.asarray(z, jnp.float32), y[member]), np.float64)
+            if t % (steps // 4) == 0:
+                np.testing.assert_allclose(f_lin[member, t // (steps // 4)], 1 / (1 + np.exp(-z)), atol=2e-5)
+    with pytest.raises(ValueError, match="link must be one of"):
+        LinearizedLearner(Logits(), losses.mean_squared_error, sgd, link="tanh")

@@ -42,7 +42,8 @@ def test_two_splits_in_order(run):
     for cid in ("first-split", "g2-carried", "second-split", "final-sides"):
         assert ids[cid].held and ids[cid].per_seed is not None, ids[cid].to_dict()
     th = run.numbers["theories"]
-    assert set(th) == {f"{n}_{s}" for n in H.meanfield.THEORIES for s in ("output", "logit")}
+    assert set(th) == ({f"{n}_{s}" for n in H.meanfield.THEORIES + ("linearised",) for s in ("output", "logit")}
+                       | {"kernel_infinite_logit"})
     for key, t in th.items():
         assert t["solver_ok"], key
         if not key.startswith("literal"):
@@ -59,3 +60,18 @@ def test_config_errors():
         H.RBEHierarchyConfig(radius1=4, radius2=6)
     with pytest.raises(ConfigError, match="sizes: g2 needs"):
         H.RBEHierarchyConfig(sizes=(400, 300, 200))
+
+
+def test_taylor_model_and_infinite_width_kernel_beside_the_network(run):
+    """The Taylor model starts where the network does and its 'stays linearised' claim is
+    recomputed from the stored group means; the infinite-width kernel ODE starts there too."""
+    ds = run.dataset
+    start = ds["group_mean"].values[:, 0]
+    for name in ("linearised_output", "linearised_logit", "kernel_infinite_logit"):
+        np.testing.assert_allclose(ds[name].values[:, 0], start, atol=1e-5)
+    theta = ds["theta_infinite"].values.astype(np.float64)
+    np.testing.assert_allclose(theta, np.swapaxes(theta, -1, -2), rtol=1e-5, atol=1e-6)
+    dev = np.abs(ds["linearised_output"].values - ds["group_mean"].values).max(axis=(1, 2))
+    claim = {c.id: c for c in run.claims}["network-stays-linearised"]
+    np.testing.assert_allclose(np.asarray(claim.per_seed, np.float64), dev, rtol=1e-5)
+    assert claim.kind == "extension" and claim.fraction_held == pytest.approx(np.mean(dev < 0.1))

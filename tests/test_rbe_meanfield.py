@@ -67,3 +67,32 @@ def test_config_errors():
         M.RBEMeanfieldConfig(spaces=("output", "output"))
     with pytest.raises(ConfigError, match="kernel_every"):
         M.RBEMeanfieldConfig(kernel_every=3)
+
+
+def test_taylor_model_and_infinite_width_kernel_beside_the_network(run):
+    """The two new curves start where the network does; the infinite-width NTK stored is a kernel
+    and its distance from each member's logit NTK is recomputed from the stored matrices; the
+    'stays linearised' claim is recomputed from the stored group means."""
+    cfg = M.RBEMeanfieldConfig.quick()
+    ds = run.dataset
+    start = ds["group_mean"].values[:, :, 0]
+    for name in ("linearised_output", "linearised_logit", "kernel_infinite_logit"):
+        np.testing.assert_allclose(ds[name].values[:, :, 0], start, atol=1e-5)
+        assert np.isfinite(ds[name].values).all()
+    theta = ds["theta_infinite"].values.astype(np.float64)  # (seed, ratio, n, n)
+    np.testing.assert_allclose(theta, np.swapaxes(theta, -1, -2), rtol=1e-5, atol=1e-6)
+    eig = np.linalg.eigvalsh(theta)  # positive semi-definite up to the ELU quadrature's error (order 20: below 1e-4 of the top)
+    assert (eig[..., 0] > -1e-4 * eig[..., -1]).all() and (eig[..., -1] > 0).all()
+    emp = ds["theta_logit"].values[:, :, 0].astype(np.float64)
+    dist = np.linalg.norm(emp - theta, axis=(-2, -1)) / np.linalg.norm(theta, axis=(-2, -1))
+    np.testing.assert_allclose(ds["ntk_distance_infinite"].values, dist, rtol=1e-4)
+    assert 0.05 < np.median(dist) < 2.0  # 8 filters: a finite-width kernel, not the infinite one
+    ids = {c.id: c for c in run.claims}
+    for i, slug in enumerate(("ratio-0_333", "ratio-3")):
+        dev = np.abs(ds[f"linearised_{cfg.space}"].values[:, i] - ds["group_mean"].values[:, i]).max(axis=(1, 2))
+        claim = ids[f"{slug}-network-stays-linearised"]
+        assert claim.kind == "extension"
+        np.testing.assert_allclose(np.asarray(claim.per_seed, np.float64), dev, rtol=1e-5)
+        assert claim.excluded == 0 and claim.fraction_held == pytest.approx(np.mean(dev < cfg.tolerance))
+        for name in ("linearised", "kernel-infinite"):
+            assert ids[f"{slug}-{name}-turns"].kind == "extension"

@@ -317,8 +317,7 @@ def infinite_width_profiles(model, x_o: np.ndarray, probes: np.ndarray, probe_h:
     """
     from jaxdyn.theory import kernels as K
 
-    logits = model.clone(return_logits=True, dropout_rate=0.0)
-    network = K.from_model(logits, order=order, input_shape=np.shape(x_o)[1:])
+    network = infinite_width_network(model, order=order, input_shape=np.shape(x_o)[1:])
     linear = K.serial(*[layer for layer in network.layers if isinstance(layer, (K.Conv, K.Dense, K.Flatten))])
     out = {}
     for name, kern in (("network", network), ("linear", linear)):
@@ -328,6 +327,56 @@ def infinite_width_profiles(model, x_o: np.ndarray, probes: np.ndarray, probe_h:
         out[f"theta_{name}"] = theta
         out[f"kernel_{name}"] = prof / prof[:, :1]
     return out
+
+
+def infinite_width_network(model, *, order: int, input_shape: tuple[int, ...]):
+    """The :class:`~jaxdyn.theory.kernels.Serial` of an RBE net's logits at infinite width: the
+    same layers and initialisation (``jaxdyn.theory.kernels.from_model``), no dropout; a
+    non-closed-form activation (ELU) by Gauss-Hermite quadrature of ``order``."""
+    from jaxdyn.theory import kernels as K
+
+    return K.from_model(model.clone(return_logits=True, dropout_rate=0.0), order=order, input_shape=tuple(input_shape))
+
+
+def infinite_width_point_kernels(model, points: np.ndarray, *, order: int) -> np.ndarray:
+    """The infinite-width NTK of an RBE net's logits on each member's training points.
+
+    Args:
+        model: the RBE net (:class:`~jaxdyn.models.RBEConvNet`).
+        points: (member, n, bit) each member's training strings.
+        order: Gauss-Hermite order of a non-closed-form activation (ELU).
+
+    Returns:
+        (member, n, n) Theta_inf(x_i, x_j), float64: the logit-space kernel that the empirical
+        ``kernel_logit`` of :class:`PointKernels` tends to as the width grows.
+    """
+    points = np.asarray(points, np.float32)
+    network = infinite_width_network(model, order=order, input_shape=points.shape[2:])
+    return np.stack([np.asarray(network.kernel_fn(points[m], get="ntk").ntk, np.float64) for m in range(points.shape[0])])
+
+
+def add_wide_and_linearised(theory: dict, ok: dict, sim: dict[str, np.ndarray], theta_infinite: np.ndarray | None, *, lr: float,
+                            loss: str, num_groups: int) -> None:
+    """Sets two curves beside the group theories of ``jaxdyn.theory.meanfield.group_theories``, in
+    place: ``theory[space]["linearised"]``, the group means of the Taylor model trained in that
+    space (``sim["f_linearised_<space>"]``, (member, time, n)), and ``theory["logit"]
+    ["kernel_infinite"]``, Eq. 10 in logit space with ``theta_infinite`` (member, n, n), from
+    each member's initial predictions ``sim["f"][:, 0]``. ``ok`` gets the matching (member,)
+    flags (the Taylor model: finite throughout; the ODE: the solver's success).
+
+    ``sim`` also holds ``group``, ``p1``, ``weight`` (member, n) and ``steps`` (time,)."""
+    from jaxdyn.theory import meanfield
+
+    for space in list(theory):
+        key = f"f_linearised_{space}"
+        if key in sim:
+            f_lin = np.asarray(sim[key], np.float64)
+            theory[space]["linearised"] = np.stack([meanfield.group_means(f_lin[m], sim["group"][m], num_groups) for m in range(len(f_lin))])
+            ok[space]["linearised"] = np.isfinite(f_lin).all(axis=(1, 2))
+    if theta_infinite is not None and "logit" in theory:
+        curves, solved = meanfield.kernel_group_curves(theta_infinite, sim["f"][:, 0], sim["group"], sim["p1"], sim["weight"], sim["steps"],
+                                                       lr=lr, loss=loss, space="logit", num_groups=num_groups)
+        theory["logit"]["kernel_infinite"], ok["logit"]["kernel_infinite"] = curves, solved
 
 
 def kernel_similarity(measured: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -285,6 +285,10 @@ class LinearizedState(NamedTuple):
     params0: PyTree
 
 
+LINKS: dict[str | None, Callable[[Array], Array]] = {None: lambda z: z, "sigmoid": jax.nn.sigmoid}
+"""The output links :class:`LinearizedLearner` may apply after the expansion."""
+
+
 @dataclasses.dataclass(frozen=True)
 class LinearizedLearner(Learner):
     """Gradient training of the first-order Taylor model of a flax model around each member's
@@ -298,11 +302,19 @@ class LinearizedLearner(Learner):
 
     Attributes:
         model, loss, optimizer: as for :class:`GradientLearner`.
+        link: None (the model's output is expanded) or ``"sigmoid"``: the model returns logits z,
+            the expansion is of z and the learner's output is ``sigmoid(z_lin)`` (the Taylor model
+            in logit space, which keeps the output's saturation; its NTK is the logits').
     """
 
     model: Any
     loss: Callable[[Array, Mapping[str, Array]], Array]
     optimizer: Any
+    link: str | None = None
+
+    def __post_init__(self):
+        if self.link not in LINKS:
+            raise ValueError(f"LinearizedLearner: link must be one of {sorted(LINKS, key=str)}, got {self.link!r}")
 
     def _f(self, params, x):
         return self.model.apply({"params": params}, x, **call_kwargs(self.model, False))
@@ -323,7 +335,7 @@ class LinearizedLearner(Learner):
         p = state.params if params is None else params
         delta = jax.tree_util.tree_map(lambda a, b: a - b, p, state.params0)
         y0, dy = jax.jvp(lambda q: self._f(q, x), (state.params0,), (delta,))
-        return y0 + dy
+        return LINKS[self.link](y0 + dy)
 
     def step(self, state, batch, key, hparams):
         opt = build_optimizer(self.optimizer, hparams)

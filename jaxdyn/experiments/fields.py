@@ -122,6 +122,18 @@ class RBETrainingFields:
         """The engine loss named by ``loss``."""
         return LOSSES[self.loss]
 
+    def linearised_learner(self, model, space: str):
+        """The first-order Taylor model of the RBE net ``model`` around its initial weights,
+        trained with this loss by SGD at the hyperparameter ``lr``: the expansion of its output f
+        (``space='output'``, Eq. 10 as written) or of its logits with the sigmoid after
+        (``'logit'``)."""
+        from jaxdyn.engine import LinearizedLearner, hparam, optimizer
+
+        sgd = optimizer("sgd", learning_rate=hparam("lr"))
+        if space == "output":
+            return LinearizedLearner(model, self.loss_fn, sgd)
+        return LinearizedLearner(model.clone(return_logits=True), self.loss_fn, sgd, link="sigmoid")
+
 
 @dataclasses.dataclass(frozen=True)
 class ResponseMeasurementFields:

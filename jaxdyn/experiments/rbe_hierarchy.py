@@ -61,6 +61,12 @@ class RBEHierarchyConfig(RBETrainingFields, Config):
     turn_margin: float = param(0.02, "smallest excursion (both ways) that counts as a turn", min=0.0, max=1.0)
     smooth: float = param(0.15, "width of the log-time smoothing of the curves whose splits are read (natural-log units; 0: none)", min=0.0, max=2.0)
     n_boot: int = param(1000, "bootstrap resamples of the seeds for the split epochs", min=10, max=100_000)
+    linearised: bool = param(True, "also train each member's first-order Taylor model around its initial weights (output and logit "
+                                   "space) on the same pairs, beside the network")
+    infinite_width: bool = param(True, "also integrate Eq. 10 in logit space with the infinite-width NTK of the same architecture on "
+                                       "each member's points")
+    kernel_order: int = param(20, "Gauss-Hermite order of the infinite-width ELU kernel", min=4, max=64)
+    tolerance: float = param(0.1, "|Taylor model - network| of a group mean counted as parting", min=0.0, max=1.0, min_exclusive=True)
 
     @classmethod
     def quick(cls) -> RBEHierarchyConfig:
@@ -115,12 +121,20 @@ def run(config: RBEHierarchyConfig, ctx) -> Result:
     kt = result.times["kernel_time"].astype(np.float64)
     k_out, k_log = (result.records[k].astype(np.float64) for k in ("kernel_output", "kernel_logit"))
     group = np.asarray(data["group"])
-    ctx.stage("theory")
     spaces = (config.space,) + tuple(s for s in meanfield.SPACES if s != config.space)
+    sim = {"f": f_sim, "group": group, "p1": np.asarray(data["p1"], np.float64), "weight": np.asarray(data["weight"], np.float64),
+           "steps": steps}
+    for space in spaces if config.linearised else ():
+        lin = ctx.train(config.linearised_learner(model, space), rbe.encoder_task(None), seeds=keys, num_steps=config.num_steps,
+                        record=Record({"f": observables.predictions("points")}, every=config.record_every, dim="time"),
+                        hparams={"lr": np.full(len(keys), config.lr, np.float32)}, init_params=params0, data=data)
+        sim[f"f_linearised_{space}"] = lin.records["f"].astype(np.float64)
+    ctx.stage("theory")
     theory, ok_theory, decays = meanfield.group_theories(
-        f_sim[:, 0], group, np.asarray(data["p1"], np.float64), np.asarray(data["weight"], np.float64),
-        {"output": k_out[:, 0], "logit": k_log[:, 0]}, steps, lr=config.lr, loss=config.loss, num_groups=3,
-        kernels_by_space={"output": k_out, "logit": k_log}, kernel_times=kt)
+        f_sim[:, 0], group, sim["p1"], sim["weight"], {"output": k_out[:, 0], "logit": k_log[:, 0]}, steps, lr=config.lr,
+        loss=config.loss, num_groups=3, kernels_by_space={"output": k_out, "logit": k_log}, kernel_times=kt)
+    theta_inf = (resp.infinite_width_point_kernels(model, data["points"], order=config.kernel_order) if config.infinite_width else None)
+    resp.add_wide_and_linearised(theory, ok_theory, sim, theta_inf, lr=config.lr, loss=config.loss, num_groups=3)
     ctx.stage("analysis")
     diverged_at = np.asarray(result.diverged_at)
     ok = diverged_at < 0
@@ -166,10 +180,17 @@ def run(config: RBEHierarchyConfig, ctx) -> Result:
     for key, s_th in releases.items():
         name = key.rsplit("_", 1)[0] if not key.startswith("aging_blocks") else "aging_blocks"
         found.append(claims.per_seed(
-            f"release-{key.replace('_', '-')}", f"the {name} theory ({THEORY_NOTES[name]}; {key.rsplit('_', 1)[1]} space, from each seed's "
-            "NTK) releases g2 (each seed's excursion of g2 after the theory's own t1)", s_th[:, 3], ">", config.turn_margin,
+            f"release-{key.replace('_', '-')}", f"{name} ({THEORY_NOTES[name]}; {key.rsplit('_', 1)[1]} space) releases g2 (each seed's "
+            "excursion of g2 after its own t1)", s_th[:, 3], ">", config.turn_margin,
             kind="extension", include=ok, required_fraction=resp.MAJORITY, threshold_source=margin_src,
             why="the paper attributes g2's release to aging; whether a theory without aging releases g2 tests that attribution"))
+    if "linearised" in theory[config.space]:
+        dev = np.abs(theory[config.space]["linearised"] - g_sim).max(axis=(1, 2))  # (seed,)
+        found.append(claims.per_seed(
+            "network-stays-linearised", f"the network's group means stay within {config.tolerance:g} of its Taylor model's "
+            f"({config.space} space) over the whole run (each seed's largest |difference|)", dev, "<", config.tolerance,
+            kind="extension", why="the lazy-training reading of Eq. 10 for the whole run; the paper's second split needs the kernel to age",
+            include=ok, required_fraction=resp.MAJORITY, threshold_source="config.tolerance"))
     blocks = releases[f"aging_blocks_{config.space}"][:, 3]
     fixed = releases[f"meanfield_{config.space}"][:, 3]
     found.append(claims.per_seed(
@@ -200,9 +221,13 @@ def run(config: RBEHierarchyConfig, ctx) -> Result:
             "points": (("seed", "point", "bit"), np.asarray(data["points"]).astype(np.int8), {"long_name": "the training strings (bits 0/1)", **one}),
             "group_mean": (("seed", "time", "group"), g_sim, {"long_name": "the network's group-mean prediction <f>_g over the group's points", **one}),
             **{f"{name}_{space}": (("seed", "time", "group"), theory[space][name],
-                                   {"long_name": f"group-mean prediction f of the {name} theory ({THEORY_NOTES[name]}), {space} space, from "
-                                                 "the member's NTK on the training points", **one})
+                                   {"long_name": f"group-mean prediction f of {name} ({THEORY_NOTES[name]}), {space} space", **one})
                for space in spaces for name in theory[space]},
+            **({} if theta_inf is None else {
+                "theta_infinite": (("seed", "point", "point2"), theta_inf.astype(np.float32),
+                                   {"long_name": "infinite-width NTK Theta_inf(x_i, x_j) of the logits of the same architecture and "
+                                                 f"initialisation on the member's points (Gauss-Hermite order {config.kernel_order} for ELU)",
+                                    **one})}),
             "theta_output": (("seed", "kernel_time", "point", "point2"), k_out.astype(np.float32),
                              {"long_name": "empirical NTK Theta_f(x_i, x_j) of the sigmoid output on the training points", **one}),
             "theta_logit": (("seed", "kernel_time", "point", "point2"), k_log.astype(np.float32),

@@ -60,6 +60,12 @@ class RBEMeanfieldConfig(RBETrainingFields, Config):
     tolerance: float = param(0.1, "|theory - simulation| of a group mean counted as parting", min=0.0, max=1.0, min_exclusive=True)
     turn_margin: float = param(0.02, "smallest excursion (both ways) that counts as a turn", min=0.0, max=1.0)
     smooth: float = param(0.15, "width of the log-time smoothing of the curves whose turns are read (natural-log units; 0: none)", min=0.0, max=2.0)
+    linearised: bool = param(True, "also train each member's first-order Taylor model around its initial weights (in every listed space) "
+                                   "on the same pairs, beside the network")
+    infinite_width: bool = param(True, "also integrate Eq. 10 with the infinite-width NTK of the same architecture on each member's "
+                                       "points (in logit space, when spaces lists it: the NTK of the logits)")
+    kernel_order: int = param(20, "Gauss-Hermite order of the infinite-width ELU kernel (the quadrature error moves the 20-point "
+                                  "kernel's smallest eigenvalues, of a largest about 250, down to -0.14 at order 8 and -0.008 at 20)", min=4, max=64)
 
     @classmethod
     def quick(cls) -> RBEMeanfieldConfig:
@@ -94,7 +100,8 @@ def simulate_groups(ctx, config, inits) -> dict[str, np.ndarray]:
     Returns:
         ``f`` (member, time, n), ``steps`` (time,), ``kernel_steps`` (K,), ``kernel_output``,
         ``kernel_logit`` (member, K, n, n), ``points`` (member, n, B), ``group``, ``p1``,
-        ``weight`` (member, n), ``diverged_at`` (member,).
+        ``weight`` (member, n), ``diverged_at`` (member,); with ``config.linearised``,
+        ``f_linearised_<space>`` (member, time, n) the Taylor model's predictions.
     """
     model = RBEConvNet(init_scheme=config.init)
     seed_ids = np.arange(config.seeds)
@@ -108,7 +115,14 @@ def simulate_groups(ctx, config, inits) -> dict[str, np.ndarray]:
                 Record({"kernels": resp.PointKernels(model)}, every=config.kernel_every, dim="kernel_time")),
         hparams={"lr": np.full(len(keys), config.lr, np.float32)}, init_params=params0, data=data,
     )
+    linearised = {}
+    for space in config.spaces if config.linearised else ():
+        lin = ctx.train(config.linearised_learner(model, space), rbe.encoder_task(None), seeds=keys, num_steps=config.num_steps,
+                        record=Record({"f": observables.predictions("points")}, every=config.record_every, dim="time"),
+                        hparams={"lr": np.full(len(keys), config.lr, np.float32)}, init_params=params0, data=data)
+        linearised[f"f_linearised_{space}"] = lin.records["f"].astype(np.float64)
     return {
+        **linearised,
         "f": result.records["f"].astype(np.float64), "steps": result.times["time"].astype(np.float64),
         "kernel_steps": result.times["kernel_time"].astype(np.float64),
         "kernel_output": result.records["kernel_output"].astype(np.float64), "kernel_logit": result.records["kernel_logit"].astype(np.float64),
@@ -151,13 +165,47 @@ KERNEL_AGING = {
 """``{key of :func:`kernel_aging`: long_name}`` of the dataset's ``kernel_<key>`` variables."""
 
 
-def theories(config, sim, spaces, num_groups: int) -> tuple[dict, dict, dict]:
-    """Every theory of :data:`THEORIES` in every space, from the kernels recorded in ``sim``."""
+def theories(config, sim, spaces, num_groups: int) -> tuple[dict, dict, dict, np.ndarray | None]:
+    """Every theory of :data:`THEORIES` in every space, from the kernels recorded in ``sim``; beside
+    them the Taylor model's group means (``linearised``, every space it was trained in) and Eq. 10
+    with the infinite-width NTK (``kernel_infinite``, logit space). Returns group_theories' three
+    dictionaries and the (member, n, n) infinite-width NTKs (None without them)."""
     k0 = {"output": sim["kernel_output"][:, 0], "logit": sim["kernel_logit"][:, 0]}
     ks = {"output": sim["kernel_output"], "logit": sim["kernel_logit"]}
-    return meanfield.group_theories(sim["f"][:, 0], sim["group"], sim["p1"], sim["weight"], {sp: k0[sp] for sp in spaces}, sim["steps"],
-                                    lr=config.lr, loss=config.loss, num_groups=num_groups,
-                                    kernels_by_space={sp: ks[sp] for sp in spaces}, kernel_times=sim["kernel_steps"])
+    theory, ok, decays = meanfield.group_theories(sim["f"][:, 0], sim["group"], sim["p1"], sim["weight"], {sp: k0[sp] for sp in spaces},
+                                                  sim["steps"], lr=config.lr, loss=config.loss, num_groups=num_groups,
+                                                  kernels_by_space={sp: ks[sp] for sp in spaces}, kernel_times=sim["kernel_steps"])
+    theta_inf = None
+    if config.infinite_width and "logit" in spaces:
+        theta_inf = resp.infinite_width_point_kernels(RBEConvNet(init_scheme=config.init), sim["points"], order=config.kernel_order)
+    resp.add_wide_and_linearised(theory, ok, sim, theta_inf, lr=config.lr, loss=config.loss, num_groups=num_groups)
+    return theory, ok, decays, theta_inf
+
+
+def _wide_and_linearised_claims(config, i, label, slug, th_seed, theory, rs, g_sim_r, ok, margin_src) -> list:
+    """Extension claims of ratio ``i`` on the Taylor model and the infinite-width kernel ODE:
+    whether each shows the minority's turn, and whether the network stays within ``tolerance`` of
+    its Taylor model (the lazy reading of Eq. 10 over the whole run)."""
+    found = []
+    why_turn = ("Eq. 10 is the network's short-term dynamics; whether the turn survives with the kernel frozen at the network's own "
+                "initial weights (the Taylor model, trained on the same pairs) or replaced by the infinite-width kernel says whether "
+                "the turn needs more than the initial kernel")
+    for name, space in (("linearised", config.space), ("kernel_infinite", "logit")):
+        if f"{name}_{space}" not in th_seed:
+            continue
+        found.append(claims.per_seed(
+            f"{slug}-{name.replace('_', '-')}-turns", f"{label}: {THEORY_NOTES[name]} ({space} space) shows the minority's turn (each seed's "
+            "excursion)", np.nan_to_num(th_seed[f"{name}_{space}"][:, 1], nan=0.0), ">", config.turn_margin, kind="extension", why=why_turn,
+            include=ok, required_fraction=resp.MAJORITY, threshold_source=margin_src))
+    if "linearised" in theory[config.space]:
+        dev = np.abs(rs(theory[config.space]["linearised"])[i] - g_sim_r[i]).max(axis=(1, 2))  # (seed,)
+        found.append(claims.per_seed(
+            f"{slug}-network-stays-linearised", f"{label}: the network's group means stay within {config.tolerance:g} of its Taylor "
+            f"model's ({config.space} space) over the whole run (each seed's largest |difference|)", dev, "<", config.tolerance,
+            kind="extension", why="the lazy-training reading of Eq. 10: the NTK frozen at initialisation for the whole run, not only at "
+            "short times", include=ok, required_fraction=resp.MAJORITY,
+            threshold_source="config.tolerance: the |theory - simulation| of a group mean counted as parting"))
+    return found
 
 
 def _turn(steps, curve, kind, margin, smooth):
@@ -170,7 +218,7 @@ def run(config: RBEMeanfieldConfig, ctx) -> Result:
     sizes = config.group_sizes()
     sim = simulate_groups(ctx, config, [rbe.groups(s, (0.0, 1.0)) for s in sizes])
     ctx.stage("theory")
-    theory, ok_theory, decays = theories(config, sim, config.spaces, 2)
+    theory, ok_theory, decays, theta_inf = theories(config, sim, config.spaces, 2)
     ctx.stage("analysis")
     f_sim, group, steps = sim["f"], sim["group"], sim["steps"]
     n_members = f_sim.shape[0]
@@ -246,6 +294,7 @@ def run(config: RBEMeanfieldConfig, ctx) -> Result:
             rel, "<", 0.5, kind="extension", why="the paper shows the turn in both, not its timing", include=ok & np.isfinite(rel),
             required_fraction=resp.MAJORITY, threshold_source="project's tolerance",
             excluded_reason="seeds without a turn in the network or in the mean field"))
+        found += _wide_and_linearised_claims(config, i, label, slug, th_seed, theory, rs, g_sim_r, ok, margin_src)
     # "The dynamics is determined just along the ratio": the minority's excursion grows with imbalance.
     imb = {r: round(abs(np.log(r)), 6) for r in config.ratios}
     if len(set(imb.values())) >= 2:
@@ -258,9 +307,22 @@ def run(config: RBEMeanfieldConfig, ctx) -> Result:
             "same seed: same weights, overlapping points)", gap, ">", 0.0, kind="paper", source=claims.source(*_RATIO),
             required_fraction=resp.MAJORITY, threshold_source="a comparison: the difference above 0", reading=resp._MAJORITY_WHY))
 
-    numbers = {"seeds": config.seeds, "init": config.init, "ratios": rows, "theories": THEORY_NOTES,
-               "decay_fit": {sp: {k: float(np.median(v)) for k, v in d.items()} for sp, d in decays.items()}}
     sw = lambda a: np.swapaxes(rs(a), 0, 1)  # noqa: E731  (member, ...) -> (seed, ratio, ...)
+    wide = {}
+    if theta_inf is not None:
+        # How far each member's logit NTK at initialisation is from the infinite-width one.
+        frob = lambda a: np.sqrt(np.sum(a ** 2, axis=(-2, -1)))  # noqa: E731
+        distance = frob(sim["kernel_logit"][:, 0] - theta_inf) / frob(theta_inf)  # (member,)
+        wide = {"theta_infinite": (("seed", "ratio", "point", "point2"), sw(theta_inf).astype(np.float32),
+                                   {"long_name": "infinite-width NTK Theta_inf(x_i, x_j) of the logits of the same architecture and "
+                                                 f"initialisation on the member's points (Gauss-Hermite order {config.kernel_order} for ELU)",
+                                    "units": "1"}),
+                "ntk_distance_infinite": (("seed", "ratio"), sw(distance),
+                                          {"long_name": "||Theta_z(0) - Theta_inf||_F / ||Theta_inf||_F: the member's logit NTK on its points "
+                                                        "at initialisation against the infinite-width one", "units": "1"})}
+    numbers = {"seeds": config.seeds, "init": config.init, "ratios": rows, "theories": THEORY_NOTES,
+               **({"ntk_distance_infinite_median": float(np.median(wide["ntk_distance_infinite"][1]))} if wide else {}),
+               "decay_fit": {sp: {k: float(np.median(v)) for k, v in d.items()} for sp, d in decays.items()}}
     one = {"units": "1"}
     ds = xr.Dataset(
         {
@@ -271,14 +333,14 @@ def run(config: RBEMeanfieldConfig, ctx) -> Result:
             "group_mean": (("seed", "ratio", "time", "group"), np.swapaxes(g_sim_r, 0, 1),
                            {"long_name": "the network's group-mean prediction <f>_g over the group's points", **one}),
             **{f"{name}_{space}": (("seed", "ratio", "time", "group"), sw(theory[space][name]),
-                                   {"long_name": f"group-mean prediction f of the {name} theory ({THEORY_NOTES[name]}), {space} space, from "
-                                                 "the member's NTK on the training points", **one})
+                                   {"long_name": f"group-mean prediction f of {name} ({THEORY_NOTES[name]}), {space} space", **one})
                for space in config.spaces for name in theory[space]},
             "theta_output": (("seed", "ratio", "kernel_time", "point", "point2"), sw(sim["kernel_output"]).astype(np.float32),
                              {"long_name": "empirical NTK Theta_f(x_i, x_j) of the sigmoid output on the training points", **one}),
             "theta_logit": (("seed", "ratio", "kernel_time", "point", "point2"), sw(sim["kernel_logit"]).astype(np.float32),
                             {"long_name": "empirical NTK Theta_z(x_i, x_j) of the logits on the training points", **one}),
             **{f"kernel_{k}": (("seed", "ratio"), np.swapaxes(v, 0, 1), {"long_name": KERNEL_AGING[k], **one}) for k, v in aging.items()},
+            **wide,
             "diverged": (("seed", "ratio"), np.swapaxes(diverged, 0, 1).astype(np.int8),
                          {"long_name": "1 where the member's training diverged (a non-finite update), else 0", **one}),
         },

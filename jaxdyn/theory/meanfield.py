@@ -203,14 +203,37 @@ THEORY_NOTES = {
     "literal": "Eq. 11 as written: one right-hand side for every point, densities rho_b = W_b, one kernel constant",
     "aging": "the group mean field with the initial kernel scaled by the fitted decay (1 + t/t0)^-tau of its trace",
     "aging_blocks": "the group mean field with every block coefficient measured along training (interpolated in time)",
+    "kernel_infinite": "Eq. 10 with the infinite-width NTK of the same architecture and initialisation on the member's points "
+                       "(jaxdyn.theory.kernels), from the member's initial predictions",
+    "linearised": "the first-order Taylor model of the network around its initial weights, trained by the same SGD on the same "
+                  "pairs (jaxdyn.engine.LinearizedLearner): Eq. 10's kernel frozen, without the ODE's averaging over pairs",
 }
-"""``{theory: one-line description}`` of :data:`THEORIES`, for captions and dataset attributes."""
+"""``{theory: one-line description}`` of :data:`THEORIES` and of the two curves the group
+experiments set beside them (``kernel_infinite``, ``linearised``), for captions and attributes."""
 
 
 def group_means(f: np.ndarray, group: np.ndarray, num_groups: int = 2) -> np.ndarray:
     """Group means of predictions: f (..., n) with group (n,) -> (..., G)."""
     f = np.asarray(f)
     return np.stack([f[..., group == a].mean(-1) for a in range(num_groups)], -1)
+
+
+def kernel_group_curves(theta, f0, group, p1, weight, ts, *, lr: float, loss: str, space: str,
+                        num_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 10 integrated point by point with a fixed kernel (:func:`solve_kernel`), read as group means.
+
+    Args:
+        theta: (member, n, n) the kernel held fixed: a member's NTK at initialisation, or the
+            infinite-width NTK of its architecture on its points.
+        f0: (member, n) predictions at ``ts[0]``; group: (member, n) group of every point;
+            p1, weight: (member, n) labels p(y=1) and sampling probabilities.
+
+    Returns:
+        ``(curves, ok)``: (member, time, G) group-mean predictions and (member,) solver success.
+    """
+    sol = solve_kernel(theta, f0, p1, weight, ts, lr=lr, loss=loss, space=space)
+    curves = np.stack([group_means(sol.ys[m], np.asarray(group)[m], num_groups) for m in range(np.shape(f0)[0])])
+    return curves.astype(np.float64), np.asarray(sol.ok)
 
 
 def group_theories(f0, group, p1, weight, theta_by_space: dict, ts, *, lr: float, loss: str, num_groups: int,
@@ -240,13 +263,12 @@ def group_theories(f0, group, p1, weight, theta_by_space: dict, ts, *, lr: float
     fg0 = np.stack([group_means(f0[m], group[m], num_groups) for m in range(n_members)])
     theory, ok, decays = {}, {}, {}
     for space, theta in theta_by_space.items():
-        sol = solve_kernel(theta, f0, p1, weight, ts, lr=lr, loss=loss, space=space)
-        g_kernel = np.stack([group_means(sol.ys[m], group[m], num_groups) for m in range(n_members)])
+        g_kernel, kernel_ok = kernel_group_curves(theta, f0, group, p1, weight, ts, lr=lr, loss=loss, space=space, num_groups=num_groups)
         diag, cross = (np.stack(x) for x in zip(*[group_kernel(theta[m], group[m], num_groups) for m in range(n_members)]))
         mf = solve_meanfield(diag, cross, big_w, wbar, fg0, y_g, ts, lr=lr, loss=loss, space=space)
         lit = solve_literal(literal_kernel(theta, weight), big_w, fg0, y_g, ts, lr=lr, loss=loss, space=space)
         theory[space] = {"kernel": g_kernel, "meanfield": np.asarray(mf.ys, np.float64), "literal": np.asarray(lit.ys, np.float64)}
-        ok[space] = {"kernel": np.asarray(sol.ok), "meanfield": np.asarray(mf.ok), "literal": np.asarray(lit.ok)}
+        ok[space] = {"kernel": kernel_ok, "meanfield": np.asarray(mf.ok), "literal": np.asarray(lit.ok)}
         if kernels_by_space is not None and space in kernels_by_space:
             kt = np.asarray(kernel_times, np.float64)
             measured = np.asarray(kernels_by_space[space], np.float64)  # (member, K, n, n)
