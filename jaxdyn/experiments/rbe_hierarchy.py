@@ -293,7 +293,7 @@ def _figure(config, steps, f_sim, group, ok, g_sim, mean, theory, t1, t2, interv
 EXPERIMENT = Experiment(
     name="rbe-hierarchy",
     work="Nakazato",
-    description="three nested groups (H1 = 6, H2 = 4): the iterated splitting, split epochs with intervals, and which theory releases g2 (Fig. 6)",
+    description="three nested groups (H1 = 6, H2 = 4): the iterated splitting, split epochs with intervals, and which theory releases g2, the Taylor model and the infinite-width kernel ODE among them (Fig. 6)",
     config=RBEHierarchyConfig,
     run=run,
 )

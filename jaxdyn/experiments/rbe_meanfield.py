@@ -386,7 +386,7 @@ def _figures(config, steps, g_sim_r, f_sim_r, group_r, theory, rs, diverged) -> 
 EXPERIMENT = Experiment(
     name="rbe-meanfield",
     work="Nakazato",
-    description="20 points at density ratios 1/3, 2/3, 3, 3/2: network vs kernel ODE, the two-group mean-field extension, literal Eq. 11 and aging mean fields",
+    description="20 points at density ratios 1/3, 2/3, 3, 3/2: network vs kernel ODE, the two-group mean-field extension, literal Eq. 11, aging mean fields, the Taylor model and the infinite-width kernel ODE",
     config=RBEMeanfieldConfig,
     run=run,
 )
