@@ -370,3 +370,28 @@ def test_vgg_invalid_arguments():
         DenseSampleVGG(conv="cudnn")
     with pytest.raises(ValueError, match="pool_size"):
         DenseSampleVGG(pool_size=0)
+
+
+def test_rbe_ntk_parametrisation_same_function_rescaled_gradients():
+    # parametrization='ntk' draws W as the standard kernel times sqrt(fan_in) and uses it as
+    # (x / sqrt(fan_in)) @ W: the same initial function from the same key, and every weight's
+    # gradient 1/sqrt(fan_in) of the standard one (biases unchanged).
+    from jaxdyn.models import RBEConvNet
+    from jaxdyn.theory import kernels
+
+    x = (np.random.default_rng(0).random((5, 16)) > 0.5).astype(np.float32)
+    fans = {"conv_0": 3, "conv_1": 24, "conv_2": 24, "dense": 80}
+    for scheme in ("flax", "keras"):
+        std, ntk = RBEConvNet(init_scheme=scheme), RBEConvNet(init_scheme=scheme, parametrization="ntk")
+        p_std, p_ntk = std.init(jax.random.key(4), x), ntk.init(jax.random.key(4), x)
+        np.testing.assert_allclose(ntk.apply(p_ntk, x), std.apply(p_std, x), rtol=1e-5, atol=1e-7)
+        g_std = jax.grad(lambda p: std.apply(p, x).sum())(p_std)["params"]
+        g_ntk = jax.grad(lambda p: ntk.apply(p, x).sum())(p_ntk)["params"]
+        for name, fan_in in fans.items():
+            np.testing.assert_allclose(p_ntk["params"][name]["kernel"], p_std["params"][name]["kernel"] * np.sqrt(fan_in), rtol=1e-5)
+            np.testing.assert_allclose(g_ntk[name]["kernel"] * np.sqrt(fan_in), g_std[name]["kernel"], rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(g_ntk[name]["bias"], g_std[name]["bias"], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="parametrization"):
+        RBEConvNet(parametrization="mup")
+    with pytest.raises(ValueError, match="parametrization"):
+        kernels.from_model(RBEConvNet(parametrization="ntk"))

@@ -35,7 +35,7 @@ def test_the_law_holds_with_dropout_in_both_spaces(run):
 
 def test_width_sweep(run):
     rows = {(r["features"], r["lr_scheme"]): r for r in run.numbers["width_sweep"]}
-    assert set(rows) == {(4, "fixed"), (4, "ntk"), (16, "fixed"), (16, "ntk")}
+    assert set(rows) == {(m, k) for m in (4, 16) for k in ("fixed", "ntk", "ntk-param")}
     assert rows[(4, "fixed")]["lr"] == rows[(16, "fixed")]["lr"] == pytest.approx(0.1)
     # The wider net's NTK is larger at initialisation (standard parametrisation), but under Keras'
     # initialisation by less than the width ratio: the NTK-held rate lies between 0.1 and 0.1 * 8/16.
@@ -50,6 +50,19 @@ def test_width_sweep(run):
     assert {"width-tau-rises-fixed-lr", "width-rise-is-ntk-scale", "width-tau-flat-ntk-held"} <= ids
     h0 = ds["width_theta"].sel(hamming=0, time=0).values  # (width_seed, width, lr_scheme)
     np.testing.assert_allclose(np.median(h0[:, 1, 0]), th16, rtol=1e-5)
+    # The NTK-parametrised net, trained by its own call on the same keys, starts from the same
+    # function (its records sit at their scheme's index), with an NTK that does not grow like the
+    # standard one's, at one lr for every width.
+    f0 = ds["width_f_source"].sel(time=0)
+    np.testing.assert_allclose(f0.sel(lr_scheme="ntk-param").values, f0.sel(lr_scheme="fixed").values, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ds["width_f_source"].sel(lr_scheme="ntk-param").values, ds["width_f_source"].sel(lr_scheme="fixed").values)
+    assert rows[(4, "ntk-param")]["lr"] == rows[(16, "ntk-param")]["lr"]
+    t4, t16 = rows[(4, "ntk-param")]["theta_f_initial_median"], rows[(16, "ntk-param")]["theta_f_initial_median"]
+    assert abs(np.log(t16 / t4)) < abs(np.log(th16 / th4))
+    np.testing.assert_allclose(ds["width_theta_f_initial"].sel(lr_scheme="ntk-param").values, [t4, t16])
+    got = {c.id: c for c in run.claims}
+    for cid in ("width-ntk-param-kernel-aging-falls", "width-ntk-param-kernel-moves-less"):
+        assert got[cid].kind == "extension" and got[cid].margin_se is not None, cid
 
 
 def test_keras_initialisation():

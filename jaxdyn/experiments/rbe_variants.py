@@ -21,6 +21,15 @@ in every scheme. Under Keras' initialisation the NTK grows more slowly than M (t
 share grows with M, the convolutions' does not), so 8 / M over-corrects; the NTK-held scheme is
 the test of "the rise is the NTK's scale".
 
+Under NTK parametrisation (scheme ``ntk-param``) the NTK tends to a fixed kernel as M grows and
+its change during training vanishes (the lazy limit), so the aging of the network's own part,
+the logit-space kernel, should vanish with the width at one fixed lr, while the sigmoid factor
+(f(1-f))^2 still decays as the output approaches its label. The sweep asks whether it does: the
+slope of the logit-space exponent per doubling of M (extension claims). Its lr is the standard
+net's at M = 8 scaled by the ratio of the two nets' initial self-NTKs there, so M = 8 starts with
+the same first step in function space under both parametrisations (the layers' relative rates
+differ, so M = 8 is not the same run).
+
 Results store, for every condition, the per-distance profiles (mean over the probes at each
 Hamming distance) of the response, the NTK, their logit-space counterparts and the outputs at the
 probes, with the source outputs, labels and loss derivatives; every claim is computed from them.
@@ -54,9 +63,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """The architectures compared: ``{variant: arguments of :class:`jaxdyn.models.rbe_conv.RBEConvNet`
 changed from the standard net}`` (``standard``: N = 3 conv layers, M = 8 filters, ELU; then one
 change at a time: 1 or 5 layers, 4 or 16 filters, ReLU, dropout 0.2)."""
-WIDTH_LR = ("fixed", "inverse", "ntk")
+WIDTH_LR = ("fixed", "inverse", "ntk", "ntk-param")
 """Learning-rate schemes of the width sweep: ``fixed`` (lr), ``inverse`` (lr * 8 / M), ``ntk``
-(lr * Theta_8 / Theta_M, the measured initial self-NTK held at the standard width's)."""
+(lr * Theta_8 / Theta_M, the measured initial self-NTK held at the standard width's), and
+``ntk-param``: the NTK-parametrised net (``RBEConvNet(parametrization='ntk')``, the same initial
+function) at one fixed lr for every width, lr * Theta_8 / Theta^ntk_8 (the standard and the
+NTK-parametrised nets' measured initial self-NTKs at M = 8)."""
+NTK_PARAM = "ntk-param"
+"""The width-sweep scheme that trains the NTK-parametrised net (a model of its own, so a training call of its own)."""
 STANDARD_WIDTH = 8
 """M, the standard net's filters per conv layer: the width every scheme of the width sweep is scaled to."""
 
@@ -71,14 +85,14 @@ class RBEVariantsConfig(RBETrainingFields, ResponseMeasurementFields, Config):
     deterministic: tuple[str, ...] = param(("standard", "relu"), "variants also run with the deterministic encoding p0 = 1 (Fig. 7)", choices=tuple(VARIANTS), min_len=0, max_len=len(VARIANTS))
     other_inits: tuple[str, ...] = param(("flax",), "initialisations the standard net is also run with, beside init (its encodings as above)", choices=("keras", "flax"), min_len=0, max_len=2)
     widths: tuple[int, ...] = param((4, 8, 16, 32, 64), "filters M of the width sweep (unbiased encoding); empty: no sweep", min=1, max=1024, min_len=0, max_len=16)
-    width_lr: tuple[str, ...] = param(WIDTH_LR, "learning rates of the width sweep: fixed (lr), inverse (lr * 8 / M), ntk (lr * Theta_8 / Theta_M, the measured initial NTK held)", choices=WIDTH_LR, min_len=1, max_len=3)
+    width_lr: tuple[str, ...] = param(WIDTH_LR, "learning rates of the width sweep: fixed (lr), inverse (lr * 8 / M), ntk (lr * Theta_8 / Theta_M, the measured initial NTK held), ntk-param (the NTK-parametrised net at one lr for every M)", choices=WIDTH_LR, min_len=1, max_len=4)
     width_seeds: int = param(40, "ensemble size per width and learning rate", min=2, max=100_000)
     probes_per_distance: int = param(8, "probe strings per Hamming distance", min=1, max=1024)
     early: bool = param(True, "also record epochs 1..record_every-1 every epoch (a short second run per variant) for the aging axes")
 
     @classmethod
     def quick(cls) -> RBEVariantsConfig:
-        return cls(seeds=12, variants=("dropout",), p1s=(0.5,), deterministic=(), other_inits=(), widths=(4, 16), width_lr=("fixed", "ntk"),
+        return cls(seeds=12, variants=("dropout",), p1s=(0.5,), deterministic=(), other_inits=(), widths=(4, 16), width_lr=("fixed", "ntk", "ntk-param"),
                    width_seeds=12, num_steps=200, epochs=(0, 100, 200), fit_start=20, probes_per_distance=2, n_boot=200,
                    early=False)
 
@@ -95,6 +109,8 @@ class RBEVariantsConfig(RBETrainingFields, ResponseMeasurementFields, Config):
             raise ConfigError(f"other_inits: {self.init!r} is already init; list only the others")
         if self.other_inits and "standard" not in self.variants:
             raise ConfigError("other_inits: the initialisations are compared on the standard net; add 'standard' to variants")
+        if len(set(self.width_lr)) != len(self.width_lr):
+            raise ConfigError(f"width_lr: listed twice in {self.width_lr}")
         if len(set(self.widths)) != len(self.widths):
             raise ConfigError(f"widths: listed twice in {self.widths}")
         if not self.variants and not self.widths:
@@ -120,10 +136,10 @@ def _train(ctx, config: RBEVariantsConfig, model, p1s, seeds: int, lrs: np.ndarr
     return sim
 
 
-def _initial_self_ntk(config: RBEVariantsConfig, features: int) -> float:
+def _initial_self_ntk(config: RBEVariantsConfig, features: int, parametrization: str = "standard") -> float:
     """The seed-median self-NTK Theta_f(x_o, x_o) of the width-``features`` net at initialisation,
     on the width sweep's members (the engine's initial weights: its init stream 0 of each key)."""
-    model = RBEConvNet(features=features, init_scheme=config.init)
+    model = RBEConvNet(features=features, init_scheme=config.init, parametrization=parametrization)
     keys, data = rbe.single_point_members((0.5,), np.arange(config.width_seeds), config.probes_per_distance)
     params0 = init_members(model, keys, data["sources"][0], stream=0)
     theta_f, _ = resp.point_kernels(model, params0, data["sources"])
@@ -157,15 +173,25 @@ def run(config: RBEVariantsConfig, ctx) -> Result:
             c["early"] = resp.to_profiles(_train(ctx, config, model, c["p1s"], config.seeds, lrs,
                                                  num_steps=config.record_every, record_every=1))
     widths = []
-    theta0 = {m: _initial_self_ntk(config, m) for m in sorted(set(config.widths) | {STANDARD_WIDTH})} if config.widths else {}
+    sizes = sorted(set(config.widths) | {STANDARD_WIDTH}) if config.widths else []
+    parametrizations = ("standard",) + (("ntk",) if NTK_PARAM in config.width_lr else ())
+    theta0 = {(m, p): _initial_self_ntk(config, m, p) for m in sizes for p in parametrizations}
     for m in config.widths:
-        model = RBEConvNet(features=m, init_scheme=config.init)
-        scale = {"fixed": 1.0, "inverse": STANDARD_WIDTH / m, "ntk": theta0[STANDARD_WIDTH] / theta0[m]}
-        lrs = np.concatenate([np.full(config.width_seeds, config.lr * scale[k]) for k in config.width_lr])
-        # Members (scheme, seed): one model, one compiled program, a learning rate per member.
-        full = _train(ctx, config, model, (0.5,) * len(config.width_lr), config.width_seeds, lrs)
-        widths.append({"features": m, "sim": resp.to_profiles(full), "lr": {k: config.lr * scale[k] for k in config.width_lr},
-                       "theta0": theta0[m]})
+        scale = {"fixed": 1.0, "inverse": STANDARD_WIDTH / m, "ntk": theta0[STANDARD_WIDTH, "standard"] / theta0[m, "standard"]}
+        if NTK_PARAM in config.width_lr:
+            scale[NTK_PARAM] = theta0[STANDARD_WIDTH, "standard"] / theta0[STANDARD_WIDTH, "ntk"]
+        # Members (scheme, seed): one model, one compiled program, a learning rate per member;
+        # the NTK-parametrised net is another model, so another call on the same keys.
+        groups = [([k for k in config.width_lr if k != NTK_PARAM], "standard"), ([k for k in config.width_lr if k == NTK_PARAM], "ntk")]
+        runs = []
+        for schemes, parametrization in groups:
+            if schemes:
+                model = RBEConvNet(features=m, init_scheme=config.init, parametrization=parametrization)
+                lrs = np.concatenate([np.full(config.width_seeds, config.lr * scale[k]) for k in schemes])
+                runs.append((schemes, _train(ctx, config, model, (0.5,) * len(schemes), config.width_seeds, lrs)))
+        widths.append({"features": m, "sim": resp.to_profiles(_join_schemes(runs, config.width_lr)),
+                       "lr": {k: config.lr * scale[k] for k in config.width_lr},
+                       "theta0": {k: theta0[m, "ntk" if k == NTK_PARAM else "standard"] for k in config.width_lr}})
     ctx.stage("analysis")
     found: list = []
     table = []
@@ -184,6 +210,21 @@ def run(config: RBEVariantsConfig, ctx) -> Result:
     ds = _dataset(config, conds, widths)
     ctx.stage("figures")
     return Result(dataset=ds, claims=found, figures=_figures(config, conds, widths, width_rows), numbers=numbers)
+
+
+def _join_schemes(runs: list, order) -> dict[str, np.ndarray]:
+    """The records of training calls on the same keys, ``runs`` = [(schemes, records)], joined
+    along the encoding axis (axis 1 of every (seed, encoding, ...) array) in the schemes' ``order``."""
+    if len(runs) == 1:
+        return runs[0][1]
+    names = [k for schemes, _ in runs for k in schemes]
+    where = [names.index(k) for k in order]
+    shared = ("probe_h", "steps", "x_o", "probes")
+    joined = dict(runs[0][1])
+    for key in runs[0][1]:
+        if key not in shared:
+            joined[key] = np.concatenate([sim[key] for _, sim in runs], axis=1)[:, where]
+    return joined
 
 
 def _slug(encoding: str) -> str:
@@ -331,15 +372,20 @@ def _width_sweep(config, widths: list) -> tuple[list, list]:
         for j, scheme in enumerate(config.width_lr):
             a = analysis[j]
             sizes = prof[np.asarray(a["included"]), j, :, 0]
-            row = {"features": w["features"], "lr_scheme": scheme, "lr": w["lr"][scheme], "theta_f_initial_median": w["theta0"],
+            row = {"features": w["features"], "lr_scheme": scheme, "lr": w["lr"][scheme], "theta_f_initial_median": w["theta0"][scheme],
                    "tau": a["power_law"]["tau"],
                    "tau_ci": a["power_law"]["tau_ci"], "tau_logit": a["saturation"]["tau_logit"],
-                   "tau_sigmoid_factor": a["saturation"]["tau_sigmoid_factor"], "initial_size": float(np.mean(sizes[:, 0])),
+                   "tau_sigmoid_factor": a["saturation"]["tau_sigmoid_factor"],
+                   "tau_theta_logit": a["saturation"]["tau_theta_logit"],
+                   "theta_logit_growth_median": a["saturation"]["theta_logit_growth_median"],
+                   "initial_size": float(np.mean(sizes[:, 0])),
                    "late_size": float(np.mean(sizes[:, -1])), "late_size_sem": float(np.std(sizes[:, -1], ddof=1) / np.sqrt(len(sizes))),
                    "theta_logit_self_start": float(np.mean(a["per_seed"]["theta_logit_self"][:, 0])),
                    "slopes": {e: k["slope"] for e, k in a["kernels"].items()}}
             rows.append(row)
-            rows_by[(w["features"], scheme)] = {"fit": a["fits"]["power_law"], "sizes": sizes, "t": steps[steps >= config.fit_start]}
+            rows_by[(w["features"], scheme)] = {"fit": a["fits"]["power_law"], "sizes": sizes, "t": steps[steps >= config.fit_start],
+                                                "tau_theta_logit": a["per_seed"]["tau_theta_logit"],
+                                                "theta_logit_growth": a["per_seed"]["theta_logit_growth"]}
             rows_by[(w["features"], scheme)]["sizes"] = sizes[:, steps >= config.fit_start]
     found = []
     if len(widths) < 2:
@@ -369,7 +415,46 @@ def _width_sweep(config, widths: list) -> tuple[list, list]:
             "width-tau-flat-ntk-held", f"... and what remains is flat: with {how} |slope of tau per doubling of M| is below 0.05",
             abs(s_h), "<", 0.05, kind="extension", why=why, se=se_h,
             threshold_source="project's tolerance: under a tenth of the standard exponent (about 0.5) per doubling"))
+    if NTK_PARAM in trend:
+        found += _ntk_param_claims(widths, rows_by, config.n_boot)
     return rows, found
+
+
+def _seed_mean_trend(widths: list, per_seed: list, transform, n_boot: int) -> tuple[float, float, list]:
+    """Slope against log2 M of ``transform`` of the seed mean of ``per_seed`` (one (seed,) array
+    per width), with a seed-bootstrap standard error (seeds resampled within every width)."""
+    x = np.log2([w["features"] for w in widths])
+    values = [transform(np.nanmean(v)) for v in per_seed]
+    rng = np.random.default_rng(11)
+    boots = [resp.line_fit(x, np.array([transform(np.nanmean(v[rng.integers(0, len(v), len(v))])) for v in per_seed])).slope
+             for _ in range(min(n_boot, 300))]
+    return float(resp.line_fit(x, np.array(values)).slope), float(np.std(boots, ddof=1)), values
+
+
+def _ntk_param_claims(widths: list, rows_by: dict, n_boot: int) -> list:
+    """Does the network's aging vanish as the width grows under NTK parametrisation? Two
+    readings of the logit-space self-kernel Theta_z(x_o, x_o), each a slope per doubling of M with
+    a seed-bootstrap SE: its aging exponent, and how far it moves over training, |Theta_z(end) /
+    Theta_z(0) - 1| (lazy training predicts a fall as M^(-1/2): slope -0.5 in log2-log2)."""
+    ms = [w["features"] for w in widths]
+    why = ("under NTK parametrisation the NTK tends to a fixed kernel as the width grows and its change over training vanishes "
+           "(the lazy limit), so the network's part of the aging, the logit-space kernel's decay, should vanish at one lr")
+    found = []
+    tau = [rows_by[(m, NTK_PARAM)]["tau_theta_logit"] for m in ms]
+    slope, se, values = _seed_mean_trend(widths, tau, float, n_boot)
+    found.append(claims.check(
+        "width-ntk-param-kernel-aging-falls", f"under NTK parametrisation at one lr the aging exponent of the logit-space self-kernel "
+        f"Theta_z(x_o, x_o) falls as the width grows (slope of the seed-mean exponent per doubling of M over M = {ms}; exponents "
+        f"{[round(v, 3) for v in values]})", slope, "<", 0.0, kind="extension", why=why, se=se,
+        threshold_source="a fall: slope below 0"))
+    moved = [np.abs(rows_by[(m, NTK_PARAM)]["theta_logit_growth"] - 1.0) for m in ms]
+    slope, se, values = _seed_mean_trend(widths, moved, lambda v: float(np.log2(v)), n_boot)
+    found.append(claims.check(
+        "width-ntk-param-kernel-moves-less", f"under NTK parametrisation the logit-space self-kernel moves less over training as the "
+        f"width grows (log2 of the seed-mean |Theta_z(end) / Theta_z(0) - 1| against log2 M: slope {slope:.3g}, lazy training "
+        f"predicts -0.5; seed means {[round(2 ** v, 3) for v in values]})", slope, "<", 0.0, kind="extension", why=why, se=se,
+        threshold_source="a fall: slope below 0 (the -0.5 of lazy training is the reading, not the threshold)"))
+    return found
 
 
 _PROFILE = ", averaged over the probes at each Hamming distance h from x_o"
@@ -473,10 +558,15 @@ def _dataset(config, conds, widths) -> xr.Dataset:
             "width_lr": (("width", "lr_scheme"), np.asarray([[w["lr"][k] for k in config.width_lr] for w in widths]),
                          {"long_name": "learning rate of each width and scheme (Theta_M of the ntk scheme: the seed-median initial "
                                        "self-NTK Theta_f(x_o, x_o) at width M)", **one}),
+            "width_theta_f_initial": (("width", "lr_scheme"), np.asarray([[w["theta0"][k] for k in config.width_lr] for w in widths]),
+                                      {"long_name": "seed-median initial self-NTK Theta_f(x_o, x_o) of the scheme's net at width M (the "
+                                                    "NTK-parametrised net's for ntk-param), from which the ntk and ntk-param rates are set",
+                                       **one}),
         })
         coords.update({"width_seed": ("width_seed", np.arange(config.width_seeds), {"long_name": "ensemble member of the width sweep", **one}),
                        "width": ("width", [w["features"] for w in widths], {"long_name": "filters per conv layer M of the width sweep", **one}),
-                       "lr_scheme": ("lr_scheme", list(config.width_lr), {"long_name": "learning-rate scheme of the width sweep: fixed (lr), inverse (lr * 8 / M), ntk (lr * Theta_8 / Theta_M)"}),
+                       "lr_scheme": ("lr_scheme", list(config.width_lr), {"long_name": "learning-rate scheme of the width sweep: fixed (lr), inverse (lr * 8 / M), ntk (lr * Theta_8 / Theta_M), "
+                                                         "ntk-param (the NTK-parametrised net at lr * Theta_8 / Theta^ntk_8 for every M)"}),
                        "time": ("time", widths[0]["sim"]["steps"], time_attrs)})
     return xr.Dataset(
         variables, coords=coords,
@@ -484,7 +574,8 @@ def _dataset(config, conds, widths) -> xr.Dataset:
                "architecture": "conv kernel size 3 and VALID padding are the project's choices (the paper gives neither)",
                "profiles": "every per-probe record averaged over the probes at each Hamming distance (response, theta, their logit-space "
                            "counterparts, probe_f = outputs at the probes)",
-               "width_lr": "fixed: lr; inverse: lr * 8 / M", "time_units": "epochs = SGD steps"},
+               "width_lr": "fixed: lr; inverse: lr * 8 / M; ntk: lr * Theta_8 / Theta_M; ntk-param: the NTK-parametrised net at lr * "
+                           "Theta_8 / Theta^ntk_8 for every M", "time_units": "epochs = SGD steps"},
     )
 
 

@@ -14,6 +14,14 @@ zero biases) or ``'keras'`` (Keras' defaults, which the paper's nets had:
 Glorot-uniform kernels, U(-l, l) with l = sqrt(6 / (fan_in + fan_out)), fans
 counted with the receptive field as Keras does, and zero biases). The model's
 default stays ``'flax'``; the rbe-* experiments default to ``'keras'``.
+
+Parametrisation (``parametrization``): ``'standard'`` (the layers compute x @ W + b with W
+drawn by ``init_scheme``, as Keras and flax do) or ``'ntk'`` (each conv and the readout
+compute (x / sqrt(fan_in)) @ W + b with W drawn as ``init_scheme``'s kernel times sqrt(fan_in),
+fan_in = receptive field x input channels). Both give the same initial function from the same
+key; under ``'ntk'`` the gradient of each layer's weights is 1/sqrt(fan_in) of the standard one,
+so the NTK stays of order one as the width grows and a fixed learning rate takes a
+width-independent step (Jacot et al. 2018).
 """
 
 from __future__ import annotations
@@ -44,6 +52,14 @@ CONV_IMPLS = ("patches", "flax")
 #: Biases start at zero in both.
 KERNEL_INITS = {"flax": nn.initializers.lecun_normal(), "keras": nn.initializers.glorot_uniform()}
 """Kernel initialisers by scheme name (biases start at zero in both)."""
+PARAMETRIZATIONS = ("standard", "ntk")
+"""The RBE nets' parametrisations (module docstring)."""
+
+
+def _scaled_init(init, factor: float):
+    """``init``'s draw times ``factor``: the NTK-parametrised kernel whose scaled use
+    (x / factor) @ W reproduces the standard layer's initial weights."""
+    return lambda key, shape, dtype=jnp.float32: init(key, shape, dtype) * jnp.asarray(factor, dtype)
 
 
 def make_conv(impl: str, features: int, kernel_size, padding: str, name: str, kernel_init=None, **patch_options) -> nn.Module:
@@ -73,6 +89,7 @@ class _RBENet(nn.Module):
     conv: str = "patches"
     return_logits: bool = False
     init_scheme: str = "flax"
+    parametrization: str = "standard"
 
     spatial_dims: ClassVar[int]
     patch_options: ClassVar[tuple[tuple[str, bool], ...]] = ()
@@ -86,6 +103,7 @@ class _RBENet(nn.Module):
         check_choice("padding", self.padding, ("SAME", "VALID"))
         check_choice("conv", self.conv, CONV_IMPLS)
         check_choice("init_scheme", self.init_scheme, tuple(KERNEL_INITS))
+        check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
         super().__post_init__()
 
     @nn.compact
@@ -100,14 +118,26 @@ class _RBENet(nn.Module):
             raise ValueError(f"input {x.shape[1:1 + d]} too short for {self.num_layers} VALID conv layers "
                              f"of kernel_size {self.kernel_size}")
         act = ACTIVATIONS[self.activation]
+        init = KERNEL_INITS[self.init_scheme]
+        ntk = self.parametrization == "ntk"
+
+        def layer_input(h, fan_in):
+            """(the layer's input, its kernel initialiser) under this parametrisation."""
+            if not ntk:
+                return h, init
+            root = float(fan_in) ** 0.5
+            return h * (1.0 / root), _scaled_init(init, root)
+
         h = jnp.asarray(x, jnp.float32)
         for i in range(self.num_layers):
+            h, kernel_init = layer_input(h, self.kernel_size ** d * h.shape[-1])
             h = make_conv(self.conv, self.features, (self.kernel_size,) * d, self.padding, f"conv_{i}",
-                          kernel_init=KERNEL_INITS[self.init_scheme], **dict(self.patch_options))(h)
+                          kernel_init=kernel_init, **dict(self.patch_options))(h)
             h = act(h)
             h = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{i}")(h)
         h = h.reshape(h.shape[0], -1)  # position-major, like Keras' Flatten
-        return nn.Dense(1, name="dense", kernel_init=KERNEL_INITS[self.init_scheme])(h)[:, 0]
+        h, kernel_init = layer_input(h, h.shape[-1])
+        return nn.Dense(1, name="dense", kernel_init=kernel_init)(h)[:, 0]
 
     def __call__(self, x: Array, train: bool = False) -> Array:
         """Forward pass: inputs (N, *spatial[, C]) -> (N,) probabilities in (0, 1) (logits if
@@ -136,6 +166,8 @@ class RBEConvNet(_RBENet):
       return_logits: if True ``__call__`` returns pre-sigmoid logits.
       init_scheme: ``'flax'`` (LeCun-normal kernels, the default) or ``'keras'``
         (Glorot-uniform kernels, as the paper's Keras nets); zero biases in both.
+      parametrization: ``'standard'`` (default) or ``'ntk'`` (module docstring): the same
+        initial function, a width-independent NTK scale.
 
     Params: ``conv_{i}`` {kernel (k, C_in, features), bias (features,)},
     ``dense`` {kernel (L_out * features, 1), bias (1,)}.

@@ -1051,6 +1051,9 @@ def from_model(model, *, output: str = "logits", train: bool = False, order: int
             layers.append(Dense(w[l + 1], W_std=w_std, b_std=None, parametrization="standard"))
         return serial(*layers)
     if isinstance(model, _RBENet):
+        if model.parametrization != "standard":
+            raise ValueError(f"model: parametrization={model.parametrization!r}: the NTK-parametrised RBE net's zero-initialised "
+                             "trainable biases have no kernel description here (only 'standard' is described)")
         if train and model.dropout_rate > 0:
             raise ValueError(f"train=True with dropout_rate={model.dropout_rate}: dropout at train time has no "
                              "closed-form infinite-width kernel; use train=False (evaluation mode)")
