@@ -418,7 +418,7 @@ def _table(numbers, bs) -> str:
 
 def _figures(ds, config) -> dict:
     bs = ds["batch_size"].values
-    fig, axes = plots.figure(1, 4, width=3.7, height=3.3)
+    fig, axes = plots.figure(1, 4, width=3.9, height=3.3)
     for j, regime in enumerate(("iterations", "samples")):
         ax = axes[0, j]
         for k, gname in enumerate(GRAPHS):
@@ -442,7 +442,7 @@ def _figures(ds, config) -> dict:
         ax.bar(np.arange(10) + (k - 0.5) * width, np.concatenate([l1 / l1.sum(), l2 / l2.sum()]), width, color=plots.color(k), label=f"B = {b}")
     ax.set_xticks(np.arange(10), names)
     ax.set_ylabel("share of lambda within its level")
-    ax.set_title("Figure 5 graph, seed 0:\nlearned class-1 pathway (equal iterations)")
+    ax.set_title("class-1 pathway learned\n(Figure 5 graph, seed 0, equal iter.)")
     ax.legend(loc="upper left")
     ax.set_ylim(0, 1.15)
     ax = axes[0, 3]
@@ -454,7 +454,7 @@ def _figures(ds, config) -> dict:
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("NC1 = tr Sigma_W / tr Sigma_B (top level)")
-    ax.set_title("neural collapse, median over seeds\n(solid: Figure 5 graph, dashed: family)")
+    ax.set_title("neural collapse (seed median)\nsolid: Figure 5 graph, dashed: family")
     ax.legend(loc="lower left", fontsize=7)
     return {"sparsity_vs_batch": Figure(fig, "effective fraction of pathway nodes vs batch size at equal iterations and equal "
                                              "samples (markers: median simulation, band: seeds, lines: mean-count theory); the "

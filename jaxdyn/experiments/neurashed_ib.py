@@ -473,7 +473,7 @@ def _dataset(config, settings, analyses, infos, errs, plug, scores1, scores2, la
 def _figures(ds: xr.Dataset, sensitivity) -> dict:
     steps = ds["time"].values
     d = ds.sel(setting="default")
-    fig, axes = plots.figure(1, 3, width=4.0, height=3.4)
+    fig, axes = plots.figure(1, 3, width=4.2, height=3.6)
     ax = axes[0, 0]
     for k, level in enumerate(ds["level"].values):
         ix = np.median(d["I_TX"].sel(level=level).values, 0)
@@ -495,14 +495,15 @@ def _figures(ds: xr.Dataset, sensitivity) -> dict:
                     label=f"level {level} (sklearn plug-in)")
         if name == "I_TX":
             ax.axhline(2.0, color="0.3", linewidth=1, label="text: log2 4 (fitting)")
-            ax.axhline(1.0, color="0.3", linewidth=1, linestyle="--", label="text: log2 2 (compressed)")
+            ax.axhline(1.0, color="0.3", linewidth=1, linestyle="--", label="text: log2 2 = 1 bit (compressed I(T;X); the label)")
         else:
-            ax.axhline(1.0, color="0.3", linewidth=1, label="log2 2 (text)")
+            ax.axhline(1.0, color="0.3", linewidth=1, linestyle="--")
         ax.set_xlabel("iteration")
         ax.set_ylabel(f"{label} (bits)")
-        ax.set_title(f"{label}, default setting\nmarkers: median, band: min-max over seeds")
-        ax.legend(loc="upper right" if name == "I_TX" else "lower right", fontsize=6)
+        ax.set_title(f"{label}, default setting")
         ax.set_ylim(-0.05, 3.1 if name == "I_TX" else 1.15)
+    # One legend below the panels: inside, it would cover the curves, which span the axes.
+    fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside lower center", ncol=6, fontsize=7, frameon=False)
     names = list(ds["setting"].values)
     fig2, axes2 = plots.figure(2, 2, width=4.2, height=2.8, sharex=True)
     for j, level in enumerate((2, 1)):
@@ -510,14 +511,17 @@ def _figures(ds: xr.Dataset, sensitivity) -> dict:
             ax = axes2[i, j]
             for k, setting in enumerate(names):
                 v = np.median(ds[name].sel(setting=setting, level=level).values, 0)
-                ax.plot(steps, v, "-", color=plots.color(k), linewidth=1.0, label=setting)
+                # More settings than palette colours: the line style tells the repeats apart.
+                ax.plot(steps, v, color=plots.color(k), linestyle=plots.group_linestyle(k // len(plots.PALETTE)), linewidth=1.0,
+                        label=setting)
             ax.set_title(f"level {level}: {label} (median over seeds)")
             ax.set_ylabel("bits")
             if i == 1:
                 ax.set_xlabel("iteration")
-    axes2[0, 0].legend(loc="upper right", fontsize=6, ncol=2)
+    fig2.legend(*axes2[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     return {"information_plane": Figure(fig, "information plane of both levels and I(T;X), I(T;Y) over training at the default "
-                                             "setting with the text's limits; markers: exact binned laws, lines: sklearn plug-in"),
+                                             "setting with the text's limits; markers: median of the exact binned laws, band: their min-max over seeds, "
+                                             "lines: median of the sklearn plug-in"),
             "sensitivity": Figure(fig2, "the sensitivity table's settings (bins, noise, batch size, edges of h2): both levels' "
                                         "information over training, median over seeds")}
 
