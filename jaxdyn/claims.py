@@ -180,7 +180,7 @@ def check(id: str, statement: str, value: float, comparison: str | None = None, 
         v = float(value)
         verdict = bool(math.isfinite(v) and _COMPARE[comparison](v, float(threshold)))
         margin = None
-        if se is not None and math.isfinite(float(se)) and float(se) > 0 and math.isfinite(v):
+        if se is not None and math.isfinite(v) and _resolved_se(float(se), v, float(threshold)):
             margin = _sign(comparison) * (v - float(threshold)) / float(se)
     else:
         if held is None:
@@ -190,6 +190,13 @@ def check(id: str, statement: str, value: float, comparison: str | None = None, 
                  threshold=_finite_or_none(threshold), threshold_source=threshold_source, source=source, why=why,
                  reading=reading, margin_se=margin, initial=_finite_or_none(initial), excluded=int(excluded),
                  excluded_reason=excluded_reason)
+
+
+def _resolved_se(se: float, value: float, threshold: float) -> bool:
+    """Whether ``se`` is a spread at all: finite and above float64 rounding of the numbers it
+    divides (seeds that agree to rounding give an SE of 1e-17 and a margin of 1e15 SE, which
+    says nothing; no margin is given then)."""
+    return math.isfinite(se) and se > 1e-12 * max(1.0, abs(value), abs(threshold))
 
 
 def bootstrap_se(values: Sequence[float], statistic=np.median, n_boot: int = 2000, seed: int = 0) -> float:
@@ -234,7 +241,7 @@ def per_seed(id: str, statement: str, values: Sequence[float], comparison: str, 
     held = bool(n_in > 0 and fraction >= required_fraction - 1e-12)
     med = float(np.median(v[keep])) if n_in else float("nan")
     se = bootstrap_se(v[keep], n_boot=n_boot, seed=seed) if n_in >= 2 else float("nan")
-    margin = _sign(comparison) * (med - threshold) / se if (n_in >= 2 and se > 0) else None
+    margin = _sign(comparison) * (med - threshold) / se if (n_in >= 2 and _resolved_se(se, med, threshold)) else None
     n_out = int((~keep).sum())
     reason = excluded_reason
     if n_out and reason is None:

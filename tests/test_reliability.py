@@ -151,6 +151,19 @@ def test_members_left_out_before_a_claim_keep_the_seed_axis():
         claims.leaving_out([c], [True, False], "wrong length")
 
 
+def test_no_margin_from_a_spread_at_float_rounding():
+    from jaxdyn import claims
+
+    # Seeds that agree to rounding have a bootstrap SE of ~1e-16; a margin of 1e15 SE would say
+    # nothing, so there is none. A real spread keeps its margin.
+    same = [0.9747 + 1e-17 * i for i in range(8)]
+    assert claims.per_seed("x", "s", same, ">", 0.5, kind="sanity", why="w", threshold_source="t").margin_se is None
+    assert claims.check("x", "s", 0.9747, ">", 0.5, kind="sanity", why="w", threshold_source="t", se=1e-16).margin_se is None
+    spread = claims.per_seed("x", "s", [0.8, 0.9, 1.0, 0.85, 0.95], ">", 0.5, kind="sanity", why="w", threshold_source="t")
+    assert 1.0 < spread.margin_se < 100.0
+    assert claims.check("x", "s", 0.9, ">", 0.5, kind="sanity", why="w", threshold_source="t", se=0.1).margin_se == pytest.approx(4.0)
+
+
 def test_results_and_summary_are_replaced_atomically(tmp_path, monkeypatch):
     path = tmp_path / "results.nc"
     good = xr.Dataset({"a": ("seed", np.arange(3.0))})
