@@ -686,7 +686,7 @@ def _tier_figure(results):
 
 
 def _neurashed_figure(neurashed):
-    fig, axes = plots.figure(1, 2, width=3.8, height=3.0)
+    fig, axes = plots.figure(1, 2, width=4.2, height=3.0)
     for j, (rules, v) in enumerate(neurashed.items()):
         ax = axes[0, j]
         epochs = v["epochs"]
@@ -694,7 +694,7 @@ def _neurashed_figure(neurashed):
             plots.median_band(ax, epochs, v["le"][:, :, 0, k], color=plots.color(k), marker="o-", markersize=2, label=f"LE(1a, {name})")
         ax.set_xlabel("epoch")
         ax.set_ylabel("LE from an update at 1a")
-        ax.set_title(f"neurashed, Figures 1-2 graph, {rules} rules\nmedian and min-max over seeds")
+        ax.set_title(f"neurashed (Figures 1-2), {rules} rules\nmedian and min-max over seeds")
         ax.legend(loc="best", fontsize=7)
     return Figure(fig, "LE of eq. (3.1) inside neurashed after an update at type 1a, for 1b, class 2 and class 3, over training")
 
