@@ -389,20 +389,21 @@ def summarize(experiment, result, *, elapsed_s: float, calls: list | None = None
 
 CONVENTIONAL_ATTRS: dict[str, dict[str, str]] = {
     "seed": {"long_name": "ensemble member: its integer seed (or its index when members were given keys)", "units": "1"},
-    "diverged_at": {"long_name": "first step whose update was non-finite (-1: none)", "units": "step"},
-    "nonfinite_at": {"long_name": "first recorded step with a non-finite record (-1: none)", "units": "step"},
     "ode_ok": {"long_name": "1 where the reduced theory's ODE solve succeeded", "units": "1"},
     "ode_message": {"long_name": "diffrax's result of the ODE solve ('successful' or why not)"},
     "excluded_reason": {"long_name": "why the member is left out of the claims ('' where it is included)"},
 }
 """Attributes of the run layer's conventional variables (read by :func:`skipped_members`), filled
-in by :func:`describe_conventional` where an experiment gave none."""
+in by :func:`describe_conventional` where an experiment gave none; the engine's per-member flags
+(``diverged_at``, ``nonfinite_at``) take theirs from ``jaxdyn.engine.core.MEMBER_FLAG_ATTRS``."""
 
 
 def describe_conventional(dataset) -> None:
     """Gives the conventional variables of :data:`CONVENTIONAL_ATTRS` their attributes where they
     have none (in place)."""
-    for name, attrs in CONVENTIONAL_ATTRS.items():
+    from jaxdyn.engine.core import MEMBER_FLAG_ATTRS  # here, not at import: the run layer loads without JAX
+
+    for name, attrs in {**CONVENTIONAL_ATTRS, **MEMBER_FLAG_ATTRS}.items():
         if name in dataset.variables:
             for key, text in attrs.items():
                 dataset[name].attrs.setdefault(key, text)

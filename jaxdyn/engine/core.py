@@ -213,10 +213,8 @@ class EnsembleResult(NamedTuple):
             if len(dims) != values.ndim:
                 raise ValueError(f"records[{name!r}]: declared dims {dims} do not match its shape {values.shape}")
             variables[name] = xr.Variable(dims, values, attrs=dict(self.attrs_of.get(name) or {}))
-        variables["diverged_at"] = xr.Variable(("seed",), self.diverged_at, attrs={
-            "long_name": "first step whose update was non-finite (-1: none)", "units": "step"})
-        variables["nonfinite_at"] = xr.Variable(("seed",), self.nonfinite_at, attrs={
-            "long_name": "first recorded step with a non-finite record (-1: none)", "units": "step"})
+        for flag, flag_attrs in MEMBER_FLAG_ATTRS.items():
+            variables[flag] = xr.Variable(("seed",), getattr(self, flag), attrs=dict(flag_attrs))
         coords: dict[str, Any] = {"seed": seed}
         for dim, steps in self.times.items():
             coords[dim] = xr.Variable((dim,), steps, attrs={"units": "step", "long_name": f"training step of the records along {dim}"})
@@ -624,6 +622,13 @@ def run_chunk(spec: TrainSpec, state: EnsembleState, n_ticks: int, *, shared: Py
 # fill the device) and the widest block. The CPU cap is 32: an ensemble smaller than a block is
 # padded to a whole block, and at 16-256 RBE members width 32 ran 1.15-2.8x width 128, while from
 # 1,024 to 16,384 members the two were within 4% (benchmarks/RESULTS.md, 2026-12-02).
+MEMBER_FLAG_ATTRS: dict[str, dict[str, str]] = {
+    "diverged_at": {"long_name": "first step whose update was non-finite (-1: none)", "units": "step"},
+    "nonfinite_at": {"long_name": "first recorded step with a non-finite record (-1: none)", "units": "step"},
+}
+"""Attributes of the engine's per-member flags (``EnsembleResult.diverged_at``, ``nonfinite_at``)
+wherever they are stored: ``to_dataset`` here, and the run layer for experiments that store
+them themselves (``jaxdyn.store.describe_conventional``)."""
 BLOCK_BUDGET = {"cpu": 1 << 19, "gpu": 1 << 28, "tpu": 1 << 28}
 BLOCK_CAP = {"cpu": 32, "gpu": 16384, "tpu": 16384}
 
