@@ -97,3 +97,32 @@ def test_longest_stretch_near_a_level():
     values = np.array([[0, 1.9, 2.1, 2.0, 0.5, 2.0, 2.0, 1.0, 1.0, 1.0], [0] * 10], float)
     np.testing.assert_array_equal(inf.longest_stretch_near(values, steps, 2.0, 0.15), [30.0, 0.0])
     assert inf.longest_stretch_near(values[0], steps, 1.0, 0.01) == 30.0
+
+
+def test_knn_estimator_is_sklearns_in_one_dimension_and_tracks_the_exact_information():
+    from scipy.special import logsumexp
+    from sklearn.feature_selection import mutual_info_classif
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    t = rng.standard_normal(600) + 0.7 * labels
+    # d = 1: the same estimator as scikit-learn's (which rescales the feature and adds 1e-10 noise).
+    ours = inf.knn_mutual_information(t[:, None], labels)
+    sk = mutual_info_classif(t[:, None], labels, discrete_features=False, n_neighbors=3, random_state=0)[0] / np.log(2)
+    assert ours == pytest.approx(sk, abs=1e-6)
+    # d = 2: two types one noise std apart; the exact I(T; X) of the Gaussian mixture by Monte Carlo.
+    mu = np.array([[0.0, 0.0], [1.0, 0.0]])
+    x = rng.integers(0, 2, 100_000)
+    draws = mu[x] + rng.standard_normal((100_000, 2))
+    logp = -0.5 * ((draws[:, None, :] - mu[None]) ** 2).sum(-1)
+    exact = np.mean(logp[np.arange(len(x)), x] - logsumexp(logp, axis=1) + np.log(2)) / np.log(2)
+    est = inf.knn_information(mu, noise_std=1.0, num_samples=2000, rng=1)["x"]
+    assert abs(est - exact) < 0.05 and 0.1 < exact < 0.25
+    # Types far apart in absolute units are all told apart, however small their difference relative
+    # to the range (no bins); identical types carry nothing.
+    far = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]) * 1e9 + np.array([[0.0, 0.0], [0.5, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    got = inf.knn_information(far, variables={"y": np.array([0, 0, 1, 1])}, noise_std=0.01, num_samples=128)
+    assert got["x"] == pytest.approx(2.0, abs=0.02) and got["y"] == pytest.approx(1.0, abs=0.02)
+    assert inf.knn_information(np.zeros((4, 3)), noise_std=0.01, num_samples=128)["x"] < 0.02
+    with pytest.raises(ValueError, match="noise_std"):
+        inf.knn_information(mu, noise_std=0.0)

@@ -64,7 +64,7 @@ def test_ib_levels_mechanism_and_sensitivity(ib_runs):
     ds = xr.load_dataset(ib_runs["reference"] / "results.nc", engine="h5netcdf")
     rows = {r["setting"]: r for r in summary["numbers"]["sensitivity"]}
     assert set(rows) == {"default", "batch=2", "batch=8", "edges=centres", "bins=10", "bins=100", "noise=0.001", "noise=0.1",
-                         "estimator=plug-in"}
+                         "estimator=plug-in", "estimator=kNN", "estimator=kNN, noise one bin"}
     d = rows["default"]
     # Level 2 at batch 1: a phase near 2 bits, then exactly 1 bit (the class) with the label.
     assert d["level2_plateau_iterations_median"] >= 100 and abs(d["level2_final_I_TX_median"] - 1) < 0.05
@@ -87,6 +87,13 @@ def test_ib_levels_mechanism_and_sensitivity(ib_runs):
         assert c["per_seed"] is None or len(c["per_seed"]) == 3
     assert ds["I_TX"].dims == ("seed", "setting", "time", "level") and ds["I_TX"].shape == (3, 8, 51, 2)
     assert ds["I_TX"].values.max() <= 3.0 + 1e-9 and ds["I_TY"].values.max() <= 1.0 + 1e-9
+    # The nearest-neighbour estimator (no bins) in both noise readings, stored and claimed (extension).
+    assert ds["I_TX_knn"].dims == ("seed", "time", "level", "knn_noise") and ds["I_TX_knn"].shape == (3, 51, 2, 2)
+    assert list(ds["knn_noise"].values) == ["absolute", "one bin"]
+    for cid, noise in (("knn-level2-compresses", "absolute"), ("knn-bin-noise-level2-compresses", "one bin")):
+        assert claims[cid]["kind"] == "extension"
+        final = ds["I_TX_knn"].sel(level=2, knn_noise=noise).values[:, -1]
+        np.testing.assert_allclose(claims[cid]["per_seed"], np.abs(final - 1))
     assert ds["scores_level2"].dims == ("seed", "train_setting", "time", "input_type", "node2")
     assert (ds["diverged_at"].values == -1).all()
     assert "sensitivity_text" in summary["numbers"] and "per_level" in summary["numbers"]

@@ -18,6 +18,13 @@ Two estimators are provided:
   ``mutual_info_score`` (a maintained plug-in estimator) is applied to the symbols. A second
   estimator beside the exact-law one: it agrees where the joint bins are well sampled and is
   biased upward (about occupied cells / (2 N ln 2) bits) where noise spreads samples over many.
+- :func:`knn_information`: no bins at all: the mutual information of the continuous noisy
+  representation T = signal(X) + noise with X (and its labels), by Ross (2014)'s nearest-
+  neighbour estimator for a discrete and a continuous variable, the estimator scikit-learn's
+  ``mutual_info_classif`` applies to one feature at a time, here on the whole vector T (the
+  neighbour searches are scikit-learn's). An estimator of another family: what the binned ones
+  read as compression, a loss of resolution relative to the layer's range, it sees only where
+  representations come within the noise of one another in absolute terms (Saxe et al. 2018).
 
 :func:`longest_stretch_near` reads a plateau from a curve over training: the longest run of
 consecutive records within a tolerance of a level (the time a representation spends near it).
@@ -255,6 +262,69 @@ def plugin_binned_information(signal: np.ndarray, *, variables: Mapping[str, np.
     draws = signal[:, None, :] + noise_std * rng.standard_normal((P, num_samples, signal.shape[1]))
     sym = symbols(digitize(draws.reshape(P * num_samples, -1), edges))
     return {name: float(mutual_info_score(np.repeat(v, num_samples), sym) / LOG2) for name, v in variables.items()}
+
+
+def knn_mutual_information(t: np.ndarray, labels: np.ndarray, *, k: int = 3) -> float:
+    """Ross (2014)'s estimate of I(T; L) in bits for continuous samples ``t`` (N, d) and discrete
+    ``labels`` (N,): psi(N) + <psi(k)> - <psi(N_l)> - <psi(m)>, where for every sample the
+    distance to its k-th nearest neighbour of the same label (Euclidean) is found and m counts
+    all samples within it (itself included). Samples whose label occurs once are left out, and
+    a negative estimate is returned as 0, as in scikit-learn's one-feature version
+    (``sklearn.feature_selection.mutual_info_classif``), which this equals for d = 1."""
+    from sklearn.neighbors import KDTree, NearestNeighbors
+
+    t = np.asarray(t, np.float64)
+    t = t.reshape(len(t), -1)
+    labels = np.asarray(labels)
+    if labels.shape != (len(t),):
+        raise ValueError(f"labels: expected shape ({len(t)},), got {labels.shape}")
+    if k < 1:
+        raise ValueError(f"k: expected a positive int, got {k}")
+    radius, k_used, counts = np.empty(len(t)), np.empty(len(t)), np.empty(len(t))
+    for label in np.unique(labels):
+        mask = labels == label
+        n = int(mask.sum())
+        counts[mask] = n
+        if n > 1:
+            kk = min(k, n - 1)
+            dist = NearestNeighbors(n_neighbors=kk).fit(t[mask]).kneighbors()[0]
+            radius[mask] = np.nextafter(dist[:, -1], 0)
+            k_used[mask] = kk
+    keep = counts > 1
+    if keep.sum() < 2:
+        return 0.0
+    t, radius, k_used, counts = t[keep], radius[keep], k_used[keep], counts[keep]
+    m = KDTree(t).query_radius(t, radius, count_only=True)
+    nats = (scipy.special.digamma(len(t)) + np.mean(scipy.special.digamma(k_used)) - np.mean(scipy.special.digamma(counts))
+            - np.mean(scipy.special.digamma(m)))
+    return float(max(0.0, nats) / LOG2)
+
+
+def knn_information(signal: np.ndarray, *, variables: Mapping[str, np.ndarray] | None = None, noise_std: float,
+                    num_samples: int = 256, k: int = 3, rng: np.random.Generator | int | None = 0) -> dict:
+    """I(T; X) and I(T; f(X)) of the continuous T = signal(X) + N(0, noise_std^2) per unit, by
+    :func:`knn_mutual_information` on ``num_samples`` noisy draws of each of the P equally
+    likely types (no binning: the estimator of another family beside the binned ones).
+
+    Args:
+        signal: (P, d) noise-free representation of each input type.
+        variables: ``{name: (P,) labels}`` of functions of X; "x" (the type itself) is included.
+        noise_std: the noise's std (> 0: without noise T is discrete and has no density).
+        num_samples, rng: draws per type and their generator; k: neighbours.
+
+    Returns:
+        ``{name: bits}``.
+    """
+    signal = np.asarray(signal, np.float64)
+    if signal.ndim != 2:
+        raise ValueError(f"signal: expected shape (P, d), got {signal.shape}")
+    if not (noise_std > 0 and np.isfinite(noise_std)):
+        raise ValueError(f"noise_std: expected a finite number > 0 (T needs a density), got {noise_std}")
+    P = signal.shape[0]
+    variables = {"x": np.arange(P), **{key: np.asarray(v) for key, v in (variables or {}).items()}}
+    rng = np.random.default_rng(rng)
+    draws = (signal[:, None, :] + noise_std * rng.standard_normal((P, num_samples, signal.shape[1]))).reshape(P * num_samples, -1)
+    return {name: knn_mutual_information(draws, np.repeat(v, num_samples), k=k) for name, v in variables.items()}
 
 
 def longest_stretch_near(values: np.ndarray, steps: np.ndarray, target: float, tolerance: float) -> np.ndarray:

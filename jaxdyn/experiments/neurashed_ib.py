@@ -9,9 +9,16 @@ Each level's representation of an input is the vector of its node scores S_F. As
 Shwartz-Ziv & Tishby, Gaussian noise is added to every score and the level is binned
 (``num_bins`` equal bins over the level's range at that time); I(T; X) with the input type (8
 types, uniform) and I(T; Y) with the label (2 classes) are computed from the exact binned
-conditional laws (:func:`jaxdyn.analysis.information.noisy_binned_information`) and, as a second
-estimator, by scikit-learn's plug-in ``mutual_info_score`` on noisy samples
-(:func:`jaxdyn.analysis.information.plugin_binned_information`).
+conditional laws (:func:`jaxdyn.analysis.information.noisy_binned_information`), by scikit-learn's
+plug-in ``mutual_info_score`` on noisy binned samples
+(:func:`jaxdyn.analysis.information.plugin_binned_information`), and by an estimator of another
+family, without bins: Ross (2014)'s nearest-neighbour estimator on the continuous noisy scores
+(:func:`jaxdyn.analysis.information.knn_information`), with the noise in absolute units
+(``noise_std``, as the binned readings add it) and, as a second reading, with the noise of one
+bin width (the level's range / ``num_bins`` at that time), the resolution the binned readings
+have. The binned estimators lose a type when its scores come within one bin of another's,
+relative to the level's range; the absolute-noise kNN reading only when they come within the
+noise in absolute units (Saxe et al. 2018's point on binned information-plane estimates).
 
 What the text says (appendix, Figure 5): in the early phase the second level tells the two types
 of each class apart (h1 for one, h3 for the other), so I(T2; X) "tends to log2 4 = 2"; late,
@@ -58,7 +65,7 @@ import numpy as np
 import xarray as xr
 
 from jaxdyn import claims, plots
-from jaxdyn.analysis.information import longest_stretch_near, noisy_binned_information, plugin_binned_information
+from jaxdyn.analysis.information import knn_information, longest_stretch_near, noisy_binned_information, plugin_binned_information
 from jaxdyn.engine import observable
 from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Result, param
 from jaxdyn.experiments.fields import NeurashedRulesFields
@@ -94,6 +101,7 @@ class NeurashedIBConfig(NeurashedRulesFields, Config):
     tolerance: float = param(0.1, "largest distance in bits from the text's end values (log2 2 = 1 bit of I(T;X) and of I(T;Y))", min=0.0, max=1.0, min_exclusive=True)
     plateau_band: float = param(0.25, "a record is 'near 2 bits' when |I(T2;X) - 2| is at most this", min=0.0, max=1.0, min_exclusive=True)
     plateau_min: int = param(100, "the phase near 2 bits must last at least this many iterations (5% of the default run)", min=1, max=20_000)
+    knn_neighbours: int = param(3, "k of the nearest-neighbour estimator (Ross 2014; scikit-learn's default)", min=1, max=100)
     sensitivity_bins: tuple[int, ...] = param((10, 100), "sensitivity table: other bin counts (analysis of the default run)", min=2, max=10_000, min_len=0)
     sensitivity_noise: tuple[float, ...] = param((0.001, 0.1), "sensitivity table: other noise stds (analysis of the default run)", min=0.0, max=1e3, min_len=0)
     sensitivity_batch: tuple[int, ...] = param((2, 4, 8), "sensitivity table: other batch sizes (trained)", min=1, max=1024, min_len=0)
@@ -167,6 +175,29 @@ def _plugin(scores, labels, *, num_bins, noise_std, num_samples, seed=1):
                 r = plugin_binned_information(scores[level][s, t], variables={"y": labels}, num_bins=num_bins,
                                               noise_std=noise_std, num_samples=num_samples, rng=rng)
                 out[s, t, level] = r["x"], r["y"]
+    return out
+
+
+KNN_NOISE = ("absolute", "one bin")
+"""The kNN estimator's noise readings: ``noise_std`` in absolute units, and one bin width (the
+level's noise-free range at that time / ``num_bins``)."""
+
+
+def _knn(scores, labels, *, noise_std, num_bins, num_samples, k, seed=2):
+    """(seed, time, level, knn_noise, [x, y]) bits by the nearest-neighbour estimator on the
+    continuous noisy scores, for each reading of :data:`KNN_NOISE`."""
+    n_seed, n_time = scores[0].shape[:2]
+    out = np.zeros((n_seed, n_time, 2, len(KNN_NOISE), 2))
+    rng = np.random.default_rng(seed)
+    for s in range(n_seed):
+        for t in range(n_time):
+            for level in range(2):
+                signal = scores[level][s, t]
+                one_bin = float(np.ptp(signal)) / num_bins
+                for j, sigma in enumerate((noise_std, one_bin)):
+                    if sigma > 0:  # a level whose scores are all equal has no range: T is constant, 0 bits
+                        r = knn_information(signal, variables={"y": labels}, noise_std=sigma, num_samples=num_samples, k=k, rng=rng)
+                        out[s, t, level, j] = r["x"], r["y"]
     return out
 
 
@@ -245,10 +276,14 @@ def run(config: NeurashedIBConfig, ctx) -> Result:
         infos.append(info), errs.append(err), verdicts.append(_verdicts(info, steps, config))
     plug = _plugin((scores1[0], scores2[0]), labels, num_bins=config.num_bins, noise_std=config.noise_std,
                    num_samples=config.num_noise_samples)
+    knn = _knn((scores1[0], scores2[0]), labels, noise_std=config.noise_std, num_bins=config.num_bins,
+               num_samples=config.num_noise_samples, k=config.knn_neighbours)
+    # The other estimators on the default run, each read the same way: (seed, time, level, [x, y]).
+    estimators = {"estimator=plug-in": plug, "estimator=kNN": knn[..., 0, :], "estimator=kNN, noise one bin": knn[..., 1, :]}
     mech = [_mechanism(lam1[k][:, -1], lam2[k][:, -1], scores2[k][:, -1], config, b) for k, (_, b, _) in enumerate(settings)]
     mech0 = [_mechanism(lam1[k][:, 0], lam2[k][:, 0], scores2[k][:, 0], config, b) for k, (_, b, _) in enumerate(settings)]
 
-    found = _claims(config, infos[0], plug, verdicts, mech[0], mech0[0], analyses, diverged[0] < 0, steps)
+    found = _claims(config, infos[0], estimators, verdicts, mech[0], mech0[0], analyses, diverged[0] < 0, steps)
     sensitivity = []
     for (name, k, bins, noise), v in zip(analyses, verdicts):
         m = mech[k]
@@ -266,18 +301,19 @@ def run(config: NeurashedIBConfig, ctx) -> Result:
             "h2_type_contrast_log10_median": float(np.median(m["h2_type_contrast_log10"])),
             "growth_rate_x7_vs_best_other": [float(m["rate_x7"][0]), float(m["rate_best_other"][0])],
         })
-    vp = _verdicts(plug, steps, config)  # the second estimator read the same way, default setting
-    sensitivity.append({**sensitivity[0], "setting": "estimator=plug-in",
-                        "level2_plateau_iterations_median": float(np.median(vp["plateau_iterations"])),
-                        "level2_peak_median": float(np.median(vp["level2_peak"])),
-                        "level2_final_I_TX_median": float(np.median(vp["level2_final_x"])),
-                        "level2_final_I_TY_median": float(np.median(vp["level2_final_y"])),
-                        "level1_peak_median": float(np.median(vp["level1_peak"])),
-                        "level1_final_I_TX_median": float(np.median(vp["level1_final_x"])),
-                        "level1_final_I_TY_median": float(np.median(vp["level1_final_y"])),
-                        "level2_rises_to_2_then_falls_to_1_fraction": float(vp["level2_as_text"].mean()),
-                        "level1_similar_fraction": float(vp["level1_as_text"].mean()),
-                        "both_levels_as_text_fraction": float(vp["both_as_text"].mean())})
+    for name, other in estimators.items():  # the other estimators read the same way, default setting
+        vp = _verdicts(other, steps, config)
+        sensitivity.append({**sensitivity[0], "setting": name,
+                            "level2_plateau_iterations_median": float(np.median(vp["plateau_iterations"])),
+                            "level2_peak_median": float(np.median(vp["level2_peak"])),
+                            "level2_final_I_TX_median": float(np.median(vp["level2_final_x"])),
+                            "level2_final_I_TY_median": float(np.median(vp["level2_final_y"])),
+                            "level1_peak_median": float(np.median(vp["level1_peak"])),
+                            "level1_final_I_TX_median": float(np.median(vp["level1_final_x"])),
+                            "level1_final_I_TY_median": float(np.median(vp["level1_final_y"])),
+                            "level2_rises_to_2_then_falls_to_1_fraction": float(vp["level2_as_text"].mean()),
+                            "level1_similar_fraction": float(vp["level1_as_text"].mean()),
+                            "both_levels_as_text_fraction": float(vp["both_as_text"].mean())})
     numbers = {
         "seeds": S,
         "per_level": _per_level(infos[0], verdicts[0], mech[0], config),
@@ -288,7 +324,7 @@ def run(config: NeurashedIBConfig, ctx) -> Result:
         "max_monte_carlo_stderr_bits": float(errs[0].max()),
         "level2_I_TX_peak_step_median": float(np.median(steps[infos[0][:, :, 1, 0].argmax(1)])),
     }
-    ds = _dataset(config, settings, analyses, infos, errs, plug, scores1, scores2, lam1, lam2, diverged, steps, builts, labels, patterns)
+    ds = _dataset(config, settings, analyses, infos, errs, plug, knn, scores1, scores2, lam1, lam2, diverged, steps, builts, labels, patterns)
     ctx.stage("figures")
     return Result(dataset=ds, claims=found, figures=_figures(ds, sensitivity), numbers=numbers)
 
@@ -310,8 +346,9 @@ def _per_level(info, v, m, config) -> dict:
     }
 
 
-def _claims(config, info, plug, verdicts, mech, mech0, analyses, include, steps) -> list:
+def _claims(config, info, estimators, verdicts, mech, mech0, analyses, include, steps) -> list:
     v = verdicts[0]
+    plug = estimators["estimator=plug-in"]
     tol, one_bin = config.tolerance, np.log10(1.0 / config.num_bins)
     ix2 = info[:, :, 1, 0]
     found = [
@@ -362,9 +399,20 @@ def _claims(config, info, plug, verdicts, mech, mech0, analyses, include, steps)
                         why="the same quantity estimated by counting: checks the exact-law computation (the plug-in's upward bias "
                             "is small once the level's noise no longer spreads samples over many bins)"),
     ]
+    compression = claims.source("As a consequence, the mutual information tends to log2 2 = 1", APPENDIX)
+    for slug, name, noise in (("knn", "estimator=kNN", f"noise {config.noise_std:g} in absolute units, as the binned readings add it"),
+                              ("knn-bin-noise", "estimator=kNN, noise one bin", "noise of one bin width, the level's range / num_bins, "
+                                                                                 "the binned readings' resolution")):
+        ix2_other = estimators[name][:, :, 1, 0]
+        found.append(claims.per_seed(
+            f"{slug}-level2-compresses", f"level 2's compression to 1 bit does not hang on the bins: with the nearest-neighbour "
+            f"estimator on the continuous noisy scores ({noise}) its I(T;X) also ends within tolerance of 1 bit (|final - 1|)",
+            np.abs(ix2_other[:, -1] - 1.0), "<=", tol, kind="extension", initial=np.abs(ix2_other[:, 0] - 1.0), include=include,
+            threshold_source="config.tolerance, as for the binned claim", source=compression,
+            why="the issue of binned information-plane estimates (Saxe et al. 2018): compression read from bins may be a loss of "
+                "resolution relative to the layer's range, not of information; an estimator of another family tests it"))
     both = [name for (name, _, _, _), vv in zip(analyses, verdicts) if vv["both_as_text"].mean() >= 1.0]
-    if _verdicts(plug, steps, config)["both_as_text"].mean() >= 1.0:
-        both.append("estimator=plug-in")
+    both += [name for name, other in estimators.items() if _verdicts(other, steps, config)["both_as_text"].mean() >= 1.0]
     found.append(claims.check(
         "some-setting-reproduces-both-levels", "some setting of the sensitivity table reproduces the text on both levels for every "
         f"seed (level 2: phase near 2 bits, then 1 bit with the label; level 1 similar); settings that do: {both or 'none'}",
@@ -392,7 +440,7 @@ def _table_text(rows) -> str:
     return "\n".join(lines)
 
 
-def _dataset(config, settings, analyses, infos, errs, plug, scores1, scores2, lam1, lam2, diverged, steps, builts, labels, patterns):
+def _dataset(config, settings, analyses, infos, errs, plug, knn, scores1, scores2, lam1, lam2, diverged, steps, builts, labels, patterns):
     sw = lambda a: np.swapaxes(a, 0, 1)  # (setting, seed, ...) -> (seed, setting, ...)  # noqa: E731
     info, err = np.stack(infos, 1), np.stack(errs, 1)  # (seed, analysis, time, level, 2)
     adj = np.stack([np.asarray(b.graph.adjacency[0]) for b in builts])  # (train_setting, node2, node1)
@@ -418,6 +466,14 @@ def _dataset(config, settings, analyses, infos, errs, plug, scores1, scores2, la
             "I_TY_plugin": (("seed", "time", "level"), plug[..., 1],
                             {"units": "bit", "long_name": "I(T;Y), sklearn plug-in mutual_info_score on num_noise_samples noisy "
                                                           "binned samples per input type, default setting"}),
+            "I_TX_knn": (("seed", "time", "level", "knn_noise"), knn[..., 0],
+                         {"units": "bit", "long_name": "I(T;X), nearest-neighbour estimator (Ross 2014, k = knn_neighbours) on "
+                                                       "num_noise_samples draws per input type of the continuous scores plus noise "
+                                                       "(no binning), default setting"}),
+            "I_TY_knn": (("seed", "time", "level", "knn_noise"), knn[..., 1],
+                         {"units": "bit", "long_name": "I(T;Y), nearest-neighbour estimator (Ross 2014, k = knn_neighbours) on "
+                                                       "num_noise_samples draws per input type of the continuous scores plus noise "
+                                                       "(no binning), default setting"}),
             "scores_level1": (("seed", "train_setting", "time", "input_type", "node1"), sw(scores1),
                               {"units": "1", "long_name": "first-level scores S_F = lambda_F (0 where F does not fire) of each "
                                                           "input type, noise-free"}),
@@ -455,6 +511,8 @@ def _dataset(config, settings, analyses, infos, errs, plug, scores1, scores2, la
                 "time": ("time", steps, {"units": "iteration", "long_name": "iterations of Algorithm 1 done at the record"}),
                 "level": ("level", [1, 2], {"units": "1", "long_name": "level whose scores form T, in the text's numbering (1: "
                                                                         "first level x1..x13, 2: second level h1..h6)"}),
+                "knn_noise": ("knn_noise", list(KNN_NOISE), {"long_name": "noise of the nearest-neighbour reading: noise_std in absolute "
+                                                                       "units, or one bin width (the level's noise-free range / num_bins)"}),
                 "node1": ("node1", list(builts[0].names[0]), {"long_name": "first-level node"}),
                 "node2": ("node2", list(builts[0].names[1]), {"long_name": "second-level node"})},
         attrs={
@@ -493,6 +551,8 @@ def _figures(ds: xr.Dataset, sensitivity) -> dict:
                               label=f"level {level} (exact laws)")
             ax.plot(steps, np.median(ds[f"{name}_plugin"].sel(level=level).values, 0), "-", color=plots.color(k), linewidth=0.8,
                     label=f"level {level} (sklearn plug-in)")
+            ax.plot(steps, np.median(ds[f"{name}_knn"].sel(level=level, knn_noise="absolute").values, 0), ":", color=plots.color(k),
+                    linewidth=1.2, label=f"level {level} (kNN, no bins)")
         if name == "I_TX":
             ax.axhline(2.0, color="0.3", linewidth=1, label="text: log2 4 (fitting)")
             ax.axhline(1.0, color="0.3", linewidth=1, linestyle="--", label="text: log2 2 = 1 bit (compressed I(T;X); the label)")
@@ -503,7 +563,7 @@ def _figures(ds: xr.Dataset, sensitivity) -> dict:
         ax.set_title(f"{label}, default setting")
         ax.set_ylim(-0.05, 3.1 if name == "I_TX" else 1.15)
     # One legend below the panels: inside, it would cover the curves, which span the axes.
-    fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside lower center", ncol=6, fontsize=7, frameon=False)
+    fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=7, frameon=False)
     names = list(ds["setting"].values)
     fig2, axes2 = plots.figure(2, 2, width=4.2, height=2.8, sharex=True)
     for j, level in enumerate((2, 1)):
@@ -521,7 +581,8 @@ def _figures(ds: xr.Dataset, sensitivity) -> dict:
     fig2.legend(*axes2[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     return {"information_plane": Figure(fig, "information plane of both levels and I(T;X), I(T;Y) over training at the default "
                                              "setting with the text's limits; markers: median of the exact binned laws, band: their min-max over seeds, "
-                                             "lines: median of the sklearn plug-in"),
+                                             "lines: median of the sklearn plug-in, dotted: median of the nearest-neighbour estimator on the continuous "
+                                             "noisy scores (absolute noise, no bins)"),
             "sensitivity": Figure(fig2, "the sensitivity table's settings (bins, noise, batch size, edges of h2): both levels' "
                                         "information over training, median over seeds")}
 
