@@ -33,7 +33,7 @@ def test_trained_nets_and_le_separation(quick):
         assert 0.0 <= nets[name]["le_auc"] <= 1.0
     # rbe: well-trained, elastic, linear control, beats linear, kernel -> NTK, beyond the infinite-width kernel; vgg (3 classes) adds two
     # tier claims; neurashed 3 x 2 rule sets.
-    assert len(result.claims) == 6 + 7 + 6
+    assert len(result.claims) == 6 + 8 + 6
     assert {c.kind for c in result.claims if c.id.startswith("vgg-tiers")} == {"paper"}
     ds = result.dataset
     assert ds["le_rbe"].dims == ("seed", "base_rbe", "probe_rbe")
@@ -143,12 +143,12 @@ def test_invalid_config(overrides, message):
 def test_kernelized_le_beside_the_infinite_width_ntk(quick):
     config, result = quick
     ds, ids = result.dataset, {c.id: c for c in result.claims}
-    assert set(config.nets) & set(config.infinite_width_nets) == {"rbe"}
-    for name in ("rbe",):
+    assert set(config.nets) & set(config.infinite_width_nets) == {"rbe", "vgg"}
+    for name in ("rbe", "vgg"):
         theta = ds[f"theta_infinite_{name}"].values
         bases, probes = ds.sizes[f"base_{name}"], ds.sizes[f"probe_{name}"]
         assert theta.shape == (bases + probes,) * 2 and np.allclose(theta, theta.T)
-        # Positive semi-definite up to the float32 quadrature of the ELU kernel.
+        # Positive semi-definite up to float32 (the ELU kernel's quadrature; the VGG's ReLU is closed-form).
         ev = np.linalg.eigvalsh(theta)
         assert ev.min() > -1e-4 * ev.max(), ev
         # The claim's per-seed values recompute from the stored kernels: trained AUC minus the limit's.
@@ -159,4 +159,7 @@ def test_kernelized_le_beside_the_infinite_width_ntk(quick):
         c = ids[f"{name}-kernel-beyond-infinite-width"]
         np.testing.assert_allclose(c.per_seed, np.asarray(trained) - limit)
         assert c.kind == "extension"
-    assert "vgg-kernel-beyond-infinite-width" not in ids
+    # A net left out of infinite_width_nets gets no kernel and no claim.
+    strict = dataclasses.replace(config, nets=("rbe",), neurashed=False, infinite_width_nets=())
+    got = execute(EXPERIMENT, strict)
+    assert "theta_infinite_rbe" not in got.dataset and "rbe-kernel-beyond-infinite-width" not in {c.id for c in got.claims}
