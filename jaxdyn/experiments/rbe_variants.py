@@ -621,28 +621,36 @@ def _figures(config, conds, widths, width_rows) -> dict:
         figs["aging_exponents"] = Figure(fig2, "aging exponent of every condition in output space (circles) and logit space (squares) with 95% "
                                                "seed-bootstrap intervals")
     if width_rows:
-        fig3, ax3 = plots.figure(1, 2, width=4.2, height=3.2)
+        fig3, ax3 = plots.figure(1, 3, width=3.8, height=3.2)
         for j, scheme in enumerate(config.width_lr):
             r = [w for w in width_rows if w["lr_scheme"] == scheme]
             ms = [w["features"] for w in r]
             ax3[0, 0].errorbar(ms, [w["tau"] for w in r], yerr=[[w["tau"] - w["tau_ci"][0] for w in r], [w["tau_ci"][1] - w["tau"] for w in r]],
-                               fmt="o-", color=plots.color(j), label=f"output space, lr {scheme}")
-            ax3[0, 0].plot(ms, [w["tau_logit"] for w in r], "s--", color=plots.color(j), markersize=3, label=f"logit space, lr {scheme}")
-            ax3[0, 1].errorbar(ms, [w["late_size"] for w in r], yerr=[2 * w["late_size_sem"] for w in r], fmt="o-", color=plots.color(j),
-                               label=f"epoch {config.num_steps}, lr {scheme}")
-            ax3[0, 1].plot(ms, [w["initial_size"] for w in r], "^:", color=plots.color(j), label=f"epoch 0, lr {scheme}")
+                               fmt="o-", color=plots.color(j), label=f"lr {scheme}")
+            ax3[0, 0].plot(ms, [w["tau_theta_logit"] for w in r], "s--", color=plots.color(j), markersize=3)
+            ax3[0, 1].errorbar(ms, [w["late_size"] for w in r], yerr=[2 * w["late_size_sem"] for w in r], fmt="o-", color=plots.color(j))
+            ax3[0, 1].plot(ms, [w["initial_size"] for w in r], "^:", color=plots.color(j))
+            ax3[0, 2].plot(ms, [abs(w["theta_logit_growth_median"] - 1) for w in r], "o-", color=plots.color(j))
+        m_all = np.array(sorted({w["features"] for w in width_rows}), float)
+        moved = [abs(w["theta_logit_growth_median"] - 1) for w in width_rows if w["features"] == m_all[0]]
+        plots.reference_line(ax3[0, 2], m_all, max(moved) * np.sqrt(m_all[0] / m_all), label="M^(-1/2) (lazy training)")
         for a in ax3[0]:
             a.set_xscale("log", base=2)
             a.set_xlabel("filters per layer M")
-        ax3[0, 0].set_ylabel("aging exponent tau")
-        ax3[0, 0].set_title("width sweep (unbiased)")
-        ax3[0, 0].legend(loc="best", fontsize=7)
+        ax3[0, 0].set_ylabel("aging exponent")
+        ax3[0, 0].set_title("solid: response (output space)\ndashed: self-kernel Theta_z")
         ax3[0, 1].set_yscale("log")
         ax3[0, 1].set_ylabel("response size S (seed mean, +-2 s.e.)")
-        ax3[0, 1].set_title("response size at the start and the end")
-        ax3[0, 1].legend(loc="best", fontsize=7)
-        figs["width_sweep"] = Figure(fig3, "aging exponent (left) and response size (right) against the width M, at a fixed lr and with lr scaled "
-                                           "as 8/M")
+        ax3[0, 1].set_title(f"response size\n(solid: epoch {config.num_steps}, dotted: epoch 0)")
+        ax3[0, 2].set_yscale("log")
+        ax3[0, 2].set_ylabel("|Theta_z(end) / Theta_z(0) - 1|")
+        ax3[0, 2].set_title("how far the logit-space self-kernel\nmoves over training (seed median)")
+        ax3[0, 2].legend(loc="best", fontsize=7)
+        fig3.legend(*ax3[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=len(config.width_lr), fontsize=7, frameon=False)
+        figs["width_sweep"] = Figure(fig3, "width sweep (unbiased encoding), per learning-rate scheme (fixed lr; lr x 8/M; lr x Theta_8/Theta_M; "
+                                           "the NTK-parametrised net at one lr): aging exponents of the response and of the logit-space "
+                                           "self-kernel, response sizes at the start and the end, and how far the self-kernel moves over "
+                                           "training against the M^(-1/2) of lazy training")
     return figs
 
 
