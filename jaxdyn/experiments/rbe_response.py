@@ -343,7 +343,7 @@ def figures(config, sim, early, analysis, infinite=None) -> dict:
                                      "self-NTK of the logits": a["saturation"]["tau_theta_logit"]})
         axes[e, 2].set_title(f"({chr(67 + 4 * e)}) logit part vs sigmoid factor")
         plots.plot_kernels(axes[e, 3], a["fits"]["kernels_logit"])
-        axes[e, 3].set_ylabel("logit-space kernel K_z(h) = R_z(h) / R_z(0)")
+        axes[e, 3].set_ylabel("logit kernel K_z(h) = R_z(h) / R_z(0)")
         axes[e, 3].set_title(f"({chr(68 + 4 * e)}) logit-space kernel")
 
     pred = resp.profile(resp.ntk_prediction(sim["theta"], sim["dl_df"], sim["y_source"], sim["f_source"], config.lr), sim["probe_h"])
