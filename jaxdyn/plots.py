@@ -315,12 +315,14 @@ def plot_groups(ax, steps, f_points, group, g_mean, theories: dict, colors=None,
         group: (n,) group index of each point.
         g_mean: (time, G) group-mean predictions (markers).
         theories: ``{name: (time, G)}`` theory curves; 'kernel' solid, 'meanfield' dashed, 'literal'
-            dash-dotted, 'aging' dotted, 'aging_blocks' long dash-dot, others dotted.
+            dash-dotted, 'aging' dotted, 'aging_blocks' long dash-dot, 'linearised' long dashes,
+            'kernel_infinite' dash-dot-dot, others dotted.
         colors: ``{group: colour}``.
         log_markers: space the ~30 markers evenly in log time (for a log time axis).
     """
     colors = colors or {a: color(a) for a in range(g_mean.shape[-1])}
-    styles = {"kernel": "-", "meanfield": "--", "literal": "-.", "aging": ":", "aging_blocks": (0, (6, 1, 1, 1))}
+    styles = {"kernel": "-", "meanfield": "--", "literal": "-.", "aging": ":", "aging_blocks": (0, (6, 1, 1, 1)),
+              "linearised": (0, (8, 3)), "kernel_infinite": (0, (5, 1, 1, 1, 1, 1))}
     with plt.rc_context(STYLE):
         for a in range(g_mean.shape[-1]):
             for p in np.flatnonzero(group == a):

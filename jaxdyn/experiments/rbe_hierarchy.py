@@ -274,7 +274,8 @@ def _figure(config, steps, f_sim, group, ok, g_sim, mean, theory, t1, t2, interv
                 axes[0, 0].axvspan(lo, hi, color="0.85", alpha=0.5, linewidth=0)
             axes[0, 0].text(t, 0.97, f" {lab}", fontsize=7, color="0.3")
     axes[0, 0].set_title("group means (markers) and theories (lines)")
-    axes[0, 0].legend(loc="lower left", fontsize=5, ncol=3)
+    # Below the panels: inside, the many theories' legend covers g0's markers.
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", fontsize=6, ncol=6, frameon=False)
     for s in range(g_sim.shape[0]):
         for a in range(3):
             axes[0, 1].plot(steps, g_sim[s, :, a], color=colors[a], alpha=0.25, linewidth=0.7)

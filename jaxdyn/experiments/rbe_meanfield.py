@@ -374,12 +374,13 @@ def _figures(config, steps, g_sim_r, f_sim_r, group_r, theory, rs, diverged) -> 
             axes[0, i].set_xscale("symlog", linthresh=10)
             axes[0, i].set_xlim(0, steps[-1])
             axes[0, i].set_title(f"({chr(65 + i)}) rho0/rho1 = {r:.3g}")
-        axes[0, 0].legend(loc="best", fontsize=5, ncol=2)
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", fontsize=6, ncol=2 * n, frameon=False)
         fig.suptitle(f"{config.num_points} points, g0 -> 0, g1 -> 1; markers: seed-mean simulation; lines: theories from each seed's NTK "
                      f"({space} space)", fontsize=8)
         figs[f"meanfield_{space}"] = Figure(fig, f"group-mean predictions per density ratio on a log time axis: seed-mean simulation (markers), "
-                                                 f"kernel ODE (solid), mean-field extension (dashed), literal Eq. 11 and the aging mean fields "
-                                                 f"(dotted styles), {space} space")
+                                                 f"kernel ODE (solid), mean-field extension (dashed), literal Eq. 11, the aging mean fields, the "
+                                                 f"members' Taylor models and (logit space) the infinite-width kernel ODE (other line styles, "
+                                                 f"named in the legend), {space} space")
     return figs
 
 
