@@ -48,6 +48,11 @@ def test_the_law_on_images(run):
     np.testing.assert_array_equal(ds["x_o"].values, images[ds["probe_index"].values[:, 0]])
     ids = {c.id: c for c in run.claims}
     assert ids["aging"].held and ids["one-step-two-spaces"].held and ids["kernel-decreases"].per_seed is not None
+    # The second run, recorded every epoch up to the first record, follows the same trajectory:
+    # at that epoch both runs read the same response at x_o.
+    k = int(ds["time"].values[1])
+    np.testing.assert_array_equal(ds["early_time"].values, np.arange(k + 1))
+    np.testing.assert_allclose(ds["response_source_early"].values[:, k], ds["response"].values[:, 1, 0], rtol=1e-5)
 
 
 def _idx(array: np.ndarray) -> bytes:

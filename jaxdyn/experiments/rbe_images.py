@@ -42,6 +42,7 @@ class RBEImagesConfig(RBETrainingFields, ResponseMeasurementFields, Config):
     distance_bins: int = param(10, "bins of the image distance for the kernel profile", min=3, max=100)
     mnist_root: str = param("", "folder holding MNIST's idx files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]); empty: scikit-learn's 8x8 digits")
     mnist_split: str = param("train", "MNIST split read from mnist_root", choices=("train", "t10k"))
+    early: bool = param(True, "also record epochs 1..record_every-1 every epoch (a short second run of the same members) for the aging axis")
 
     @classmethod
     def quick(cls) -> RBEImagesConfig:
@@ -93,11 +94,18 @@ def run(config: RBEImagesConfig, ctx) -> Result:
     seed_ids = np.arange(config.seeds)
     keys, data = rbe.condition_members([rbe.ensemble_data(digits.single_image(p1, config.probes, images), seed_ids)], seed_ids)
     loss_fn = config.loss_fn
-    result = ctx.train(
-        model, rbe.encoder_task(None), optimizer("sgd", learning_rate=hparam("lr")), seeds=keys, num_steps=config.num_steps,
-        loss=loss_fn, observables={"response": resp.ResponseObservable(model, loss_fn, logit=True)}, record_every=config.record_every,
-        hparams={"lr": np.full(config.seeds, config.lr, np.float32)}, data=data,
-    )
+
+    def simulate(num_steps: int, record_every: int):
+        return ctx.train(
+            model, rbe.encoder_task(None), optimizer("sgd", learning_rate=hparam("lr")), seeds=keys, num_steps=num_steps,
+            loss=loss_fn, observables={"response": resp.ResponseObservable(model, loss_fn, logit=True)}, record_every=record_every,
+            hparams={"lr": np.full(config.seeds, config.lr, np.float32)}, data=data,
+        )
+
+    result = simulate(config.num_steps, config.record_every)
+    # The same members recorded every epoch up to the first record, so the aging axis starts at
+    # epoch 1 (identical trajectories: the same keys and data).
+    early = simulate(config.record_every, 1) if config.early and config.record_every > 1 else None
     ctx.stage("analysis")
     steps = result.record_steps
     response = result.records["response"][:, :, 0].astype(np.float64)  # (seed, time, P + 1); probe 0 = x_o
@@ -218,20 +226,30 @@ def run(config: RBEImagesConfig, ctx) -> Result:
             "x_o": (("seed", "row", "column"), np.asarray(data["sources"][:, 0], np.float32),
                     {"long_name": "the training image x_o (pixels in [0, 1])", **one}),
             "diverged_at": ("seed", result.diverged_at),
+            **({} if early is None else {"response_source_early": (("seed", "early_time"), early.records["response"][:, :, 0, 0].astype(np.float32),
+                                                                   {"long_name": "normalised response at x_o itself (probe 0), the second run "
+                                                                                 "recorded every epoch up to record_every", **one})}),
         },
         coords={"seed": seed_ids,
                 "time": ("time", steps, {"long_name": "training epoch e of the records (one SGD step on x_o per epoch)", "units": "epoch"}),
                 "probe": ("probe", np.arange(response.shape[-1]),
-                          {"long_name": "probe index (0: the training image x_o itself, then the other images)", **one})},
+                          {"long_name": "probe index (0: the training image x_o itself, then the other images)", **one}),
+                **({} if early is None else {"early_time": ("early_time", early.record_steps,
+                                                            {"long_name": "training epoch of the second run's records", "units": "epoch"})})},
         attrs={"p1": p1, "lr": config.lr, "loss": config.loss, "init": config.init, "fit_start": config.fit_start, "images": description,
                "probe_images": "the probes are images probe_index of the set named in 'images' (the training image x_o is stored)",
                "architecture": "3x3 kernels and VALID padding are the project's choices (the paper gives neither)",
                "probe_0": "the training image itself", "distance": "mean |x_o - x| over pixels, images in [0, 1]"},
     )
     fig, axes = plots.figure(1, 2, width=4.2, height=3.2)
+    t_plot, size_plot = steps, response[:, :, 0]
+    if early is not None:  # epochs 1..record_every-1 from the second run, then the long run's records
+        k = config.record_every
+        t_plot = np.concatenate([steps[:1], early.record_steps[1:k], steps[1:]])
+        size_plot = np.concatenate([size_plot[:, :1], early.records["response"][:, 1:k, 0, 0], size_plot[:, 1:]], axis=1)
     for s in np.flatnonzero(ok):
-        axes[0, 0].plot(steps[1:], response[s, 1:, 0], color=plots.color(s), alpha=0.3, linewidth=0.8)
-    plots.plot_aging(axes[0, 0], steps, response[ok][:, :, 0], pl.to_dict(), "0.1", label="seed mean")
+        axes[0, 0].plot(t_plot[1:], size_plot[s, 1:], color=plots.color(s), alpha=0.3, linewidth=0.8)
+    plots.plot_aging(axes[0, 0], t_plot, size_plot[ok], pl.to_dict(), "0.1", label="seed mean")
     axes[0, 0].set_title(f"(Fig. 8) aging, {'MNIST' if config.mnist_root else '8x8 digits'}, p0/p1 = {config.p0_over_p1:g}")
     axes[0, 0].legend(loc="lower left")
     i = int(np.searchsorted(steps, max(per_epoch)))
