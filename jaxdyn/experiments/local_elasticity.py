@@ -739,7 +739,7 @@ def _figures(results) -> dict:
 EXPERIMENT = Experiment(
     name="local-elasticity",
     work="Su, He & Su",
-    description="LE(x, x') of eq. 3.1 on trained RBE net, digits CNN and dense-sample VGG vs a linear control: Figure 6's tiers, kernel vs NTK, LE inside neurashed",
+    description="LE(x, x') of eq. 3.1 on well-trained RBE net, digits CNN and dense-sample VGG vs a linear control: Figure 6's tiers, kernel vs NTK and the infinite-width NTK, LE inside neurashed",
     config=LocalElasticityConfig,
     run=run,
 )

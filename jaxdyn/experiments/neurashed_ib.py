@@ -590,7 +590,7 @@ def _figures(ds: xr.Dataset, sensitivity) -> dict:
 EXPERIMENT = Experiment(
     name="neurashed-ib",
     work="Su",
-    description="Figure 5 neurashed with the appendix constants: I(T;X) and I(T;Y) of each level over training, two estimators, a sensitivity table",
+    description="Figure 5 neurashed with the appendix constants: I(T;X) and I(T;Y) of each level over training, binned and nearest-neighbour estimators, a sensitivity table",
     config=NeurashedIBConfig,
     run=run,
 )

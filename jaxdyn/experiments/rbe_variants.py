@@ -657,7 +657,7 @@ def _figures(config, conds, widths, width_rows) -> dict:
 EXPERIMENT = Experiment(
     name="rbe-variants",
     work="Nakazato",
-    description="depth 1/5, filters 4/16, ReLU, dropout 0.2, deterministic encoding, Keras vs flax initialisation, width sweep: aging in output and logit space",
+    description="depth 1/5, filters 4/16, ReLU, dropout 0.2, deterministic encoding, Keras vs flax initialisation, width sweep (standard and NTK parametrisation): aging in output and logit space",
     config=RBEVariantsConfig,
     run=run,
 )
