@@ -301,9 +301,12 @@ def run(config: NeurashedIBConfig, ctx) -> Result:
             "h2_type_contrast_log10_median": float(np.median(m["h2_type_contrast_log10"])),
             "growth_rate_x7_vs_best_other": [float(m["rate_x7"][0]), float(m["rate_best_other"][0])],
         })
-    for name, other in estimators.items():  # the other estimators read the same way, default setting
+    # The other estimators read the same way, default setting; the kNN readings have no bins, and
+    # the second one's noise is a bin width, not noise_std (None in the table: "-").
+    own = {"estimator=plug-in": {}, "estimator=kNN": {"num_bins": None}, "estimator=kNN, noise one bin": {"num_bins": None, "noise_std": None}}
+    for name, other in estimators.items():
         vp = _verdicts(other, steps, config)
-        sensitivity.append({**sensitivity[0], "setting": name,
+        sensitivity.append({**sensitivity[0], "setting": name, **own[name],
                             "level2_plateau_iterations_median": float(np.median(vp["plateau_iterations"])),
                             "level2_peak_median": float(np.median(vp["level2_peak"])),
                             "level2_final_I_TX_median": float(np.median(vp["level2_final_x"])),
@@ -425,11 +428,13 @@ def _claims(config, info, estimators, verdicts, mech, mech0, analyses, include, 
 
 
 def _table_text(rows) -> str:
-    head = (f"{'setting':<16}{'B':>3}{'bins':>6}{'noise':>7}  {'plateau':>8}{'peak2':>7}{'end2 X/Y':>11}{'peak1':>7}{'end1 X/Y':>11}"
+    head = (f"{'setting':<30}{'B':>3}{'bins':>6}{'noise':>7}  {'plateau':>8}{'peak2':>7}{'end2 X/Y':>11}{'peak1':>7}{'end1 X/Y':>11}"
             f"{'L2 text':>9}{'L1 sim.':>9}{'x7 lead':>9}{'h1/h2':>8}")
     lines = [head]
+    dash = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
     for r in rows:
-        lines.append(f"{r['setting']:<16}{r['batch_size']:>3}{r['num_bins']:>6}{r['noise_std']:>7g}  {r['level2_plateau_iterations_median']:>8.0f}"
+        lines.append(f"{r['setting']:<30}{r['batch_size']:>3}{dash(r['num_bins'], 'd'):>6}{dash(r['noise_std'], 'g'):>7}  "
+                     f"{r['level2_plateau_iterations_median']:>8.0f}"
                      f"{r['level2_peak_median']:>7.2f}{r['level2_final_I_TX_median']:>6.2f}/{r['level2_final_I_TY_median']:<4.2f}"
                      f"{r['level1_peak_median']:>7.2f}{r['level1_final_I_TX_median']:>6.2f}/{r['level1_final_I_TY_median']:<4.2f}"
                      f"{r['level2_rises_to_2_then_falls_to_1_fraction']:>9.2f}{r['level1_similar_fraction']:>9.2f}"
