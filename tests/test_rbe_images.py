@@ -66,8 +66,9 @@ def test_mnist_root_runs_the_protocol_on_local_idx_files(tmp_path):
     images = (rng.random((40, 28, 28)) < rng.random((40, 1, 1))).astype(np.uint8) * 255
     (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx(images))
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx(rng.integers(0, 10, 40)))
+    # early=False: the early run is the quick fixture's to test; here it would double the compilations.
     cfg = I.RBEImagesConfig(seeds=3, num_steps=30, record_every=10, epochs=(10, 30), fit_start=5, n_boot=20, num_probes=20,
-                            mnist_root=str(tmp_path))
+                            mnist_root=str(tmp_path), early=False)
     assert I.RBEImagesConfig(mnist_root=str(tmp_path)).probes == 1000 and I.RBEImagesConfig().probes == 500
     result = execute(I.EXPERIMENT, cfg)
     ds = result.dataset

@@ -209,19 +209,29 @@ def noisy_binned_information(signal: np.ndarray, *, probs: np.ndarray | None = N
 
     draws = signal[:, None, :] + noise_std * rng.standard_normal((P, num_samples, signal.shape[1]))
     bins = np.clip(np.searchsorted(inner, draws, side="right"), 0, num_bins - 1)  # (P, S, d)
-    # log p(t | x_q) for every draw t (from type p) and every type q: (P, S, Q)
-    logp = np.stack([log_mass(bins, signal[q][None, None, :]).sum(-1) for q in range(P)], axis=-1)
+    # log p(t | x_q) for every draw t (from type p) and every type q: (P, S, Q). A unit's bin mass
+    # depends only on (type, unit, bin), so the Q x d x num_bins table is computed once and gathered,
+    # in blocks of types that keep the (P, S, q, d) gather near 2^22 numbers.
+    d = signal.shape[1]
+    table = log_mass(np.arange(num_bins)[None, None, :], signal[:, :, None])  # (Q, d, num_bins)
+    block = max(1, (1 << 22) // max(1, bins.size))
+    units = np.arange(d)
+    logp = np.concatenate([table[np.arange(q0, min(P, q0 + block))[:, None], units, bins[:, :, None, :]].sum(-1)
+                           for q0 in range(0, P, block)], axis=-1)
     logpi = np.log(np.where(probs > 0, probs, 1e-300))
     log_marginal = scipy.special.logsumexp(logp + logpi, axis=-1)  # (P, S)
     info, stderr = {}, {}
     for name, v in variables.items():
         groups = np.unique(v)
-        log_group = np.empty((P, num_samples))
-        for g in groups:
-            members = v == g
-            pg = probs[members].sum()
-            lg = scipy.special.logsumexp(logp[..., members] + logpi[members], axis=-1) - np.log(pg)
-            log_group = np.where(members[:, None], lg, log_group)
+        if len(groups) == P:  # one type per value: p(t | v_p) is p(t | x_p) itself
+            log_group = logp[np.arange(P), :, np.arange(P)]
+        else:
+            log_group = np.empty((P, num_samples))
+            for g in groups:
+                members = v == g
+                pg = probs[members].sum()
+                lg = scipy.special.logsumexp(logp[..., members] + logpi[members], axis=-1) - np.log(pg)
+                log_group = np.where(members[:, None], lg, log_group)
         terms = (log_group - log_marginal) / LOG2  # (P, S)
         per_type = terms.mean(1)
         info[name] = float(max(0.0, (probs * per_type).sum()))
@@ -271,7 +281,7 @@ def knn_mutual_information(t: np.ndarray, labels: np.ndarray, *, k: int = 3) -> 
     all samples within it (itself included). Samples whose label occurs once are left out, and
     a negative estimate is returned as 0, as in scikit-learn's one-feature version
     (``sklearn.feature_selection.mutual_info_classif``), which this equals for d = 1."""
-    from sklearn.neighbors import KDTree, NearestNeighbors
+    from scipy.spatial import cKDTree
 
     t = np.asarray(t, np.float64)
     t = t.reshape(len(t), -1)
@@ -287,14 +297,17 @@ def knn_mutual_information(t: np.ndarray, labels: np.ndarray, *, k: int = 3) -> 
         counts[mask] = n
         if n > 1:
             kk = min(k, n - 1)
-            dist = NearestNeighbors(n_neighbors=kk).fit(t[mask]).kneighbors()[0]
-            radius[mask] = np.nextafter(dist[:, -1], 0)
+            # The k-th neighbour other than the sample itself: column kk of the k + 1 nearest (the
+            # sample is its own nearest, at distance 0). scipy's KD tree gives scikit-learn's
+            # distances and counts without its per-call validation (most of the time here).
+            dist = cKDTree(t[mask]).query(t[mask], k=kk + 1)[0]
+            radius[mask] = np.nextafter(dist[:, kk], 0)
             k_used[mask] = kk
     keep = counts > 1
     if keep.sum() < 2:
         return 0.0
     t, radius, k_used, counts = t[keep], radius[keep], k_used[keep], counts[keep]
-    m = KDTree(t).query_radius(t, radius, count_only=True)
+    m = cKDTree(t).query_ball_point(t, radius, return_length=True)
     nats = (scipy.special.digamma(len(t)) + np.mean(scipy.special.digamma(k_used)) - np.mean(scipy.special.digamma(counts))
             - np.mean(scipy.special.digamma(m)))
     return float(max(0.0, nats) / LOG2)
