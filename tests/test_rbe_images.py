@@ -67,14 +67,26 @@ def test_mnist_root_runs_the_protocol_on_local_idx_files(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx(images))
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx(rng.integers(0, 10, 40)))
     # early=False: the early run is the quick fixture's to test; here it would double the compilations.
+    # lr = 10 saturates some members' f(x_o): the exclusion rule is checked on the same run.
     cfg = I.RBEImagesConfig(seeds=3, num_steps=30, record_every=10, epochs=(10, 30), fit_start=5, n_boot=20, num_probes=20,
-                            mnist_root=str(tmp_path), early=False)
+                            mnist_root=str(tmp_path), early=False, lr=10.0)
     assert I.RBEImagesConfig(mnist_root=str(tmp_path)).probes == 1000 and I.RBEImagesConfig().probes == 500
     result = execute(I.EXPERIMENT, cfg)
     ds = result.dataset
     assert ds["response"].shape == (3, 4, 21) and ds["x_o"].shape == (3, 28, 28)
     np.testing.assert_allclose(ds["x_o"].values, images[ds["probe_index"].values[:, 0]] / 255.0, rtol=1e-6)
     assert result.numbers["images"].startswith("MNIST train")
+    # Members whose f(x_o) saturated in float32 are left out of every claim, counted, with the reason
+    # stored; the seed axis of the per-seed values is kept (NaN where left out).
+    f = ds["f_source"].values.astype(np.float32)
+    saturated = ((f <= 0) | (f >= 1)).any(-1)
+    assert saturated.any(), f
+    np.testing.assert_array_equal(ds["excluded_reason"].values != "", saturated)
+    assert result.numbers["left_out"] == int(saturated.sum())
+    for c in result.claims:
+        assert c.excluded >= int(saturated.sum()), c.id
+        if c.per_seed is not None:
+            assert len(c.per_seed) == 3 and all(np.isnan(c.per_seed[s]) for s in np.flatnonzero(saturated)), c.id
     # A damaged file is named in the error, before anything trains (another folder: reads are cached by folder).
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -118,7 +118,14 @@ def run(config: RBEImagesConfig, ctx) -> Result:
     g = resp.loss_derivative(loss_fn, f_s, y_s)
     pred = resp.ntk_prediction(theta, g, y_s, f_s, config.lr)
     distance = np.asarray(data["probe_distance"], np.float64)  # (seed, P + 1)
-    ok = result.diverged_at < 0
+    # The rule of rbe-response: a member that diverged, recorded a non-finite value or whose
+    # f(x_o) saturated to 0 or 1 in float32 (normalised responses undefined) is left out of every
+    # claim, counted in each with its reason.
+    flags = {"diverged_at": result.diverged_at[:, None], "nonfinite_at": result.nonfinite_at[:, None], "f_source": f_s[:, None],
+             "steps": steps}
+    included, why = resp.member_exclusions(flags)
+    ok, why = included[:, 0], why[:, 0]
+    left_out_reasons = "; ".join(sorted({resp._reason_kind(w) for w in why[~ok]}))
 
     pl = resp.power_law_fit(steps, response[ok][:, :, 0], config.fit_start, n_boot=config.n_boot)
     pl_z = resp.power_law_fit(steps, response_z[ok][:, :, 0], config.fit_start, n_boot=config.n_boot, seed=1)
@@ -126,7 +133,8 @@ def run(config: RBEImagesConfig, ctx) -> Result:
     pl_thz = resp.power_law_fit(steps, theta_z[ok][:, :, 0], config.fit_start, n_boot=config.n_boot, seed=3)
     kernel = response / response[:, :, :1]  # K = R(x) / R(x_o)
     # Equal-count bins over all seeds' probes (near images are rare: uniform bins would be sparse).
-    edges = np.quantile(distance[ok, 1:], np.linspace(0.0, 1.0, config.distance_bins + 1))
+    # (The distances are the images' own, so every member's count, used or left out.)
+    edges = np.quantile(distance[:, 1:], np.linspace(0.0, 1.0, config.distance_bins + 1))
     centres = 0.5 * (edges[1:] + edges[:-1])
     per_epoch = {}
     rng = np.random.default_rng(0)
@@ -138,7 +146,7 @@ def run(config: RBEImagesConfig, ctx) -> Result:
         rhos = np.array([scipy.stats.spearmanr(d[s], k[s]).statistic for s in range(k.shape[0])])
         kz = response_z[ok, i, 1:] / response_z[ok, i, :1]
         rhos_z = np.array([scipy.stats.spearmanr(d[s], kz[s]).statistic for s in range(kz.shape[0])])
-        boots = [np.mean(rhos[rng.integers(0, rhos.size, rhos.size)]) for _ in range(config.n_boot)]
+        boots = [np.mean(rhos[rng.integers(0, rhos.size, rhos.size)]) for _ in range(config.n_boot)] if rhos.size else [np.nan]
         prof = distance_profile(k, d, edges)  # (seed, bins)
         prof_mean = np.nanmean(prof, 0)
         valid = np.isfinite(prof_mean)
@@ -193,8 +201,10 @@ def run(config: RBEImagesConfig, ctx) -> Result:
                         why="true by construction when both spaces read the same SGD step: a check of the observable",
                         threshold_source="float32 rounding of f (project's tolerance)"),
     ]
+    found = claims.leaving_out(found, ok, left_out_reasons)
     numbers = {
         "seeds": config.seeds,
+        "left_out": int((~ok).sum()),
         "p1": p1,
         "init": config.init,
         "images": description,
@@ -226,6 +236,8 @@ def run(config: RBEImagesConfig, ctx) -> Result:
             "x_o": (("seed", "row", "column"), np.asarray(data["sources"][:, 0], np.float32),
                     {"long_name": "the training image x_o (pixels in [0, 1])", **one}),
             "diverged_at": ("seed", result.diverged_at),
+            "nonfinite_at": ("seed", result.nonfinite_at),
+            "excluded_reason": ("seed", resp.member_exclusions(flags, engine_flags=False)[1][:, 0]),
             **({} if early is None else {"response_source_early": (("seed", "early_time"), early.records["response"][:, :, 0, 0].astype(np.float32),
                                                                    {"long_name": "normalised response at x_o itself (probe 0), the second run "
                                                                                  "recorded every epoch up to record_every", **one})}),
