@@ -340,21 +340,23 @@ def _comparisons(results) -> list:
     return found
 
 
+def _slope_se_over_width(x: np.ndarray, samples: list, stats: list, n_boot: int, seed: int) -> float:
+    """Seed-bootstrap standard error of the slope against ``x`` of ``stats[w](samples[w])``: the
+    seeds (leading axis) of every width's sample resampled independently, at most 300 draws."""
+    rng = np.random.default_rng(seed)
+    boots = [resp.line_fit(x, np.array([stat(v[rng.integers(0, len(v), len(v))]) for v, stat in zip(samples, stats)])).slope
+             for _ in range(min(n_boot, 300))]
+    return float(np.std(boots, ddof=1))
+
+
 def _tau_vs_width(widths: list, rows_by: dict, scheme: str, n_boot: int) -> tuple[float, float, list]:
     """Slope of tau against log2 M for one learning-rate scheme, with a bootstrap standard error
     (seeds resampled within every width independently)."""
     x = np.log2([w["features"] for w in widths])
-    taus = np.array([rows_by[(w["features"], scheme)]["fit"].tau for w in widths])
-    slope = resp.line_fit(x, taus).slope
-    rng = np.random.default_rng(7)
-    boots = []
-    for _ in range(min(n_boot, 300)):
-        t_b = []
-        for w in widths:
-            sizes = rows_by[(w["features"], scheme)]["sizes"]
-            t_b.append(resp._loglog(rows_by[(w["features"], scheme)]["t"], np.nanmean(sizes[rng.integers(0, len(sizes), len(sizes))], 0)).slope * -1)
-        boots.append(resp.line_fit(x, np.array(t_b)).slope)
-    return float(slope), float(np.std(boots, ddof=1)), taus.tolist()
+    rows = [rows_by[(w["features"], scheme)] for w in widths]
+    taus = np.array([r["fit"].tau for r in rows])
+    stats = [lambda sizes, t=r["t"]: -resp._loglog(t, np.nanmean(sizes, 0)).slope for r in rows]
+    return float(resp.line_fit(x, taus).slope), _slope_se_over_width(x, [r["sizes"] for r in rows], stats, n_boot, 7), taus.tolist()
 
 
 def _width_sweep(config, widths: list) -> tuple[list, list]:
@@ -425,10 +427,8 @@ def _seed_mean_trend(widths: list, per_seed: list, transform, n_boot: int) -> tu
     per width), with a seed-bootstrap standard error (seeds resampled within every width)."""
     x = np.log2([w["features"] for w in widths])
     values = [transform(np.nanmean(v)) for v in per_seed]
-    rng = np.random.default_rng(11)
-    boots = [resp.line_fit(x, np.array([transform(np.nanmean(v[rng.integers(0, len(v), len(v))])) for v in per_seed])).slope
-             for _ in range(min(n_boot, 300))]
-    return float(resp.line_fit(x, np.array(values)).slope), float(np.std(boots, ddof=1)), values
+    se = _slope_se_over_width(x, per_seed, [lambda v: transform(np.nanmean(v))] * len(per_seed), n_boot, 11)
+    return float(resp.line_fit(x, np.array(values)).slope), se, values
 
 
 def _ntk_param_claims(widths: list, rows_by: dict, n_boot: int) -> list:
