@@ -48,6 +48,10 @@ def test_the_law_on_images(run):
     np.testing.assert_array_equal(ds["x_o"].values, images[ds["probe_index"].values[:, 0]])
     ids = {c.id: c for c in run.claims}
     assert ids["aging"].held and ids["one-step-two-spaces"].held and ids["kernel-decreases"].per_seed is not None
+    # At the preset's lr no member saturates: the exclusion rule leaves none out (its other side is
+    # the MNIST test's lr 10, where every member does).
+    assert (ds["excluded_reason"].values == "").all() and run.numbers["left_out"] == 0
+    assert all(c.excluded == 0 for c in run.claims)
     # The second run, recorded every epoch up to the first record, follows the same trajectory:
     # at that epoch both runs read the same response at x_o.
     k = int(ds["time"].values[1])
@@ -67,7 +71,7 @@ def test_mnist_root_runs_the_protocol_on_local_idx_files(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx(images))
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx(rng.integers(0, 10, 40)))
     # early=False: the early run is the quick fixture's to test; here it would double the compilations.
-    # lr = 10 saturates some members' f(x_o): the exclusion rule is checked on the same run.
+    # lr = 10 saturates the members' f(x_o) (all 3 here): the exclusion rule is checked on the same run.
     cfg = I.RBEImagesConfig(seeds=3, num_steps=30, record_every=10, epochs=(10, 30), fit_start=5, n_boot=20, num_probes=20,
                             mnist_root=str(tmp_path), early=False, lr=10.0)
     assert I.RBEImagesConfig(mnist_root=str(tmp_path)).probes == 1000 and I.RBEImagesConfig().probes == 500
