@@ -102,13 +102,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's jaxdyn
+import jaxdyn  # noqa: E402,F401  (first: its one-host-device-per-core default is set before JAX loads, as for a user)
+
+# isort: split
 import flax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-import jaxdyn  # noqa: E402,F401  (first: its one-host-device-per-core default is set before JAX loads, as for a user)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import _status_kib, malloc_trim, matmul_peak  # noqa: E402  (benchmarks/_common.py)
@@ -1169,6 +1170,23 @@ def render(report) -> str:
     return "\n".join(lines)
 
 
+def _require_default_devices() -> None:
+    """Refuses to time "the engine" on fewer CPU devices than its default (one per core).
+
+    ``import jaxdyn`` before JAX sets that default; an import order that loads JAX first (an
+    import sorter once reordered this file's) would time a one-device engine under the default's
+    name. An explicit ``JAXDYN_HOST_DEVICES`` or device count in ``XLA_FLAGS`` is respected.
+    """
+    if jax.default_backend() != "cpu" or "JAXDYN_HOST_DEVICES" in os.environ:
+        return
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    cores = len(os.sched_getaffinity(0))
+    if len(jax.devices()) < cores:
+        raise SystemExit(f"bench_ensemble: JAX has {len(jax.devices())} CPU device(s) on {cores} cores: jaxdyn was imported "
+                         "after JAX, so the engine rows would not be the default engine's (import jaxdyn first)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="1,16,256,1024,4096", help="seed counts for rbe and linear")
@@ -1199,6 +1217,7 @@ def main(argv=None):
                          "'2,1', runs one torch.func method per count (labelled torch.func/<k>threads)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     args = ap.parse_args(argv)
+    _require_default_devices()
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
     for w in filter(None, args.block_widths.split(",")):
