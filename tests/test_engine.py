@@ -174,3 +174,42 @@ def test_sharded_over_four_devices_matches_one_device():
     assert result["same_data_order"]
     # Float32 rounding only: the members are independent, only XLA's vmap width differs.
     assert result["max_record_diff"] < 1e-5 and result["max_param_diff"] < 1e-5
+
+
+def test_step_zero_records_come_from_the_chunk_program_for_every_group(monkeypatch):
+    """A plan of a dense group (every 5 steps) and a sparse one (every 15): train takes the
+    step-0 records from its first chunk (the initialisation's program computes none, so the
+    observables compile once); they equal init_ensemble's, the sparse group's records equal the
+    dense group's at the same steps, and none depends on the chunk size."""
+    import jaxdyn.engine.core as core
+    from jaxdyn.engine import Record, init_ensemble, prepare
+
+    plan = [Record(OBS, every=5, dim="time"), Record({"pred_late": OBS["pred"]}, every=15, dim="late")]
+    args = dict(seeds=[0, 1, 2], num_steps=30, loss=losses.mean_squared_error, record=plan,
+                hparams={"lr": np.array([0.05, 0.1, 0.2], np.float32)})
+    observed_at_init = []
+    init_jit = core._init_jit
+
+    def spy(*a, **k):
+        observed_at_init.append(k.get("observe", True))
+        return init_jit(*a, **k)
+
+    spy.eval_shape = init_jit.eval_shape
+    monkeypatch.setattr(core, "_init_jit", spy)
+    whole = train(TinyNet(), _task(), lambda h: optax.sgd(h["lr"]), **args)
+    halves = train(TinyNet(), _task(), lambda h: optax.sgd(h["lr"]), chunk_steps=15, **args)
+    assert observed_at_init == [False, False]
+    np.testing.assert_array_equal(whole.times["late"], [0, 15, 30])
+    assert whole.records["pred_late"].shape == (3, 3, 24)
+    _assert_bitwise(whole, halves)
+
+    call = prepare(TinyNet(), _task(), lambda h: optax.sgd(h["lr"]), **args)
+    keys = jnp.asarray(call.members.keys)
+    hparams = {k: jnp.asarray(v) for k, v in call.members.hparams.items()}
+    _, at_init = init_ensemble(call.spec, keys, hparams)
+    for dim, names in (("time", ("loss", "pred", "first_index")), ("late", ("pred_late",))):
+        for name in names:
+            np.testing.assert_allclose(whole.records[name][:, 0], np.asarray(at_init[dim][name]), rtol=1e-6, atol=1e-7,
+                                       err_msg=name)
+    assert np.abs(whole.records["pred"][:, 0] - whole.records["pred"][:, -1]).max() > 1e-3  # training moved them
+    np.testing.assert_allclose(whole.records["pred_late"], whole.records["pred"][:, ::3], rtol=1e-6, atol=1e-7)

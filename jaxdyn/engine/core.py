@@ -473,60 +473,75 @@ def _flatten_records(nested: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _init_member(spec: TrainSpec, key, hp, params, data_m, shared):
+def _init_member(spec: TrainSpec, observe: bool, key, hp, params, data_m, shared):
+    """One member's initial state and data, and with ``observe`` its records at step 0 (else {})."""
     if data_m is None:
         data_m = spec.task.init(_stream(key, _TASK_STREAM))
     view = _merge(data_m, shared)
     batch0 = spec.task.batch(view, _stream(key, _DATA_STREAM, jnp.int32(0)), jnp.int32(0))
     lstate = spec.learner.init(_stream(key, _INIT_STREAM), batch0, hp, params=params)
     records = {}
-    for group in spec.plan:
-        records[group.dim] = _observe(spec, (group,), lstate, jnp.int32(0), view, key, hp)
+    if observe:
+        for group in spec.plan:
+            records[group.dim] = _observe(spec, (group,), lstate, jnp.int32(0), view, key, hp)
     return lstate, data_m, records
 
 
 def _member_chunk(spec: TrainSpec, n_ticks: int, lstate, diverged_at, data_m, key, hp, shared, start):
     """``n_ticks`` ticks of one member from step ``start``; returns the state and the records of
-    every group: the tick's own groups as scan outputs, sparser groups in buffers."""
+    every group at ``start`` and after each tick: the tick's own groups as scan outputs
+    (n_ticks + 1 times), sparser groups in buffers (n_ticks * tick // every + 1 times).
+
+    The records at ``start`` are computed only when ``start`` is 0 (zeros otherwise: they are
+    the previous chunk's last). So a run's step-0 records come from its chunk program, and the
+    observables are compiled once per run instead of a second time in the initialisation's
+    program (which cost about as much compilation as the chunk's in the experiments). For that
+    each observable must appear once in the program: the scan has n_ticks + 1 iterations, the
+    first of which trains no step (a loop of zero trips) and observes under a branch.
+    """
     learner, task = spec.learner, spec.task
     view = _merge(data_m, shared)
     tick = tick_of(spec.plan)
     dense = [g for g in spec.plan if g.every == tick]
     sparse = [g for g in spec.plan if g.every != tick]
 
-    def one_step(carry, step):
+    def one_step(step, carry):
         lstate, diverged_at = carry
         batch = task.batch(view, _stream(key, _DATA_STREAM, step), step)
         lstate, finite = learner.step(lstate, batch, _stream(key, _DROPOUT_STREAM, step), hp)
         diverged_at = jnp.where((diverged_at < 0) & ~finite, step, diverged_at)
-        return (lstate, diverged_at), None
+        return lstate, diverged_at
 
-    def empty(group):  # the buffer of a sparse group's records in this chunk
-        shapes = jax.eval_shape(lambda s: _observe(spec, (group,), s, start, view, key, hp), lstate)
-        n = n_ticks * tick // group.every
-        return jax.tree_util.tree_map(lambda a: jnp.zeros((n, *a.shape), a.dtype), shapes)
+    def observe(group, lstate, at):
+        return _observe(spec, (group,), lstate, at, view, key, hp)
+
+    def zeros(group):  # records of ``group`` with ``times`` leading, all zero
+        shapes = jax.eval_shape(lambda s: observe(group, s, start), lstate)
+        return lambda times=(): jax.tree_util.tree_map(lambda a: jnp.zeros((*times, *a.shape), a.dtype), shapes)
 
     def one_tick(carry, tick_index):
         (lstate, diverged_at), buffers = carry
-        first = start + tick_index * tick
-        (lstate, diverged_at), _ = jax.lax.scan(one_step, (lstate, diverged_at), first + jnp.arange(tick, dtype=jnp.int32))
-        after = first + tick
-        records = {g.dim: _observe(spec, (g,), lstate, after, view, key, hp) for g in dense}
+        # Iteration 0 trains no step and observes at ``start``; iteration i >= 1 trains the i-th tick.
+        first = start + (tick_index - 1) * tick
+        trips = jnp.where(tick_index > 0, tick, 0)
+        lstate, diverged_at = jax.lax.fori_loop(first, first + trips, one_step, (lstate, diverged_at))
+        at = start + tick_index * tick
+        wanted = (tick_index > 0) | (start == 0)  # the same for every member: under vmap a branch
+        records = {g.dim: jax.lax.cond(wanted, functools.partial(observe, g, at=at), lambda s, g=g: zeros(g)(), lstate)
+                   for g in dense}
         new_buffers = {}
         for g in sparse:
-            # The step is the same for every member, so under vmap this stays a branch.
-            index = (after - start) // g.every - 1
+            index = (at - start) // g.every
 
             def write(buf, g=g, index=index):
-                obs = _observe(spec, (g,), lstate, after, view, key, hp)
-                return jax.tree_util.tree_map(lambda b, v: b.at[index].set(v), buf, obs)
+                return jax.tree_util.tree_map(lambda b, v: b.at[index].set(v), buf, observe(g, lstate, at))
 
-            new_buffers[g.dim] = jax.lax.cond(after % g.every == 0, write, lambda buf: buf, buffers[g.dim])
+            new_buffers[g.dim] = jax.lax.cond(wanted & (at % g.every == 0), write, lambda buf: buf, buffers[g.dim])
         return ((lstate, diverged_at), new_buffers), records
 
-    buffers = {g.dim: empty(g) for g in sparse}
+    buffers = {g.dim: zeros(g)((n_ticks * tick // g.every + 1,)) for g in sparse}
     ((lstate, diverged_at), buffers), records = jax.lax.scan(
-        one_tick, ((lstate, diverged_at), buffers), jnp.arange(n_ticks, dtype=jnp.int32))
+        one_tick, ((lstate, diverged_at), buffers), jnp.arange(n_ticks + 1, dtype=jnp.int32))
     return lstate, diverged_at, {**records, **buffers}
 
 
@@ -557,9 +572,9 @@ def _ensemble_map(fn, mesh: Mesh | None, n_per_member: int, n_shared: int, block
     return jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("seed"), check_vma=False)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "mesh", "block"))
-def _init_jit(spec: TrainSpec, keys, hparams, params, data, shared, *, mesh, block=None):
-    fn = _ensemble_map(functools.partial(_init_member, spec), mesh, 4, 1, block)
+@functools.partial(jax.jit, static_argnames=("spec", "mesh", "block", "observe"))
+def _init_jit(spec: TrainSpec, keys, hparams, params, data, shared, *, mesh, block=None, observe=True):
+    fn = _ensemble_map(functools.partial(_init_member, spec, observe), mesh, 4, 1, block)
     return fn(keys, hparams, params, data, shared)
 
 
@@ -571,7 +586,7 @@ def _chunk_jit(spec: TrainSpec, lstate, diverged_at, data, keys, hparams, shared
 
 def init_ensemble(spec: TrainSpec, keys: Array, hparams: Mapping[str, Array], *, params: PyTree | None = None,
                   data: PyTree | None = None, shared: PyTree | None = None, mesh: Mesh | None = None,
-                  block: int | None = None):
+                  block: int | None = None, observe: bool = True):
     """The initial state of every member and its records at step 0 (one jitted program per spec).
 
     Args:
@@ -585,11 +600,14 @@ def init_ensemble(spec: TrainSpec, keys: Array, hparams: Mapping[str, Array], *,
             be a multiple of its size), or None.
         block: compute members in blocks of this width (the seed count must be a multiple of
             ``block`` times the mesh's size), or None: one vmap over all.
+        observe: compute the records at step 0 (False: ``{}``; :func:`train` takes them from its
+            first chunk instead, which saves compiling the observables twice).
 
     Returns:
         (:class:`EnsembleState` at step 0, ``{time dim: {record: (seed, ...)}}``).
     """
-    lstate, data_all, records = _init_jit(spec, keys, hparams, params, data, shared or {}, mesh=mesh, block=block)
+    lstate, data_all, records = _init_jit(spec, keys, hparams, params, data, shared or {}, mesh=mesh, block=block,
+                                          observe=observe)
     diverged = jnp.full((keys.shape[0],), -1, dtype=jnp.int32)
     if mesh is not None:
         diverged = jax.device_put(diverged, NamedSharding(mesh, PartitionSpec("seed")))
@@ -606,8 +624,17 @@ def run_chunk(spec: TrainSpec, state: EnsembleState, n_ticks: int, *, shared: Py
     as for :func:`init_ensemble`.
 
     Returns:
-        (the new :class:`EnsembleState`, ``{time dim: {record: (seed, time in chunk, ...)}}``).
+        (the new :class:`EnsembleState`, ``{time dim: {record: (seed, time in chunk, ...)}}``): the
+        records after each of the chunk's ticks (those at its start are the previous chunk's
+        last, or :func:`init_ensemble`'s).
     """
+    state, records = _advance(spec, state, n_ticks, shared=shared, mesh=mesh, block=block)
+    return state, jax.tree_util.tree_map(lambda x: x[:, 1:], records)
+
+
+def _advance(spec: TrainSpec, state: EnsembleState, n_ticks: int, *, shared, mesh, block):
+    """:func:`run_chunk` with the records at the chunk's start kept first on each time axis
+    (computed when the chunk starts at step 0; zeros otherwise)."""
     lstate, diverged, records = _chunk_jit(spec, state.learner, state.diverged_at, state.data, state.keys, state.hparams,
                                            shared or {}, jnp.int32(state.step), n_ticks=n_ticks, mesh=mesh, block=block)
     step = state.step + n_ticks * tick_of(spec.plan)
@@ -955,7 +982,7 @@ def run_call(call: TrainCall) -> EnsembleResult:
     every_of = {name: group.every for name, (group, _, _) in records_of.items()}
     flat_abstract = {name: a for r in plan for name, a in _flatten_records(abstract_nested[r.dim]).items()}
     if opts["memory_check"]:
-        chunk_times = {name: chunk_steps // every for name, every in every_of.items()}
+        chunk_times = {name: chunk_steps // every + 1 for name, every in every_of.items()}  # with the start's
         totals = {name: num_times[dim] for name, dim in dims_of.items()}
         est_state = EnsembleState(learner=abstract_state, data=abstract_data, keys=None, hparams=None, diverged_at=None, step=0)
         _check_memory(_estimate_memory(est_state, flat_abstract, num_padded, totals, chunk_times, devices))
@@ -970,21 +997,22 @@ def run_call(call: TrainCall) -> EnsembleResult:
                                    num_members, num_padded, place)
 
     # ---- state: fresh or resumed ----
+    # (A fresh run's records at step 0 come from its first chunk, which starts at step 0.)
     if resume_from is not None:
         state, records_so_far = resume_from
         records_so_far = {k: np.asarray(v) for k, v in records_so_far.items()}
     else:
-        state, records0 = init_ensemble(spec, keys, hparams, params=params, data=data, shared=shared, mesh=mesh, block=block)
-        records0 = jax.device_get(records0)
-        flat0 = {name: a for r in plan for name, a in _flatten_records(records0[r.dim]).items()}
-        records_so_far = {name: np.asarray(v)[:, None] for name, v in flat0.items()}
+        state, _ = init_ensemble(spec, keys, hparams, params=params, data=data, shared=shared, mesh=mesh, block=block,
+                                 observe=False)
+        records_so_far = {}
 
     # Records go into preallocated host buffers (no growing copies): (seed_padded, time, ...).
-    filled = {name: state.step // every_of[name] + 1 for name in dims_of}
+    filled = {name: (state.step // every_of[name] + 1) if state.step > 0 else 0 for name in dims_of}
     buffers = {}
-    for name, v in records_so_far.items():
-        buffers[name] = np.empty((v.shape[0], num_times[dims_of[name]], *v.shape[2:]), dtype=v.dtype)
-        buffers[name][:, :filled[name]] = v[:, :filled[name]]
+    for name, a in flat_abstract.items():
+        buffers[name] = np.empty((a.shape[0], num_times[dims_of[name]], *a.shape[1:]), dtype=a.dtype)
+        if name in records_so_far:
+            buffers[name][:, :filled[name]] = records_so_far[name][:, :filled[name]]
 
     def save(host_state):
         trim = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:num_members], tree)  # noqa: E731
@@ -1004,10 +1032,12 @@ def run_call(call: TrainCall) -> EnsembleResult:
         first_chunk = True
         while state.step < num_steps:
             n_steps = min(chunk_steps, num_steps - state.step)
-            state, records = run_chunk(spec, state, n_steps // tick, shared=shared, mesh=mesh, block=block)
+            from_start = 0 if state.step == 0 else 1  # the records at a later chunk's start are not computed
+            state, records = _advance(spec, state, n_steps // tick, shared=shared, mesh=mesh, block=block)
             records = jax.device_get(records)
             flat = {name: a for r in plan for name, a in _flatten_records(records[r.dim]).items()}
             for name, values in flat.items():
+                values = values[:, from_start:]
                 buffers[name][:, filled[name]: filled[name] + values.shape[1]] = values
                 filled[name] += values.shape[1]
             if bar is not None:
