@@ -154,6 +154,37 @@ def test_empirical_ntk_of_ntk_parametrised_mlp_converges():
     assert _slope(widths, errs_wrong) > -0.25, errs_wrong
 
 
+def test_ntk_parametrised_rbe_net_has_its_kernel_and_wide_nets_converge_to_it():
+    """jaxdyn's NTK-parametrised RBE net ((x / sqrt(fan_in)) @ W + b, Keras' Glorot weights, zero
+    biases trained) against its kernel description ('ntk_scaled_input'): each seed's empirical NTK
+    approaches the kernel as the width grows (expected error ratio 1/sqrt(16) = 0.25 from 16 to
+    256 filters), while the standard parametrisation's description stays wrong at every width."""
+    x = jax.random.bernoulli(jax.random.PRNGKey(0), 0.5, (6, 16)).astype(jnp.float32)
+    errs, errs_standard = [], []
+    for width in (16, 256):
+        model = RBEConvNet(features=width, return_logits=True, init_scheme="keras", parametrization="ntk")
+        described = K.from_model(model, input_shape=(16,))
+        assert {layer.parametrization for layer in described.layers if isinstance(layer, (K.Conv, K.Dense))} == {"ntk_scaled_input"}
+        ref = described.kernel_fn(x).ntk
+        standard = K.from_model(RBEConvNet(features=width, return_logits=True, init_scheme="keras"), input_shape=(16,))
+        ref_standard = standard.kernel_fn(x).ntk
+        params = jax.vmap(lambda k, m=model: m.init(k, x)["params"])(jax.random.split(jax.random.PRNGKey(width), 4))
+        theta = jax.vmap(lambda p, m=model: jntk.ntk(lambda q, xx: m.apply({"params": q}, xx), p, x))(params).reshape(4, 6, 6)
+        errs.append(float(jnp.mean(jnp.linalg.norm(theta - ref, axis=(1, 2)) / jnp.linalg.norm(ref))))
+        errs_standard.append(float(jnp.mean(jnp.linalg.norm(theta - ref_standard, axis=(1, 2)) / jnp.linalg.norm(ref_standard))))
+    print("relative errors at widths 16, 256:", errs, "standard description:", errs_standard)
+    assert errs[1] < 0.5 * errs[0] and errs[1] < 0.12, errs
+    assert min(errs_standard) > 0.4, errs_standard
+    # The Serial's own finite network in this parametrisation has the same kernels (its NNGP here).
+    net = K.serial(K.Conv(64, 3, "VALID", W_std=0.8, b_std=0.0, parametrization="ntk_scaled_input"), K.Relu(),
+                   K.Flatten(), K.Dense(1, W_std=1.2, b_std=0.0, parametrization="ntk_scaled_input"))
+    p2 = jax.vmap(lambda k: net.init_fn(k, (16,))[1])(jax.random.split(jax.random.PRNGKey(2), 2000))
+    out = jax.vmap(lambda p: net.apply_fn(p, x))(p2)[..., 0]
+    cov = jnp.einsum("si,sj->ij", out, out) / out.shape[0]
+    kern = net.kernel_fn(x, get="nngp").nngp
+    assert float(jnp.max(jnp.abs(cov - kern))) < 0.12 * float(jnp.max(kern))
+
+
 def test_vgg_converter_matches_model_init_monte_carlo():
     """NNGP of the converted DenseSampleVGG (SAME convs, adaptive pool, hidden ReLU layers) against
     the output covariance of the flax model over many initialisations."""

@@ -393,5 +393,6 @@ def test_rbe_ntk_parametrisation_same_function_rescaled_gradients():
             np.testing.assert_allclose(g_ntk[name]["bias"], g_std[name]["bias"], rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="parametrization"):
         RBEConvNet(parametrization="mup")
-    with pytest.raises(ValueError, match="parametrization"):
-        kernels.from_model(RBEConvNet(parametrization="ntk"))
+    # Its kernel description (tests/test_kernels.py checks it against wide nets' empirical NTKs).
+    described = kernels.from_model(RBEConvNet(parametrization="ntk"))
+    assert {layer.parametrization for layer in described.layers if hasattr(layer, "parametrization")} == {"ntk_scaled_input"}

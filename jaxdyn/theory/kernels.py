@@ -35,9 +35,17 @@ benchmarks/bench_kernels.py):
   the infinite-width covariances. The result is the expectation of the empirical NTK over
   initialisations up to corrections of order 1 / width, the quantity that the empirical NTK of
   a network with those widths fluctuates around.
+* ``parametrization='ntk_scaled_input'``: ``z = x @ W / sqrt(fan_in) + b`` with
+  ``W ~ N(0, W_std^2)`` and ``b ~ N(0, b_std^2)`` (jaxdyn's ``RBEConvNet(parametrization='ntk')``:
+  the 1 / sqrt(fan_in) scales the layer's input, the initialisation's scale stays in the
+  weights). The NNGP is again the same; the gradient with respect to the weights is
+  ``x / sqrt(fan_in)``, so the NTK's weight term is the layer's input kernel without the
+  ``W_std^2`` of NTK parametrisation, ``Theta_l = L(Sigma_{l-1}) + W_std^2 L(Theta_{l-1})
+  (+ 1 with a bias)``, finite at infinite width; a bias, entering as ``+ b``, adds 1 per layer as
+  in standard parametrisation.
 * ``b_std=None``: no bias. ``b_std=0``: a bias initialised at zero; it adds nothing to the NNGP,
-  and to the NTK it adds 1 per layer in standard parametrisation, nothing in NTK
-  parametrisation (there the bias enters as ``b_std * b``).
+  and to the NTK it adds 1 per layer in standard and ``ntk_scaled_input`` parametrisation, nothing
+  in NTK parametrisation (there the bias enters as ``b_std * b``).
 * A network with several outputs (``Dense(K)`` last) has kernels ``delta_ab K(x, x')``: the
   returned ``(N1, N2)`` array is the kernel of each output unit.
 * Zero-variance pre-activations (e.g. a window of zeros in the RBE net, whose biases start at
@@ -74,8 +82,9 @@ import numpy as np
 
 Array = jax.Array
 
-PARAMETRIZATIONS = ("ntk", "standard")
-"""The parametrisations a kernel layer accepts: neural-tangents' NTK one and the standard one."""
+PARAMETRIZATIONS = ("ntk", "standard", "ntk_scaled_input")
+"""The parametrisations a kernel layer accepts: neural-tangents' NTK one, the standard one, and
+the NTK parametrisation with the initialisation's scale in the weights (module docstring)."""
 PADDINGS = ("VALID", "SAME")
 """The convolution paddings the kernel layers accept."""
 KERNEL_NAMES = ("nngp", "ntk")
@@ -131,7 +140,7 @@ class Dense:
             parametrisation, as the next layer's fan-in).
         W_std: weight standard deviation times sqrt(fan_in).
         b_std: bias standard deviation; None for no bias.
-        parametrization: ``'ntk'`` or ``'standard'`` (module docstring).
+        parametrization: ``'ntk'``, ``'standard'`` or ``'ntk_scaled_input'`` (module docstring).
     """
 
     out_dim: int
@@ -547,10 +556,13 @@ def _linear_layer(layer, st: _State, unscaled: Callable[[Array, int], Array], fa
     ntk = None
     if st.ntk is not None:
         l_ntk = unscaled(st.ntk, 2)
+        bias_gradient = 1.0 if b is not None else 0.0  # the gradient of a bias entering as + b
         if layer.parametrization == "ntk":
             ntk = nngp + (w ** 2) * l_ntk
+        elif layer.parametrization == "ntk_scaled_input":  # the weights' gradient is x / sqrt(fan_in)
+            ntk = l_nngp + (w ** 2) * l_ntk + bias_gradient
         else:  # standard: the finite fan-in stays as a factor (module docstring)
-            ntk = fan_in * l_nngp + (w ** 2) * l_ntk + (1.0 if b is not None else 0.0)
+            ntk = fan_in * l_nngp + (w ** 2) * l_ntk + bias_gradient
     cov1 = _affine(unscaled(st.cov1, 1), w, b)
     cov2 = _affine(unscaled(st.cov2, 1), w, b)
     out_spatial = st.spatial
@@ -771,7 +783,8 @@ class Serial:
             ``(output_shape, params)``: the per-example output shape and one dict per layer
             (``{'W': ..., 'b': ...}`` for Dense/Conv, ``{}`` otherwise). Weights
             ``(fan-in axes..., out)`` as flax; NTK parametrisation stores N(0, 1) entries and
-            scales in ``apply_fn``, standard stores them with variance W_std^2 / fan_in.
+            scales in ``apply_fn``, standard stores them with variance W_std^2 / fan_in,
+            ``ntk_scaled_input`` with variance W_std^2 (biases with b_std^2).
         """
         shape = tuple(int(s) for s in input_shape)
         d = self.spatial_dims
@@ -791,7 +804,10 @@ class Serial:
                 b = None if layer.b_std is None else jax.random.normal(kb, (out,), jnp.float32)
                 if layer.parametrization == "standard":
                     w = w * (layer.W_std / math.sqrt(math.prod(fan_shape)))
+                if layer.parametrization != "ntk":
                     b = None if b is None else b * layer.b_std
+                if layer.parametrization == "ntk_scaled_input":
+                    w = w * layer.W_std
                 params.append({"W": w} if b is None else {"W": w, "b": b})
             else:
                 params.append({})
@@ -802,21 +818,12 @@ class Serial:
         h = self._prepare_input(x, "x")
         for layer, p in zip(self.layers, params):
             if isinstance(layer, Dense):
-                z = h @ p["W"]
-                if layer.parametrization == "ntk":
-                    z = z * (layer.W_std / math.sqrt(h.shape[-1]))
-                    h = z + layer.b_std * p["b"] if "b" in p else z
-                else:
-                    h = z + p["b"] if "b" in p else z
+                h = _affine_apply(layer, h @ p["W"], p, h.shape[-1])
             elif isinstance(layer, Conv):
                 d = layer.spatial_dims
                 spec = ("NWC", "WIO", "NWC") if d == 1 else ("NHWC", "HWIO", "NHWC")
                 z = jax.lax.conv_general_dilated(h, p["W"], (1,) * d, layer.padding, dimension_numbers=spec)
-                if layer.parametrization == "ntk":
-                    z = z * (layer.W_std / math.sqrt(h.shape[-1] * math.prod(layer.kernel_size)))
-                    h = z + layer.b_std * p["b"] if "b" in p else z
-                else:
-                    h = z + p["b"] if "b" in p else z
+                h = _affine_apply(layer, z, p, h.shape[-1] * math.prod(layer.kernel_size))
             elif isinstance(layer, _Activation):
                 h = layer.fn(h)
             elif isinstance(layer, Flatten):
@@ -907,6 +914,17 @@ class Serial:
         nngp = jnp.asarray(out_nngp[:n1, :n2]) if "nngp" in names else None
         ntk = jnp.asarray(out_ntk[:n1, :n2]) if want_ntk else None
         return Kernels(nngp, ntk)
+
+
+def _affine_apply(layer, z: Array, p: dict, fan_in: int) -> Array:
+    """A Dense or Conv layer's output from ``z`` (its input contracted with ``p['W']``) in the
+    layer's parametrisation (module docstring)."""
+    if layer.parametrization == "ntk":
+        z = z * (layer.W_std / math.sqrt(fan_in))
+        return z + layer.b_std * p["b"] if "b" in p else z
+    if layer.parametrization == "ntk_scaled_input":
+        z = z * (1.0 / math.sqrt(fan_in))
+    return z + p["b"] if "b" in p else z
 
 
 def serial(*layers) -> Serial:
@@ -1008,9 +1026,12 @@ def from_model(model, *, output: str = "logits", train: bool = False, order: int
       :func:`linear_chain_kernels`). ``'given'`` matrices are not random: no limit to take.
     * :class:`~jaxdyn.models.RBEConvNet` / ``RBEConvNet2D``: ``num_layers`` x (Conv(features,
       kernel_size, padding) + ELU/ReLU), Flatten, Dense(1), every Dense/Conv in standard
-      parametrisation with ``b_std = 0`` and ``W_std = 1`` for ``init_scheme='flax'`` (LeCun
-      normal kernels) or ``W_std = sqrt(2 fan_in / (fan_in + fan_out))`` for ``'keras'``
-      (Glorot uniform: the same variance; the kernels depend on nothing else).
+      parametrisation (``'ntk_scaled_input'`` for the net's ``parametrization='ntk'``) with
+      ``b_std = 0`` and ``W_std = 1`` for ``init_scheme='flax'`` (LeCun normal kernels) or
+      ``W_std = sqrt(2 fan_in / (fan_in + fan_out))`` for ``'keras'`` (Glorot uniform: the
+      same variance; the kernels depend on nothing else). With Keras' fans the first layer's
+      ``W_std^2 = 2 k / (k + k M)`` falls as the width M grows, so these are the kernels at the
+      model's widths' variances, not a width-independent limit.
     * :class:`~jaxdyn.models.DenseSampleVGG` (evaluation mode): ``num_conv`` x (SAME Conv +
       ReLU), AdaptiveAvgPool(pool_size), Flatten, (Dense + ReLU) per hidden width, Dense
       (num_classes), the same initialisation (the flatten order does not change the kernels).
@@ -1051,9 +1072,9 @@ def from_model(model, *, output: str = "logits", train: bool = False, order: int
             layers.append(Dense(w[l + 1], W_std=w_std, b_std=None, parametrization="standard"))
         return serial(*layers)
     if isinstance(model, _RBENet):
-        if model.parametrization != "standard":
-            raise ValueError(f"model: parametrization={model.parametrization!r}: the NTK-parametrised RBE net's zero-initialised "
-                             "trainable biases have no kernel description here (only 'standard' is described)")
+        # 'ntk': each layer scales its input by 1 / sqrt(fan_in), the initialisation's scale stays
+        # in the weights and the zero-initialised biases enter as + b: 'ntk_scaled_input'.
+        param = "ntk_scaled_input" if model.parametrization == "ntk" else "standard"
         if train and model.dropout_rate > 0:
             raise ValueError(f"train=True with dropout_rate={model.dropout_rate}: dropout at train time has no "
                              "closed-form infinite-width kernel; use train=False (evaluation mode)")
@@ -1072,7 +1093,7 @@ def from_model(model, *, output: str = "logits", train: bool = False, order: int
             c_in = in_channels if i == 0 else model.features
             w_std = glorot(receptive * c_in, receptive * model.features) if keras else 1.0
             layers += [Conv(model.features, (model.kernel_size,) * model.spatial_dims, model.padding,
-                            W_std=w_std, b_std=0.0, parametrization="standard"), act]
+                            W_std=w_std, b_std=0.0, parametrization=param), act]
         readout = 1.0
         if keras:
             if input_shape is None:
@@ -1081,7 +1102,7 @@ def from_model(model, *, output: str = "logits", train: bool = False, order: int
             positions = int(np.prod([n - model.num_layers * (model.kernel_size - 1) if model.padding == "VALID" else n
                                      for n in tuple(input_shape)[:model.spatial_dims]]))
             readout = glorot(positions * model.features, 1)
-        layers += [Flatten(), Dense(1, W_std=readout, b_std=0.0, parametrization="standard")]
+        layers += [Flatten(), Dense(1, W_std=readout, b_std=0.0, parametrization=param)]
         if output == "model" and not model.return_logits:
             layers.append(Elementwise(jax.nn.sigmoid, order=order))
         return serial(*layers)
