@@ -61,8 +61,18 @@ def test_width_sweep(run):
     assert abs(np.log(t16 / t4)) < abs(np.log(th16 / th4))
     np.testing.assert_allclose(ds["width_theta_f_initial"].sel(lr_scheme="ntk-param").values, [t4, t16])
     got = {c.id: c for c in run.claims}
-    for cid in ("width-ntk-param-kernel-aging-falls", "width-ntk-param-kernel-moves-less"):
+    for cid in ("width-ntk-param-kernel-aging-falls", "width-ntk-param-kernel-moves-less",
+                "width-ntk-param-initial-kernel-tends-to-infinite-width"):
         assert got[cid].kind == "extension" and got[cid].margin_se is not None, cid
+    # The infinite-width claim recomputes from the stored arrays alone: each member's initial
+    # logit self-kernel (probe at distance 0) against its stored Theta^inf_z(x_o, x_o).
+    inf = ds["width_theta_logit_infinite"]
+    assert inf.dims == ("width_seed", "width") and bool((inf > 0).all())
+    own = ds["width_theta_logit"].sel(hamming=0, time=0, lr_scheme="ntk-param")
+    gaps = np.abs(own.values / inf.values - 1.0).mean(axis=0)  # every member is included at the quick size
+    np.testing.assert_allclose([rows[(m, "ntk-param")]["gap_to_infinite_start"] for m in (4, 16)], gaps, rtol=1e-5)
+    slope = np.polyfit(np.log2([4, 16]), np.log2(gaps), 1)[0]
+    np.testing.assert_allclose(got["width-ntk-param-initial-kernel-tends-to-infinite-width"].value, slope, rtol=1e-5)
 
 
 def test_keras_initialisation():

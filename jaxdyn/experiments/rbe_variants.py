@@ -50,6 +50,7 @@ from jaxdyn.experiments.base import Config, ConfigError, Experiment, Figure, Res
 from jaxdyn.experiments.fields import RBETrainingFields, ResponseMeasurementFields
 from jaxdyn.models.rbe_conv import RBEConvNet, init_members
 from jaxdyn.tasks import rbe
+from jaxdyn.theory import kernels
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "standard": {},
@@ -146,6 +147,15 @@ def _initial_self_ntk(config: RBEVariantsConfig, features: int, parametrization:
     return float(np.median(theta_f[:, 0, 0]))
 
 
+def _infinite_width_self_ntk(config: RBEVariantsConfig, features: int, x_o: np.ndarray) -> np.ndarray:
+    """(seed,) the infinite-width NTK Theta^inf_z(x_o, x_o) of the logits of the NTK-parametrised
+    net at width ``features`` (``theory.kernels.from_model``: Keras' variances at that width), at
+    each member's x_o ``(seed, L)``: what that member's empirical kernel fluctuates around."""
+    model = RBEConvNet(features=features, init_scheme=config.init, parametrization="ntk")
+    described = kernels.from_model(model, output="logits", input_shape=x_o.shape[1:])
+    return np.diag(np.asarray(described.kernel_fn(np.asarray(x_o, np.float32), get="ntk").ntk, np.float64))
+
+
 def _conditions(config: RBEVariantsConfig) -> list[dict[str, Any]]:
     """Every (variant, initialisation) model with its encodings."""
     out = []
@@ -192,6 +202,8 @@ def run(config: RBEVariantsConfig, ctx) -> Result:
         widths.append({"features": m, "sim": resp.to_profiles(_join_schemes(runs, config.width_lr)),
                        "lr": {k: config.lr * scale[k] for k in config.width_lr},
                        "theta0": {k: theta0[m, "ntk" if k == NTK_PARAM else "standard"] for k in config.width_lr}})
+        if NTK_PARAM in config.width_lr:
+            widths[-1]["theta_logit_infinite"] = _infinite_width_self_ntk(config, m, widths[-1]["sim"]["x_o"])
     ctx.stage("analysis")
     found: list = []
     table = []
@@ -384,10 +396,19 @@ def _width_sweep(config, widths: list) -> tuple[list, list]:
                    "late_size": float(np.mean(sizes[:, -1])), "late_size_sem": float(np.std(sizes[:, -1], ddof=1) / np.sqrt(len(sizes))),
                    "theta_logit_self_start": float(np.mean(a["per_seed"]["theta_logit_self"][:, 0])),
                    "slopes": {e: k["slope"] for e, k in a["kernels"].items()}}
+            by = {"fit": a["fits"]["power_law"], "sizes": sizes, "t": steps[steps >= config.fit_start],
+                  "tau_theta_logit": a["per_seed"]["tau_theta_logit"], "theta_logit_growth": a["per_seed"]["theta_logit_growth"]}
+            if scheme == NTK_PARAM:
+                # Each included member's logit self-kernel at the start and the end against its x_o's
+                # infinite-width kernel.
+                inf = w["theta_logit_infinite"][np.asarray(a["included"])]
+                self_kernel = a["per_seed"]["theta_logit_self"]
+                by["gap_to_infinite"] = {"start": np.abs(self_kernel[:, 0] / inf - 1.0), "end": np.abs(self_kernel[:, -1] / inf - 1.0)}
+                row["theta_logit_infinite_median"] = float(np.median(w["theta_logit_infinite"]))
+                row["gap_to_infinite_start"] = float(np.mean(by["gap_to_infinite"]["start"]))
+                row["gap_to_infinite_end"] = float(np.mean(by["gap_to_infinite"]["end"]))
             rows.append(row)
-            rows_by[(w["features"], scheme)] = {"fit": a["fits"]["power_law"], "sizes": sizes, "t": steps[steps >= config.fit_start],
-                                                "tau_theta_logit": a["per_seed"]["tau_theta_logit"],
-                                                "theta_logit_growth": a["per_seed"]["theta_logit_growth"]}
+            rows_by[(w["features"], scheme)] = by
             rows_by[(w["features"], scheme)]["sizes"] = sizes[:, steps >= config.fit_start]
     found = []
     if len(widths) < 2:
@@ -454,6 +475,17 @@ def _ntk_param_claims(widths: list, rows_by: dict, n_boot: int) -> list:
         f"width grows (log2 of the seed-mean |Theta_z(end) / Theta_z(0) - 1| against log2 M: slope {slope:.3g}, lazy training "
         f"predicts -0.5; seed means {[round(2 ** v, 3) for v in values]})", slope, "<", 0.0, kind="extension", why=why, se=se,
         threshold_source="a fall: slope below 0 (the -0.5 of lazy training is the reading, not the threshold)"))
+    gaps = [rows_by[(m, NTK_PARAM)]["gap_to_infinite"]["start"] for m in ms]
+    slope, se, values = _seed_mean_trend(widths, gaps, lambda v: float(np.log2(v)), n_boot)
+    end = [float(np.mean(rows_by[(m, NTK_PARAM)]["gap_to_infinite"]["end"])) for m in ms]
+    found.append(claims.check(
+        "width-ntk-param-initial-kernel-tends-to-infinite-width", f"under NTK parametrisation the initial logit-space self-kernel "
+        f"Theta_z(x_o, x_o) approaches the infinite-width NTK of the same architecture as the width grows (log2 of the seed-mean "
+        f"|Theta_z(0) / Theta^inf_z - 1| against log2 M: slope {slope:.3g}, fluctuations of order M^(-1/2) predict -0.5; seed means "
+        f"{[round(2 ** v, 3) for v in values]}; after training {[round(v, 3) for v in end]})", slope, "<", 0.0, kind="extension",
+        why="the empirical NTK at initialisation is a random kernel whose fluctuations about the infinite-width kernel shrink as the "
+            "width grows (Jacot et al. 2018); Theta^inf is theory.kernels' NTK of the NTK-parametrised net at each M's Keras variances",
+        se=se, threshold_source="a fall: slope below 0 (the -0.5 of the fluctuations is the reading, not the threshold)"))
     return found
 
 
@@ -558,6 +590,10 @@ def _dataset(config, conds, widths) -> xr.Dataset:
             "width_lr": (("width", "lr_scheme"), np.asarray([[w["lr"][k] for k in config.width_lr] for w in widths]),
                          {"long_name": "learning rate of each width and scheme (Theta_M of the ntk scheme: the seed-median initial "
                                        "self-NTK Theta_f(x_o, x_o) at width M)", **one}),
+            **({"width_theta_logit_infinite": (("width_seed", "width"), np.stack([w["theta_logit_infinite"] for w in widths], axis=1),
+                                                {"long_name": "infinite-width NTK Theta^inf_z(x_o, x_o) of the logits of the NTK-parametrised "
+                                                              "net at width M (theory.kernels, Keras' variances at M), at each member's x_o",
+                                                 **one})} if NTK_PARAM in config.width_lr else {}),
             "width_theta_f_initial": (("width", "lr_scheme"), np.asarray([[w["theta0"][k] for k in config.width_lr] for w in widths]),
                                       {"long_name": "seed-median initial self-NTK Theta_f(x_o, x_o) of the scheme's net at width M (the "
                                                     "NTK-parametrised net's for ntk-param), from which the ntk and ntk-param rates are set",
