@@ -213,3 +213,28 @@ def test_step_zero_records_come_from_the_chunk_program_for_every_group(monkeypat
                                        err_msg=name)
     assert np.abs(whole.records["pred"][:, 0] - whole.records["pred"][:, -1]).max() > 1e-3  # training moved them
     np.testing.assert_allclose(whole.records["pred_late"], whole.records["pred"][:, ::3], rtol=1e-6, atol=1e-7)
+
+
+def test_threefry_on_cpu_is_unrolled_with_the_default_lowerings_bits():
+    """jaxdyn registers JAX's unrolled threefry lowering for CPU (faster to compile,
+    jaxdyn/_lowering.py): no while loop in the lowered program, and the same bits as JAX's
+    default rolled lowering, computed in a process that keeps it (JAXDYN_ROLLED_THREEFRY=1)."""
+    script = textwrap.dedent(
+        """
+        import json
+        import jax, numpy as np
+        import jaxdyn.engine  # noqa: F401  (registers the lowering unless JAXDYN_ROLLED_THREEFRY is set)
+        f = jax.jit(lambda k: jax.random.bits(jax.random.fold_in(k, 7), (5, 3)))
+        key = jax.random.key(3)
+        print(json.dumps({"rolled": "stablehlo.while" in f.lower(key).as_text(),
+                          "bits": np.asarray(f(key)).tolist(), "normal": np.asarray(jax.random.normal(key, (4,))).tolist()}))
+        """
+    )
+    out = {}
+    for rolled in ("1", "0"):
+        env = dict(os.environ, JAXDYN_ROLLED_THREEFRY=rolled, JAX_PLATFORMS="cpu")
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out[rolled] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["1"]["rolled"] and not out["0"]["rolled"]
+    assert out["0"]["bits"] == out["1"]["bits"] and out["0"]["normal"] == out["1"]["normal"]

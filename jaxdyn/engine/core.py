@@ -48,9 +48,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxdyn._lowering import use_unrolled_threefry_on_cpu
 from jaxdyn.engine.checkpoint import Checkpointer, CheckpointError
 from jaxdyn.engine.learners import Learner, as_learner
 from jaxdyn.engine.recording import Record, as_plan, declared, period_of, tick_of, validate_plan
+
+use_unrolled_threefry_on_cpu()  # faster XLA:CPU compilation, the same random bits (jaxdyn/_lowering.py)
 
 PyTree = Any
 Array = jax.Array

@@ -8,6 +8,7 @@ called without it); inputs carry a leading batch axis. Collections other than
 Models that are not linen enter through :mod:`jaxdyn.models.adapters`.
 """
 
+from jaxdyn._lowering import use_unrolled_threefry_on_cpu
 from jaxdyn.models.adapters import EquinoxModel, PureModel
 from jaxdyn.models.deep_linear import (
     DeepLinear,
@@ -27,6 +28,8 @@ from jaxdyn.models.layers import (
 from jaxdyn.models.neurashed import Neurashed, NeurashedLearner, NeurashedState
 from jaxdyn.models.rbe_conv import RBEConvNet, RBEConvNet2D
 from jaxdyn.models.vgg import DenseSampleVGG, vgg_abstract, vgg_paper
+
+use_unrolled_threefry_on_cpu()  # faster XLA:CPU compilation, the same random bits (jaxdyn/_lowering.py)
 
 __all__ = [
     "DeepLinear",

@@ -1,6 +1,7 @@
 """Reduced theories: ODEs integrated with diffrax, closed forms, infinite-width kernels and
 linearised dynamics."""
 
+from jaxdyn._lowering import use_unrolled_threefry_on_cpu
 from jaxdyn.theory import kernels, linearized, saxe
 from jaxdyn.theory.kernels import (
     AdaptiveAvgPool,
@@ -27,6 +28,8 @@ from jaxdyn.theory.linearized import (
     trajectory_gap,
 )
 from jaxdyn.theory.saxe import ODESolution, solve_batch
+
+use_unrolled_threefry_on_cpu()  # faster XLA:CPU compilation, the same random bits (jaxdyn/_lowering.py)
 
 __all__ = [
     "AdaptiveAvgPool",
