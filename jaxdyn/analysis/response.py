@@ -255,7 +255,23 @@ def single_point_records(result, num_encodings: int, loss: Callable, probe_h: np
     return out
 
 
-def member_exclusions(sim: dict[str, np.ndarray], *, engine_flags: bool = True) -> tuple[np.ndarray, np.ndarray]:
+class Exclusions(NamedTuple):
+    """Which members the law's analysis leaves out (:func:`member_exclusions`), and why.
+
+    Attributes:
+        included: (seed, encoding) bool.
+        reason: (seed, encoding) str, every reason named ("" where none).
+        dataset_reason: (seed, encoding) str, the reasons beside the engine's own flags
+            (divergence, non-finite records), for a dataset's ``excluded_reason`` next to the
+            ``diverged_at`` and ``nonfinite_at`` that the run layer reads itself.
+    """
+
+    included: np.ndarray
+    reason: np.ndarray
+    dataset_reason: np.ndarray
+
+
+def member_exclusions(sim: dict[str, np.ndarray]) -> Exclusions:
     """Which members the law's analysis leaves out, and why.
 
     A member is left out when its training diverged, when any of its records is non-finite, or
@@ -267,13 +283,9 @@ def member_exclusions(sim: dict[str, np.ndarray], *, engine_flags: bool = True) 
     Args:
         sim: from :func:`single_point_records` (``diverged_at``, ``nonfinite_at`` and
             ``f_source`` are read; ``steps`` names the steps).
-        engine_flags: also name the engine's own flags (divergence, non-finite records) in
-            the reasons; False for a dataset's ``excluded_reason``, beside the engine's
-            ``diverged_at`` and ``nonfinite_at`` that the run layer reads itself.
 
     Returns:
-        (included (seed, encoding) bool, reason (seed, encoding) str, "" where nothing is
-        named).
+        :class:`Exclusions`.
     """
     diverged = np.asarray(sim["diverged_at"])
     nonfinite = np.asarray(sim.get("nonfinite_at", np.full_like(diverged, -1)))
@@ -281,19 +293,19 @@ def member_exclusions(sim: dict[str, np.ndarray], *, engine_flags: bool = True) 
     saturated = (f <= 0.0) | (f >= 1.0)
     steps = np.asarray(sim["steps"])
     reason = np.full(diverged.shape, "", dtype=object)
+    dataset_reason = np.full(diverged.shape, "", dtype=object)
     for idx in np.ndindex(diverged.shape):
-        why = []
-        if engine_flags and diverged[idx] >= 0:
-            why.append(f"diverged at step {int(diverged[idx])}")
+        saturation = ""
         if saturated[idx].any():
             t = int(np.argmax(saturated[idx]))
-            why.append(f"output saturated from step {int(steps[t])} (f(x_o) = {float(f[idx][t]):g} in float32: the sigmoid "
-                       "factor is 0 and the normalised responses undefined)")
-        if engine_flags and nonfinite[idx] >= 0:
-            why.append(f"records non-finite from step {int(nonfinite[idx])}")
-        reason[idx] = "; ".join(why)
+            saturation = (f"output saturated from step {int(steps[t])} (f(x_o) = {float(f[idx][t]):g} in float32: the sigmoid "
+                          "factor is 0 and the normalised responses undefined)")
+        why = [f"diverged at step {int(diverged[idx])}"] if diverged[idx] >= 0 else []
+        why += [saturation] if saturation else []
+        why += [f"records non-finite from step {int(nonfinite[idx])}"] if nonfinite[idx] >= 0 else []
+        reason[idx], dataset_reason[idx] = "; ".join(why), saturation
     included = (diverged < 0) & (nonfinite < 0) & ~saturated.any(axis=-1)
-    return included, reason.astype(str)
+    return Exclusions(included, reason.astype(str), dataset_reason.astype(str))
 
 
 def infinite_width_profiles(model, x_o: np.ndarray, probes: np.ndarray, probe_h: np.ndarray, *, order: int) -> dict[str, np.ndarray]:
@@ -393,6 +405,11 @@ def kernel_similarity(measured: np.ndarray, reference: np.ndarray) -> np.ndarray
 def _reason_kind(reason: str) -> str:
     """A member's exclusion reason without its steps and values ("diverged; output saturated")."""
     return "; ".join(part.split(" at ")[0].split(" from ")[0] for part in reason.split("; "))
+
+
+def reason_kinds(reasons: np.ndarray) -> list[str]:
+    """The distinct kinds of the exclusion reasons ``reasons`` (any shape), sorted."""
+    return sorted({_reason_kind(str(w)) for w in np.asarray(reasons).ravel()})
 
 
 def to_profiles(sim: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -874,7 +891,7 @@ def analyse_encodings(sim: dict[str, np.ndarray], p1s, *, epochs, fit_start: int
     from jaxdyn.tasks.rbe import encoding_name
 
     steps = np.asarray(sim["steps"])
-    ok, why = member_exclusions(sim)  # (seed, enc)
+    ok, why, _ = member_exclusions(sim)  # (seed, enc)
     has_logit = "response_logit" in sim
     prof = profile(sim["response"], sim["probe_h"])  # (seed, enc, time, H)
     prof_z = profile(sim["response_logit"], sim["probe_h"]) if has_logit else None
@@ -910,7 +927,7 @@ def analyse_encodings(sim: dict[str, np.ndarray], p1s, *, epochs, fit_start: int
                             "se": float(np.std(boot, ddof=1)), "ci": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]})
         entry: dict[str, Any] = {
             "encoding": encoding_name(p1), "p1": float(p1), "members": int(rows.sum()), "diverged": int((sim["diverged_at"][:, e] >= 0).sum()),
-            "included": rows.tolist(), "left_out": int((~rows).sum()), "left_out_reasons": sorted({_reason_kind(w) for w in why[~rows, e]}),
+            "included": rows.tolist(), "left_out": int((~rows).sum()), "left_out_reasons": reason_kinds(why[~rows, e]),
             "power_law": pl.to_dict(), "kernels": {k: v.to_dict() for k, v in kernels.items()},
             "slope_changes": changes,
             "ntk_explained": explained, "ntk_relative_error": rel,

@@ -123,9 +123,9 @@ def run(config: RBEImagesConfig, ctx) -> Result:
     # claim, counted in each with its reason.
     flags = {"diverged_at": result.diverged_at[:, None], "nonfinite_at": result.nonfinite_at[:, None], "f_source": f_s[:, None],
              "steps": steps}
-    included, why = resp.member_exclusions(flags)
-    ok, why = included[:, 0], why[:, 0]
-    left_out_reasons = "; ".join(sorted({resp._reason_kind(w) for w in why[~ok]}))
+    exclusions = resp.member_exclusions(flags)
+    ok, why = exclusions.included[:, 0], exclusions.reason[:, 0]
+    left_out_reasons = "; ".join(resp.reason_kinds(why[~ok]))
 
     pl = resp.power_law_fit(steps, response[ok][:, :, 0], config.fit_start, n_boot=config.n_boot)
     pl_z = resp.power_law_fit(steps, response_z[ok][:, :, 0], config.fit_start, n_boot=config.n_boot, seed=1)
@@ -237,7 +237,7 @@ def run(config: RBEImagesConfig, ctx) -> Result:
                     {"long_name": "the training image x_o (pixels in [0, 1])", **one}),
             "diverged_at": ("seed", result.diverged_at),
             "nonfinite_at": ("seed", result.nonfinite_at),
-            "excluded_reason": ("seed", resp.member_exclusions(flags, engine_flags=False)[1][:, 0]),
+            "excluded_reason": ("seed", exclusions.dataset_reason[:, 0]),
             **({} if early is None else {"response_source_early": (("seed", "early_time"), early.records["response"][:, :, 0, 0].astype(np.float32),
                                                                    {"long_name": "normalised response at x_o itself (probe 0), the second run "
                                                                                  "recorded every epoch up to record_every", **one})}),

@@ -227,7 +227,7 @@ def _dataset(config, sim, early, analysis) -> xr.Dataset:
         "dl_df": (three, sim["dl_df"], {"long_name": "loss derivative dL/df at (f(x_o), y_o) of the probe step", **one}),
         "diverged_at": (("seed", "encoding"), sim["diverged_at"]),
         "nonfinite_at": (("seed", "encoding"), sim["nonfinite_at"]),
-        "excluded_reason": (("seed", "encoding"), resp.member_exclusions(sim, engine_flags=False)[1]),
+        "excluded_reason": (("seed", "encoding"), resp.member_exclusions(sim).dataset_reason),
         "x_o": (("seed", "bit"), sim["x_o"].astype(np.int8), {"long_name": "the training string x_o (bits 0/1), shared by every encoding", **one}),
         "probe_bits": (("seed", "probe", "bit"), sim["probes"].astype(np.int8),
                        {"long_name": "probe strings (bits 0/1), each at Hamming distance `hamming` from x_o", **one}),
