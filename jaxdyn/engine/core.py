@@ -498,7 +498,7 @@ def _member_chunk(spec: TrainSpec, n_ticks: int, lstate, diverged_at, data_m, ke
     The records at ``start`` are computed only when ``start`` is 0 (zeros otherwise: they are
     the previous chunk's last). So a run's step-0 records come from its chunk program, and the
     observables are compiled once per run instead of a second time in the initialisation's
-    program (which cost about as much compilation as the chunk's in the experiments). For that
+    program (rbe-response's quick run: 15.4 s of compilation instead of 18.8 s). For that
     each observable must appear once in the program: the scan has n_ticks + 1 iterations, the
     first of which trains no step (a loop of zero trips) and observes under a branch.
     """
