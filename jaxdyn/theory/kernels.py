@@ -138,7 +138,8 @@ class Dense:
     Attributes:
         out_dim: output width of the finite network (used by the kernel only in standard
             parametrisation, as the next layer's fan-in).
-        W_std: weight standard deviation times sqrt(fan_in).
+        W_std: the weights' scale: their standard deviation times sqrt(fan_in) (standard), the
+            factor of N(0, 1) weights (ntk), their standard deviation (ntk_scaled_input).
         b_std: bias standard deviation; None for no bias.
         parametrization: ``'ntk'``, ``'standard'`` or ``'ntk_scaled_input'`` (module docstring).
     """
