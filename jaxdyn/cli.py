@@ -78,8 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(message: str) -> None:
+    """``jaxdyn: MESSAGE`` on stderr in one write: Python raises an interrupt between bytecodes, so
+    it can fall between print()'s text and its newline (the line then runs into the interrupt's
+    message), never inside one write."""
+    sys.stderr.write(f"jaxdyn: {message}\n")
+    sys.stderr.flush()
+
+
 def _error(message: str) -> int:
-    print(f"jaxdyn: error: {' '.join(str(message).split())}", file=sys.stderr)
+    _say(f"error: {' '.join(str(message).split())}")
     return 2
 
 
@@ -213,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return _main(argv, interrupts)
         except KeyboardInterrupt as exc:  # before a run started (importing, parsing a configuration)
-            print(f"jaxdyn: interrupted ({str(exc) or 'Ctrl-C'}) before any run started; nothing was written", file=sys.stderr)
+            _say(f"interrupted ({str(exc) or 'Ctrl-C'}) before any run started; nothing was written")
             return 130
 
 
@@ -286,40 +294,40 @@ def _run(args, command: str, interrupts: _Interrupts) -> int:
 
     run_path = Path(args.out) / args.name
     verb = "resuming" if args.resume else "running"
-    print(f"jaxdyn: {verb} {args.name} -> {run_path}/", file=sys.stderr)
+    _say(f"{verb} {args.name} -> {run_path}/")
     try:
         result, summary, path = run_experiment(
             experiment, config, out=args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
             checkpoints=not args.no_checkpoint, checkpoint_every=args.checkpoint_every,
             memory_check=not args.no_memory_check, executor=executor, command=command, block_width=args.block_width,
-            on_stage=lambda message: print(f"jaxdyn: {message} ...", file=sys.stderr, flush=True))
+            on_stage=lambda message: _say(f"{message} ..."))
     except KeyboardInterrupt as exc:
         if not (run_path / "status.json").exists():  # before the run layer wrote anything
-            print(f"jaxdyn: interrupted ({str(exc) or 'Ctrl-C'}) before the run started; nothing was written", file=sys.stderr)
+            _say(f"interrupted ({str(exc) or 'Ctrl-C'}) before the run started; nothing was written")
             return 130
         checkpoints = sorted((run_path / "checkpoints").glob("call_*/step_*.npz"))
         kept = (f"{len(checkpoints)} checkpoint(s) kept in {run_path}/checkpoints/; continue with: "
                 f"jaxdyn run {args.name} --out {args.out} --resume") if checkpoints else "no checkpoint had been written yet"
-        print(f"jaxdyn: interrupted ({str(exc) or 'Ctrl-C'}); {kept}", file=sys.stderr)
+        _say(f"interrupted ({str(exc) or 'Ctrl-C'}); {kept}")
         return 130
     except (ConfigError, EngineConfigError, CheckpointError, RunFolderError) as exc:
         return _error(str(exc))
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback is in status.json
         if args.debug:
             raise
-        print(f"jaxdyn: failed: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} "
-              f"(traceback in {run_path}/status.json; --debug raises it)", file=sys.stderr)
+        _say(f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} "
+             f"(traceback in {run_path}/status.json; --debug raises it)")
         return 1
     finally:
         if executor is not None and hasattr(executor, "shutdown"):
             executor.shutdown()  # only a Ray this command started
 
     if interrupts.received is not None:  # an interrupt Python dropped (see _Interrupts): the run finished anyway
-        print(f"jaxdyn: interrupted ({interrupts.received}), but the run had completed before it took effect: "
-              f"{path}/ is complete", file=sys.stderr)
+        _say(f"interrupted ({interrupts.received}), but the run had completed before it took effect: "
+             f"{path}/ is complete")
         return 130
     if result is None:
-        print(f"jaxdyn: {path}/ is already complete; nothing to resume", file=sys.stderr)
+        _say(f"{path}/ is already complete; nothing to resume")
         return 0
     print(format_claims(summary["claims"]))
     skipped = summary.get("skipped_members") or {}

@@ -1,6 +1,7 @@
 """Ctrl-C at any moment of ``jaxdyn run`` ends with exit code 130 and one true line, never a
 traceback or a crash; the run folder then says interrupted (or complete, if it had finished)."""
 
+import io
 import json
 import signal
 import subprocess
@@ -37,3 +38,29 @@ def test_ctrl_c_exits_130_with_a_true_message(tmp_path, delay):
             assert ("checkpoint(s) kept" in last) == bool(kept), (last, kept)
     else:
         assert "nothing was written" in last
+
+
+class _InterruptedAfterAWrite(io.StringIO):
+    """A stderr on which Ctrl-C arrives just after the write of the run's first line returns, the
+    moment at which print() has written a line's text but not yet its newline."""
+
+    fired = False
+
+    def write(self, s):
+        written = super().write(s)
+        if not self.fired and "running" in s:
+            self.fired = True
+            raise KeyboardInterrupt
+        return written
+
+
+def test_an_interrupt_right_after_a_line_starts_the_message_on_a_line_of_its_own(tmp_path, monkeypatch):
+    from jaxdyn import cli
+
+    stream = _InterruptedAfterAWrite()
+    monkeypatch.setattr(sys, "stderr", stream)
+    code = cli.main(["run", "saxe-modes", "--quick", "--out", str(tmp_path), "--no-progress"])
+    assert code == 130 and stream.fired
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ", 2)[:2] for line in lines] == [["jaxdyn:", "running"], ["jaxdyn:", "interrupted"]], lines
+    assert lines[-1].endswith("nothing was written"), lines
