@@ -352,6 +352,13 @@ def _comparisons(results) -> list:
     return found
 
 
+_WIDTH_TREND_READING = (
+    "a trend over widths compares ensembles: each width trains nets of its own (on the same seeds' tasks), and one member's "
+    "value at one width is one draw about that width's mean, so the claim is decided on the slope of the seed means against "
+    "log2 M, its margin in seed-bootstrap standard errors (the seeds of every width resampled independently), not seed by seed")
+"""The reading every width-sweep claim states: why its verdict is on seed means."""
+
+
 def _slope_se_over_width(x: np.ndarray, samples: list, stats: list, n_boot: int, seed: int) -> float:
     """Seed-bootstrap standard error of the slope against ``x`` of ``stats[w](samples[w])``: the
     seeds (leading axis) of every width's sample resampled independently, at most 300 draws."""
@@ -420,7 +427,7 @@ def _width_sweep(config, widths: list) -> tuple[list, list]:
     if "fixed" in trend:
         slope, se, taus = trend["fixed"]
         found.append(claims.check("width-tau-rises-fixed-lr", f"at a fixed lr the aging exponent rises with the width (slope of tau "
-                                  f"per doubling of M over M = {ms}; taus {[round(t, 3) for t in taus]})", slope, ">", 0.0, kind="extension",
+                                  f"per doubling of M over M = {ms}; taus {[round(t, 3) for t in taus]})", slope, ">", 0.0, kind="extension", reading=_WIDTH_TREND_READING,
                                   why=why, se=se, threshold_source="a rise: slope above 0"))
     held_scheme = "ntk" if "ntk" in trend else ("inverse" if "inverse" in trend else None)
     if "fixed" in trend and held_scheme is not None:
@@ -431,12 +438,12 @@ def _width_sweep(config, widths: list) -> tuple[list, list]:
             "width-rise-is-ntk-scale", f"with {how} the rise of tau with M is less than half of the rise at fixed lr (slope per "
             f"doubling {s_h:.3g} against {s_fix:.3g}; taus {[round(t, 3) for t in taus_h]}; value: the scaled slope minus half the "
             "fixed one, or the scaled slope itself where tau does not rise at fixed lr)",
-            s_h - 0.5 * max(s_fix, 0.0), "<", 0.0, kind="extension", why=why,
+            s_h - 0.5 * max(s_fix, 0.0), "<", 0.0, kind="extension", reading=_WIDTH_TREND_READING, why=why,
             se=float(np.hypot(se_h, 0.5 * se_fix)), threshold_source="half the rise measured at fixed lr in the same run "
             "(the NTK-scale reading predicts no rise at all)"))
         found.append(claims.check(
             "width-tau-flat-ntk-held", f"... and what remains is flat: with {how} |slope of tau per doubling of M| is below 0.05",
-            abs(s_h), "<", 0.05, kind="extension", why=why, se=se_h,
+            abs(s_h), "<", 0.05, kind="extension", reading=_WIDTH_TREND_READING, why=why, se=se_h,
             threshold_source="project's tolerance: under a tenth of the standard exponent (about 0.5) per doubling"))
     if NTK_PARAM in trend:
         found += _ntk_param_claims(widths, rows_by, config.n_boot)
@@ -466,14 +473,14 @@ def _ntk_param_claims(widths: list, rows_by: dict, n_boot: int) -> list:
     found.append(claims.check(
         "width-ntk-param-kernel-aging-falls", f"under NTK parametrisation at one lr the aging exponent of the logit-space self-kernel "
         f"Theta_z(x_o, x_o) falls as the width grows (slope of the seed-mean exponent per doubling of M over M = {ms}; exponents "
-        f"{[round(v, 3) for v in values]})", slope, "<", 0.0, kind="extension", why=why, se=se,
+        f"{[round(v, 3) for v in values]})", slope, "<", 0.0, kind="extension", reading=_WIDTH_TREND_READING, why=why, se=se,
         threshold_source="a fall: slope below 0"))
     moved = [np.abs(rows_by[(m, NTK_PARAM)]["theta_logit_growth"] - 1.0) for m in ms]
     slope, se, values = _seed_mean_trend(widths, moved, lambda v: float(np.log2(v)), n_boot)
     found.append(claims.check(
         "width-ntk-param-kernel-moves-less", f"under NTK parametrisation the logit-space self-kernel moves less over training as the "
         f"width grows (log2 of the seed-mean |Theta_z(end) / Theta_z(0) - 1| against log2 M: slope {slope:.3g}, lazy training "
-        f"predicts -0.5; seed means {[round(2 ** v, 3) for v in values]})", slope, "<", 0.0, kind="extension", why=why, se=se,
+        f"predicts -0.5; seed means {[round(2 ** v, 3) for v in values]})", slope, "<", 0.0, kind="extension", reading=_WIDTH_TREND_READING, why=why, se=se,
         threshold_source="a fall: slope below 0 (the -0.5 of lazy training is the reading, not the threshold)"))
     gaps = [rows_by[(m, NTK_PARAM)]["gap_to_infinite"]["start"] for m in ms]
     slope, se, values = _seed_mean_trend(widths, gaps, lambda v: float(np.log2(v)), n_boot)
@@ -482,7 +489,7 @@ def _ntk_param_claims(widths: list, rows_by: dict, n_boot: int) -> list:
         "width-ntk-param-initial-kernel-tends-to-infinite-width", f"under NTK parametrisation the initial logit-space self-kernel "
         f"Theta_z(x_o, x_o) approaches the infinite-width NTK of the same architecture as the width grows (log2 of the seed-mean "
         f"|Theta_z(0) / Theta^inf_z - 1| against log2 M: slope {slope:.3g}, fluctuations of order M^(-1/2) predict -0.5; seed means "
-        f"{[round(2 ** v, 3) for v in values]}; after training {[round(v, 3) for v in end]})", slope, "<", 0.0, kind="extension",
+        f"{[round(2 ** v, 3) for v in values]}; after training {[round(v, 3) for v in end]})", slope, "<", 0.0, kind="extension", reading=_WIDTH_TREND_READING,
         why="the empirical NTK at initialisation is a random kernel whose fluctuations about the infinite-width kernel shrink as the "
             "width grows (Jacot et al. 2018); Theta^inf is theory.kernels' NTK of the NTK-parametrised net at each M's Keras variances",
         se=se, threshold_source="a fall: slope below 0 (the -0.5 of the fluctuations is the reading, not the threshold)"))
