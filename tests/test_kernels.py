@@ -219,14 +219,22 @@ def test_psd_shapes_blocking_and_input_forms():
     np.testing.assert_allclose(cross.ntk, full.ntk[:7, 3:], rtol=1e-5)
     only = net.kernel_fn(xb, get="nngp")
     assert only.ntk is None and only.nngp.shape == (11, 11)
+    # The diagonal alone, one pair per input: the whole kernel's diagonal (to float32 rounding of
+    # the ReLU's arc-cosine at correlation 1, whose inputs a 1 x 1 and an 11 x 11 block sum apart).
+    diagonal = net.kernel_diagonal(xb)
+    for d, k in zip(diagonal, full):
+        assert d.shape == (11,)
+        np.testing.assert_allclose(d, jnp.diag(k), rtol=1e-5)
+    assert net.kernel_diagonal(xb, get="ntk").nngp is None
     # 2-D, SAME, global average pooling: all pairs of positions; PSD.
     x2 = jax.random.normal(jax.random.PRNGKey(1), (6, 4, 4, 3))
     net2 = K.serial(K.Conv(8, (3, 3), "SAME", 1.5, 0.1), K.Elu(order=12), K.GlobalAvgPool(), K.Dense(1))
     assert net2.needs_all_position_pairs
     k2 = net2.kernel_fn(x2, block_size=4)
-    for k in k2:
+    for k, d in zip(k2, net2.kernel_diagonal(x2)):
         assert k.shape == (6, 6)
         assert float(jnp.min(jnp.linalg.eigvalsh(k))) > -1e-5 * float(jnp.max(k))
+        np.testing.assert_allclose(d, jnp.diag(k), rtol=1e-5)  # quadrature layers: x1 the outer variable in both
     # Traceable with block_size=None.
     jitted = jax.jit(lambda a: net.kernel_fn(a, block_size=None).ntk)(xb)
     np.testing.assert_allclose(jitted, full.ntk, rtol=1e-6)
@@ -278,6 +286,10 @@ def test_bad_inputs_raise_before_compiling():
         net.kernel_fn(jnp.ones((3, 16)), block_size=0)
     with pytest.raises(ValueError, match="enable_x64"):
         net.kernel_fn(jnp.ones((3, 16)), dtype=jnp.float64)
+    with pytest.raises(ValueError, match="x must have shape"):
+        net.kernel_diagonal(jnp.ones((3, 16, 1, 1)))
+    with pytest.raises(ValueError, match="get must be one of"):
+        net.kernel_diagonal(jnp.ones((3, 16)), get="cov")
     with pytest.raises(ValueError, match="end with Flatten"):
         K.serial(K.Conv(2, 3), K.Dense(1)).kernel_fn(jnp.ones((2, 8, 1)))
     with pytest.raises(ValueError, match="weight_variances"):

@@ -153,7 +153,7 @@ def _infinite_width_self_ntk(config: RBEVariantsConfig, features: int, x_o: np.n
     each member's x_o ``(seed, L)``: what that member's empirical kernel fluctuates around."""
     model = RBEConvNet(features=features, init_scheme=config.init, parametrization="ntk")
     described = kernels.from_model(model, output="logits", input_shape=x_o.shape[1:])
-    return np.diag(np.asarray(described.kernel_fn(np.asarray(x_o, np.float32), get="ntk").ntk, np.float64))
+    return np.asarray(described.kernel_diagonal(np.asarray(x_o, np.float32), get="ntk").ntk, np.float64)
 
 
 def _conditions(config: RBEVariantsConfig) -> list[dict[str, Any]]:

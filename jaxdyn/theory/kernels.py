@@ -691,6 +691,19 @@ def _block_kernels(layers: tuple, x1: Array, x2: Array, want_ntk: bool, full: bo
 _block_kernels_jit = jax.jit(_block_kernels, static_argnames=("layers", "want_ntk", "full", "mirror"))
 
 
+def _diagonal_kernels(layers: tuple, x: Array, want_ntk: bool, full: bool) -> tuple[Array, Array | None]:
+    """(N,) each input's kernels with itself: the one-pair block of every input, vmapped."""
+
+    def one(xi):
+        nngp, ntk = _block_kernels(layers, xi[None], xi[None], want_ntk, full)
+        return nngp[0, 0], None if ntk is None else ntk[0, 0]
+
+    return jax.vmap(one)(x)
+
+
+_diagonal_kernels_jit = jax.jit(_diagonal_kernels, static_argnames=("layers", "want_ntk", "full"))
+
+
 # ---------------------------------------------------------------------------------------------
 # The network: init_fn, apply_fn, kernel_fn
 # ---------------------------------------------------------------------------------------------
@@ -859,17 +872,10 @@ class Serial:
         Returns:
             :class:`Kernels` with ``(N1, N2)`` arrays (None for what ``get`` leaves out).
         """
-        names = (get,) if isinstance(get, str) else tuple(get)
-        if not names or any(n not in KERNEL_NAMES for n in names):
-            raise ValueError(f"get must be one of {KERNEL_NAMES} or a sequence of them, got {get!r}")
+        names, x1 = self._checked_call(get, dtype, x1, "x1")
         if block_size is not None:
             _check_pos_int("block_size", block_size)
-        dtype = jnp.dtype(dtype)
-        if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-        if dtype == jnp.float64 and jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64:
-            raise ValueError("dtype float64 needs 64-bit JAX: wrap the call in `with jax.enable_x64(True):`")
-        x1 = self._prepare_input(x1, "x1").astype(dtype)
+        dtype = x1.dtype
         same = x2 is None
         x2 = x1 if same else self._prepare_input(x2, "x2").astype(dtype)
         if x2.shape[1:] != x1.shape[1:]:
@@ -882,6 +888,35 @@ class Serial:
             nngp, ntk = _block_kernels_jit(self.layers, x1, x2, want_ntk, full, same)
             return Kernels(nngp if "nngp" in names else None, ntk)
         return self._blocked(x1, x2, same, int(block_size), want_ntk, full, names)
+
+    def kernel_diagonal(self, x: Array, *, get: str | Sequence[str] = KERNEL_NAMES, dtype: Any = jnp.float32) -> Kernels:
+        """Each input's infinite-width kernels with itself, ``k(x_i, x_i)``: the diagonal of
+        ``kernel_fn(x)`` from N pairs instead of the N (N + 1) / 2 that the whole kernel needs.
+
+        Args:
+            x: ``(N, ...)`` like :meth:`kernel_fn`'s x1.
+            get, dtype: as for :meth:`kernel_fn`.
+
+        Returns:
+            :class:`Kernels` with ``(N,)`` arrays (None for what ``get`` leaves out).
+        """
+        names, x = self._checked_call(get, dtype, x, "x")
+        self._shapes(tuple(x.shape[1:]))
+        nngp, ntk = _diagonal_kernels_jit(self.layers, x, "ntk" in names, self.needs_all_position_pairs)
+        return Kernels(nngp if "nngp" in names else None, ntk)
+
+    def _checked_call(self, get, dtype, x: Array, name: str) -> tuple[tuple[str, ...], Array]:
+        """The kernel names asked for and ``x`` as the network's input in ``dtype``; a
+        ValueError naming the argument for a bad one."""
+        names = (get,) if isinstance(get, str) else tuple(get)
+        if not names or any(n not in KERNEL_NAMES for n in names):
+            raise ValueError(f"get must be one of {KERNEL_NAMES} or a sequence of them, got {get!r}")
+        dtype = jnp.dtype(dtype)
+        if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        if dtype == jnp.float64 and jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64:
+            raise ValueError("dtype float64 needs 64-bit JAX: wrap the call in `with jax.enable_x64(True):`")
+        return names, self._prepare_input(x, name).astype(dtype)
 
     def _blocked(self, x1, x2, same, bs, want_ntk, full, names) -> Kernels:
         n1, n2 = x1.shape[0], x2.shape[0]
