@@ -35,6 +35,9 @@ def test_trained_nets_and_le_separation(quick):
     # tier claims; neurashed 3 x 2 rule sets.
     assert len(result.claims) == 6 + 8 + 6
     assert {c.kind for c in result.claims if c.id.startswith("vgg-tiers")} == {"paper"}
+    # The one seed is well-trained, so the reading's pooled AUC is that seed's.
+    elastic = {c.id: c for c in result.claims}["rbe-locally-elastic"]
+    assert elastic.reading.startswith(f"pooled over the 1 well-trained seed the AUC is {nets['rbe']['le_auc']:.3f} ")
     ds = result.dataset
     assert ds["le_rbe"].dims == ("seed", "base_rbe", "probe_rbe")
     assert ds["le_rbe"].shape == (1, 2 * config.bases_per_class, 2 * config.probes_per_class)
@@ -67,6 +70,7 @@ def test_members_not_well_trained_are_left_out_of_the_le_claims(quick):
         assert got[cid].excluded == 1 and not got[cid].held and np.isnan(got[cid].per_seed[0]), cid
         assert "not well-trained" in got[cid].excluded_reason
     assert got["rbe-linear-control"].excluded == 0
+    assert got["rbe-locally-elastic"].reading == "no well-trained seed, so no pooled AUC"  # the reading is over the verdict's members
     assert "theta_infinite_rbe" not in result.dataset and "rbe-kernel-beyond-infinite-width" not in got
 
 

@@ -81,6 +81,8 @@ from jaxdyn.theory import kernels as K
 
 NETS = ("rbe", "digits_cnn", "vgg")
 """The nets local-elasticity trains and reads."""
+TIER_CODES = {"same_vs_similar": (el.TIER_SAME, el.TIER_SIMILAR), "similar_vs_dissimilar": (el.TIER_SIMILAR, el.TIER_DISSIMILAR)}
+"""Figure 6's tier comparisons: ``{pair: (higher tier, lower tier)}``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,11 +349,9 @@ def run(config: LocalElasticityConfig, ctx) -> Result:
         if r["pair_tiers"] is not None:
             pt = r["pair_tiers"]
             r["tier_sep"] = {pair: el.tier_separation(meas["le"].reshape(-1, len(probes)), np.tile(pt, (len(seeds), 1)), *codes)
-                             for pair, codes in (("same_vs_similar", (el.TIER_SAME, el.TIER_SIMILAR)),
-                                                 ("similar_vs_dissimilar", (el.TIER_SIMILAR, el.TIER_DISSIMILAR)))}
+                             for pair, codes in TIER_CODES.items()}
             r["tier_auc_seed"] = {pair: np.array([el.tier_separation(meas["le"][s], pt, *codes).auc for s in range(len(seeds))])
-                                  for pair, codes in (("same_vs_similar", (el.TIER_SAME, el.TIER_SIMILAR)),
-                                                      ("similar_vs_dissimilar", (el.TIER_SIMILAR, el.TIER_DISSIMILAR)))}
+                                  for pair, codes in TIER_CODES.items()}
     neurashed = _neurashed_le(config, ctx) if config.neurashed else None
 
     ctx.stage("analysis")
@@ -405,22 +405,36 @@ def run(config: LocalElasticityConfig, ctx) -> Result:
             f"accuracy {', '.join(f'{a:.3f}' for a in r['acc'])})", r["train_acc"], ">=", config.well_trained, kind="sanity",
             threshold_source="config.well_trained: the project's reading of 'well-trained' (fits its training set)",
             why="a check of the setting, not of the text: members below it are left out of this net's LE claims"))
+        # The readings' pooled AUCs are over the members the verdicts are on: the well-trained ones.
+        n_trained, le = int(trained.sum()), r["meas"]["le"]  # le: (seed, base, probe)
+        le_trained = le[trained].reshape(-1, le.shape[-1])
+        pooled = {}
+        if n_trained:
+            pooled["same"] = el.separation(le_trained, np.broadcast_to(r["same"], le.shape)[trained].reshape(le_trained.shape))
+            if r["pair_tiers"] is not None:
+                for pair, codes in TIER_CODES.items():
+                    pooled[pair] = el.tier_separation(le_trained, np.tile(r["pair_tiers"], (n_trained, 1)), *codes)
+
+        def pooled_auc(key: str) -> str:
+            if key not in pooled:
+                return "no well-trained seed, so no pooled AUC"
+            sep = pooled[key]
+            return f"pooled over the {n_trained} well-trained seed{'s' * (n_trained != 1)} the AUC is {sep.auc:.3f} [{sep.auc_low:.3f}, {sep.auc_high:.3f}] (95% base bootstrap)"
+
         net_claims = [claims.per_seed(
             f"{name}-locally-elastic", f"{name}: the trained network is locally elastic: same-class pairs have larger LE than "
             "other-class pairs (AUC of LE same vs other, per trained network)", r["auc_seed"][trained], ">", 0.5,
             kind="paper", source=elastic, threshold_source="0.5: no separation of same-class from other-class pairs",
-            reading=f"pooled over seeds the AUC is {s.auc:.3f} [{s.auc_low:.3f}, {s.auc_high:.3f}] (95% base bootstrap)")]
+            reading=pooled_auc("same"))]
         if r["tiers"] is not None:
             for pair, label in (("same_vs_similar", "same class above the similar class"),
                                 ("similar_vs_dissimilar", "the similar class above the dissimilar class")):
-                sep = r["tier_sep"][pair]
                 net_claims.append(claims.per_seed(
                     f"{name}-tiers-{pair.replace('_', '-')}", f"{name}: Figure 6's tiers, {label} (AUC of LE between the two tiers; "
                     "similar / dissimilar = nearest / farthest other class by the distance of the training class means)",
                     r["tier_auc_seed"][pair][trained], ">", 0.5, kind="paper", source=tiers_quote,
                     threshold_source="0.5: the two tiers not separated",
-                    reading=f"class similarity from the inputs, not from LE; pooled AUC {sep.auc:.3f} [{sep.auc_low:.3f}, "
-                            f"{sep.auc_high:.3f}] (95% base bootstrap)"))
+                    reading=f"class similarity from the inputs, not from LE; {pooled_auc(pair)}"))
         net_claims.append(claims.per_seed(
             f"{name}-beats-linear", f"{name}: the network separates classes more than the linear control (AUC network - AUC "
             "linear, per seed)", (r["auc_seed"] - r["lauc_seed"])[trained], ">", 0.0, kind="extension",
